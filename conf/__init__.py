@@ -1,0 +1,1 @@
+# Makes conf/ importable as `mgr.conf`, so Hydra finds it as pkg://mgr.conf.

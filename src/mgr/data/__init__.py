@@ -1,0 +1,3 @@
+from mgr.data.datamodule import GenreDataModule
+
+__all__ = ["GenreDataModule"]

@@ -1,0 +1,107 @@
+"""The LightningDataModule: source -> split by track -> waveform cache -> chunk loaders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from mgr import MGRError
+from mgr.data.cache import WaveformCache
+from mgr.data.datasets import EvenChunks, RandomChunks
+from mgr.data.sources import TrackList, build_source
+from mgr.data.splits import SPLITS, stratified_split
+
+log = logging.getLogger(__name__)
+
+
+class GenreDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        source: str,
+        root: str | None,
+        cache_dir: str,
+        source_options: dict | None = None,
+        sample_rate: int = 22050,
+        chunk_seconds: float = 3.0,
+        split: dict | None = None,
+        split_seed: int = 0,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        train_chunks_per_track: int = 1,
+        eval_max_chunks: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        # Absolute paths, so mgr.eval finds the data from any working directory.
+        root = str(Path(root).expanduser().resolve()) if root else None
+        cache_dir = str(Path(cache_dir).expanduser().resolve())
+        # Plain values only: the checkpoint stores them so mgr.eval can rebuild this module.
+        self.save_hyperparameters()
+        self.source = build_source(source, root, source_options or {})
+        self.chunk = int(round(chunk_seconds * sample_rate))
+        self._tracks: TrackList | None = None
+        self.cache: WaveformCache | None = None
+        self.split_tracks: dict[str, list[int]] = {}
+
+    @property
+    def tracks(self) -> TrackList:
+        if self._tracks is None:
+            self._tracks = self.source.list()
+        return self._tracks
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.tracks.class_names
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+        self._build_cache()
+
+    def _build_cache(self) -> WaveformCache:
+        if self.cache is None:  # DDP ranks other than 0 find here what rank 0 built
+            h = self.hparams
+            self.cache = WaveformCache.build(self.tracks.files, h.sample_rate, h.cache_dir, self.source.name)
+        return self.cache
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.split_tracks:
+            return
+        h = self.hparams
+        self._build_cache()
+        # Split on all listed tracks, then drop undecodable ones: a bad file never moves others.
+        fractions = h.split or {"train": 0.8, "val": 0.1, "test": 0.1}
+        splits = stratified_split(self.tracks.labels, fractions, h.split_seed)
+        self.split_tracks = {k: [i for i in v if self.cache.is_ok(i)] for k, v in splits.items()}
+        for name in SPLITS:
+            if fractions.get(name, 0) > 0 and not self.split_tracks[name]:
+                raise MGRError(f"The {name} split has no decodable tracks; add audio files or change data.split.")
+        log.info("Split: %s tracks.", ", ".join(f"{k} {len(v)}" for k, v in self.split_tracks.items()))
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        h = self.hparams
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=h.num_workers,
+            pin_memory=h.pin_memory,
+            persistent_workers=h.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        ds = RandomChunks(self.cache, self.split_tracks["train"], self.tracks.labels, self.chunk, h.train_chunks_per_track)
+        return self._loader(ds, h.batch_size, shuffle=True)
+
+    def eval_dataset(self, split: str) -> EvenChunks:
+        return EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, self.hparams.eval_max_chunks)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_dataset("val"), self.hparams.eval_batch_size or self.hparams.batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_dataset("test"), self.hparams.eval_batch_size or self.hparams.batch_size, False)

@@ -1,0 +1,47 @@
+"""Re-run the test split from a checkpoint: python -m mgr.eval ckpt_path=/path/to/best.ckpt"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mgr import MGRError
+from mgr.utils.tasks import instantiate_dict, task, write_and_print_results
+
+
+@task
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    from hydra.utils import instantiate
+
+    from mgr.data import GenreDataModule
+    from mgr.models import datamodule_hparams, load_model
+
+    model = load_model(cfg.ckpt_path)
+    if cfg.get("data"):
+        datamodule = instantiate(cfg.data, _convert_="all")
+    else:
+        datamodule = GenreDataModule(**datamodule_hparams(cfg.ckpt_path))
+    datamodule.prepare_data()
+    if datamodule.class_names != model.class_names:
+        raise MGRError(
+            f"The dataset's classes {datamodule.class_names} differ from the checkpoint's {model.class_names}."
+        )
+    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False)
+    trainer.test(model, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    write_and_print_results(
+        metrics,
+        {"checkpoint": str(cfg.ckpt_path), "class_names": model.class_names, **model.test_results},
+        cfg.paths.output_dir,
+        f"Test results of {cfg.ckpt_path}",
+    )
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="eval")
+def main(cfg: DictConfig) -> dict[str, float]:
+    return evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

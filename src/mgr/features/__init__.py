@@ -1,0 +1,3 @@
+from mgr.features.frontends import FRONTENDS, Frontend, build_frontend
+
+__all__ = ["FRONTENDS", "Frontend", "build_frontend"]

@@ -1,0 +1,146 @@
+"""The base LightningModule: frontend, input normalisation, steps, metrics, optimizers.
+
+An architecture subclasses `GenreClassifier`, builds its layers from
+`self.n_bins` / `self.n_frames` (the frontend's output size for one chunk) and
+implements `embed(spec) -> [B, D]` plus a `self.head` Linear(D, n_classes).
+Hyperparameters are plain values, so `Arch.load_from_checkpoint(path)` needs no
+arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from mgr import MGRError
+from mgr.features import build_frontend
+from mgr.models.metrics import TrackMetrics
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class GenreClassifier(pl.LightningModule):
+    def __init__(
+        self,
+        class_names: list[str],
+        feature: dict,
+        sample_rate: int,
+        chunk_seconds: float,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+    ):
+        super().__init__()
+        # Collects the subclass's __init__ arguments too (Lightning walks the init frames).
+        self.save_hyperparameters()
+        self.class_names = list(class_names)
+        self.num_classes = len(class_names)
+        self.chunk_samples = int(round(chunk_seconds * sample_rate))
+        self.frontend = build_frontend({**feature, "sample_rate": sample_rate})
+        with torch.no_grad():
+            try:
+                _, _, self.n_bins, self.n_frames = self.frontend(torch.zeros(1, self.chunk_samples)).shape
+            except (AssertionError, RuntimeError) as e:
+                raise MGRError(f"data.chunk_seconds={chunk_seconds} is too short for this feature: {e}") from None
+        # Seed 001's "layer 0": batch normalisation of each frequency bin of the dB input,
+        # so no dataset statistics are needed.
+        self.input_norm = nn.BatchNorm2d(self.n_bins)
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(self.num_classes, average="micro"),
+                "f1": MulticlassF1Score(self.num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_tracks = TrackMetrics(self.num_classes)
+        self.test_tracks = TrackMetrics(self.num_classes)
+        self.test_results: dict[str, Any] = {}
+
+    # --- model -----------------------------------------------------------------
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """[B, T] waveform -> normalised [B, 1, F, frames] feature map."""
+        spec = self.frontend(wave)
+        return self.input_norm(spec.transpose(1, 2)).transpose(1, 2)
+
+    def embed(self, spec: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(self.features(wave)))
+
+    def check_min_frames(self, minimum: int, why: str) -> None:
+        if self.n_frames < minimum:
+            raise MGRError(
+                f"{type(self).__name__} needs at least {minimum} feature frames ({why}), but one chunk gives "
+                f"{self.n_frames}; raise data.chunk_seconds or lower feature.hop_length."
+            )
+
+    # --- steps -----------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        wave, target, _ = batch
+        logits = self(wave)
+        loss = F.cross_entropy(logits, target)
+        self.train_metrics.update(logits, target)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(target))
+        return loss
+
+    def _eval_step(self, batch, metrics, tracks, stage: str):
+        wave, target, track = batch
+        logits = self(wave)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, target), batch_size=len(target))
+        metrics.update(logits, target)
+        tracks.update(logits, target, track)
+
+    def _eval_epoch_end(self, metrics, tracks, stage: str) -> dict[str, torch.Tensor]:
+        self.log_dict(metrics.compute())
+        metrics.reset()
+        results = tracks.compute()
+        tracks.reset()
+        self.log(f"{stage}/track_acc", results["track_acc"], prog_bar=stage == "val")
+        self.log(f"{stage}/track_f1", results["track_f1"])
+        return results
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, self.val_metrics, self.val_tracks, "val")
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end(self.val_metrics, self.val_tracks, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, self.test_metrics, self.test_tracks, "test")
+
+    def on_test_epoch_end(self):
+        results = self._eval_epoch_end(self.test_metrics, self.test_tracks, "test")
+        self.test_results = {"track_confusion": results["track_confusion"].cpu().tolist()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The architecture's name, so mgr.models.load_model knows which class to restore.
+        checkpoint["mgr_model"] = type(self).__name__
+
+    # --- optimisation ----------------------------------------------------------
+    def configure_optimizers(self):
+        opt_cfg = dict(self.hparams.optimizer or {"name": "adam", "lr": 1e-3})
+        name = opt_cfg.pop("name", "adam")
+        if name not in OPTIMIZERS:
+            raise MGRError(f"Unknown model.optimizer.name={name!r}; choose one of {sorted(OPTIMIZERS)}.")
+        optimizer = OPTIMIZERS[name](self.parameters(), **opt_cfg)
+        sched_cfg = dict(self.hparams.scheduler or {"name": "none"})
+        name = sched_cfg.pop("name", "none")
+        if name == "none":
+            return optimizer
+        if name == "cosine":
+            epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, **sched_cfg)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        if name == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", **sched_cfg)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+        raise MGRError(f"Unknown model.scheduler.name={name!r}; choose one of none, cosine, plateau.")

@@ -1,0 +1,63 @@
+"""CRNN of seed 001 (001_fa7f9d6bac8ce1e8.txt, after Choi et al. 2017,
+"Convolutional recurrent neural networks for music classification").
+
+Layer 0 zero-pads time and batch-normalises the dB input (the base class's
+per-bin BatchNorm); four blocks of Conv2d(3x3)-BN-ELU-MaxPool-Dropout(0.1); a
+3-layer GRU (or LSTM) over the remaining time steps; a dense output layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import nn
+
+from mgr.models.base import GenreClassifier
+
+
+class CRNN(GenreClassifier):
+    def __init__(
+        self,
+        class_names: list[str],
+        feature: dict,
+        sample_rate: int,
+        chunk_seconds: float,
+        channels: list[int] = (64, 128, 128, 128),
+        pools: list[list[int]] = ((2, 2), (3, 2), (4, 2), (4, 2)),
+        dropout: float = 0.1,
+        rnn: str = "gru",
+        rnn_hidden: int = 32,
+        rnn_layers: int = 3,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+    ):
+        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
+        time_factor = math.prod(p[1] for p in pools)
+        self.check_min_frames(time_factor, f"the time pools {[p[1] for p in pools]} multiply to {time_factor}")
+        self.time_factor = time_factor
+        blocks, in_ch, n_freq = [], 1, self.n_bins
+        for out_ch, (pf, pt) in zip(channels, pools):
+            pf = min(pf, n_freq)  # narrow inputs (e.g. 20 MFCCs) keep what frequency axis they have
+            n_freq //= pf
+            blocks += [
+                nn.Conv2d(in_ch, out_ch, 3, padding=1),
+                nn.BatchNorm2d(out_ch),
+                nn.ELU(),
+                nn.MaxPool2d((pf, pt)),
+                nn.Dropout(dropout),
+            ]
+            in_ch = out_ch
+        self.conv = nn.Sequential(*blocks)
+        rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[rnn]
+        self.rnn = rnn_cls(in_ch, rnn_hidden, num_layers=rnn_layers, batch_first=True,
+                           dropout=dropout if rnn_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(rnn_hidden, self.num_classes)
+
+    def embed(self, spec):
+        pad = -spec.shape[-1] % self.time_factor  # layer 0: zero-pad time to a multiple of the pools
+        x = self.conv(F.pad(spec, (0, pad)))
+        x = x.amax(dim=2).transpose(1, 2)  # [B, time, channels]; max over what is left of frequency
+        out, _ = self.rnn(x)
+        return self.dropout(out[:, -1])

@@ -1,0 +1,65 @@
+"""Train a genre classifier: python -m mgr.train [group=option ...] [key=value ...]"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from mgr.utils.tasks import instantiate_dict, plain, task, write_and_print_results
+
+log = logging.getLogger("mgr.train")
+
+
+@task
+def train(cfg: DictConfig) -> float | None:
+    # Heavy imports here, so `--help` and `--cfg` answer at once.
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()  # generates/decodes once; the class names come from the data
+    model = instantiate(
+        cfg.model,
+        class_names=datamodule.class_names,
+        feature=plain(cfg.feature),
+        sample_rate=cfg.data.sample_rate,
+        chunk_seconds=cfg.data.chunk_seconds,
+        _convert_="all",
+    )
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(plain(cfg))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    if cfg.get("test"):
+        if not best_path:
+            log.warning("No best checkpoint was saved; testing the weights of the last step.")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        write_and_print_results(
+            metrics,
+            {"best_checkpoint": best_path, "class_names": model.class_names, **model.test_results},
+            cfg.paths.output_dir,
+            "Test results (best checkpoint)" if best_path else "Test results (last weights)",
+        )
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    return None
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

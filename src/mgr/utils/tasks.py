@@ -1,0 +1,67 @@
+"""What every entry point shares: user errors without tracebacks, config
+instantiation, and the closing summary."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from mgr import MGRError
+
+log = logging.getLogger("mgr")
+
+
+def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Wrap a Hydra task: an MGRError ends the run with its one-sentence message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg: DictConfig) -> Any:
+        _quiet_warnings()
+        try:
+            return fn(cfg)
+        except MGRError as e:
+            print(f"mgr: error: {e}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _quiet_warnings() -> None:
+    # Advice that does not apply to small CPU runs or that mgr handles itself.
+    for message in (
+        ".*does not have many workers.*",
+        ".*The number of training batches.*is smaller than the logging interval.*",
+        ".*Checkpoint directory.*exists and is not empty.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def instantiate_dict(group: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` entry of a group like `callbacks` or `logger`."""
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def plain(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def write_and_print_results(metrics: dict[str, float], extra: dict, run_dir: str, title: str) -> None:
+    """Write metrics.json into the run directory and print the chunk/track table."""
+    Path(run_dir, "metrics.json").write_text(json.dumps({**metrics, **extra}, indent=2))
+    rows = [("accuracy", "test/acc", "test/track_acc"), ("macro-F1", "test/f1", "test/track_f1")]
+    lines = [f"\n{title}", f"  {'':10s} {'chunk':>8s} {'track':>8s}"]
+    for name, chunk, track in rows:
+        lines.append(f"  {name:10s} {metrics.get(chunk, float('nan')):8.4f} {metrics.get(track, float('nan')):8.4f}")
+    lines.append(f"  run directory: {run_dir}")
+    print("\n".join(lines), flush=True)
