@@ -53,7 +53,8 @@ def train(cfg: DictConfig) -> float | None:
         )
     if checkpoint is not None and checkpoint.best_model_score is not None:
         return float(checkpoint.best_model_score)
-    return None
+    value = trainer.callback_metrics.get(cfg.optimized_metric)
+    return None if value is None else float(value)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="train")

@@ -32,6 +32,11 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     # A truncated file can decode "successfully" but short of what its header declares.
     if declared > 0 and len(audio) < declared:
         raise DecodeError(f"truncated: header declares {declared} frames, decoded {len(audio)}")
+    if Path(path).suffix.lower() in (".wav", ".aif", ".aiff"):
+        # libsndfile trims a truncated PCM file's length silently; its log tells.
+        header_log = sf.info(str(path), verbose=True).extra_info
+        if any(line.startswith(("data", "SSND")) and "(should be" in line for line in header_log.splitlines()):
+            raise DecodeError("truncated: the data chunk is shorter than its header declares")
     if len(audio) == 0:
         raise DecodeError("no audio samples")
     mono = audio.mean(axis=1)

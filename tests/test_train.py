@@ -1,0 +1,116 @@
+"""End to end: the real entry points (`python -m mgr.train`, `python -m mgr.eval`) on generated audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import metrics_of, mgr_command, run_dir_of, tiny
+from mgr.data import synth
+from mgr.models import CNN, load_model
+
+# 12 tracks per class with a third held out: 20 test tracks, chance is 0.2.
+LEARNABLE = [
+    *tiny("cnn", "mel", epochs=10),
+    "data.source_options.tracks_per_class=12",
+    "data.split={train: 0.5, val: 0.17, test: 0.33}",
+    "data.train_chunks_per_track=4",
+    "model.optimizer.lr=3e-3",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    cwd = tmp_path_factory.mktemp("trained")
+    return cwd, mgr_command("train", *LEARNABLE, cwd=cwd, data_dir=data_dir)
+
+
+def test_training_beats_chance_and_writes_a_run_directory(trained):
+    _, proc = trained
+    assert "Test results (best checkpoint)" in proc.stdout
+    run_dir = run_dir_of(proc)
+    metrics = metrics_of(proc)
+    assert metrics["test/track_acc"] >= 0.6, metrics  # chance: 0.2
+    assert set(metrics) >= {"test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss"}
+    assert np.array(metrics["track_confusion"]).sum() == 20
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "train.log").exists()
+    assert (run_dir / "csv" / "metrics.csv").read_text().count("\n") > 10
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+
+
+def test_eval_reproduces_the_test_metrics(trained, data_dir):
+    cwd, proc = trained
+    train_metrics = metrics_of(proc)
+    # From another working directory: the checkpoint alone says where the data is.
+    other = cwd / "elsewhere"
+    other.mkdir()
+    evaluation = mgr_command("eval", f"ckpt_path={train_metrics['best_checkpoint']}", cwd=other, data_dir=data_dir)
+    eval_metrics = metrics_of(evaluation)
+    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss"):
+        assert eval_metrics[key] == pytest.approx(train_metrics[key], abs=1e-4), key
+    assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]
+
+
+def test_checkpoint_loads_without_arguments(trained):
+    _, proc = trained
+    best = metrics_of(proc)["best_checkpoint"]
+    model = CNN.load_from_checkpoint(best)
+    assert model.class_names == sorted(synth.CLASSES)
+    assert isinstance(load_model(best), CNN)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, model.chunk_samples)).shape == (2, len(synth.CLASSES))
+
+
+@pytest.mark.parametrize("model,feature", [("crnn", "mel"), ("cnn", "stft"), ("crnn", "mfcc")])
+def test_named_combinations_train(run_mgr, model, feature):
+    proc = run_mgr("train", *tiny(model, feature), "debug=limit")
+    metrics = metrics_of(proc)
+    assert 0.0 <= metrics["test/track_acc"] <= 1.0
+    assert (run_dir_of(proc) / "checkpoints" / "last.ckpt").exists()
+
+
+def test_second_run_reuses_the_cache(run_mgr):
+    first = run_mgr("train", *tiny(), "data.sample_rate=7000", "debug=fast_dev_run")
+    second = run_mgr("train", *tiny(), "data.sample_rate=7000", "debug=fast_dev_run")
+    assert "Decoding audio at 7000 Hz" in first.stderr
+    assert "Decoding audio" not in second.stderr + second.stdout
+    assert "no decoding" in second.stdout + second.stderr
+
+
+def _assert_one_clear_error(proc, text):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert len(errors) == 1 and text in errors[0], proc.stderr
+
+
+def test_folder_without_root_is_a_clear_error(run_mgr, tmp_path):
+    _assert_one_clear_error(run_mgr("train", "data=folder", check=False), "needs data.root")
+    missing = tmp_path / "no_such_music"
+    _assert_one_clear_error(run_mgr("train", "data=folder", f"data.root={missing}", check=False), "does not exist")
+    (tmp_path / "empty").mkdir()
+    _assert_one_clear_error(run_mgr("train", "data=folder", f"data.root={tmp_path / 'empty'}", check=False),
+                            "need at least 2")
+
+
+def test_corrupt_files_are_skipped_and_reported(run_mgr, tmp_path, data_dir):
+    root = tmp_path / "music"
+    for label, genre in enumerate(synth.CLASSES[:3]):
+        (root / genre).mkdir(parents=True)
+        for i in range(5):
+            sf.write(str(root / genre / f"{i}.wav"), synth.render_track(label, i, 2.0), synth.RENDER_RATE)
+    good = (root / synth.CLASSES[0] / "0.wav").read_bytes()
+    (root / synth.CLASSES[0] / "truncated.wav").write_bytes(good[: len(good) // 3])
+    (root / synth.CLASSES[1] / "empty.flac").write_bytes(b"")
+    (root / synth.CLASSES[2] / "notes.wav").write_text("not audio, just text\n" * 50)
+    overrides = [o for o in tiny() if not o.startswith("data.source_options")]
+    proc = run_mgr("train", "data=folder", f"data.root={root}", *overrides, "data.num_workers=0")
+    assert "Skipped 3 file(s) that could not be decoded" in proc.stdout + proc.stderr
+    metrics = metrics_of(proc)
+    assert "test/track_acc" in metrics
+    (report,) = data_dir.glob("cache/folder-*/bad_files.tsv")
+    rows = report.read_text().splitlines()[1:]
+    assert sorted(row.split("\t")[0].rsplit("/", 1)[1] for row in rows) == ["empty.flac", "notes.wav", "truncated.wav"]
