@@ -34,8 +34,10 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
 
 
 def _quiet_warnings() -> None:
-    # Advice that does not apply to small CPU runs or that mgr handles itself.
+    # Advice that does not apply to small CPU runs, or that mgr handles itself.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
     for message in (
+        ".*isinstance.treespec, LeafSpec.*",
         ".*does not have many workers.*",
         ".*The number of training batches.*is smaller than the logging interval.*",
         ".*Checkpoint directory.*exists and is not empty.*",
