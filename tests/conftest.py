@@ -42,9 +42,9 @@ def data_dir(tmp_path_factory) -> Path:
 
 def mgr_command(task: str, *overrides: str, cwd: Path, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python -m mgr.<task> ...` from a fresh working directory, as a user would."""
-    args = [sys.executable, "-m", f"mgr.{task}", f"paths.data_dir={data_dir}", f"paths.log_dir={cwd / 'logs'}"]
+    paths = [f"paths.data_dir={data_dir}", f"paths.log_dir={cwd / 'logs'}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MGR_")}
-    proc = subprocess.run([*args, *overrides], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", f"mgr.{task}", *overrides, *paths], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"mgr.{task} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -114,3 +116,11 @@ def test_corrupt_files_are_skipped_and_reported(run_mgr, tmp_path, data_dir):
     (report,) = data_dir.glob("cache/folder-*/bad_files.tsv")
     rows = report.read_text().splitlines()[1:]
     assert sorted(row.split("\t")[0].rsplit("/", 1)[1] for row in rows) == ["empty.flac", "notes.wav", "truncated.wav"]
+
+
+def test_multirun_runs_every_job(run_mgr, tmp_path):
+    proc = run_mgr("train", "-m", "model=cnn,crnn", *[o for o in tiny() if not o.startswith("model")], "debug=limit")
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    for job in ("0", "1"):
+        assert "test/track_acc" in json.loads((sweep / job / "metrics.json").read_text())
+    assert proc.stdout.count("Test results") == 2
