@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mgr import MGRError
-from mgr.models import CNN, CRNN
+from mgr.models import CNN, CRNN, load_model
 
 SR = 8000
 FEATURES = [
@@ -52,3 +52,11 @@ def test_hyperparameters_are_plain_values():
 def test_too_short_chunk_names_the_minimum():
     with pytest.raises(MGRError, match="needs at least 16 feature frames"):
         build(CRNN, FEATURES[0], chunk_seconds=0.1)
+
+
+def test_load_model_errors_are_clear(tmp_path):
+    with pytest.raises(MGRError, match="does not exist"):
+        load_model(tmp_path / "missing.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(MGRError, match="not an mgr checkpoint"):
+        load_model(tmp_path / "other.ckpt")

@@ -14,13 +14,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
 
     from mgr.data import GenreDataModule
-    from mgr.models import datamodule_hparams, load_model
+    from mgr.models import load_model, read_checkpoint
 
     model = load_model(cfg.ckpt_path)
     if cfg.get("data"):
         datamodule = instantiate(cfg.data, _convert_="all")
     else:
-        datamodule = GenreDataModule(**datamodule_hparams(cfg.ckpt_path))
+        datamodule = GenreDataModule(**read_checkpoint(cfg.ckpt_path)["datamodule_hyper_parameters"])
     datamodule.prepare_data()
     if datamodule.class_names != model.class_names:
         raise MGRError(

@@ -12,22 +12,23 @@ from mgr.models.crnn import CRNN
 MODELS: dict[str, type[GenreClassifier]] = {cls.__name__: cls for cls in (CNN, CRNN)}
 
 
-def load_model(ckpt_path: str | Path, map_location: str = "cpu") -> GenreClassifier:
-    """Restore any mgr model from its checkpoint alone; only classes of mgr are ever built."""
+def read_checkpoint(ckpt_path: str | Path) -> dict:
+    """Load a checkpoint's contents with `weights_only=True`: tensors and plain values only, no code."""
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise MGRError(f"Checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/<name>.ckpt.")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    name = checkpoint.get("mgr_model")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise MGRError(f"{path} cannot be read as a checkpoint of plain values: {e}") from None
+
+
+def load_model(ckpt_path: str | Path, map_location: str = "cpu") -> GenreClassifier:
+    """Restore any mgr model from its checkpoint alone; only classes of mgr are ever built."""
+    name = read_checkpoint(ckpt_path).get("mgr_model")
     if name not in MODELS:
-        raise MGRError(f"{path} is not an mgr checkpoint (model {name!r}; known: {', '.join(MODELS)}).")
-    return MODELS[name].load_from_checkpoint(path, map_location=map_location)
+        raise MGRError(f"{ckpt_path} is not an mgr checkpoint (model {name!r}; known: {', '.join(MODELS)}).")
+    return MODELS[name].load_from_checkpoint(Path(ckpt_path).expanduser(), map_location=map_location)
 
 
-def datamodule_hparams(ckpt_path: str | Path) -> dict:
-    """The GenreDataModule arguments stored in a training checkpoint."""
-    checkpoint = torch.load(Path(ckpt_path).expanduser(), map_location="cpu", weights_only=False)
-    return dict(checkpoint.get("datamodule_hyper_parameters") or {})
-
-
-__all__ = ["CNN", "CRNN", "MODELS", "GenreClassifier", "datamodule_hparams", "load_model"]
+__all__ = ["CNN", "CRNN", "MODELS", "GenreClassifier", "load_model", "read_checkpoint"]

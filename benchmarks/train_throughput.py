@@ -1,0 +1,76 @@
+"""Training throughput (chunks/s) of each model with its default config and a
+feature, forward + backward + optimizer step, on random 3 s chunks at 22.05 kHz.
+
+    python benchmarks/train_throughput.py [--device cuda] [--features mel stft mfcc] [--precision bf16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mgr.models import MODELS
+
+
+def build(model: str, feature: str, backend: str, sample_rate: int, chunk_seconds: float):
+    with initialize_config_module("mgr.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}", f"feature={feature}", f"feature.backend={backend}"])
+    return instantiate(cfg.model, class_names=[str(i) for i in range(10)], feature=OmegaConf.to_container(cfg.feature),
+                       sample_rate=sample_rate, chunk_seconds=chunk_seconds, _convert_="all")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", nargs="+", default=[m.lower() for m in MODELS])
+    parser.add_argument("--features", nargs="+", default=["mel"])
+    parser.add_argument("--backends", nargs="+", default=["nnaudio"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32")
+    args = parser.parse_args()
+    print("| model | feature | backend | params | device | precision | batch | train chunks/s | frontend share |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, feature, backend in itertools.product(args.models, args.features, args.backends):
+        model = build(name, feature, backend, 22050, 3.0).to(args.device).train()
+        optimizer = torch.optim.Adam(model.parameters())
+        wave = torch.randn(args.batch_size, model.chunk_samples, device=args.device)
+        target = torch.randint(0, 10, (args.batch_size,), device=args.device)
+        autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16,
+                                  enabled=args.precision == "bf16")
+
+        def step():
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(wave), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        def frontend():
+            with torch.no_grad():
+                model.frontend(wave)
+
+        seconds = {}
+        for label, fn in (("step", step), ("frontend", frontend)):
+            fn()  # warm-up
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                fn()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds[label] = (time.perf_counter() - start) / args.steps
+        params = sum(p.numel() for p in model.parameters())
+        print(f"| {name} | {feature} | {backend} | {params / 1e3:.0f} K | {args.device} | {args.precision} | {args.batch_size} "
+              f"| {args.batch_size / seconds['step']:.1f} | {seconds['frontend'] / seconds['step']:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
