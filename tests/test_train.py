@@ -37,6 +37,7 @@ def test_training_beats_chance_and_writes_a_run_directory(trained):
     assert metrics["test/track_acc"] >= 0.6, metrics  # chance: 0.2
     assert set(metrics) >= {"test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss"}
     assert np.array(metrics["track_confusion"]).sum() == 20
+    assert np.trace(metrics["chunk_confusion"]) / np.sum(metrics["chunk_confusion"]) == pytest.approx(metrics["test/acc"])
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "train.log").exists()
     assert (run_dir / "csv" / "metrics.csv").read_text().count("\n") > 10
     assert (run_dir / "checkpoints" / "last.ckpt").exists()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from mgr import MGRError
 from mgr.features import build_frontend
@@ -61,6 +61,7 @@ class GenreClassifier(pl.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_tracks = TrackMetrics(self.num_classes)
         self.test_tracks = TrackMetrics(self.num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.test_results: dict[str, Any] = {}
 
     # --- model -----------------------------------------------------------------
@@ -98,6 +99,7 @@ class GenreClassifier(pl.LightningModule):
         self.log(f"{stage}/loss", F.cross_entropy(logits, target), batch_size=len(target))
         metrics.update(logits, target)
         tracks.update(logits, target, track)
+        return logits
 
     def _eval_epoch_end(self, metrics, tracks, stage: str) -> dict[str, torch.Tensor]:
         self.log_dict(metrics.compute())
@@ -115,11 +117,17 @@ class GenreClassifier(pl.LightningModule):
         self._eval_epoch_end(self.val_metrics, self.val_tracks, "val")
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, self.test_metrics, self.test_tracks, "test")
+        logits = self._eval_step(batch, self.test_metrics, self.test_tracks, "test")
+        self.test_confusion.update(logits, batch[1])
 
     def on_test_epoch_end(self):
         results = self._eval_epoch_end(self.test_metrics, self.test_tracks, "test")
-        self.test_results = {"track_confusion": results["track_confusion"].cpu().tolist()}
+        # Rows: true class, columns: predicted class, in the order of class_names.
+        self.test_results = {
+            "chunk_confusion": self.test_confusion.compute().cpu().tolist(),
+            "track_confusion": results["track_confusion"].cpu().tolist(),
+        }
+        self.test_confusion.reset()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The architecture's name, so mgr.models.load_model knows which class to restore.
