@@ -1,0 +1,146 @@
+"""Figures of a run: confusion matrices, learning curves and embedding maps, as PNG files.
+
+Drawn with matplotlib's object API (`Figure`, no pyplot), so no display and no
+global state are needed; matplotlib is imported only when a figure is drawn.
+`PlotsCallback` writes the run's figures when testing ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
+
+# The per-epoch values the learning curves show: (panel, metric key, line label).
+CURVES = (
+    ("loss", "train/loss", "train"),
+    ("loss", "val/loss", "val"),
+    ("accuracy", "train/acc", "train (chunk)"),
+    ("accuracy", "val/acc", "val (chunk)"),
+    ("accuracy", "val/track_acc", "val (track)"),
+)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def save_confusion_matrix(matrix, class_names: Sequence[str], path: str | Path, title: str) -> Path:
+    """Counts and row-normalised rates side by side; rows are true classes, columns predictions."""
+    counts = np.asarray(matrix, dtype=float)
+    n = len(class_names)
+    rows = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)  # a class absent from the split stays 0
+    size = 2.5 + 0.45 * n
+    fig = _figure(2 * size + 1.0, size + 0.6)
+    fig.suptitle(title)
+    for ax, values, name, fmt in zip(fig.subplots(1, 2), (counts, rates), ("counts", "row-normalised"), ("{:.0f}", "{:.2f}")):
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if values is rates else max(values.max(), 1))
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set(title=name, xlabel="predicted", ylabel="true", xticks=range(n), yticks=range(n))
+        ax.set_xticklabels(class_names, rotation=45, ha="right")
+        ax.set_yticklabels(class_names)
+        if n <= 30:  # beyond that the numbers no longer fit their cells
+            threshold = values.max() / 2 if values.max() > 0 else 1
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if values[i, j] > threshold else "black")
+    return _save(fig, path)
+
+
+def save_learning_curves(history: list[dict[str, float]], path: str | Path, title: str = "Learning curves") -> Path:
+    """Loss and accuracy per epoch, train and val; `history` holds one dict per epoch with an "epoch" key."""
+    fig = _figure(10, 4)
+    fig.suptitle(title)
+    axes = dict(zip(("loss", "accuracy"), fig.subplots(1, 2)))
+    for panel, key, label in CURVES:
+        points = [(row["epoch"], row[key]) for row in history if key in row]
+        if points:
+            epochs, values = zip(*points)
+            axes[panel].plot(epochs, values, marker="o", markersize=3, label=label)
+    for panel, ax in axes.items():
+        ax.set(xlabel="epoch", ylabel=panel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    return _save(fig, path)
+
+
+def save_embedding_map(panels: dict[str, np.ndarray], labels: dict[str, np.ndarray], class_names: Sequence[str],
+                       path: str | Path, title: str) -> Path:
+    """Scatter plots of 2-D points (e.g. t-SNE), one panel per entry of `panels`, coloured by label."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10" if len(class_names) <= 10 else "tab20"]
+    fig = _figure(6 * len(panels) + 1.5, 5.5)
+    fig.suptitle(title)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (name, points) in zip(axes, panels.items()):
+        for c, class_name in enumerate(class_names):
+            mine = points[labels[name] == c]
+            ax.scatter(mine[:, 0], mine[:, 1], s=10 if len(points) > 200 else 25, color=colours(c % colours.N),
+                       label=class_name, alpha=0.8, edgecolors="none")
+        ax.set(title=name, xticks=[], yticks=[])
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5, frameon=False)
+    return _save(fig, path)
+
+
+class PlotsCallback(pl.Callback):
+    """Keeps the train/val metrics of every epoch and, when testing ends, draws the chunk and track
+    confusion matrices and the learning curves into `dirpath` (global rank 0 only)."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+        self.history: dict[int, dict[str, float]] = {}
+
+    def _record(self, trainer: pl.Trainer, prefix: str) -> None:
+        row = self.history.setdefault(trainer.current_epoch, {"epoch": trainer.current_epoch})
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(prefix):
+                row[key] = float(value)
+
+    def on_validation_end(self, trainer, pl_module):
+        # Not in on_validation_epoch_end: callbacks run before the module logs its epoch metrics there.
+        if not trainer.sanity_checking:
+            self._record(trainer, "val/")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._record(trainer, "train/")
+
+    def on_test_end(self, trainer, pl_module):
+        if not trainer.is_global_zero:
+            return
+        names = pl_module.class_names
+        written = []
+        for level in ("chunk", "track"):
+            matrix = pl_module.test_results.get(f"{level}_confusion")
+            if matrix is not None:
+                title = f"Test confusion matrix, {level} level ({int(np.sum(matrix))} {level}s)"
+                written.append(save_confusion_matrix(matrix, names, self.dirpath / f"confusion_{level}.png", title))
+        history = [self.history[e] for e in sorted(self.history)]
+        if any(len(row) > 1 for row in history):
+            written.append(save_learning_curves(history, self.dirpath / "learning_curves.png"))
+        log.info("Plots: %s", ", ".join(str(p) for p in written))
+
+    # Saved in checkpoints, so a resumed run draws its curves from the first epoch.
+    def state_dict(self) -> dict:
+        return {"history": [self.history[e] for e in sorted(self.history)]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = {int(row["epoch"]): dict(row) for row in state_dict.get("history", [])}
