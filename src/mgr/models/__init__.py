@@ -9,9 +9,20 @@ import torch
 from mgr import MGRError
 from mgr.models.base import GenreClassifier
 from mgr.models.cnn import CNN
+from mgr.models.cnn3 import CNN3
+from mgr.models.cnn5 import CNN5
+from mgr.models.cnn_lstm_parallel import CNNLSTMParallel
 from mgr.models.crnn import CRNN
+from mgr.models.crnn_artist import CRNNArtist
+from mgr.models.fcn import FCN
+from mgr.models.mfcc_svm import MFCCSVM
+from mgr.models.musicnn import Musicnn
+from mgr.models.short_chunk_cnn import ShortChunkCNN
+from mgr.models.short_chunk_resnet import ShortChunkResNet
 
-MODELS: dict[str, type[GenreClassifier]] = {cls.__name__: cls for cls in (CNN, CRNN)}
+ARCHITECTURES = (CNN, CNN3, CNN5, CNNLSTMParallel, CRNN, CRNNArtist, FCN, MFCCSVM, Musicnn, ShortChunkCNN,
+                 ShortChunkResNet)
+MODELS: dict[str, type[GenreClassifier]] = {cls.__name__: cls for cls in ARCHITECTURES}
 
 
 def read_checkpoint(ckpt_path: str | Path) -> dict:
@@ -77,4 +88,4 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-__all__ = ["CNN", "CRNN", "MODELS", "GenreClassifier", "load_model", "model_class", "read_checkpoint"]
+__all__ = [*(cls.__name__ for cls in ARCHITECTURES), "MODELS", "GenreClassifier", "load_model", "model_class", "read_checkpoint"]
