@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -18,6 +19,8 @@ def train(cfg: DictConfig) -> float | None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from mgr.models import MFCCSVM
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -35,6 +38,8 @@ def train(cfg: DictConfig) -> float | None:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(plain(cfg))
+    if isinstance(model, MFCCSVM):  # fitted in closed form: no training loop, the same evaluation
+        return fit_svm(cfg, model, datamodule, trainer)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -54,6 +59,27 @@ def train(cfg: DictConfig) -> float | None:
     if checkpoint is not None and checkpoint.best_model_score is not None:
         return float(checkpoint.best_model_score)
     value = trainer.callback_metrics.get(cfg.optimized_metric)
+    return None if value is None else float(value)
+
+
+def fit_svm(cfg: DictConfig, model, datamodule, trainer) -> float | None:
+    """model=mfcc_svm: fit on statistics of training chunks, then validate, save and test like any model."""
+    datamodule.setup("fit")
+    model.to(trainer.strategy.root_device)
+    model.fit_svm(datamodule.train_dataloader())
+    trainer.validate(model, datamodule=datamodule)
+    value = trainer.callback_metrics.get(cfg.optimized_metric)
+    checkpoint = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
+    trainer.save_checkpoint(checkpoint)
+    if cfg.get("test"):
+        trainer.test(model, datamodule=datamodule)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        write_and_print_results(
+            metrics,
+            {"best_checkpoint": str(checkpoint), "class_names": model.class_names, **model.test_results},
+            cfg.paths.output_dir,
+            "Test results (fitted SVM)",
+        )
     return None if value is None else float(value)
 
 
