@@ -1,0 +1,132 @@
+"""Export what a model has learnt: python -m mgr.embed ckpt_path=best.ckpt [data=...] [split=test]
+
+The embedding is the penultimate layer (`model.embed`, the input of the output
+layer) of every evenly spaced chunk of a split; a track's embedding is the mean
+of its chunks'. Both go to <run dir>/embeddings.npz, and a t-SNE map of each,
+coloured by label, to tsne.png (seed 004's figure of learned representations).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from mgr import MGRError
+from mgr.utils.tasks import task
+
+log = logging.getLogger("mgr.embed")
+
+
+def split_embeddings(model, dataset, batch_size: int, device) -> dict[str, np.ndarray]:
+    """Chunk embeddings, logits and track positions of an EvenChunks dataset, in dataset order."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    model.eval().to(device)
+    embeddings, logits, labels, tracks = [], [], [], []
+    with torch.inference_mode():
+        for wave, label, track in DataLoader(dataset, batch_size=batch_size):
+            emb = model.embed(model.features(wave.to(device)))
+            embeddings.append(emb.float().cpu())
+            logits.append(model.head(emb).float().cpu())
+            labels.append(label)
+            tracks.append(track)
+    return {k: torch.cat(v).numpy() for k, v in
+            (("embeddings", embeddings), ("logits", logits), ("labels", labels), ("tracks", tracks))}
+
+
+def track_means(values: np.ndarray, tracks: np.ndarray, n_tracks: int) -> np.ndarray:
+    sums = np.zeros((n_tracks, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, tracks, values)
+    return (sums / np.maximum(np.bincount(tracks, minlength=n_tracks), 1)[:, None]).astype(np.float32)
+
+
+def tsne_2d(points: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    # t-SNE needs perplexity < number of points; about a third of them keeps small splits readable.
+    perplexity = min(perplexity, max(1.0, (len(points) - 1) / 3))
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+
+
+@task
+def embed(cfg: DictConfig) -> Path:
+    from hydra.utils import instantiate
+
+    from mgr.data import GenreDataModule
+    from mgr.models import load_model, read_checkpoint
+    from mgr.plots import save_embedding_map
+    from mgr.predict import resolve_device
+
+    model = load_model(cfg.ckpt_path)
+    if cfg.get("data"):
+        datamodule = instantiate(cfg.data, _convert_="all")
+    else:
+        stored = read_checkpoint(cfg.ckpt_path).get("datamodule_hyper_parameters")
+        if not stored:
+            raise MGRError(f"{cfg.ckpt_path} does not say which data it was trained on; pass data=<group> to choose.")
+        datamodule = GenreDataModule(**stored)
+    datamodule.prepare_data()
+    datamodule.setup()
+    if not datamodule.split_tracks.get(cfg.split):
+        raise MGRError(f"split={cfg.split} has no tracks; choose one of "
+                       f"{', '.join(k for k, v in datamodule.split_tracks.items() if v)}.")
+    if datamodule.hparams.sample_rate != model.hparams.sample_rate or datamodule.chunk != model.chunk_samples:
+        raise MGRError(f"The data's sample rate and chunk length ({datamodule.hparams.sample_rate} Hz, "
+                       f"{datamodule.hparams.chunk_seconds} s) differ from the model's ({model.hparams.sample_rate} Hz, "
+                       f"{model.hparams.chunk_seconds} s); set data.sample_rate and data.chunk_seconds to match.")
+    class_names = datamodule.class_names
+    track_ids = datamodule.split_tracks[cfg.split]
+    chunks = split_embeddings(model, datamodule.eval_dataset(cfg.split), cfg.batch_size, resolve_device(cfg.device))
+    track_embeddings = track_means(chunks["embeddings"], chunks["tracks"], len(track_ids))
+    track_labels = np.array([datamodule.tracks.labels[t] for t in track_ids])
+
+    run_dir = Path(cfg.paths.output_dir)
+    npz_path = run_dir / "embeddings.npz"
+    np.savez_compressed(
+        npz_path,
+        chunk_embeddings=chunks["embeddings"],
+        chunk_logits=chunks["logits"],
+        chunk_labels=chunks["labels"],
+        chunk_tracks=chunks["tracks"],  # row of the track in track_* below
+        track_embeddings=track_embeddings,
+        track_logits=track_means(chunks["logits"], chunks["tracks"], len(track_ids)),
+        track_labels=track_labels,
+        track_paths=np.array([datamodule.tracks.files[t] for t in track_ids]),
+        class_names=np.array(class_names),
+        model_class_names=np.array(model.class_names),
+    )
+
+    rng = np.random.default_rng(cfg.tsne.seed)
+    shown = np.arange(len(chunks["embeddings"]))
+    if len(shown) > cfg.tsne.max_points:
+        shown = np.sort(rng.choice(shown, cfg.tsne.max_points, replace=False))
+    panels, labels = {}, {}
+    for name, points, point_labels in (
+        (f"chunks ({len(shown)})", chunks["embeddings"][shown], chunks["labels"][shown]),
+        (f"tracks ({len(track_ids)}, mean of chunks)", track_embeddings, track_labels),
+    ):
+        if len(points) >= 5:  # fewer points give no map worth drawing
+            panels[name], labels[name] = tsne_2d(points, cfg.tsne.perplexity, cfg.tsne.seed), point_labels
+    png_path = run_dir / "tsne.png"
+    if panels:
+        title = f"t-SNE of {type(model).__name__} embeddings ({chunks['embeddings'].shape[1]}-d), {cfg.split} split"
+        save_embedding_map(panels, labels, class_names, png_path, title)
+    else:
+        log.warning("Too few chunks for a t-SNE map; no tsne.png written.")
+    print(f"\nEmbeddings of the {cfg.split} split: {len(chunks['embeddings'])} chunks and {len(track_ids)} tracks, "
+          f"{chunks['embeddings'].shape[1]} dimensions\n  {npz_path}" + (f"\n  {png_path}" if panels else ""), flush=True)
+    return npz_path
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="embed")
+def main(cfg: DictConfig) -> None:
+    embed(cfg)
+
+
+if __name__ == "__main__":
+    main()

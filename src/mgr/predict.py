@@ -1,0 +1,216 @@
+"""Label audio files with a trained model: python -m mgr.predict ckpt_path=best.ckpt inputs=[song.mp3,music/]
+
+Needs the checkpoint only: it holds the sample rate, chunk length, feature
+settings and class names. Each file is decoded to mono at the model's rate
+(mgr.data.audio.load_audio, as in training), cut into overlapping chunks, and
+the chunk logits are averaged per file, as the track metrics of training do.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from mgr import MGRError
+from mgr.data.audio import DecodeError, is_audio_file, load_audio
+from mgr.utils.tasks import task
+
+log = logging.getLogger("mgr.predict")
+
+EXIT_SOME_FAILED = 2
+
+
+@dataclass
+class FilePrediction:
+    path: str
+    seconds: float = 0.0
+    chunks: int = 0
+    probabilities: list[float] = field(default_factory=list)  # in the order of the model's class names
+    error: str | None = None
+
+    def top(self, class_names: list[str], k: int) -> list[tuple[str, float]]:
+        order = np.argsort(self.probabilities)[::-1][:k]
+        return [(class_names[i], float(self.probabilities[i])) for i in order]
+
+
+def find_audio_files(inputs: Iterable[str]) -> list[Path]:
+    """Files as given, folders searched recursively; a missing path is kept so it is reported as failed."""
+    found: dict[Path, None] = {}  # ordered and without duplicates
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found.update(dict.fromkeys(sorted(p for p in path.rglob("*") if is_audio_file(p))))
+        else:
+            found[path] = None
+    return list(found)
+
+
+def chunk_starts(n_samples: int, chunk: int, overlap: float) -> np.ndarray:
+    """Evenly spaced starts from 0 to the end, at most (1 - overlap) * chunk apart; one chunk for a short file."""
+    hop = max(1, int(chunk * (1 - overlap)))
+    n = 1 + math.ceil(max(n_samples - chunk, 0) / hop)
+    return np.linspace(0, max(n_samples - chunk, 0), n).round().astype(np.int64)
+
+
+def chunk_logits(model, wave: np.ndarray, overlap: float, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits [n_chunks, n_classes] of one waveform; a file shorter than a chunk is zero-padded, as in training."""
+    chunk = model.chunk_samples
+    if len(wave) < chunk:
+        wave = np.pad(wave, (0, chunk - len(wave)))
+    starts = chunk_starts(len(wave), chunk, overlap)
+    offsets = np.arange(chunk)
+    out = []
+    for i in range(0, len(starts), batch_size):
+        batch = torch.from_numpy(wave[starts[i : i + batch_size, None] + offsets])  # copies one batch only
+        out.append(model(batch.to(device, non_blocking=True)).float().cpu())
+    return torch.cat(out)
+
+
+def _decode(path: Path, sample_rate: int) -> np.ndarray | str:
+    if not path.exists():
+        return "does not exist"
+    try:
+        return load_audio(path, sample_rate)
+    except DecodeError as e:
+        return str(e)
+    except Exception as e:  # an unreadable file must not stop the others
+        return f"cannot read: {type(e).__name__}: {e}"
+
+
+def _decoded(paths: list[Path], sample_rate: int, threads: int) -> Iterator[tuple[Path, np.ndarray | str]]:
+    """Decode a few files ahead of the model in threads (libsndfile and soxr release the GIL)."""
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        pending, todo = deque(), iter(paths)
+        for path in todo:
+            pending.append((path, pool.submit(_decode, path, sample_rate)))
+            if len(pending) > 2 * threads:
+                break
+        while pending:
+            path, future = pending.popleft()
+            following = next(todo, None)
+            if following is not None:
+                pending.append((following, pool.submit(_decode, following, sample_rate)))
+            yield path, future.result()
+
+
+@torch.inference_mode()
+def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: int = 32,
+                  device: torch.device | str = "cpu", decode_threads: int = 2) -> Iterator[FilePrediction]:
+    """One FilePrediction per path, in order; a file that cannot be decoded gets its reason in `error`."""
+    device = torch.device(device)
+    model.eval().to(device)
+    sample_rate = model.hparams.sample_rate
+    for path, wave in _decoded(paths, sample_rate, decode_threads):
+        if isinstance(wave, str):
+            yield FilePrediction(str(path), error=wave)
+            continue
+        logits = chunk_logits(model, wave, overlap, batch_size, device)
+        probabilities = torch.softmax(logits.mean(dim=0), dim=0)
+        yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist())
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MGRError(f"device={name!r} is not a torch device; use auto, cpu or cuda.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MGRError(f"device={name} asks for a GPU, but torch finds none; use device=auto or device=cpu.")
+    return device
+
+
+def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int) -> str:
+    if p.error:
+        return f"  {p.path:{width}s}  FAILED: {p.error}"
+    minutes, seconds = divmod(p.seconds, 60)
+    genres = "  ".join(f"{name} {prob:.2f}" for name, prob in p.top(class_names, top_k))
+    return f"  {p.path:{width}s}  {int(minutes):3d}:{seconds:04.1f}  {p.chunks:6d}  {genres}"
+
+
+def write_outputs(predictions: list[FilePrediction], class_names: list[str], top_k: int, run_dir: Path,
+                  about: dict) -> tuple[Path, Path]:
+    """predictions.csv (one row per file, a probability column per class) and predictions.json."""
+    csv_path, json_path = run_dir / "predictions.csv", run_dir / "predictions.json"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "status", "genre", "probability", "seconds", "chunks", *class_names, "error"])
+        for p in predictions:
+            path = str(Path(p.path).resolve())  # the run directory is elsewhere: no relative paths
+            if p.error:
+                writer.writerow([path, "failed", "", "", "", "", *[""] * len(class_names), p.error])
+            else:
+                (genre, prob), = p.top(class_names, 1)
+                writer.writerow([path, "ok", genre, f"{prob:.4f}", f"{p.seconds:.2f}", p.chunks,
+                                 *(f"{q:.4f}" for q in p.probabilities), ""])
+    files = [
+        {
+            "path": str(Path(p.path).resolve()),
+            "status": "failed" if p.error else "ok",
+            "error": p.error,
+            "seconds": p.seconds,
+            "chunks": p.chunks,
+            "top": [] if p.error else [{"genre": g, "probability": q} for g, q in p.top(class_names, top_k)],
+            "probabilities": dict(zip(class_names, p.probabilities)),
+        }
+        for p in predictions
+    ]
+    json_path.write_text(json.dumps({**about, "class_names": class_names, "files": files}, indent=2))
+    return csv_path, json_path
+
+
+@task
+def predict(cfg: DictConfig) -> list[FilePrediction]:
+    from mgr.models import load_model
+
+    inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
+    if not 0 <= cfg.overlap < 1:
+        raise MGRError(f"overlap={cfg.overlap} must be at least 0 and below 1 (the fraction of a chunk shared).")
+    if cfg.batch_size < 1 or cfg.top_k < 1:
+        raise MGRError("batch_size and top_k must be at least 1.")
+    paths = find_audio_files(str(i) for i in inputs)
+    if not paths:
+        raise MGRError(f"No audio files found in {', '.join(map(str, inputs))}; pass files or folders holding audio.")
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.ckpt_path)
+    names, h = model.class_names, model.hparams
+    print(f"\n{len(paths)} file(s), {type(model).__name__} of {cfg.ckpt_path}: {len(names)} genres, "
+          f"{h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, on {device}", flush=True)
+    width = min(max(len(str(p)) for p in paths), 60)
+    print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  top {cfg.top_k} genres", flush=True)
+    predictions = []
+    for p in predict_files(model, paths, cfg.overlap, cfg.batch_size, device, cfg.decode_threads):
+        predictions.append(p)
+        print(format_row(p, names, cfg.top_k, width), flush=True)
+    run_dir = Path(cfg.paths.output_dir)
+    about = {"checkpoint": str(cfg.ckpt_path), "model": type(model).__name__, "sample_rate": h.sample_rate,
+             "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap}
+    csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, about)
+    failed = sum(p.error is not None for p in predictions)
+    print(f"Labelled {len(predictions) - failed} file(s), {failed} failed; {csv_path.name} and {json_path.name} "
+          f"in {run_dir}", flush=True)
+    return predictions
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    if any(p.error for p in predict(cfg)):
+        sys.exit(EXIT_SOME_FAILED)
+
+
+if __name__ == "__main__":
+    main()
