@@ -9,7 +9,7 @@ import soundfile as sf
 import soxr
 
 # What libsndfile (bundled with the soundfile wheel) decodes.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
 
 
 class DecodeError(Exception):

@@ -12,7 +12,7 @@ from mgr import MGRError
 from mgr.data.cache import WaveformCache
 from mgr.data.datasets import EvenChunks, RandomChunks
 from mgr.data.sources import TrackList, build_source
-from mgr.data.splits import SPLITS, stratified_split
+from mgr.data.splits import SPLITS, check_split
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class GenreDataModule(pl.LightningDataModule):
         source_options: dict | None = None,
         sample_rate: int = 22050,
         chunk_seconds: float = 3.0,
-        split: dict | None = None,
+        split: dict | str | None = None,
         split_seed: int = 0,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -34,6 +34,8 @@ class GenreDataModule(pl.LightningDataModule):
         eval_max_chunks: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        min_seconds: float = 0.0,
+        max_bad_fraction: float = 0.05,
     ):
         super().__init__()
         # Absolute paths, so mgr.eval finds the data from any working directory.
@@ -58,13 +60,16 @@ class GenreDataModule(pl.LightningDataModule):
         return self.tracks.class_names
 
     def prepare_data(self) -> None:
-        self.source.prepare()
-        self._build_cache()
+        self._build_cache()  # lists the tracks first: a missing dataset fails before any decoding
 
     def _build_cache(self) -> WaveformCache:
         if self.cache is None:  # DDP ranks other than 0 find here what rank 0 built
             h = self.hparams
-            self.cache = WaveformCache.build(self.tracks.files, h.sample_rate, h.cache_dir, self.source.name)
+            self.cache = WaveformCache.build(
+                self.tracks.files, h.sample_rate, h.cache_dir, self.source.name,
+                known_bad=self.tracks.known_bad, min_seconds=h.min_seconds, num_workers=h.num_workers,
+            )
+            self.cache.check_bad_fraction(h.max_bad_fraction)
         return self.cache
 
     def setup(self, stage: str | None = None) -> None:
@@ -72,14 +77,16 @@ class GenreDataModule(pl.LightningDataModule):
             return
         h = self.hparams
         self._build_cache()
-        # Split on all listed tracks, then drop undecodable ones: a bad file never moves others.
-        fractions = h.split or {"train": 0.8, "val": 0.1, "test": 0.1}
-        splits = stratified_split(self.tracks.labels, fractions, h.split_seed)
+        # Split on all listed tracks, then drop unusable ones: a bad file never moves others.
+        splits = self.source.split(self.tracks, h.split, h.split_seed)
+        check_split(splits, self.tracks.files, self.source.leak_groups(self.tracks, h.split))
         self.split_tracks = {k: [i for i in v if self.cache.is_ok(i)] for k, v in splits.items()}
         for name in SPLITS:
-            if fractions.get(name, 0) > 0 and not self.split_tracks[name]:
-                raise MGRError(f"The {name} split has no decodable tracks; add audio files or change data.split.")
-        log.info("Split: %s tracks.", ", ".join(f"{k} {len(v)}" for k, v in self.split_tracks.items()))
+            if splits[name] and not self.split_tracks[name]:
+                raise MGRError(f"The {name} split has no usable tracks; see {self.cache.report_path} or change data.split.")
+        dropped = sum(len(splits[k]) - len(self.split_tracks[k]) for k in SPLITS)
+        log.info("Split: %s tracks%s.", ", ".join(f"{k} {len(v)}" for k, v in self.split_tracks.items()),
+                 f" ({dropped} unusable left out)" if dropped else "")
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         h = self.hparams

@@ -1,16 +1,22 @@
-"""Where the tracks come from: each source lists (files, labels, class names).
+"""Where the tracks come from: each source lists files, labels and class names,
+and knows the splits its dataset defines.
 
 Sources are chosen by `data.source`, with `data.root` and `data.source_options`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mgr import MGRError
 from mgr.data import synth
 from mgr.data.audio import AUDIO_EXTENSIONS, is_audio_file
+from mgr.data.splits import DEFAULT_FRACTIONS, SPLIT_ALIASES, assigned_split, group_split, stratified_split
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -18,43 +24,134 @@ class TrackList:
     files: list[str]
     labels: list[int]
     class_names: list[str]
+    # Tracks of one group (artist, album) stay on one side of every split.
+    groups: list[str] | None = None
+    # A split the dataset defines ("train"/"val"/"test"; None: in no split).
+    assigned: list[str | None] | None = None
+    # Files the published dataset is known to get wrong: reported, never decoded.
+    known_bad: dict[str, str] = field(default_factory=dict)
 
 
-class FolderSource:
-    """A user's own music laid out as `root/<genre>/<file>` (any depth below the genre)."""
+class Source:
+    """Base: `list()` the tracks; `split()` them by the dataset's own split or by fractions."""
+
+    name = "source"
+    # data.split values this source understands besides fractions and "random".
+    named_splits: tuple[str, ...] = ()
+
+    def list(self) -> TrackList:
+        raise NotImplementedError
+
+    def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
+        if split is None and tracks.assigned is not None:
+            return assigned_split(tracks.assigned)
+        if split is None or split == "random":
+            split = DEFAULT_FRACTIONS
+        if isinstance(split, dict):
+            if tracks.groups is not None:
+                return group_split(tracks.labels, tracks.groups, split, seed)
+            return stratified_split(tracks.labels, split, seed)
+        choices = ", ".join([*self.named_splits, "random"])
+        raise MGRError(f"data.split={split!r} is not a split of data.source={self.name}; use one of {choices} "
+                       "or fractions like '{train: 0.8, val: 0.1, test: 0.1}'.")
+
+    def leak_groups(self, tracks: TrackList, split) -> list[str] | None:
+        """The groups that must not cross splits under `split` (checked after splitting)."""
+        return tracks.groups
+
+
+class FolderSource(Source):
+    """A user's own music, in one of three layouts:
+
+    - `root/<genre>/<file>` (any depth below the genre): stratified split by file;
+    - `root/{train,val,test}/<genre>/<file>`: the split the folders give;
+    - `root` a CSV manifest with columns `path,label[,split][,group]` (paths relative
+      to the CSV): its split column, else a split that keeps each group on one side.
+    """
 
     name = "folder"
+    LAYOUT = "<root>/<genre>/<file>, <root>/{train,val,test}/<genre>/<file>, or a CSV manifest path,label[,split][,group]"
 
     def __init__(self, root: str | None):
         self.root = Path(root).expanduser() if root else None
 
-    def prepare(self) -> None:
-        self.list()  # fail early and clearly, before any decoding
-
     def folder(self) -> Path:
         if self.root is None:
-            raise MGRError("data=folder needs data.root=/path/to/music, a folder laid out as <root>/<genre>/<file>.")
-        if not self.root.is_dir():
-            raise MGRError(f"data.root={self.root} does not exist; point it at a folder laid out as <root>/<genre>/<file>.")
+            raise MGRError(f"data=folder needs data.root=/path/to/music, laid out as {self.LAYOUT}.")
+        if not self.root.exists():
+            raise MGRError(f"data.root={self.root} does not exist; point it at your music, laid out as {self.LAYOUT}.")
         return self.root
+
+    def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
+        if tracks.assigned is not None and split is not None:
+            raise MGRError(f"{self.root} already defines its split (folders or a split column); remove data.split.")
+        return super().split(tracks, split, seed)
 
     def list(self) -> TrackList:
         root = self.folder()
-        class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        files, labels, names = [], [], []
-        for d in class_dirs:
-            found = sorted(str(p.resolve()) for p in d.rglob("*") if is_audio_file(p))
-            if not found:
-                continue
-            names.append(d.name)
-            files += found
-            labels += [len(names) - 1] * len(found)
+        if root.is_file():
+            return read_manifest(root)
+        split_dirs = {d.name: d for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_ALIASES}
+        if any(SPLIT_ALIASES[n.lower()] == "train" for n in split_dirs):
+            return self._list_presplit(root, split_dirs)
+        return self._list_genres(root)
+
+    def _list_genres(self, root: Path) -> TrackList:
+        files, names = self._genre_files(root)
         if len(names) < 2:
             raise MGRError(
                 f"Found {len(names)} genre folder(s) with audio in {root}; need at least 2 folders "
                 f"<root>/<genre>/ holding files with one of the extensions {', '.join(AUDIO_EXTENSIONS)}."
             )
-        return TrackList(files, labels, names)
+        return TrackList([f for f, _ in files], [names.index(g) for _, g in files], names)
+
+    @staticmethod
+    def _genre_files(root: Path) -> tuple[list[tuple[str, str]], list[str]]:
+        class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files = []
+        for d in class_dirs:
+            files += [(str(p.resolve()), d.name) for p in sorted(d.rglob("*")) if is_audio_file(p)]
+        return files, sorted({g for _, g in files})
+
+    def _list_presplit(self, root: Path, split_dirs: dict[str, Path]) -> TrackList:
+        files, genres, assigned = [], [], []
+        for dir_name, d in sorted(split_dirs.items()):
+            found, _ = self._genre_files(d)
+            files += [f for f, _ in found]
+            genres += [g for _, g in found]
+            assigned += [SPLIT_ALIASES[dir_name.lower()]] * len(found)
+        names = sorted(set(genres))
+        if len(names) < 2:
+            raise MGRError(f"Found {len(names)} genre folder(s) with audio under {root}/train etc.; need at least 2.")
+        return TrackList(files, [names.index(g) for g in genres], names, assigned=assigned)
+
+
+def read_manifest(path: Path) -> TrackList:
+    """A CSV with a header `path,label[,split][,group]`; relative paths are relative to the CSV."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0]) if rows else set()
+    if not {"path", "label"} <= columns:
+        raise MGRError(f"The manifest {path} needs a header with the columns path,label[,split][,group].")
+    files, labels, groups, assigned = [], [], [], []
+    for n, row in enumerate(rows, start=2):
+        file = (path.parent / row["path"].strip()).resolve()
+        if not file.is_file():
+            raise MGRError(f"Line {n} of {path} names {file}, which does not exist; fix the path or drop the line.")
+        files.append(str(file))
+        labels.append(row["label"].strip())
+        groups.append((row.get("group") or "").strip() or str(file))  # no group: the track is its own group
+        if "split" in columns:
+            name = (row["split"] or "").strip().lower()
+            if name not in SPLIT_ALIASES:
+                raise MGRError(f"Line {n} of {path} has split {row['split']!r}; use train, val or test.")
+            assigned.append(SPLIT_ALIASES[name])
+    names = sorted(set(labels))
+    if len(names) < 2:
+        raise MGRError(f"The manifest {path} has {len(names)} label(s); need at least 2.")
+    return TrackList(files, [names.index(l) for l in labels], names,
+                     groups=groups if "group" in columns else None,
+                     assigned=assigned if "split" in columns else None)
 
 
 class SynthSource(FolderSource):
@@ -73,13 +170,15 @@ class SynthSource(FolderSource):
         return synth.generate(self.root, *self.settings)  # instant once generated
 
 
-SOURCES = {s.name: s for s in (FolderSource, SynthSource)}
+def build_source(name: str, root: str | None, options: dict) -> Source:
+    from mgr.data.artist20 import Artist20Source
+    from mgr.data.fma import FMASource
+    from mgr.data.gtzan import GTZANSource
 
-
-def build_source(name: str, root: str | None, options: dict) -> FolderSource:
-    if name not in SOURCES:
-        raise MGRError(f"Unknown data.source={name!r}; choose one of {sorted(SOURCES)}.")
+    sources = {s.name: s for s in (FolderSource, SynthSource, GTZANSource, FMASource, Artist20Source)}
+    if name not in sources:
+        raise MGRError(f"Unknown data.source={name!r}; choose one of {sorted(sources)}.")
     try:
-        return SOURCES[name](root, **options)
+        return sources[name](root, **options)
     except TypeError as e:
         raise MGRError(f"Bad data.source_options for data.source={name}: {e}.") from None

@@ -1,12 +1,18 @@
-"""Splits computed on tracks before any chunking, deterministic given a seed."""
+"""Splits computed on tracks (or groups of tracks) before any chunking,
+deterministic given a seed, and checked for leaks."""
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 import numpy as np
 
 from mgr import MGRError
 
 SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+# Names a dataset or a manifest may use for the three splits.
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 def stratified_split(labels: list[int], fractions: dict[str, float], seed: int) -> dict[str, list[int]]:
@@ -40,11 +46,68 @@ def stratified_split(labels: list[int], fractions: dict[str, float], seed: int) 
     return out
 
 
-def check_disjoint(splits: dict[str, list[int]]) -> None:
-    """Fail loudly if any track sits in two splits (a leak that inflates test metrics)."""
-    seen: dict[int, str] = {}
-    for name, idx in splits.items():
-        for i in idx:
-            if i in seen:
-                raise MGRError(f"Track {i} is in both the {seen[i]} and the {name} split.")
-            seen[i] = name
+def _groups_of(groups: list[str]) -> tuple[list[str], dict[str, list[int]]]:
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    names = sorted(members)
+    return names, members
+
+
+def group_split(labels: list[int], groups: list[str], fractions: dict[str, float], seed: int,
+                stratify: bool = True) -> dict[str, list[int]]:
+    """Whole groups (artists, albums) go to one split: the stratified split is drawn over
+    groups, each labelled by its most common track label (or one label for all groups)."""
+    names, members = _groups_of(groups)
+    if stratify:
+        group_labels = [int(np.bincount([labels[i] for i in members[g]]).argmax()) for g in names]
+    else:
+        group_labels = [0] * len(names)
+    by_group = stratified_split(group_labels, fractions, seed)
+    return {k: sorted(i for g in v for i in members[names[g]]) for k, v in by_group.items()}
+
+
+def holdout_groups_per_label(labels: list[int], groups: list[str], seed: int) -> dict[str, list[int]]:
+    """Per label, one whole group for validation and one for test, the rest for training
+    (the album split of Nasrullah & Zhao 2019: one album per artist each for val and test)."""
+    names, members = _groups_of(groups)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[int]] = {k: [] for k in SPLITS}
+    for label in sorted(set(labels)):
+        mine = [g for g in names if labels[members[g][0]] == label]
+        if len(mine) < 3:
+            raise MGRError(f"Class {label} has {len(mine)} group(s); the album split needs at least 3 per class.")
+        order = rng.permutation(len(mine))
+        for rank, j in enumerate(order):
+            split = "test" if rank == 0 else "val" if rank == 1 else "train"
+            out[split] += members[mine[j]]
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def assigned_split(assigned: list[str | None]) -> dict[str, list[int]]:
+    """The split a dataset ships with; tracks assigned None are left out."""
+    out: dict[str, list[int]] = {k: [] for k in SPLITS}
+    for i, name in enumerate(assigned):
+        if name is not None:
+            out[name].append(i)
+    return out
+
+
+def check_disjoint(splits: dict[str, list], what: str = "Track") -> None:
+    """Fail loudly if any track (file, group) sits in two splits: a leak that inflates test metrics."""
+    seen: dict = {}
+    for name, keys in splits.items():
+        for key in keys:
+            if key in seen and seen[key] != name:
+                raise MGRError(f"{what} {key} is in both the {seen[key]} and the {name} split.")
+            if key in seen:
+                raise MGRError(f"{what} {key} is listed twice in the {name} split.")
+            seen[key] = name
+
+
+def check_split(splits: dict[str, list[int]], files: list[str], groups: list[str] | None = None) -> None:
+    """No track, no file and no group (artist, album) on two sides of the split."""
+    check_disjoint(splits)
+    check_disjoint({k: [files[i] for i in v] for k, v in splits.items()}, "File")
+    if groups is not None:
+        check_disjoint({k: sorted({groups[i] for i in v}) for k, v in splits.items()}, "Group")

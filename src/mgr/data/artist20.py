@@ -1,0 +1,78 @@
+"""artist20 (Ellis 2007): 20 artists x 6 albums, 1413 tracks, for artist identification.
+
+Layout: `<root>/mp3s-32k/<artist>/<album>/<track>.mp3` (root may also be the
+`artist20/` folder's parent or `mp3s-32k/` itself). Splits, after seed 004
+(Nasrullah & Zhao, "Musical artist classification with convolutional
+recurrent neural networks", IJCNN 2019):
+
+- `song`: tracks stratified per artist, 10% test, then 10% of the rest for validation;
+- `album`: per artist one whole album for validation, one for test, the rest for training;
+- `artist`: whole artists held out (80/10/10 of the artists) -- test artists are
+  classes never seen in training, so it only makes sense for embedding evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mgr import MGRError
+from mgr.data.audio import is_audio_file
+from mgr.data.sources import Source, TrackList
+from mgr.data.splits import group_split, holdout_groups_per_label, stratified_split
+
+log = logging.getLogger(__name__)
+SONG_FRACTIONS = {"train": 0.81, "val": 0.09, "test": 0.1}
+
+
+class Artist20Source(Source):
+    name = "artist20"
+    named_splits = ("song", "album", "artist")
+
+    def __init__(self, root: str | None):
+        self.root = Path(root).expanduser() if root else None
+
+    def folder(self) -> Path:
+        if self.root is not None:
+            for candidate in (self.root / "artist20" / "mp3s-32k", self.root / "mp3s-32k", self.root):
+                if candidate.is_dir() and any(d.is_dir() for d in candidate.iterdir()) and candidate.name == "mp3s-32k":
+                    return candidate
+        raise MGRError(
+            f"artist20 was not found under data.root={self.root}; request it from LabROSA "
+            "(https://labrosa.ee.columbia.edu/projects/artistid/) and unpack it so that "
+            "<root>/artist20/mp3s-32k/<artist>/<album>/<track>.mp3 exists."
+        )
+
+    def list(self) -> TrackList:
+        folder = self.folder()
+        files, labels, groups = [], [], []
+        artists = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        for label, artist in enumerate(artists):
+            for album in sorted(d for d in (folder / artist).iterdir() if d.is_dir()):
+                for path in sorted(p for p in album.rglob("*") if is_audio_file(p)):
+                    files.append(str(path.resolve()))
+                    labels.append(label)
+                    groups.append(f"{artist}/{album.name}")
+        if len(artists) < 2 or not files:
+            raise MGRError(f"{folder} holds {len(artists)} artist folder(s) and {len(files)} tracks; is artist20 complete?")
+        return TrackList(files, labels, artists, groups=groups)
+
+    def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
+        if split in (None, "song"):
+            return stratified_split(tracks.labels, SONG_FRACTIONS, seed)
+        if split == "album":
+            return holdout_groups_per_label(tracks.labels, tracks.groups, seed)
+        if split == "artist":
+            log.warning("data.split=artist holds out whole artists: test artists are classes unseen in training.")
+            artists = [g.split("/")[0] for g in tracks.groups]
+            return group_split(tracks.labels, artists, {"train": 0.8, "val": 0.1, "test": 0.1}, seed, stratify=False)
+        if isinstance(split, dict):
+            return stratified_split(tracks.labels, split, seed)
+        return super().split(tracks, split, seed)
+
+    def leak_groups(self, tracks: TrackList, split) -> list[str] | None:
+        if split == "album":
+            return tracks.groups
+        if split == "artist":
+            return [g.split("/")[0] for g in tracks.groups]
+        return None  # a song split spreads an album's songs by design
