@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-GROUPS = ["data", "feature", "model", "trainer", "logger", "callbacks", "paths", "hydra", "debug"]
+GROUPS = ["data", "feature", "augment", "model", "trainer", "logger", "callbacks", "paths", "hydra", "debug"]
 
 
 def options(group: str) -> list[str]:
@@ -63,7 +63,9 @@ def _cli(*args, cwd) -> subprocess.CompletedProcess:
 def test_help_and_cfg_job_work_from_any_directory(tmp_path):
     proc = _cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    assert "model: cnn, crnn" in proc.stdout and "feature: mel, mfcc, stft" in proc.stdout
+    listed = {line.split(":")[0]: line.split(":")[1].split(", ") for line in proc.stdout.splitlines() if ": " in line}
+    assert {"cnn", "crnn"} <= {o.strip() for o in listed["model"]}
+    assert {o.strip() for o in listed["feature"]} == set(options("feature"))
     proc = _cli("--cfg", "job", "model=cnn", "feature=stft", cwd=tmp_path)
     assert proc.returncode == 0
     cfg = OmegaConf.create(proc.stdout)

@@ -1,4 +1,5 @@
-"""Frontends: output shapes per feature and backend, finite on silence, float32 under autocast."""
+"""Frontends: output shapes per feature and backend, finite on silence, float32 under
+autocast, clear errors; SpecAugment only in training."""
 
 from __future__ import annotations
 
@@ -6,30 +7,44 @@ import pytest
 import torch
 
 from mgr import MGRError
-from mgr.features import build_frontend
+from mgr.features import FRONTENDS, build_augment, build_frontend
 
-SR = 8000
+SR = 16000
+FEATURES = {  # settings -> expected number of bins
+    "mel": ({"n_fft": 512, "hop_length": 256, "n_mels": 40}, 40),
+    "stft": ({"n_fft": 512, "hop_length": 256}, 257),
+    "mfcc": ({"n_fft": 512, "hop_length": 256, "n_mels": 40, "n_mfcc": 13}, 13),
+    "cqt": ({"hop_length": 256, "n_bins": 60}, 60),
+    "vqt": ({"hop_length": 256, "n_bins": 60, "bins_per_octave": 12}, 60),
+    "gammatone": ({"n_fft": 512, "hop_length": 256, "n_bins": 32}, 32),
+    "chroma": ({"hop_length": 256, "n_fft": 512}, 12),
+    "tempogram": ({"hop_length": 256, "n_fft": 512, "win_length": 64}, 64),
+}
 
 
-@pytest.mark.parametrize("backend", ["nnaudio", "torchaudio"])
-@pytest.mark.parametrize(
-    "feature,bins",
-    [
-        ({"name": "mel", "n_fft": 512, "hop_length": 256, "n_mels": 40}, 40),
-        ({"name": "stft", "n_fft": 512, "hop_length": 256}, 257),
-        ({"name": "mfcc", "n_fft": 512, "hop_length": 256, "n_mels": 40, "n_mfcc": 13}, 13),
-    ],
-)
-def test_frontend_shapes(feature, bins, backend):
-    frontend = build_frontend({**feature, "sample_rate": SR, "backend": backend})
-    out = frontend(torch.randn(3, SR))
+def test_every_frontend_is_covered():
+    assert set(FEATURES) == set(FRONTENDS)
+
+
+@pytest.mark.parametrize("name", sorted(FEATURES))
+def test_frontend_shapes(name):
+    settings, bins = FEATURES[name]
+    out = build_frontend({"name": name, "sample_rate": SR, **settings})(torch.randn(3, SR))
     assert out.shape == (3, 1, bins, 1 + SR // 256)  # centred frames, as librosa
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["mel", "stft", "mfcc"])
+@pytest.mark.parametrize("name", ["mel", "stft", "mfcc", "chroma", "tempogram"])
+def test_torchaudio_backend_gives_the_same_shape(name):
+    settings, bins = FEATURES[name]
+    frontend = build_frontend({"name": name, "sample_rate": SR, "backend": "torchaudio", **settings})
+    assert frontend(torch.randn(2, SR)).shape == (2, 1, bins, 1 + SR // 256)
+
+
+@pytest.mark.parametrize("name", sorted(FEATURES))
 def test_silence_gives_finite_float32_under_autocast(name):
-    frontend = build_frontend({"name": name, "sample_rate": SR, "n_fft": 512, "hop_length": 256})
+    settings, _ = FEATURES[name]
+    frontend = build_frontend({"name": name, "sample_rate": SR, **settings})
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = frontend(torch.zeros(2, SR))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
@@ -42,8 +57,32 @@ def test_db_scale_and_top_db():
     assert out.max() - out.min() == pytest.approx(60.0, abs=1e-3)
 
 
-def test_unknown_feature_or_setting_is_a_clear_error():
+def test_trainable_kernels_have_gradients():
+    frontend = build_frontend({"name": "mel", "sample_rate": SR, "n_fft": 512, "hop_length": 256, "trainable": True})
+    frontend(torch.randn(2, SR)).mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in frontend.parameters())
+
+
+def test_clear_errors():
     with pytest.raises(MGRError, match="Unknown feature name 'cqt2'"):
         build_frontend({"name": "cqt2", "sample_rate": SR})
     with pytest.raises(MGRError, match="Bad setting for feature=mel"):
         build_frontend({"name": "mel", "sample_rate": SR, "n_bins": 3})
+    with pytest.raises(MGRError, match="above the Nyquist frequency 3000 Hz"):
+        build_frontend({"name": "cqt", "sample_rate": 6000})
+    with pytest.raises(MGRError, match="'stft' or 'cqt'"):
+        build_frontend({"name": "chroma", "sample_rate": SR, "source": "mel"})
+
+
+def test_specaugment_masks_in_training_only():
+    augment = build_augment({"name": "specaugment", "freq_masks": 2, "time_masks": 2}, n_bins=40, n_frames=100)
+    spec = torch.randn(4, 1, 40, 100) + 10
+    augment.train()
+    masked = augment(spec)
+    assert (masked == 0).any() and (masked != 0).any()
+    assert not torch.equal(masked[0], masked[1])  # each example gets its own masks
+    augment.eval()
+    assert torch.equal(augment(spec), spec)
+    assert isinstance(build_augment({}, 40, 100), torch.nn.Identity)
+    with pytest.raises(MGRError, match="Unknown augment"):
+        build_augment({"name": "mixup"}, 40, 100)

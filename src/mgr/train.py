@@ -22,6 +22,8 @@ def train(cfg: DictConfig) -> float | None:
 
     from mgr.models import MFCCSVM
 
+    from mgr.features import build_augment
+
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
@@ -33,6 +35,7 @@ def train(cfg: DictConfig) -> float | None:
         chunk_seconds=cfg.data.chunk_seconds,
         _convert_="all",
     )
+    model.augment = build_augment(plain(cfg.get("augment") or {}), model.n_bins, model.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

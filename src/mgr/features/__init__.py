@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from mgr import MGRError
+from mgr.features.augment import SpecAugment
 from mgr.features.base import Frontend
 from mgr.features.chroma import ChromaFrontend
 from mgr.features.constant_q import CQTFrontend, VQTFrontend
@@ -33,4 +36,18 @@ def build_frontend(feature: dict) -> Frontend:
         raise MGRError(f"Bad setting for feature={name}: {e}.") from None
 
 
-__all__ = ["FRONTENDS", "Frontend", "build_frontend"]
+def build_augment(augment: dict | None, n_bins: int, n_frames: int) -> nn.Module:
+    """Training-time augmentation of the feature map from `augment` config values; identity when empty."""
+    augment = dict(augment or {})
+    name = augment.pop("name", None)
+    if name is None:
+        return nn.Identity()
+    if name != "specaugment":
+        raise MGRError(f"Unknown augment name {name!r}; available: specaugment.")
+    try:
+        return SpecAugment(n_bins, n_frames, **augment)
+    except TypeError as e:
+        raise MGRError(f"Bad setting for augment=specaugment: {e}.") from None
+
+
+__all__ = ["FRONTENDS", "Frontend", "build_augment", "build_frontend"]

@@ -50,6 +50,9 @@ class GenreClassifier(pl.LightningModule):
         # Seed 001's "layer 0": batch normalisation of each frequency bin of the dB input,
         # so no dataset statistics are needed.
         self.input_norm = nn.BatchNorm2d(self.n_bins)
+        # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
+        # It holds no weights, so checkpoints and inference do not depend on it.
+        self.augment: nn.Module = nn.Identity()
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(self.num_classes, average="micro"),
@@ -86,7 +89,7 @@ class GenreClassifier(pl.LightningModule):
     # --- steps -----------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         wave, target, _ = batch
-        logits = self(wave)
+        logits = self.head(self.embed(self.augment(self.features(wave))))  # augmented in training only
         loss = F.cross_entropy(logits, target)
         self.train_metrics.update(logits, target)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target))
