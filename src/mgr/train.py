@@ -35,7 +35,7 @@ def train(cfg: DictConfig) -> float | None:
         chunk_seconds=cfg.data.chunk_seconds,
         _convert_="all",
     )
-    model.augment = build_augment(plain(cfg.get("augment") or {}), model.n_bins, model.n_frames)
+    model.augment = build_augment(plain(cfg.augment) if cfg.get("augment") else {}, model.n_bins, model.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
