@@ -171,3 +171,116 @@ def test_chunk_datasets(small_folder, tmp_path):
     wave, label, k = evaluation[5]
     np.testing.assert_array_equal(wave.numpy(), cache.waveform(3)[10000:14000])
     assert (label, k) == (0, 1)
+
+
+# The hardened cache: bad files, parallel decoding, crashes, concurrent builders ----------------
+
+# Module level runs in the decoding workers too (spawn imports the main script), so they decode slowly.
+CHILD_BUILD = """
+import sys, time
+from mgr.data import cache
+real = cache.load_audio
+def slow(path, rate):  # slow enough to be killed part-way
+    time.sleep(float(sys.argv[4]))
+    return real(path, rate)
+cache.load_audio = slow
+if __name__ == "__main__":
+    files = open(sys.argv[1]).read().split()
+    built = cache.WaveformCache.build(files, 8000, sys.argv[2], "folder", num_workers=int(sys.argv[3]))
+    print("built", built.directory)
+"""
+
+
+@pytest.fixture
+def many_files(tmp_path) -> list[str]:
+    rng = np.random.default_rng(1)
+    return [str(_write(tmp_path / "many" / f"{i:03d}.wav", 0.1 * rng.standard_normal(4000 + 100 * i).astype(np.float32), 8000))
+            for i in range(40)]
+
+
+def _cache_bytes(cache: WaveformCache) -> tuple[bytes, list, list]:
+    return (cache.directory / "waveforms.f32").read_bytes(), cache.lengths.tolist(), cache.offsets.tolist()
+
+
+def _child(args: list[str], tmp_path: Path) -> "subprocess.Popen":
+    import subprocess
+    import sys
+
+    script = tmp_path / "child_build.py"
+    script.write_text(CHILD_BUILD)
+    return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_cache_reports_each_kind_of_bad_file(tmp_path):
+    root = tmp_path / "music"
+    _write(root / "a" / "good.wav", 0.1 * np.ones(8000, dtype=np.float32), 8000)
+    _write(root / "a" / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
+    _write(root / "a" / "short.wav", 0.1 * np.ones(2000, dtype=np.float32), 8000)
+    (root / "a" / "empty.wav").write_bytes(b"")
+    (root / "a" / "text.flac").write_text("not audio at all\n" * 10)
+    files = sorted(str(p) for p in (root / "a").iterdir())
+    known = {files[0]: "known bad file: listed upstream"}  # empty.wav: never opened
+    cache = WaveformCache.build(files, 8000, tmp_path / "cache", "folder", known_bad=known, min_seconds=0.5)
+    reasons = {Path(p).name: r for p, r in cache.bad_files.items()}
+    assert reasons["empty.wav"] == "known bad file: listed upstream"
+    assert reasons["silent.wav"].startswith("silent")
+    assert reasons["short.wav"].startswith("too short: 0.25 s")
+    assert reasons["text.flac"].startswith("cannot decode")
+    assert "good.wav" not in reasons and len(cache.waveform(files.index(str(root / "a" / "good.wav")))) == 8000
+    assert cache.report_path.read_text().count("\n") == 5
+    cache.check_bad_fraction(0.8)
+    with pytest.raises(MGRError, match=r"4 of 5 files \(80%\) are unusable.*data.max_bad_fraction=0.5.*bad_files.tsv"):
+        cache.check_bad_fraction(0.5)
+    # A different minimum length is a different cache.
+    assert WaveformCache.build(files, 8000, tmp_path / "cache", "folder", known_bad=known).directory != cache.directory
+
+
+def test_parallel_decoding_matches_serial(many_files, tmp_path):
+    serial = WaveformCache.build(many_files, 8000, tmp_path / "serial", "folder", num_workers=0)
+    parallel = WaveformCache.build(many_files, 8000, tmp_path / "parallel", "folder", num_workers=2)
+    assert _cache_bytes(serial) == _cache_bytes(parallel)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_killed_build_resumes_to_identical_data(many_files, tmp_path, workers, monkeypatch):
+    import signal
+    import time
+
+    (tmp_path / "files.txt").write_text("\n".join(many_files))
+    proc = _child([str(tmp_path / "files.txt"), str(tmp_path / "cache"), str(workers), "0.05"], tmp_path)
+    journal = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # kill it once part of the work is journaled
+        journals = list((tmp_path / "cache").glob("*.partial/journal.jsonl")) if (tmp_path / "cache").exists() else []
+        if journals and journals[0].read_text().count("\n") >= 5:
+            journal = journals[0]
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert journal is not None and not list((tmp_path / "cache").glob("*Hz-????????????????"))  # nothing final
+    done_before = journal.read_text().count("\n")
+    assert 5 <= done_before < len(many_files)
+
+    decoded = []
+    real = cache_module.load_audio
+    monkeypatch.setattr(cache_module, "load_audio", lambda p, r: decoded.append(p) or real(p, r))
+    resumed = WaveformCache.build(many_files, 8000, tmp_path / "cache", "folder", num_workers=0)
+    assert len(decoded) == len(many_files) - done_before  # resumed, not rebuilt
+    fresh = WaveformCache.build(many_files, 8000, tmp_path / "fresh", "folder")
+    assert _cache_bytes(resumed) == _cache_bytes(fresh)
+    assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+def test_two_builders_at_once_build_one_cache(many_files, tmp_path):
+    (tmp_path / "files.txt").write_text("\n".join(many_files))
+    procs = [_child([str(tmp_path / "files.txt"), str(tmp_path / "cache"), "0", "0.01"], tmp_path) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    directories = {out.strip().split("built ")[1] for out, _ in outputs}
+    assert len(directories) == 1
+    logs = "".join(err for _, err in outputs)
+    assert logs.count("Decoding audio") >= 1 and sum("Decoding audio" in err for _, err in outputs) == 1
+    fresh = WaveformCache.build(many_files, 8000, tmp_path / "fresh", "folder")
+    assert _cache_bytes(WaveformCache(directories.pop())) == _cache_bytes(fresh)
+    assert not list((tmp_path / "cache").glob("*.partial"))

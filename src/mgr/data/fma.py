@@ -55,6 +55,7 @@ def audio_path(root: Path, size: str, track_id: int) -> Path:
 
 
 class FMASource(Source):
+    name = "fma"  # the instance's name, fma_<size>, names its cache
     named_splits = ("official",)
 
     def __init__(self, root: str | None, size: str = "small"):
