@@ -1,0 +1,86 @@
+"""Feature throughput: mgr's frontends on batches of 30 s clips versus librosa
+computing the same feature clip by clip on the CPU, as the seed reports did.
+
+    python benchmarks/feature_benchmark.py [--device cuda] [--clips 16] [--features mel cqt ...]
+
+Prints a Markdown table: clips/s of each frontend and backend, librosa's
+clips/s, and the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from mgr.features import build_frontend
+
+SR = 22050
+CLIP_SECONDS = 30
+
+
+def librosa_reference(name: str, source: str | None):
+    import librosa
+
+    db = lambda p: librosa.power_to_db(p, top_db=80.0)  # noqa: E731
+    return {
+        "stft": lambda x: db(np.abs(librosa.stft(x, n_fft=2048, hop_length=512)) ** 2),
+        "mel": lambda x: db(librosa.feature.melspectrogram(y=x, sr=SR)),
+        "mfcc": lambda x: librosa.feature.mfcc(y=x, sr=SR, n_mfcc=20),
+        "cqt": lambda x: librosa.amplitude_to_db(np.abs(librosa.cqt(x, sr=SR)), top_db=80.0),
+        "vqt": lambda x: librosa.amplitude_to_db(np.abs(librosa.vqt(x, sr=SR)), top_db=80.0),
+        "chroma": lambda x: (librosa.feature.chroma_cqt(y=x, sr=SR, tuning=0.0) if source == "cqt"
+                             else librosa.feature.chroma_stft(y=x, sr=SR, tuning=0.0)),
+        "tempogram": lambda x: librosa.feature.tempogram(y=x, sr=SR),
+    }.get(name)
+
+
+def clips_per_second(fn, n_clips: int, min_seconds: float = 2.0) -> float:
+    fn()  # warm-up (kernels, caches, numba)
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_seconds or runs == 0:
+        fn()
+        runs += 1
+    return runs * n_clips / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clips", type=int, default=16, help="clips per batch")
+    parser.add_argument("--features", nargs="+",
+                        default=["stft", "mel", "mfcc", "cqt", "vqt", "gammatone", "chroma", "chroma:cqt", "tempogram"])
+    parser.add_argument("--no-librosa", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    clips = (0.1 * rng.standard_normal((args.clips, SR * CLIP_SECONDS))).astype(np.float32)
+    batch = torch.from_numpy(clips).to(args.device)
+    print(f"torch threads: {torch.get_num_threads()}, device: {args.device}, batch: {args.clips} x {CLIP_SECONDS} s at {SR} Hz")
+    print("| feature | backend | device | mgr clips/s | librosa clips/s | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for spec in args.features:
+        name, _, source = spec.partition(":")
+        reference = None if args.no_librosa else librosa_reference(name, source or None)
+        lib_rate = clips_per_second(lambda: [reference(c) for c in clips[:4]], 4) if reference else None
+        backends = ["nnaudio", "torchaudio"] if name in ("stft", "mel", "mfcc", "tempogram") or spec == "chroma" else [None]
+        for backend in backends:
+            settings = {"name": name, "sample_rate": SR, **({"backend": backend} if backend else {}),
+                        **({"source": source} if source else {})}
+            frontend = build_frontend(settings).to(args.device)
+
+            def run():
+                with torch.no_grad():
+                    frontend(batch)
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+
+            rate = clips_per_second(run, args.clips)
+            lib = f"{lib_rate:.1f}" if lib_rate else "n/a"
+            ratio = f"{rate / lib_rate:.1f}x" if lib_rate else "n/a"
+            print(f"| {spec} | {backend or 'nnaudio'} | {args.device} | {rate:.1f} | {lib} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
