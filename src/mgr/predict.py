@@ -182,11 +182,11 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
         raise MGRError(f"overlap={cfg.overlap} must be at least 0 and below 1 (the fraction of a chunk shared).")
     if cfg.batch_size < 1 or cfg.top_k < 1:
         raise MGRError("batch_size and top_k must be at least 1.")
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.ckpt_path)
     paths = find_audio_files(str(i) for i in inputs)
     if not paths:
         raise MGRError(f"No audio files found in {', '.join(map(str, inputs))}; pass files or folders holding audio.")
-    device = resolve_device(cfg.device)
-    model = load_model(cfg.ckpt_path)
     names, h = model.class_names, model.hparams
     print(f"\n{len(paths)} file(s), {type(model).__name__} of {cfg.ckpt_path}: {len(names)} genres, "
           f"{h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, on {device}", flush=True)
