@@ -48,7 +48,7 @@ def read_checkpoint(ckpt_path: str | Path) -> dict:
 def model_class(checkpoint: dict, ckpt_path: str | Path) -> type[GenreClassifier]:
     """The mgr architecture a checkpoint asks for; a checkpoint naming any class outside mgr is refused."""
     for named in _names_to_instantiate(checkpoint):
-        if not (isinstance(named, str) and (named in MODELS or named.startswith("mgr."))):
+        if named is not None and not (isinstance(named, str) and (named in MODELS or named.startswith("mgr."))):
             raise MGRError(
                 f"Refused to load {ckpt_path}: it names {named!r} to instantiate, and mgr builds only its own "
                 "classes; use only checkpoints written by mgr.train."
