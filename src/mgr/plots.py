@@ -43,8 +43,7 @@ def save_confusion_matrix(matrix, class_names: Sequence[str], path: str | Path, 
     """Counts and row-normalised rates side by side; rows are true classes, columns predictions."""
     counts = np.asarray(matrix, dtype=float)
     n = len(class_names)
-    rows = counts.sum(axis=1, keepdims=True)
-    rates = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)  # a class absent from the split stays 0
+    rates = row_rates(counts)
     size = 2.5 + 0.45 * n
     fig = _figure(2 * size + 1.0, size + 0.6)
     fig.suptitle(title)
@@ -61,6 +60,13 @@ def save_confusion_matrix(matrix, class_names: Sequence[str], path: str | Path, 
                     ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
                             color="white" if values[i, j] > threshold else "black")
     return _save(fig, path)
+
+
+def row_rates(counts) -> np.ndarray:
+    """Each row divided by its sum: the share of a true class given each prediction (recall on the diagonal)."""
+    counts = np.asarray(counts, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)  # a class absent from the split: 0, not NaN
 
 
 def save_learning_curves(history: list[dict[str, float]], path: str | Path, title: str = "Learning curves") -> Path:

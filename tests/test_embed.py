@@ -1,0 +1,47 @@
+"""mgr.embed: penultimate-layer embeddings of a split, per chunk and per track, and the t-SNE map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import mgr_command
+from mgr.models import load_model
+
+
+@pytest.fixture(scope="module")
+def embedded(trained_run, tmp_path_factory, data_dir):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    cwd = tmp_path_factory.mktemp("embed")
+    proc = mgr_command("embed", f"ckpt_path={metrics['best_checkpoint']}", cwd=cwd, data_dir=data_dir)
+    npz_path = Path(next(l for l in proc.stdout.splitlines() if l.strip().endswith("embeddings.npz")).strip())
+    return metrics, npz_path
+
+
+def test_embed_writes_chunk_and_track_embeddings_of_the_test_split(embedded):
+    metrics, npz_path = embedded
+    data = np.load(npz_path)
+    model = load_model(metrics["best_checkpoint"])
+    chunks, tracks = data["chunk_embeddings"], data["track_embeddings"]
+    n_chunks, n_tracks = np.sum(metrics["chunk_confusion"]), np.sum(metrics["track_confusion"])
+    assert chunks.shape == (n_chunks, model.head.in_features)  # the input of the output layer
+    assert tracks.shape == (n_tracks, model.head.in_features)
+    assert list(data["class_names"]) == metrics["class_names"] and len(data["track_paths"]) == n_tracks
+    for k in range(n_tracks):
+        np.testing.assert_allclose(tracks[k], chunks[data["chunk_tracks"] == k].mean(axis=0), rtol=1e-5, atol=1e-6)
+    # The same chunks, labels and track grouping as the training run's test: its accuracies come back.
+    chunk_acc = np.mean(data["chunk_logits"].argmax(1) == data["chunk_labels"])
+    track_acc = np.mean(data["track_logits"].argmax(1) == data["track_labels"])
+    assert chunk_acc == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert track_acc == pytest.approx(metrics["test/track_acc"], abs=1e-6)
+
+
+def test_embed_draws_a_tsne_map(embedded):
+    png = embedded[1].parent / "tsne.png"
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 600 and image.height > 300
+        image.verify()

@@ -1,0 +1,60 @@
+"""Plots in every run directory: confusion matrices and learning curves, written at test end."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mgr.models import read_checkpoint
+from mgr.plots import PlotsCallback, row_rates, save_confusion_matrix, save_learning_curves
+
+
+def assert_png(path, min_width=400):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= min_width, path
+        image.verify()  # a complete, undamaged file
+    # Not a blank canvas: a figure with axes, text and cells has many colours.
+    with Image.open(path) as image:
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 20
+
+
+def test_a_training_run_writes_its_plots(trained_run):
+    for name in ("confusion_chunk.png", "confusion_track.png", "learning_curves.png"):
+        assert_png(trained_run / "plots" / name)
+
+
+def test_learning_curves_follow_the_runs_metrics(trained_run):
+    """The callback's per-epoch values (kept in the checkpoint) are those of csv/metrics.csv."""
+    last = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("PlotsCallback")]
+    history = {row["epoch"]: row for row in state["history"]}
+    rows = list(csv.DictReader(open(trained_run / "csv" / "metrics.csv")))
+    for key in ("train/loss", "val/loss", "train/acc", "val/acc", "val/track_acc"):
+        logged = {int(r["epoch"]): float(r[key]) for r in rows if r.get(key)}
+        assert len(logged) == 10, key
+        assert {e: history[e][key] for e in logged} == pytest.approx(logged, abs=1e-6), key
+
+
+def test_confusion_matrix_with_a_class_absent_from_the_split(tmp_path):
+    matrix = [[3, 1, 0], [0, 0, 0], [1, 0, 4]]  # nothing of class b was tested: its rates stay 0, not NaN
+    np.testing.assert_allclose(row_rates(matrix), [[0.75, 0.25, 0], [0, 0, 0], [0.2, 0, 0.8]])
+    assert_png(save_confusion_matrix(matrix, ["a", "b", "c"], tmp_path / "cm.png", "test"))
+
+
+def test_learning_curves_with_validation_every_other_epoch(tmp_path):
+    history = [{"epoch": e, "train/loss": 1 / (e + 1), "train/acc": e / 10} for e in range(6)]
+    for row in history[1::2]:
+        row.update({"val/loss": row["train/loss"] * 1.1, "val/acc": row["train/acc"] * 0.9})
+    assert_png(save_learning_curves(history, tmp_path / "curves.png"))
+
+
+def test_the_history_survives_a_checkpoint_round_trip(tmp_path):
+    callback = PlotsCallback(str(tmp_path))
+    callback.history = {0: {"epoch": 0, "val/loss": 1.0}, 1: {"epoch": 1, "val/loss": 0.5}}
+    resumed = PlotsCallback(str(tmp_path))
+    resumed.load_state_dict(callback.state_dict())
+    assert resumed.history == callback.history
+    assert np.isfinite([row["val/loss"] for row in resumed.history.values()]).all()
