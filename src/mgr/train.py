@@ -20,9 +20,9 @@ def train(cfg: DictConfig) -> float | None:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from mgr.models import MFCCSVM
-
     from mgr.features import build_augment
+    from mgr.models import MFCCSVM
+    from mgr.tracking import choose_wandb_mode, define_summaries
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -37,10 +37,13 @@ def train(cfg: DictConfig) -> float | None:
     )
     model.augment = build_augment(plain(cfg.augment) if cfg.get("augment") else {}, model.n_bins, model.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
+    if cfg.get("logger") and "wandb" in cfg.logger:
+        choose_wandb_mode()
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(plain(cfg))
+    define_summaries(loggers)
     if isinstance(model, MFCCSVM):  # fitted in closed form: no training loop, the same evaluation
         return fit_svm(cfg, model, datamodule, trainer)
 
@@ -51,14 +54,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("test"):
         if not best_path:
             log.warning("No best checkpoint was saved; testing the weights of the last step.")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        write_and_print_results(
-            metrics,
-            {"best_checkpoint": best_path, "class_names": model.class_names, **model.test_results},
-            cfg.paths.output_dir,
-            "Test results (best checkpoint)" if best_path else "Test results (last weights)",
-        )
+        title = "Test results (best checkpoint)" if best_path else "Test results (last weights)"
+        test_and_report(cfg, trainer, model, datamodule, best_path, title)
     if checkpoint is not None and checkpoint.best_model_score is not None:
         return float(checkpoint.best_model_score)
     value = trainer.callback_metrics.get(cfg.optimized_metric)
@@ -69,21 +66,26 @@ def fit_svm(cfg: DictConfig, model, datamodule, trainer) -> float | None:
     """model=mfcc_svm: fit on statistics of training chunks, then validate, save and test like any model."""
     datamodule.setup("fit")
     model.to(trainer.strategy.root_device)
-    model.fit_svm(datamodule.train_dataloader())
+    model.fit_svm(datamodule.train_dataloader(), passes=1 if trainer.fast_dev_run else None)
     trainer.validate(model, datamodule=datamodule)
     value = trainer.callback_metrics.get(cfg.optimized_metric)
     checkpoint = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
     trainer.save_checkpoint(checkpoint)
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        write_and_print_results(
-            metrics,
-            {"best_checkpoint": str(checkpoint), "class_names": model.class_names, **model.test_results},
-            cfg.paths.output_dir,
-            "Test results (fitted SVM)",
-        )
+        test_and_report(cfg, trainer, model, datamodule, str(checkpoint), "Test results (fitted SVM)", load=False)
     return None if value is None else float(value)
+
+
+def test_and_report(cfg: DictConfig, trainer, model, datamodule, checkpoint: str, title: str, load: bool = True) -> None:
+    """Test (on `checkpoint`'s weights when `load`), write metrics.json, print the table, report to W&B."""
+    from mgr.tracking import log_test_report, per_class_scores
+
+    trainer.test(model, datamodule=datamodule, ckpt_path=(checkpoint or None) if load else None)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    results = {"best_checkpoint": checkpoint, "class_names": model.class_names, **model.test_results}
+    results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
+    write_and_print_results(metrics, results, cfg.paths.output_dir, title)
+    log_test_report(trainer.loggers, results, cfg.paths.output_dir)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="train")

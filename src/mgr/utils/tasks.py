@@ -23,12 +23,19 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
+        from mgr.tracking import finish_wandb
+
         _quiet_warnings()
+        failed = True
         try:
-            return fn(cfg)
+            result = fn(cfg)
+            failed = False
+            return result
         except MGRError as e:
             print(f"mgr: error: {e}", file=sys.stderr)
             sys.exit(1)
+        finally:
+            finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
 
     return wrapper
 

@@ -1,0 +1,85 @@
+"""Weights & Biases around a run: offline fallback, metric summaries, the test
+report (confusion matrix, per-class table, figures), and always finishing the run.
+
+Every function does nothing when no W&B logger is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Summaries the dashboards show per run: the best value rather than the last.
+SUMMARIES = {"val/acc": "max", "val/track_acc": "max", "val/f1": "max", "val/track_f1": "max", "val/loss": "min"}
+
+
+def wandb_loggers(loggers) -> list:
+    return [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
+
+
+def choose_wandb_mode() -> None:
+    """Without credentials W&B would prompt for a key or fail: go offline instead, with one warning."""
+    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return
+    try:
+        has_login = netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        has_login = False
+    if not has_login:
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning("No W&B API key found (WANDB_API_KEY or `wandb login`): logging offline; "
+                    "upload later with `wandb sync <run dir>/wandb/offline-run-*`.")
+
+
+def define_summaries(loggers) -> None:
+    for logger in wandb_loggers(loggers):
+        logger.experiment.define_metric("epoch")
+        for name, summary in SUMMARIES.items():
+            logger.experiment.define_metric(name, summary=summary, step_metric="epoch")
+
+
+def per_class_scores(confusion: list[list[int]], class_names: list[str]) -> list[dict]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows: true class)."""
+    m = np.asarray(confusion, dtype=float)
+    tp, predicted, actual = np.diag(m), m.sum(axis=0), m.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    return [dict(label=name, precision=float(p), recall=float(r), f1=float(f), support=int(s))
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
+
+
+def log_test_report(loggers, results: dict, run_dir: str | Path) -> None:
+    """Track-level confusion matrix, per-class scores and the run's PNG figures to W&B."""
+    targets = wandb_loggers(loggers)
+    if not targets or "track_confusion" not in results:
+        return
+    import wandb
+
+    names, confusion = results["class_names"], np.asarray(results["track_confusion"])
+    y_true = [t for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
+    y_pred = [p for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
+    scores = per_class_scores(confusion.tolist(), names)
+    table = wandb.Table(columns=list(scores[0]), data=[list(s.values()) for s in scores])
+    images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted(Path(run_dir).glob("plots/*.png"))}
+    for logger in targets:
+        logger.experiment.log({
+            "test/track_confusion": wandb.plot.confusion_matrix(y_true=y_true, preds=y_pred, class_names=names),
+            "test/per_class": table,
+            **images,
+        })
+
+
+def finish_wandb(failed: bool) -> None:
+    """Close the active W&B run, so the next job of a multirun starts its own."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)

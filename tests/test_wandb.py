@@ -1,0 +1,63 @@
+"""W&B: without credentials a run logs offline (one warning), with tags, config, metric
+summaries, the test report, and a finished run per multirun job."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import mgr_command, tiny
+
+pytest.importorskip("wandb")
+
+
+def read_wandb_records(path: Path) -> list:
+    """The records of a .wandb transaction log: a 7-byte header, then LevelDB-log blocks of protobufs."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, block, records, partial = path.read_bytes(), 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
+        if left < 7 or (kind == 0 and length == 0):
+            pos += left
+            continue
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        partial = chunk if kind in (1, 2) else partial + chunk
+        if kind in (1, 4):  # a whole record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(partial)
+            records.append(record)
+    return records
+
+
+def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    overrides = [o for o in tiny() if not o.startswith("model")]
+    proc = mgr_command("train", "-m", "model=cnn,crnn", "logger=many", *overrides, "debug=limit",
+                       cwd=tmp_path, data_dir=data_dir)
+    assert (proc.stdout + proc.stderr).count("logging offline") == 1  # one warning for the whole sweep
+    runs = sorted(tmp_path.glob("logs/train/multiruns/*/*/wandb/offline-run-*"))
+    assert len(runs) == 2  # each job finished its own W&B run
+    for run, model in zip(runs, ("cnn", "crnn")):
+        records = read_wandb_records(next(run.glob("run-*.wandb")))
+        kinds = [r.WhichOneof("record_type") for r in records]
+        assert "exit" in kinds
+        (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        assert set(run_record.tags) == {"data:synth", "feature:mel", f"model:{model}"}
+        history = {i.key or "/".join(i.nested_key) for r in records if r.WhichOneof("record_type") == "history"
+                   for i in r.history.item}
+        assert {"val/acc", "val/track_acc", "train/loss", "test/track_acc", "test/per_class/_type"} <= history
+        assert any(k.startswith("test/track_confusion") for k in history)
+        summaries = {r.metric.name: r.metric.summary for r in records if r.WhichOneof("record_type") == "metric"}
+        assert summaries["val/acc"].max and summaries["val/loss"].min
+        config = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
+                  for i in r.config.update}
+        assert config["model"]["_target_"].lower().endswith(model) and config["feature"]["name"] == "mel"
+        assert list(run.glob("files/media/table/test/per_class_*.table.json"))
+        assert list(run.glob("files/media/images/plots/confusion_track_*.png"))
