@@ -62,9 +62,9 @@ class MFCCSVM(GenreClassifier):
                 ys.append(target)
         return torch.cat(xs).double().numpy(), torch.cat(ys).numpy()
 
-    def fit_svm(self, loader) -> float:
-        """Fit on `fit_passes` passes of the training loader; returns the training accuracy."""
-        x, y = self.statistics(loader, self.hparams.fit_passes)
+    def fit_svm(self, loader, passes: int | None = None) -> float:
+        """Fit on `passes` (default `fit_passes`) passes of the training loader; returns the training accuracy."""
+        x, y = self.statistics(loader, passes or self.hparams.fit_passes)
         return self.fit_arrays(x, y)
 
     @torch.no_grad()
