@@ -19,17 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from mgr.data.audio import load_audio
 from mgr.data.cache import WaveformCache
-from mgr.data.datasets import RandomChunks, _crop
+
+# torch is imported inside the functions: the cache's decoding workers (spawned)
+# import this script again and should start as fast as under mgr.train.
 
 SOURCE_RATE, RATE, CLIP_SECONDS, CHUNK_SECONDS, BATCH = 44100, 22050, 30.0, 3.0, 32
 
 
-class DecodeOnTheFly(Dataset):
+class DecodeOnTheFly:
     """What a loader without a cache does: decode and resample the whole file for every chunk."""
 
     def __init__(self, files: list[str], chunk: int):
@@ -39,6 +39,10 @@ class DecodeOnTheFly(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
+        import torch
+
+        from mgr.data.datasets import _crop
+
         wave = load_audio(self.files[i], RATE)
         start = int(torch.randint(0, max(len(wave) - self.chunk, 0) + 1, ()).item())
         return _crop(wave, start, self.chunk), 0, i
@@ -57,9 +61,11 @@ def make_clips(folder: Path, n: int, fmt: str) -> list[str]:
     return files
 
 
-def loader_rate(dataset: Dataset, workers: int, batches: int) -> tuple[float, float]:
+def loader_rate(dataset, workers: int, batches: int) -> tuple[float, float]:
     """Chunks/s over `batches` batches twice: a first pass (cold memory map, worker start-up
     excluded) and a second one (steady state, the cache's pages already mapped)."""
+    from torch.utils.data import DataLoader
+
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
     it = iter(loader)
     next(it)  # worker start-up is not throughput
@@ -96,6 +102,8 @@ def main() -> None:
             cache = WaveformCache.build(files, RATE, tmp / f"cache{w}", "bench", num_workers=w)
             wall = time.perf_counter() - start
             print(f"| {w} | {wall:.1f} | {args.clips / wall:.1f} | {hours / (wall / 60):.2f} |")
+        from mgr.data.datasets import RandomChunks
+
         chunk = int(CHUNK_SECONDS * RATE)
         # Many chunks per track per epoch, so an epoch is long enough to time.
         cached = RandomChunks(cache, list(range(len(files))), [0] * len(files), chunk, chunks_per_track=64)

@@ -179,9 +179,12 @@ def test_chunk_datasets(small_folder, tmp_path):
 CHILD_BUILD = """
 import sys, time
 from mgr.data import cache
+import os
 real = cache.load_audio
 def slow(path, rate):  # slow enough to be killed part-way
     time.sleep(float(sys.argv[4]))
+    if path.endswith("crash.wav"):  # what a decoder segfault does to its process
+        os._exit(11)
     return real(path, rate)
 cache.load_audio = slow
 if __name__ == "__main__":
@@ -284,3 +287,15 @@ def test_two_builders_at_once_build_one_cache(many_files, tmp_path):
     fresh = WaveformCache.build(many_files, 8000, tmp_path / "fresh", "folder")
     assert _cache_bytes(WaveformCache(directories.pop())) == _cache_bytes(fresh)
     assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+def test_a_decoder_crash_marks_only_its_file_bad(many_files, tmp_path):
+    crash = _write(tmp_path / "many" / "crash.wav", 0.1 * np.ones(8000, dtype=np.float32), 8000)
+    files = many_files[:10] + [str(crash)] + many_files[10:16]
+    (tmp_path / "files.txt").write_text("\n".join(files))
+    out, err = _child([str(tmp_path / "files.txt"), str(tmp_path / "cache"), "2", "0"], tmp_path).communicate(timeout=300)
+    built = WaveformCache(out.strip().split("built ")[1])
+    assert built.bad_files == {str(crash): "the decoder crashed on this file"}, err
+    fresh = WaveformCache.build(files[:10], 8000, tmp_path / "fresh", "folder")
+    np.testing.assert_array_equal(built.waveform(9), fresh.waveform(9))
+    assert len(built.waveform(16)) == len(WaveformCache.build(many_files[15:16], 8000, tmp_path / "f2", "folder").waveform(0))

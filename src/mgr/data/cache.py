@@ -23,6 +23,7 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -199,27 +200,42 @@ class _Build:
 
     def _decoded(self, todo):
         """(audio or None, reason) for each file in `todo`, in order."""
-        s = self.settings
-        jobs = [(self.files[i], self.known_bad.get(self.files[i])) for i in todo]
+        jobs = deque((self.files[i], self.known_bad.get(self.files[i])) for i in todo)
         if self.num_workers <= 0:
             for path, known in jobs:
-                yield (None, known) if known else decode_checked(path, s["sample_rate"], s["min_samples"])
+                yield (None, known) if known else self._decode(path)
             return
-        # spawn: safe with the threads torch has started; a bounded window keeps memory flat.
-        with ProcessPoolExecutor(self.num_workers, mp_context=get_context("spawn")) as pool:
-            window: deque = deque()
-            jobs_iter = iter(jobs)
-            for path, known in jobs_iter:
-                window.append(known or pool.submit(decode_checked, path, s["sample_rate"], s["min_samples"]))
-                if len(window) >= 4 * self.num_workers:
-                    break
-            while window:
-                head = window.popleft()
-                yield (None, head) if isinstance(head, str) else head.result()
-                nxt = next(jobs_iter, None)
-                if nxt is not None:
-                    path, known = nxt
-                    window.append(known or pool.submit(decode_checked, path, s["sample_rate"], s["min_samples"]))
+        while jobs:
+            window: deque = deque()  # (path, known reason, future); bounded so memory stays flat
+            try:
+                # spawn: safe with the threads torch has started.
+                with ProcessPoolExecutor(self.num_workers, mp_context=get_context("spawn")) as pool:
+                    while jobs or window:
+                        while jobs and len(window) < 4 * self.num_workers:
+                            path, known = jobs.popleft()
+                            window.append((path, known, None if known else pool.submit(decode_checked, path, *self.args)))
+                        path, known, future = window[0]
+                        result = (None, known) if known else future.result()
+                        window.popleft()
+                        yield result
+            except BrokenProcessPool:
+                # A decoder crashed its process (a corrupt file can do that); find which, one file at a time.
+                for path, known, _ in window:
+                    yield (None, known) if known else self._decode_isolated(path)
+
+    @property
+    def args(self) -> tuple[int, int]:
+        return self.settings["sample_rate"], self.settings["min_samples"]
+
+    def _decode(self, path: str) -> tuple[np.ndarray | None, str]:
+        return decode_checked(path, *self.args)
+
+    def _decode_isolated(self, path: str) -> tuple[np.ndarray | None, str]:
+        try:
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                return pool.submit(decode_checked, path, *self.args).result()
+        except BrokenProcessPool:
+            return None, "the decoder crashed on this file"
 
     def _finish(self) -> None:
         offsets, lengths, bad = [], [], {}
