@@ -298,3 +298,20 @@ def test_manifest_errors_are_clear(tmp_path):
     manifest.write_text("path,label\nmissing.wav,rock\n")
     with pytest.raises(MGRError, match="Line 2 of .* names .*missing.wav, which does not exist"):
         FolderSource(str(manifest)).list()
+
+
+def test_train_and_eval_on_gtzan_through_the_entry_points(gtzan_mini, tmp_path, data_dir):
+    """data=gtzan end to end: the split, the report and a checkpoint mgr.eval can rebuild the data from."""
+    from conftest import TINY_FEATURE, TINY_MODEL, metrics_of, mgr_command
+
+    root, lists = gtzan_mini
+    overrides = ["data=gtzan", f"data.root={root}", f"data.source_options.split_lists={lists}",
+                 "data.sample_rate=8000", "data.chunk_seconds=0.5", "data.min_seconds=0.5", "data.num_workers=0",
+                 "data.max_bad_fraction=0.05", "data.batch_size=8", "model=cnn", *TINY_MODEL["cnn"], "feature=mel",
+                 *TINY_FEATURE["mel"], "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+    proc = mgr_command("train", *overrides, cwd=tmp_path, data_dir=data_dir)
+    assert "Split: train 19, val 10, test 10 tracks (1 unusable left out)" in proc.stdout + proc.stderr
+    metrics = metrics_of(proc)
+    assert metrics["class_names"] == list(GENRES) and np.array(metrics["track_confusion"]).sum() == 10
+    evaluation = mgr_command("eval", f"ckpt_path={metrics['best_checkpoint']}", cwd=tmp_path, data_dir=data_dir)
+    assert metrics_of(evaluation)["test/track_acc"] == pytest.approx(metrics["test/track_acc"])

@@ -128,7 +128,8 @@ class WaveformCache:
                 _Build(files, known_bad, directory, settings, num_workers).run()
                 cache = cls(directory)
         if cache.bad_files:
-            log.warning("%d file(s) are unusable and left out; the reasons are in %s.", len(cache.bad_files), cache.report_path)
+            log.warning("Skipped %d file(s) that could not be decoded or are unusable (silent, too short, known bad); "
+                        "the reasons are in %s.", len(cache.bad_files), cache.report_path)
         return cache
 
 

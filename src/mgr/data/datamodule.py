@@ -35,7 +35,7 @@ class GenreDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         min_seconds: float = 0.0,
-        max_bad_fraction: float = 0.05,
+        max_bad_fraction: float = 0.25,
     ):
         super().__init__()
         # Absolute paths, so mgr.eval finds the data from any working directory.
