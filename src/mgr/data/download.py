@@ -1,4 +1,4 @@
-"""Fetch the public datasets: python -m mgr.data.download gtzan|fma_small|fma_medium|fma_metadata root=PATH
+"""Fetch the public datasets: python -m mgr.data.download gtzan|fma_small|fma_medium|fma_large|fma_metadata root=PATH
 
 Each archive is downloaded to `<root>/.downloads/<name>.part` with a progress
 bar, resumed with an HTTP Range request when interrupted (also on the next run),
@@ -46,10 +46,12 @@ ARCHIVES = {
     "fma_metadata": Archive(FMA + "fma_metadata.zip", "sha1:f0df49ffe5f2a6008d7dc83c6915b31835dfe733", "fma_metadata"),
     "fma_small": Archive(FMA + "fma_small.zip", "sha1:ade154f733639d52e35e32f5593efe5be76c6d70", "fma_small"),
     "fma_medium": Archive(FMA + "fma_medium.zip", "sha1:c67b69ea232021025fca9231fc1c7c1a063ab50b", "fma_medium"),
+    "fma_large": Archive(FMA + "fma_large.zip", "sha1:497109f4dd721066b5ce5e5f250ec604dc78939e", "fma_large"),
 }
 # What each command fetches: an FMA audio set is useless without its metadata.
 DATASETS = {"gtzan": ["gtzan"], "fma_metadata": ["fma_metadata"],
-            "fma_small": ["fma_metadata", "fma_small"], "fma_medium": ["fma_metadata", "fma_medium"]}
+            "fma_small": ["fma_metadata", "fma_small"], "fma_medium": ["fma_metadata", "fma_medium"],
+            "fma_large": ["fma_metadata", "fma_large"]}
 RETRIES = 3
 CHUNK = 1 << 20
 
