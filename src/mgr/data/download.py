@@ -102,9 +102,11 @@ def _fetch_once(url: str, part: Path) -> None:
 def verify(path: Path, checksum: str) -> None:
     algorithm, expected = checksum.split(":", 1)
     h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+                                     desc=f"Checking {path.name}") as bar:
         while block := f.read(CHUNK):
             h.update(block)
+            bar.update(len(block))
     if h.hexdigest() != expected.lower():
         path.unlink()
         raise MGRError(f"{path.name} does not match its published {algorithm} checksum (got {h.hexdigest()}, "
