@@ -147,3 +147,11 @@ def test_svm_head_reproduces_sklearn_and_separates_a_fixed_batch():
     scaler = StandardScaler().fit(x)
     expected = LinearSVC(max_iter=10000).fit(scaler.transform(x), target.numpy()).decision_function(scaler.transform(x))
     assert np.allclose(logits.numpy(), expected, atol=1e-3)
+
+
+def test_crnn_rnn_kind_and_depth_are_configurable():
+    for rnn, layers, kind in (("gru", 1, torch.nn.GRU), ("lstm", 3, torch.nn.LSTM)):
+        model = build(CRNN, FEATURES[0], rnn=rnn, rnn_layers=layers)
+        assert isinstance(model.rnn, kind) and model.rnn.num_layers == layers
+    with pytest.raises(MGRError, match="Unknown model.rnn='transformer'; choose one of gru, lstm"):
+        build(CRNN, FEATURES[0], rnn="transformer")

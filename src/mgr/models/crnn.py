@@ -13,7 +13,10 @@ import math
 import torch.nn.functional as F
 from torch import nn
 
+from mgr import MGRError
 from mgr.models.base import GenreClassifier
+
+RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class CRNN(GenreClassifier):
@@ -49,7 +52,9 @@ class CRNN(GenreClassifier):
             ]
             in_ch = out_ch
         self.conv = nn.Sequential(*blocks)
-        rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM}[rnn]
+        if rnn not in RNNS:
+            raise MGRError(f"Unknown model.rnn={rnn!r}; choose one of {', '.join(RNNS)}.")
+        rnn_cls = RNNS[rnn]
         self.rnn = rnn_cls(in_ch, rnn_hidden, num_layers=rnn_layers, batch_first=True,
                            dropout=dropout if rnn_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
