@@ -13,7 +13,7 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mgr import MGRError
 from mgr.utils.tasks import task
@@ -62,6 +62,8 @@ def embed(cfg: DictConfig) -> Path:
     from mgr.plots import save_embedding_map
     from mgr.predict import resolve_device
 
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise MGRError("ckpt_path is missing; run python -m mgr.embed ckpt_path=<best>.ckpt [data=...] [split=test].")
     model = load_model(cfg.ckpt_path)
     if cfg.get("data"):
         datamodule = instantiate(cfg.data, _convert_="all")

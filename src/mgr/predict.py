@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mgr import MGRError
 from mgr.data.audio import DecodeError, is_audio_file, load_audio
@@ -177,6 +177,9 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
 def predict(cfg: DictConfig) -> list[FilePrediction]:
     from mgr.models import load_model
 
+    for key in ("ckpt_path", "inputs"):
+        if OmegaConf.is_missing(cfg, key):
+            raise MGRError(f"{key} is missing; run python -m mgr.predict ckpt_path=<best>.ckpt inputs=[song.mp3,music/].")
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
     if not 0 <= cfg.overlap < 1:
         raise MGRError(f"overlap={cfg.overlap} must be at least 0 and below 1 (the fraction of a chunk shared).")
