@@ -250,7 +250,7 @@ def test_killed_build_resumes_to_identical_data(many_files, tmp_path, workers, m
     import time
 
     (tmp_path / "files.txt").write_text("\n".join(many_files))
-    proc = _child([str(tmp_path / "files.txt"), str(tmp_path / "cache"), str(workers), "0.05"], tmp_path)
+    proc = _child([str(tmp_path / "files.txt"), str(tmp_path / "cache"), str(workers), "0.1"], tmp_path)
     journal = None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # kill it once part of the work is journaled
