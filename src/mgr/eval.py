@@ -15,6 +15,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     from mgr.data import GenreDataModule
     from mgr.models import load_model, read_checkpoint
+    from mgr.models.base import test_confusions
 
     model = load_model(cfg.ckpt_path)
     if cfg.get("data"):
@@ -31,7 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     write_and_print_results(
         metrics,
-        {"checkpoint": str(cfg.ckpt_path), "class_names": model.class_names, **model.test_results},
+        {"checkpoint": str(cfg.ckpt_path), "class_names": model.class_names, **test_confusions(trainer)},
         cfg.paths.output_dir,
         f"Test results of {cfg.ckpt_path}",
     )

@@ -78,11 +78,12 @@ def fit_svm(cfg: DictConfig, model, datamodule, trainer) -> float | None:
 
 def test_and_report(cfg: DictConfig, trainer, model, datamodule, checkpoint: str, title: str, load: bool = True) -> None:
     """Test (on `checkpoint`'s weights when `load`), write metrics.json, print the table, report to W&B."""
+    from mgr.models.base import test_confusions
     from mgr.tracking import log_test_report, per_class_scores
 
     trainer.test(model, datamodule=datamodule, ckpt_path=(checkpoint or None) if load else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    results = {"best_checkpoint": checkpoint, "class_names": model.class_names, **model.test_results}
+    results = {"best_checkpoint": checkpoint, "class_names": model.class_names, **test_confusions(trainer)}
     results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
     write_and_print_results(metrics, results, cfg.paths.output_dir, title)
     log_test_report(trainer.loggers, results, cfg.paths.output_dir)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 from mgr import MGRError
 from mgr.data.cache import WaveformCache
@@ -93,7 +95,7 @@ class GenreDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=_sampler(dataset, shuffle),
             num_workers=h.num_workers,
             pin_memory=h.pin_memory,
             persistent_workers=h.num_workers > 0,
@@ -112,3 +114,15 @@ class GenreDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.eval_dataset("test"), self.hparams.eval_batch_size or self.hparams.batch_size, False)
+
+
+def _sampler(dataset, shuffle: bool):
+    """Each DDP rank reads its own share. Evaluation shards are disjoint and unpadded:
+    Lightning's DistributedSampler repeats chunks to even out the ranks, and a repeated
+    chunk would count twice in the test metrics (so the trainer configs set
+    use_distributed_sampler: false and this function decides)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    if shuffle:  # Lightning calls set_epoch on it every epoch
+        return DistributedSampler(dataset, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
+    return range(dist.get_rank(), len(dataset), dist.get_world_size())

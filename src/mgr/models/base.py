@@ -15,13 +15,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from mgr import MGRError
 from mgr.features import build_frontend
 from mgr.models.metrics import TrackMetrics
 
+CONFUSION_KEYS = {"chunk_confusion": "confusion/test_chunk", "track_confusion": "confusion/test_track"}
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
@@ -64,6 +65,9 @@ class GenreClassifier(pl.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_tracks = TrackMetrics(self.num_classes)
         self.test_tracks = TrackMetrics(self.num_classes)
+        # Weighted by batch size and summed over DDP ranks: exact with uneven shards.
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.test_results: dict[str, Any] = {}
 
@@ -92,45 +96,66 @@ class GenreClassifier(pl.LightningModule):
         logits = self.head(self.embed(self.augment(self.features(wave))))  # augmented in training only
         loss = F.cross_entropy(logits, target)
         self.train_metrics.update(logits, target)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target))
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(target))
         return loss
 
-    def _eval_step(self, batch, metrics, tracks, stage: str):
+    def _eval_step(self, batch, stage: str) -> torch.Tensor:
         wave, target, track = batch
         logits = self(wave)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, target), batch_size=len(target))
-        metrics.update(logits, target)
-        tracks.update(logits, target, track)
+        getattr(self, f"{stage}_loss").update(F.cross_entropy(logits, target), weight=len(target))
+        getattr(self, f"{stage}_metrics").update(logits, target)
+        getattr(self, f"{stage}_tracks").update(logits, target, track)
         return logits
 
-    def _eval_epoch_end(self, metrics, tracks, stage: str) -> dict[str, torch.Tensor]:
+    def _eval_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics, tracks, loss = (getattr(self, f"{stage}_{kind}") for kind in ("metrics", "tracks", "loss"))
         self.log_dict(metrics.compute())
-        metrics.reset()
+        self.log(f"{stage}/loss", loss.compute())
         results = tracks.compute()
-        tracks.reset()
+        for metric in (metrics, tracks, loss):
+            metric.reset()
         self.log(f"{stage}/track_acc", results["track_acc"], prog_bar=stage == "val")
         self.log(f"{stage}/track_f1", results["track_f1"])
         return results
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, self.val_metrics, self.val_tracks, "val")
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self):
-        self._eval_epoch_end(self.val_metrics, self.val_tracks, "val")
+        self._eval_epoch_end("val")
 
     def test_step(self, batch, batch_idx):
-        logits = self._eval_step(batch, self.test_metrics, self.test_tracks, "test")
+        logits = self._eval_step(batch, "test")
         self.test_confusion.update(logits, batch[1])
 
     def on_test_epoch_end(self):
-        results = self._eval_epoch_end(self.test_metrics, self.test_tracks, "test")
+        results = self._eval_epoch_end("test")
         # Rows: true class, columns: predicted class, in the order of class_names.
         self.test_results = {
             "chunk_confusion": self.test_confusion.compute().cpu().tolist(),
             "track_confusion": results["track_confusion"].cpu().tolist(),
         }
         self.test_confusion.reset()
+        # callback_metrics travel back to the main process after a ddp_spawn test; attributes do not.
+        for name, key in CONFUSION_KEYS.items():
+            self.trainer.callback_metrics[key] = torch.tensor(self.test_results[name])
+
+    # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
+    # copies parameters and buffers, but not torchmetrics states, which are updated in place:
+    # every rank would add into the same counts. reset() gives each process its own.
+    def on_fit_start(self):
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
+
+    def on_validation_start(self):
+        for metric in (self.val_metrics, self.val_tracks, self.val_loss):
+            metric.reset()
+
+    def on_test_start(self):
+        for metric in (self.test_metrics, self.test_tracks, self.test_loss, self.test_confusion):
+            metric.reset()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The architecture's name, so mgr.models.load_model knows which class to restore.
@@ -155,3 +180,9 @@ class GenreClassifier(pl.LightningModule):
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", **sched_cfg)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
         raise MGRError(f"Unknown model.scheduler.name={name!r}; choose one of none, cosine, plateau.")
+
+
+def test_confusions(trainer: pl.Trainer) -> dict[str, list]:
+    """The test confusion matrices of the trainer's last test run (also one run in spawned processes)."""
+    return {name: trainer.callback_metrics[key].tolist() for name, key in CONFUSION_KEYS.items()
+            if key in trainer.callback_metrics}
