@@ -37,6 +37,20 @@ def choose_wandb_mode() -> None:
                     "upload later with `wandb sync <run dir>/wandb/offline-run-*`.")
 
 
+def continue_wandb_run(cfg) -> None:
+    """When a run resumes in its own directory, log to the W&B run it started, not a new one."""
+    from omegaconf import open_dict
+
+    previous = Path(cfg.paths.output_dir, "wandb", "latest-run")
+    if not cfg.get("ckpt_path") or cfg.logger.wandb.get("id") or not previous.exists():
+        return
+    run_id = previous.resolve().name.rsplit("-", 1)[-1]  # run-<date>-<id> or offline-run-<date>-<id>
+    with open_dict(cfg):
+        cfg.logger.wandb.id = run_id
+        cfg.logger.wandb.resume = "allow"
+    log.info("Continuing W&B run %s.", run_id)
+
+
 def define_summaries(loggers) -> None:
     for logger in wandb_loggers(loggers):
         logger.experiment.define_metric("epoch")

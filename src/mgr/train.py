@@ -22,7 +22,7 @@ def train(cfg: DictConfig) -> float | None:
 
     from mgr.features import build_augment
     from mgr.models import MFCCSVM
-    from mgr.tracking import choose_wandb_mode, define_summaries
+    from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -39,6 +39,7 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if cfg.get("logger") and "wandb" in cfg.logger:
         choose_wandb_mode()
+        continue_wandb_run(cfg)
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
