@@ -107,6 +107,20 @@ def save_embedding_map(panels: dict[str, np.ndarray], labels: dict[str, np.ndarr
     return _save(fig, path)
 
 
+def save_feature_examples(maps: np.ndarray, titles: Sequence[str], per_row: int, path: str | Path, title: str) -> Path:
+    """Feature maps [n, bins, frames] in a grid, `per_row` to a row, frequency (or lag) upwards."""
+    rows = -(-len(maps) // per_row)
+    fig = _figure(3.2 * per_row, 2.2 * rows + 0.4)
+    fig.suptitle(title)
+    axes = np.atleast_2d(fig.subplots(rows, per_row, squeeze=False))
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, name in zip(axes.flat, maps, titles):
+        ax.imshow(image, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+    return _save(fig, path)
+
+
 class PlotsCallback(pl.Callback):
     """Keeps the train/val metrics of every epoch and, when testing ends, draws the chunk and track
     confusion matrices and the learning curves into `dirpath` (global rank 0 only)."""

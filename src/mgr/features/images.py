@@ -9,6 +9,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from mgr.plots import save_feature_examples
+
 
 class FeatureImages(pl.Callback):
     def __init__(self, per_class: int = 3):
@@ -34,28 +36,10 @@ class FeatureImages(pl.Callback):
         waves = torch.stack([w for label in sorted(chosen) for w in chosen[label]]).to(pl_module.device)
         maps = pl_module.frontend(waves)[:, 0].float().cpu().numpy()
         path = Path(trainer.default_root_dir) / "plots" / "feature_examples.png"
-        draw(maps, [pl_module.class_names[label] for label in sorted(chosen) for _ in chosen[label]],
-             self.per_class, pl_module.hparams.feature.get("name", "feature"), path)
+        titles = [pl_module.class_names[label] for label in sorted(chosen) for _ in chosen[label]]
+        feature = pl_module.hparams.feature.get("name", "feature")
+        save_feature_examples(maps, titles, self.per_class, path,
+                              f"{feature}: {maps.shape[1]} bins x {maps.shape[2]} frames per chunk")
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image("features/examples", [str(path)])
-
-
-def draw(maps, titles: list[str], per_row: int, feature: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = -(-len(maps) // per_row)
-    fig, axes = plt.subplots(rows, per_row, figsize=(3.2 * per_row, 2.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, title in zip(axes.flat, maps, titles):
-        ax.imshow(image, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-    fig.suptitle(f"{feature}: {maps.shape[1]} bins x {maps.shape[2]} frames per chunk", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
