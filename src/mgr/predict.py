@@ -48,14 +48,12 @@ class FilePrediction:
 
 def find_audio_files(inputs: Iterable[str]) -> list[Path]:
     """Files as given, folders searched recursively; a missing path is kept so it is reported as failed."""
-    found: dict[Path, None] = {}  # ordered and without duplicates
+    found: dict[Path, Path] = {}  # resolved path -> path as shown: ordered, each file once
     for item in inputs:
         path = Path(item).expanduser()
-        if path.is_dir():
-            found.update(dict.fromkeys(sorted(p for p in path.rglob("*") if is_audio_file(p))))
-        else:
-            found[path] = None
-    return list(found)
+        for p in sorted(p for p in path.rglob("*") if is_audio_file(p)) if path.is_dir() else [path]:
+            found.setdefault(p.resolve(), p)
+    return list(found.values())
 
 
 def chunk_starts(n_samples: int, chunk: int, overlap: float) -> np.ndarray:
