@@ -42,7 +42,7 @@ class FilePrediction:
     error: str | None = None
 
     def top(self, class_names: list[str], k: int) -> list[tuple[str, float]]:
-        order = np.argsort(self.probabilities)[::-1][:k]
+        order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k]  # ties: class order
         return [(class_names[i], float(self.probabilities[i])) for i in order]
 
 
@@ -135,7 +135,7 @@ def resolve_device(name: str) -> torch.device:
 def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int) -> str:
     if p.error:
         return f"  {p.path:{width}s}  FAILED: {p.error}"
-    minutes, seconds = divmod(p.seconds, 60)
+    minutes, seconds = divmod(round(p.seconds, 1), 60)  # 59.96 s shows as 1:00.0, not 0:60.0
     genres = "  ".join(f"{name} {prob:.2f}" for name, prob in p.top(class_names, top_k))
     return f"  {p.path:{width}s}  {int(minutes):3d}:{seconds:04.1f}  {p.chunks:6d}  {genres}"
 
