@@ -4,6 +4,7 @@ summaries, the test report, and a finished run per multirun job."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -61,3 +62,22 @@ def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeyp
         assert config["model"]["_target_"].lower().endswith(model) and config["feature"]["name"] == "mel"
         assert list(run.glob("files/media/table/test/per_class_*.table.json"))
         assert list(run.glob("files/media/images/plots/confusion_track_*.png"))
+
+
+@pytest.mark.parametrize("key,url,reason", [
+    (None, None, "No W&B API key found"),
+    ("0" * 40, "http://127.0.0.1:9", "cannot be reached"),  # a key, but no server: no waiting
+])
+def test_wandb_goes_offline_without_key_or_network(monkeypatch, tmp_path, key, url, reason, caplog):
+    from mgr.tracking import choose_wandb_mode
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    for name, value in (("WANDB_API_KEY", key), ("WANDB_BASE_URL", url)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    choose_wandb_mode()
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert reason in caplog.text

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import socket
+from urllib.parse import urlparse
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +26,26 @@ def wandb_loggers(loggers) -> list:
 
 
 def choose_wandb_mode() -> None:
-    """Without credentials W&B would prompt for a key or fail: go offline instead, with one warning."""
-    if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+    """Without credentials W&B would prompt for a key, without a network it would wait for
+    minutes: go offline instead, with one warning."""
+    if os.environ.get("WANDB_MODE"):
         return
+    server = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host, port = server.hostname or "api.wandb.ai", server.port or (80 if server.scheme == "http" else 443)
     try:
-        has_login = netrc.netrc().authenticators("api.wandb.ai") is not None
+        has_login = bool(os.environ.get("WANDB_API_KEY")) or netrc.netrc().authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         has_login = False
     if not has_login:
-        os.environ["WANDB_MODE"] = "offline"
-        log.warning("No W&B API key found (WANDB_API_KEY or `wandb login`): logging offline; "
-                    "upload later with `wandb sync <run dir>/wandb/offline-run-*`.")
+        why = "No W&B API key found (WANDB_API_KEY or `wandb login`)"
+    else:
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+            return
+        except OSError:
+            why = f"The W&B server {host} cannot be reached"
+    os.environ["WANDB_MODE"] = "offline"
+    log.warning("%s: logging offline; upload later with `wandb sync <run dir>/wandb/offline-run-*`.", why)
 
 
 def continue_wandb_run(cfg) -> None:
