@@ -88,7 +88,13 @@ TRAINED = [
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, data_dir) -> Path:
-    """Run directory of one `mgr.train` of TRAINED; its metrics.json names the best checkpoint."""
+def trained_proc(tmp_path_factory, data_dir) -> subprocess.CompletedProcess:
+    """One `mgr.train` of TRAINED, shared by the tests that need a trained model."""
     cwd = tmp_path_factory.mktemp("trained_run")
-    return run_dir_of(mgr_command("train", *TRAINED, cwd=cwd, data_dir=data_dir))
+    return mgr_command("train", *TRAINED, cwd=cwd, data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_run(trained_proc) -> Path:
+    """Run directory of the TRAINED run; its metrics.json names the best checkpoint."""
+    return run_dir_of(trained_proc)

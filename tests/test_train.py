@@ -13,20 +13,10 @@ from conftest import metrics_of, mgr_command, run_dir_of, tiny
 from mgr.data import synth
 from mgr.models import CNN, load_model
 
-# 12 tracks per class with a third held out: 20 test tracks, chance is 0.2.
-LEARNABLE = [
-    *tiny("cnn", "mel", epochs=10),
-    "data.source_options.tracks_per_class=12",
-    "data.split={train: 0.5, val: 0.17, test: 0.33}",
-    "data.train_chunks_per_track=4",
-    "model.optimizer.lr=3e-3",
-]
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir):
-    cwd = tmp_path_factory.mktemp("trained")
-    return cwd, mgr_command("train", *LEARNABLE, cwd=cwd, data_dir=data_dir)
+def trained(trained_proc, trained_run):
+    return trained_run.parents[3], trained_proc  # the run's working directory, the finished process
 
 
 def test_training_beats_chance_and_writes_a_run_directory(trained):

@@ -27,7 +27,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise MGRError(
             f"The dataset's classes {datamodule.class_names} differ from the checkpoint's {model.class_names}."
         )
-    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False)
+    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False,
+                          callbacks=instantiate_dict(cfg.get("callbacks")))
     trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     write_and_print_results(
