@@ -32,14 +32,15 @@ def write_tiny_model_configs(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def zoo_runs(tmp_path_factory, data_dir) -> dict[tuple[str, str], Path]:
-    """One multirun: every model x {mel, mfcc}, 1 epoch of 3 batches; job directories by (model, feature)."""
+    """One multirun: every model x {mel, mfcc}, 2 training steps; job directories by (model, feature)."""
     cwd = tmp_path_factory.mktemp("zoo")
     write_tiny_model_configs(cwd / "conf")
     mgr_command(
         "train", "-m", f"hydra.searchpath=[file://{cwd / 'conf'}]",
         "model=" + ",".join(f"tiny_{m}" for m in ZOO), "feature=mel,mfcc",
         *TINY_DATA, "feature.n_fft=256", "feature.hop_length=128", "feature.n_mels=32",
-        "debug=limit", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "~callbacks.early_stopping",
+        "debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "~callbacks.early_stopping",
         cwd=cwd, data_dir=data_dir,
     )
     runs = {}

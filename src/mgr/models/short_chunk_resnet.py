@@ -33,7 +33,7 @@ class ShortChunkResNet(GenreClassifier):
         super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
         freq, _ = freq_pools(self.n_bins, [2] * len(channels))
         chans = [1, *channels]
-        self.conv = nn.Sequential(*(ResBlock(chans[i], chans[i + 1], (min(freq[i], 2), 2)) for i in range(len(channels))))
+        self.conv = nn.Sequential(*(ResBlock(chans[i], chans[i + 1], (freq[i], 2)) for i in range(len(channels))))
         self.dense = nn.Sequential(nn.Linear(channels[-1], channels[-1]), nn.BatchNorm1d(channels[-1]), nn.ReLU(),
                                    nn.Dropout(dropout))
         self.head = nn.Linear(channels[-1], self.num_classes)
