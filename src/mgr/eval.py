@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mgr import MGRError
-from mgr.utils.tasks import instantiate_dict, task, write_and_print_results
+from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, task, write_and_print_results
 
 
 @task
@@ -29,6 +29,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False,
                           callbacks=instantiate_dict(cfg.get("callbacks")))
+    fresh_rendezvous_port(trainer)
     trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     write_and_print_results(

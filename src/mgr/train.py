@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mgr.utils.tasks import instantiate_dict, plain, task, write_and_print_results
+from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, plain, task, write_and_print_results
 
 log = logging.getLogger("mgr.train")
 
@@ -48,6 +48,7 @@ def train(cfg: DictConfig) -> float | None:
     if isinstance(model, MFCCSVM):  # fitted in closed form: no training loop, the same evaluation
         return fit_svm(cfg, model, datamodule, trainer)
 
+    fresh_rendezvous_port(trainer)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -82,6 +83,7 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, checkpoint: str
     from mgr.models.base import test_confusions
     from mgr.tracking import log_test_report, per_class_scores
 
+    fresh_rendezvous_port(trainer)
     trainer.test(model, datamodule=datamodule, ckpt_path=(checkpoint or None) if load else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     results = {"best_checkpoint": checkpoint, "class_names": model.class_names, **test_confusions(trainer)}

@@ -141,6 +141,11 @@ class GenreClassifier(pl.LightningModule):
         for name, key in CONFUSION_KEYS.items():
             self.trainer.callback_metrics[key] = torch.tensor(self.test_results[name])
 
+    def on_test_end(self):
+        # Runs after the callbacks' on_test_end: the other ranks wait while rank 0 draws its
+        # plots, instead of tearing down their process group under it (a gloo rank aborted so).
+        self.trainer.strategy.barrier("mgr-test-end")
+
     # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
     # copies parameters and buffers, but not torchmetrics states, which are updated in place:
     # every rank would add into the same counts. reset() gives each process its own.

@@ -74,3 +74,15 @@ def write_and_print_results(metrics: dict[str, float], extra: dict, run_dir: str
         lines.append(f"  {name:10s} {metrics.get(chunk, float('nan')):8.4f} {metrics.get(track, float('nan')):8.4f}")
     lines.append(f"  run directory: {run_dir}")
     print("\n".join(lines), flush=True)
+
+
+def fresh_rendezvous_port(trainer) -> None:
+    """Give the next ddp_spawn launch its own rendezvous port. Lightning keeps the first
+    launch's port in MASTER_PORT and reuses it for the test launch and for every later job
+    of a multirun; meeting the previous launch's closing sockets there can abort a rank."""
+    import os
+
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if type(environment).__name__ == "LightningEnvironment" and hasattr(environment, "_main_port"):
+        os.environ.pop("MASTER_PORT", None)
+        environment._main_port = -1
