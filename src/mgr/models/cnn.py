@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from mgr.models.base import GenreClassifier
+from mgr.models.blocks import ConvBlock, freq_pools
 
 
 class CNN(GenreClassifier):
@@ -27,14 +28,9 @@ class CNN(GenreClassifier):
     ):
         super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
         self.check_min_frames(pool ** len(channels), f"{len(channels)} max-pools of {pool}")
-        blocks, in_ch, n_freq = [], 1, self.n_bins
-        for out_ch in channels:
-            pf = min(pool, n_freq)
-            n_freq //= pf
-            blocks += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU(), nn.MaxPool2d((pf, pool))]
-            in_ch = out_ch
-        self.conv = nn.Sequential(*blocks)
-        self.dense = nn.Sequential(nn.Linear(in_ch, hidden), nn.ReLU(), nn.Dropout(dropout))
+        freq, _ = freq_pools(self.n_bins, [pool] * len(channels))
+        self.conv = nn.Sequential(*(ConvBlock(i, o, (pf, pool)) for i, o, pf in zip([1, *channels], channels, freq)))
+        self.dense = nn.Sequential(nn.Linear(channels[-1], hidden), nn.ReLU(), nn.Dropout(dropout))
         self.head = nn.Linear(hidden, self.num_classes)
 
     def embed(self, spec):

@@ -15,6 +15,7 @@ from torch import nn
 
 from mgr import MGRError
 from mgr.models.base import GenreClassifier
+from mgr.models.blocks import freq_pools
 
 RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -39,10 +40,9 @@ class CRNN(GenreClassifier):
         time_factor = math.prod(p[1] for p in pools)
         self.check_min_frames(time_factor, f"the time pools {[p[1] for p in pools]} multiply to {time_factor}")
         self.time_factor = time_factor
-        blocks, in_ch, n_freq = [], 1, self.n_bins
-        for out_ch, (pf, pt) in zip(channels, pools):
-            pf = min(pf, n_freq)  # narrow inputs (e.g. 20 MFCCs) keep what frequency axis they have
-            n_freq //= pf
+        freq, _ = freq_pools(self.n_bins, [p[0] for p in pools])
+        blocks, in_ch = [], 1
+        for out_ch, pf, (_, pt) in zip(channels, freq, pools):
             blocks += [
                 nn.Conv2d(in_ch, out_ch, 3, padding=1),
                 nn.BatchNorm2d(out_ch),
