@@ -64,7 +64,7 @@ def main() -> None:
         name, _, source = spec.partition(":")
         reference = None if args.no_librosa else librosa_reference(name, source or None)
         lib_rate = clips_per_second(lambda: [reference(c) for c in clips[:4]], 4) if reference else None
-        backends = ["nnaudio", "torchaudio"] if name in ("stft", "mel", "mfcc", "tempogram") or spec == "chroma" else [None]
+        backends = [None] if name == "gammatone" else ["nnaudio", "torchaudio"]
         for backend in backends:
             settings = {"name": name, "sample_rate": SR, **({"backend": backend} if backend else {}),
                         **({"source": source} if source else {})}
