@@ -34,7 +34,8 @@ def normalize_frames(x: torch.Tensor) -> torch.Tensor:
 
 
 class Frontend(nn.Module):
-    """Base: subclasses set `self.transform` (waveform -> power [B, F, frames]) or override `compute`."""
+    """Base: subclasses set `self.transform` (waveform -> power [B, F, frames], or dB when it
+    has `db` set) or override `compute`."""
 
     def __init__(self, sample_rate: int, top_db: float | None = 80.0):
         super().__init__()
@@ -42,7 +43,8 @@ class Frontend(nn.Module):
         self.top_db = top_db
 
     def compute(self, wave: torch.Tensor) -> torch.Tensor:
-        return power_to_db(self.transform(wave), self.top_db)
+        out = self.transform(wave)
+        return out if getattr(self.transform, "db", False) else power_to_db(out, self.top_db)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=wave.device.type, enabled=False):
@@ -60,9 +62,22 @@ class Squared(nn.Module):
         return self.magnitude(x) ** 2
 
 
-def check_backend(backend: str) -> None:
+class FilterBank(nn.Module):
+    """Projects a spectrogram [B, F, frames] on filters [n, F]: [B, n, frames]."""
+
+    def __init__(self, filters: torch.Tensor):
+        super().__init__()
+        self.register_buffer("filters", filters.float(), persistent=False)
+
+    def forward(self, x):
+        return torch.einsum("nf,bft->bnt", self.filters, x)
+
+
+def check_backend(backend: str, trainable: bool = False) -> None:
     if backend not in ("nnaudio", "torchaudio"):
         raise MGRError(f"feature.backend must be 'nnaudio' or 'torchaudio', got {backend!r}.")
+    if trainable and backend != "nnaudio":
+        raise MGRError("feature.trainable=true needs feature.backend=nnaudio (the torchaudio backend has no learnable kernels).")
 
 
 def window_fn(name: str):

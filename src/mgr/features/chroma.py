@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mgr import MGRError
-from mgr.features.base import Frontend, normalize_frames
+from mgr.features.base import FilterBank, Frontend, normalize_frames
 from mgr.features.constant_q import C1_HZ, cqt_power
 from mgr.features.spectrogram import stft_power
 
@@ -49,28 +49,27 @@ def cqt_to_chroma_filters(n_input: int, bins_per_octave: int, n_chroma: int = 12
 
 class ChromaFrontend(Frontend):
     def __init__(self, sample_rate: int, source: str = "stft", n_chroma: int = 12, hop_length: int = 512,
-                 n_fft: int = 2048, window: str = "hann", backend: str = "nnaudio", fmin: float = C1_HZ,
+                 n_fft: int = 2048, window: str = "hann", backend: str = "torchaudio", fmin: float = C1_HZ,
                  n_octaves: int = 7, bins_per_octave: int = 36, tuning: float = 0.0):
         super().__init__(sample_rate, top_db=None)
         if source == "stft":
-            # chroma_stft works on the power spectrogram
-            self.spectrum = stft_power(sample_rate, n_fft, hop_length, window, backend)
-            filters = stft_chroma_filters(sample_rate, n_fft, n_chroma, tuning)
-            self.magnitude = False
+            # chroma_stft folds the power spectrogram, inside the spectrogram's blocks
+            filters = torch.from_numpy(stft_chroma_filters(sample_rate, n_fft, n_chroma, tuning))
+            self.spectrum = stft_power(sample_rate, n_fft, hop_length, window, backend, filters=filters)
+            self.fold = None
         elif source == "cqt":
             if bins_per_octave % n_chroma:
                 raise MGRError(f"feature.bins_per_octave={bins_per_octave} must be a multiple of n_chroma={n_chroma}.")
             fmin = fmin * 2 ** (tuning / bins_per_octave)
             n_bins = n_octaves * bins_per_octave
             self.spectrum = cqt_power(sample_rate, hop_length, fmin, n_bins, bins_per_octave, window=window)
-            filters = cqt_to_chroma_filters(n_bins, bins_per_octave, n_chroma, fmin)
-            self.magnitude = True  # chroma_cqt folds CQT magnitudes
+            # chroma_cqt folds CQT magnitudes
+            self.fold = FilterBank(torch.from_numpy(cqt_to_chroma_filters(n_bins, bins_per_octave, n_chroma, fmin)))
         else:
             raise MGRError(f"feature.source must be 'stft' or 'cqt', got {source!r}.")
-        self.register_buffer("filters", torch.from_numpy(filters).float(), persistent=False)
 
     def compute(self, wave: torch.Tensor) -> torch.Tensor:
-        spectrum = self.spectrum(wave)
-        if self.magnitude:
-            spectrum = spectrum.sqrt()
-        return normalize_frames(torch.einsum("cf,bft->bct", self.filters, spectrum))
+        chroma = self.spectrum(wave)
+        if self.fold is not None:
+            chroma = self.fold(chroma.sqrt())
+        return normalize_frames(chroma)

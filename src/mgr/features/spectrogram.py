@@ -1,11 +1,19 @@
 """Fourier-based frontends in dB: STFT, mel, MFCC (nnAudio or torchaudio) and
-gammatone (nnAudio)."""
+gammatone (nnAudio).
+
+backend=nnaudio: nnAudio's STFT (a convolution with Fourier kernels, learnable
+with trainable=true) and mel filter bank. backend=torchaudio: torch.fft and
+torchaudio's mel filter bank, run block by block (mgr.features.stft), several
+times faster on a CPU.
+"""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from mgr.features.base import Frontend, Squared, check_backend, window_fn
+from mgr.features.base import FilterBank, Frontend, Squared, check_backend
+from mgr.features.stft import BlockedSpectrogram
 
 # Centred frames padded with zeros, as librosa >= 0.10 (both libraries default to reflect).
 PAD_MODE = "constant"
@@ -15,23 +23,27 @@ class STFTFrontend(Frontend):
     """Linear-frequency power spectrogram in dB (n_fft // 2 + 1 bins)."""
 
     def __init__(self, sample_rate: int, n_fft: int = 2048, hop_length: int = 512, window: str = "hann",
-                 top_db: float | None = 80.0, backend: str = "nnaudio", trainable: bool = False):
+                 top_db: float | None = 80.0, backend: str = "torchaudio", trainable: bool = False):
         super().__init__(sample_rate, top_db)
-        self.transform = stft_power(sample_rate, n_fft, hop_length, window, backend, trainable)
+        check_backend(backend, trainable)
+        if backend == "torchaudio":
+            self.transform = BlockedSpectrogram(n_fft, hop_length, window, db=True, top_db=top_db)
+        else:
+            self.transform = stft_power(sample_rate, n_fft, hop_length, window, backend, trainable)
 
 
-def stft_power(sample_rate, n_fft, hop_length, window, backend, trainable=False):
-    """A module: waveform [B, T] -> power spectrogram [B, n_fft // 2 + 1, frames], centred frames."""
-    check_backend(backend)
-    if backend == "nnaudio":
-        from nnAudio.features import STFT
+def stft_power(sample_rate: int, n_fft: int, hop_length: int, window: str, backend: str, trainable: bool = False,
+               filters: torch.Tensor | None = None) -> nn.Module:
+    """A module: waveform [B, T] -> power spectrogram [B, n_fft // 2 + 1, frames] of centred
+    frames, or its projection [B, n_filters, frames] on `filters` [n_filters, n_fft // 2 + 1]."""
+    check_backend(backend, trainable)
+    if backend == "torchaudio":
+        return BlockedSpectrogram(n_fft, hop_length, window, filters)
+    from nnAudio.features import STFT
 
-        return Squared(STFT(n_fft=n_fft, hop_length=hop_length, window=window, sr=sample_rate, pad_mode=PAD_MODE,
-                            trainable=trainable, output_format="Magnitude", verbose=False))
-    import torchaudio
-
-    return torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=hop_length, window_fn=window_fn(window),
-                                             power=2.0, pad_mode=PAD_MODE)
+    power = Squared(STFT(n_fft=n_fft, hop_length=hop_length, window=window, sr=sample_rate, pad_mode=PAD_MODE,
+                         trainable=trainable, output_format="Magnitude", verbose=False))
+    return power if filters is None else nn.Sequential(power, FilterBank(filters))
 
 
 class MelFrontend(Frontend):
@@ -39,9 +51,9 @@ class MelFrontend(Frontend):
 
     def __init__(self, sample_rate: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
                  fmin: float = 0.0, fmax: float | None = None, window: str = "hann", top_db: float | None = 80.0,
-                 backend: str = "nnaudio", trainable: bool = False):
+                 backend: str = "torchaudio", trainable: bool = False):
         super().__init__(sample_rate, top_db)
-        check_backend(backend)
+        check_backend(backend, trainable)
         if backend == "nnaudio":
             from nnAudio.features import MelSpectrogram
 
@@ -52,10 +64,10 @@ class MelFrontend(Frontend):
             import torchaudio
 
             # Slaney mel scale and area normalisation: librosa's defaults, as nnAudio uses.
-            self.transform = torchaudio.transforms.MelSpectrogram(
-                sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, f_min=fmin,
-                f_max=fmax, window_fn=window_fn(window), power=2.0, norm="slaney", mel_scale="slaney",
-                pad_mode=PAD_MODE)
+            filters = torchaudio.functional.melscale_fbanks(
+                n_fft // 2 + 1, fmin, sample_rate / 2 if fmax is None else fmax, n_mels, sample_rate,
+                norm="slaney", mel_scale="slaney").T
+            self.transform = BlockedSpectrogram(n_fft, hop_length, window, filters, db=True, top_db=top_db)
 
 
 class MFCCFrontend(Frontend):
@@ -63,7 +75,7 @@ class MFCCFrontend(Frontend):
 
     def __init__(self, sample_rate: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512,
                  n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None, window: str = "hann",
-                 top_db: float | None = 80.0, backend: str = "nnaudio", trainable: bool = False):
+                 top_db: float | None = 80.0, backend: str = "torchaudio", trainable: bool = False):
         super().__init__(sample_rate, top_db)
         self.mel = MelFrontend(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, window, top_db, backend, trainable)
         self.register_buffer("dct", _dct_matrix(n_mfcc, n_mels), persistent=False)
