@@ -62,7 +62,7 @@ class ChromaFrontend(Frontend):
                 raise MGRError(f"feature.bins_per_octave={bins_per_octave} must be a multiple of n_chroma={n_chroma}.")
             fmin = fmin * 2 ** (tuning / bins_per_octave)
             n_bins = n_octaves * bins_per_octave
-            self.spectrum = cqt_power(sample_rate, hop_length, fmin, n_bins, bins_per_octave, window=window)
+            self.spectrum = cqt_power(sample_rate, hop_length, fmin, n_bins, bins_per_octave, window=window, backend=backend)
             # chroma_cqt folds CQT magnitudes
             self.fold = FilterBank(torch.from_numpy(cqt_to_chroma_filters(n_bins, bins_per_octave, n_chroma, fmin)))
         else:
