@@ -11,7 +11,7 @@ C1_HZ = 32.703195662574764  # librosa.note_to_hz("C1"), librosa's default fmin
 
 
 def cqt_power(sample_rate: int, hop_length: int, fmin: float, n_bins: int, bins_per_octave: int,
-              filter_scale: float = 1.0, window: str = "hann", trainable: bool = False, backend: str = "nnaudio"):
+              filter_scale: float = 1.0, window: str = "hann", trainable: bool = False, backend: str = "torchaudio"):
     """A module: waveform [B, T] -> CQT power [B, n_bins, T // hop_length + 1] (centred frames).
 
     nnAudio's CQT1992v2 convolves with full-length kernels at the input rate; librosa, and
@@ -32,7 +32,7 @@ def cqt_power(sample_rate: int, hop_length: int, fmin: float, n_bins: int, bins_
 class CQTFrontend(Frontend):
     def __init__(self, sample_rate: int, hop_length: int = 512, fmin: float = C1_HZ, n_bins: int = 84,
                  bins_per_octave: int = 12, filter_scale: float = 1.0, window: str = "hann",
-                 top_db: float | None = 80.0, trainable: bool = False, backend: str = "nnaudio"):
+                 top_db: float | None = 80.0, trainable: bool = False, backend: str = "torchaudio"):
         super().__init__(sample_rate, top_db)
         self.transform = cqt_power(sample_rate, hop_length, fmin, n_bins, bins_per_octave, filter_scale, window,
                                    trainable, backend)
@@ -44,7 +44,7 @@ class VQTFrontend(Frontend):
 
     def __init__(self, sample_rate: int, hop_length: int = 512, fmin: float = C1_HZ, n_bins: int = 84,
                  bins_per_octave: int = 12, gamma: float | None = None, filter_scale: float = 1.0,
-                 window: str = "hann", top_db: float | None = 80.0, trainable: bool = False, backend: str = "nnaudio"):
+                 window: str = "hann", top_db: float | None = 80.0, trainable: bool = False, backend: str = "torchaudio"):
         super().__init__(sample_rate, top_db)
         check_backend(backend, trainable)
         check_below_nyquist(fmin * 2 ** ((n_bins - 1) / bins_per_octave), sample_rate, "The top VQT bin")
