@@ -70,7 +70,7 @@ class FilterBank(nn.Module):
         self.register_buffer("filters", filters.float(), persistent=False)
 
     def forward(self, x):
-        return torch.einsum("nf,bft->bnt", self.filters, x)
+        return self.filters @ x  # [n, F] @ [B, F, frames]
 
 
 def check_backend(backend: str, trainable: bool = False) -> None:

@@ -81,7 +81,7 @@ class MFCCFrontend(Frontend):
         self.register_buffer("dct", _dct_matrix(n_mfcc, n_mels), persistent=False)
 
     def compute(self, wave: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("cm,bmt->bct", self.dct, self.mel.compute(wave))
+        return self.dct @ self.mel.compute(wave)  # [n_mfcc, mels] @ [B, mels, frames]
 
 
 class GammatoneFrontend(Frontend):
