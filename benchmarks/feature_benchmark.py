@@ -37,7 +37,7 @@ def librosa_reference(name: str, source: str | None):
     }.get(name)
 
 
-def clips_per_second(fn, n_clips: int, repeats: int = 5) -> float:
+def clips_per_second(fn, n_clips: int, repeats: int = 10) -> float:
     """Throughput of the fastest of `repeats` calls (after a warm-up): the minimum is the
     figure least disturbed by other processes (as timeit advises)."""
     fn()  # warm-up (kernels, caches, numba)
