@@ -299,3 +299,37 @@ def test_a_decoder_crash_marks_only_its_file_bad(many_files, tmp_path):
     fresh = WaveformCache.build(files[:10], 8000, tmp_path / "fresh", "folder")
     np.testing.assert_array_equal(built.waveform(9), fresh.waveform(9))
     assert len(built.waveform(16)) == len(WaveformCache.build(many_files[15:16], 8000, tmp_path / "f2", "folder").waveform(0))
+
+
+def test_a_pool_that_breaks_while_jobs_are_submitted_loses_no_file(many_files, tmp_path, monkeypatch):
+    """The pool can report a crash from submit() rather than from a result: the job being
+    submitted must still be decoded, or every later file would get its neighbour's audio."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from mgr.data import cache
+
+    calls = {"submit": 0}
+
+    class BreaksOnThirdSubmit:  # stands in for ProcessPoolExecutor, decoding in this process
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            calls["submit"] += 1
+            if calls["submit"] == 3:
+                raise BrokenProcessPool("a worker died")
+            future = Future()
+            future.set_result(fn(*args))
+            return future
+
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", BreaksOnThirdSubmit)
+    built = WaveformCache.build(many_files[:6], 8000, tmp_path / "broken", "folder", num_workers=2)
+    fresh = WaveformCache.build(many_files[:6], 8000, tmp_path / "fresh", "folder")
+    assert calls["submit"] > 3 and _cache_bytes(built) == _cache_bytes(fresh)

@@ -213,8 +213,12 @@ class _Build:
                 with ProcessPoolExecutor(self.num_workers, mp_context=get_context("spawn")) as pool:
                     while jobs or window:
                         while jobs and len(window) < 4 * self.num_workers:
-                            path, known = jobs.popleft()
-                            window.append((path, known, None if known else pool.submit(decode_checked, path, *self.args)))
+                            path, known = jobs[0]
+                            # submit raises once the pool is broken: pop only after, or the job is lost
+                            # (and every later file would get its neighbour's audio)
+                            future = None if known else pool.submit(decode_checked, path, *self.args)
+                            window.append((path, known, future))
+                            jobs.popleft()
                         path, known, future = window[0]
                         result = (None, known) if known else future.result()
                         window.popleft()
@@ -241,7 +245,7 @@ class _Build:
     def _finish(self) -> None:
         offsets, lengths, bad = [], [], {}
         offset = 0
-        for path, (length, reason) in zip(self.files, self.entries):
+        for path, (length, reason) in zip(self.files, self.entries, strict=True):
             offsets.append(offset)
             lengths.append(length)
             offset += length
