@@ -89,6 +89,15 @@ def test_folder_without_root_is_a_clear_error(run_mgr, tmp_path):
                             "need at least 2")
 
 
+def test_settings_a_model_or_feature_rejects_are_a_clear_error(run_mgr):
+    # raised inside Hydra's instantiate, which wraps errors in its own exception
+    _assert_one_clear_error(run_mgr("train", *tiny("fcn"), "data.chunk_seconds=0.2", "debug=fast_dev_run", check=False),
+                            "FCN needs at least")
+    _assert_one_clear_error(run_mgr("train", *tiny(), "feature.trainable=true", "debug=fast_dev_run", check=False),
+                            "needs feature.backend=nnaudio")
+    assert "Error in call to target" not in run_mgr("train", *tiny("fcn"), "data.chunk_seconds=0.2", "debug=fast_dev_run", check=False).stderr
+
+
 def test_corrupt_files_are_skipped_and_reported(run_mgr, tmp_path, data_dir):
     root = tmp_path / "music"
     for label, genre in enumerate(synth.CLASSES[:3]):

@@ -31,13 +31,24 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
             result = fn(cfg)
             failed = False
             return result
-        except MGRError as e:
-            print(f"mgr: error: {e}", file=sys.stderr)
+        except Exception as e:
+            error = _user_error(e)
+            if error is None:
+                raise
+            print(f"mgr: error: {error}", file=sys.stderr)
             sys.exit(1)
         finally:
             finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
 
     return wrapper
+
+
+def _user_error(e: BaseException | None) -> MGRError | None:
+    """The MGRError behind `e`: Hydra's instantiate wraps errors raised while building an
+    object (a model that rejects its settings) in an InstantiationException."""
+    while e is not None and not isinstance(e, MGRError):
+        e = e.__cause__
+    return e
 
 
 def _quiet_warnings() -> None:
