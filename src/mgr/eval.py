@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mgr import MGRError
-from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, task, write_and_print_results
+from mgr.utils.tasks import instantiate_dict, task, test_and_report
 
 
 @task
@@ -15,7 +15,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     from mgr.data import GenreDataModule
     from mgr.models import load_model, read_checkpoint
-    from mgr.models.base import test_confusions
 
     model = load_model(cfg.ckpt_path)
     if cfg.get("data"):
@@ -29,16 +28,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False,
                           callbacks=instantiate_dict(cfg.get("callbacks")))
-    fresh_rendezvous_port(trainer)
-    trainer.test(model, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    write_and_print_results(
-        metrics,
-        {"checkpoint": str(cfg.ckpt_path), "class_names": model.class_names, **test_confusions(trainer)},
-        cfg.paths.output_dir,
-        f"Test results of {cfg.ckpt_path}",
-    )
-    return metrics
+    return test_and_report(cfg, trainer, model, datamodule, f"Test results of {cfg.ckpt_path}",
+                           {"checkpoint": str(cfg.ckpt_path)})
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="eval")

@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, plain, task, write_and_print_results
+from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, plain, task, test_and_report
 
 log = logging.getLogger("mgr.train")
 
@@ -57,7 +57,8 @@ def train(cfg: DictConfig) -> float | None:
         if not best_path:
             log.warning("No best checkpoint was saved; testing the weights of the last step.")
         title = "Test results (best checkpoint)" if best_path else "Test results (last weights)"
-        test_and_report(cfg, trainer, model, datamodule, best_path, title)
+        test_and_report(cfg, trainer, model, datamodule, title, {"best_checkpoint": best_path},
+                        ckpt_path=best_path or None)
     if checkpoint is not None and checkpoint.best_model_score is not None:
         return float(checkpoint.best_model_score)
     value = trainer.callback_metrics.get(cfg.optimized_metric)
@@ -74,22 +75,8 @@ def fit_svm(cfg: DictConfig, model, datamodule, trainer) -> float | None:
     checkpoint = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
     trainer.save_checkpoint(checkpoint)
     if cfg.get("test"):
-        test_and_report(cfg, trainer, model, datamodule, str(checkpoint), "Test results (fitted SVM)", load=False)
+        test_and_report(cfg, trainer, model, datamodule, "Test results (fitted SVM)", {"best_checkpoint": str(checkpoint)})
     return None if value is None else float(value)
-
-
-def test_and_report(cfg: DictConfig, trainer, model, datamodule, checkpoint: str, title: str, load: bool = True) -> None:
-    """Test (on `checkpoint`'s weights when `load`), write metrics.json, print the table, report to W&B."""
-    from mgr.models.base import test_confusions
-    from mgr.tracking import log_test_report, per_class_scores
-
-    fresh_rendezvous_port(trainer)
-    trainer.test(model, datamodule=datamodule, ckpt_path=(checkpoint or None) if load else None)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    results = {"best_checkpoint": checkpoint, "class_names": model.class_names, **test_confusions(trainer)}
-    results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
-    write_and_print_results(metrics, results, cfg.paths.output_dir, title)
-    log_test_report(trainer.loggers, results, cfg.paths.output_dir)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="train")

@@ -76,6 +76,24 @@ def plain(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, about: dict,
+                    ckpt_path: str | None = None) -> dict[str, float]:
+    """Test (on `ckpt_path`'s weights if given, else the model's), then write metrics.json
+    (test metrics, `about`, class names, confusion matrices, per-class scores), print the
+    table and send the report to loggers that take it (W&B). Returns the test metrics."""
+    from mgr.models.base import test_confusions
+    from mgr.tracking import log_test_report, per_class_scores
+
+    fresh_rendezvous_port(trainer)
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    results = {**about, "class_names": model.class_names, **test_confusions(trainer)}
+    results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
+    write_and_print_results(metrics, results, cfg.paths.output_dir, title)
+    log_test_report(trainer.loggers, results, cfg.paths.output_dir)
+    return metrics
+
+
 def write_and_print_results(metrics: dict[str, float], extra: dict, run_dir: str, title: str) -> None:
     """Write metrics.json into the run directory and print the chunk/track table."""
     Path(run_dir, "metrics.json").write_text(json.dumps({**metrics, **extra}, indent=2))
