@@ -44,6 +44,8 @@ def test_eval_reproduces_the_test_metrics(trained, data_dir):
     for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss"):
         assert eval_metrics[key] == pytest.approx(train_metrics[key], abs=1e-4), key
     assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]
+    assert eval_metrics["track_per_class"] == train_metrics["track_per_class"]
+    assert eval_metrics["checkpoint"] == train_metrics["best_checkpoint"]
 
 
 def test_checkpoint_loads_without_arguments(trained):
