@@ -25,20 +25,18 @@ class STFTFrontend(Frontend):
     def __init__(self, sample_rate: int, n_fft: int = 2048, hop_length: int = 512, window: str = "hann",
                  top_db: float | None = 80.0, backend: str = "torchaudio", trainable: bool = False):
         super().__init__(sample_rate, top_db)
-        check_backend(backend, trainable)
-        if backend == "torchaudio":
-            self.transform = BlockedSpectrogram(n_fft, hop_length, window, db=True, top_db=top_db)
-        else:
-            self.transform = stft_power(sample_rate, n_fft, hop_length, window, backend, trainable)
+        self.transform = stft_power(sample_rate, n_fft, hop_length, window, backend, trainable, db=True, top_db=top_db)
 
 
 def stft_power(sample_rate: int, n_fft: int, hop_length: int, window: str, backend: str, trainable: bool = False,
-               filters: torch.Tensor | None = None) -> nn.Module:
+               filters: torch.Tensor | None = None, db: bool = False, top_db: float | None = None) -> nn.Module:
     """A module: waveform [B, T] -> power spectrogram [B, n_fft // 2 + 1, frames] of centred
-    frames, or its projection [B, n_filters, frames] on `filters` [n_filters, n_fft // 2 + 1]."""
+    frames, or its projection [B, n_filters, frames] on `filters` [n_filters, n_fft // 2 + 1].
+    `db` asks for dB with `top_db` where the backend computes it block by block (torchaudio);
+    Frontend.compute converts the power of the others."""
     check_backend(backend, trainable)
     if backend == "torchaudio":
-        return BlockedSpectrogram(n_fft, hop_length, window, filters)
+        return BlockedSpectrogram(n_fft, hop_length, window, filters, db, top_db)
     from nnAudio.features import STFT
 
     power = Squared(STFT(n_fft=n_fft, hop_length=hop_length, window=window, sr=sample_rate, pad_mode=PAD_MODE,
