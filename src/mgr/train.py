@@ -20,6 +20,7 @@ def train(cfg: DictConfig) -> float | None:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from mgr.environment import environment
     from mgr.features import build_augment
     from mgr.models import MFCCSVM
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
@@ -43,7 +44,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
-        logger.log_hyperparams(plain(cfg))
+        logger.log_hyperparams({**plain(cfg), "environment": environment()})
     define_summaries(loggers)
     if isinstance(model, MFCCSVM):  # fitted in closed form: no training loop, the same evaluation
         return fit_svm(cfg, model, datamodule, trainer)

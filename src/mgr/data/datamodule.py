@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
@@ -34,7 +35,7 @@ class GenreDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         train_chunks_per_track: int = 1,
         eval_max_chunks: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         pin_memory: bool = False,
         min_seconds: float = 0.0,
         max_bad_fraction: float = 0.25,
@@ -47,6 +48,7 @@ class GenreDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.source = build_source(source, root, source_options or {})
         self.chunk = int(round(chunk_seconds * sample_rate))
+        self.num_workers = resolve_workers(num_workers)
         self._tracks: TrackList | None = None
         self.cache: WaveformCache | None = None
         self.split_tracks: dict[str, list[int]] = {}
@@ -69,7 +71,9 @@ class GenreDataModule(pl.LightningDataModule):
             h = self.hparams
             self.cache = WaveformCache.build(
                 self.tracks.files, h.sample_rate, h.cache_dir, self.source.name,
-                known_bad=self.tracks.known_bad, min_seconds=h.min_seconds, num_workers=h.num_workers,
+                known_bad=self.tracks.known_bad, min_seconds=h.min_seconds,
+                # Decoding is CPU-bound and runs alone: every usable CPU, unless told otherwise.
+                num_workers=usable_cpus() if h.num_workers == "auto" else self.num_workers,
             )
             self.cache.check_bad_fraction(h.max_bad_fraction)
         return self.cache
@@ -96,9 +100,10 @@ class GenreDataModule(pl.LightningDataModule):
             dataset,
             batch_size=batch_size,
             sampler=_sampler(dataset, shuffle),
-            num_workers=h.num_workers,
-            pin_memory=h.pin_memory,
-            persistent_workers=h.num_workers > 0,
+            num_workers=self.num_workers,
+            # Pinned pages only speed up copies to a GPU; without one PyTorch warns and ignores it.
+            pin_memory=h.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -114,6 +119,24 @@ class GenreDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.eval_dataset("test"), self.hparams.eval_batch_size or self.hparams.batch_size, False)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which SLURM and containers set),
+    not the machine's count that os.cpu_count() reports."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_workers(num_workers: int | str) -> int:
+    """`auto`: one worker per usable CPU of this rank, at most 4, keeping one CPU for the
+    training process itself. Workers only slice the memory-mapped cache, so a few suffice;
+    more than the CPUs make PyTorch warn and slow every process down."""
+    if num_workers != "auto":
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise MGRError(f"data.num_workers must be 'auto' or a whole number >= 0, got {num_workers!r}.")
+        return num_workers
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(0, min(4, usable_cpus() // ranks - 1))
 
 
 def _sampler(dataset, shuffle: bool):

@@ -23,11 +23,13 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
+        from mgr.environment import write_environment
         from mgr.tracking import finish_wandb
 
         _quiet_warnings()
         failed = True
         try:
+            write_environment(cfg.paths.output_dir)
             result = fn(cfg)
             failed = False
             return result
