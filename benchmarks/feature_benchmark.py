@@ -69,7 +69,7 @@ def main() -> None:
         name, _, source = spec.partition(":")
         reference = None if args.no_librosa else librosa_reference(name, source or None)
         lib_rate = clips_per_second(lambda: [reference(c) for c in clips[:4]], 4) if reference else None
-        backends = [None] if name == "gammatone" else ["nnaudio", "torchaudio"]
+        backends = [None] if name == "gammatone" else ["nnaudio", "torch"]
         for backend in backends:
             settings = {"name": name, "sample_rate": SR, **({"backend": backend} if backend else {}),
                         **({"source": source} if source else {})}

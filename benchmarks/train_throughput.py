@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", nargs="+", default=[m.lower() for m in MODELS])
     parser.add_argument("--features", nargs="+", default=["mel"])
-    parser.add_argument("--backends", nargs="+", default=["torchaudio"])
+    parser.add_argument("--backends", nargs="+", default=["torch"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")

@@ -1,4 +1,4 @@
-"""mgr.features.stft.BlockedSpectrogram (the torchaudio backend's core) against a plain
+"""mgr.features.stft.BlockedSpectrogram (the torch backend's core) against a plain
 batched torch.stft: the blocking is an evaluation order, not a different result."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def reference(wave, filters=None, db=False, top_db=None):
 
 
 def filter_banks():
-    import torchaudio
+    import librosa
 
-    mel = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SR / 2, 40, SR, norm="slaney", mel_scale="slaney").T
+    mel = torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=40))
     return {"none": None, "mel": mel, "chroma": torch.from_numpy(stft_chroma_filters(SR, N_FFT)).float()}
 
 

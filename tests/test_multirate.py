@@ -1,4 +1,4 @@
-"""mgr.features.multirate: librosa's multirate CQT/VQT in torch (backend=torchaudio).
+"""mgr.features.multirate: librosa's multirate CQT/VQT in torch (backend=torch).
 Its agreement with librosa.cqt / vqt / chroma_cqt is in tests/test_feature_parity.py."""
 
 from __future__ import annotations

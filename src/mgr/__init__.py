@@ -1,6 +1,11 @@
 """mgr: music genre recognition experiments."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("mgr")  # setuptools-scm: 0.1.devN+g<commit>
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "unknown"
 
 
 class MGRError(Exception):

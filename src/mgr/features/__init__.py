@@ -28,6 +28,8 @@ def build_frontend(feature: dict) -> Frontend:
     """Build from plain config values: {'name': 'mel', 'sample_rate': 22050, ...}."""
     feature = dict(feature)
     name = feature.pop("name", None)
+    if feature.get("backend") == "torchaudio":  # the torch backend's name in checkpoints before 2026-12
+        feature["backend"] = "torch"
     if name not in FRONTENDS:
         raise MGRError(f"Unknown feature name {name!r}; available: {', '.join(sorted(FRONTENDS))}.")
     try:

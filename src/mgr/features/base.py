@@ -74,16 +74,16 @@ class FilterBank(nn.Module):
 
 
 def check_backend(backend: str, trainable: bool = False) -> None:
-    if backend not in ("nnaudio", "torchaudio"):
-        raise MGRError(f"feature.backend must be 'nnaudio' or 'torchaudio', got {backend!r}.")
+    if backend not in ("nnaudio", "torch"):
+        raise MGRError(f"feature.backend must be 'torch' or 'nnaudio', got {backend!r}.")
     if trainable and backend != "nnaudio":
-        raise MGRError("feature.trainable=true needs feature.backend=nnaudio (the torchaudio backend has no learnable kernels).")
+        raise MGRError("feature.trainable=true needs feature.backend=nnaudio (the torch backend has no learnable kernels).")
 
 
 def window_fn(name: str):
     windows = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
     if name not in windows:
-        raise MGRError(f"feature.window={name!r} is not supported with the torchaudio backend; use one of {sorted(windows)}.")
+        raise MGRError(f"feature.window={name!r} is not supported with the torch backend; use one of {sorted(windows)}.")
     return windows[name]
 
 

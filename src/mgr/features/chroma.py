@@ -49,7 +49,7 @@ def cqt_to_chroma_filters(n_input: int, bins_per_octave: int, n_chroma: int = 12
 
 class ChromaFrontend(Frontend):
     def __init__(self, sample_rate: int, source: str = "stft", n_chroma: int = 12, hop_length: int = 512,
-                 n_fft: int = 2048, window: str = "hann", backend: str = "torchaudio", fmin: float = C1_HZ,
+                 n_fft: int = 2048, window: str = "hann", backend: str = "torch", fmin: float = C1_HZ,
                  n_octaves: int = 7, bins_per_octave: int = 36, tuning: float = 0.0):
         super().__init__(sample_rate, top_db=None)
         if source == "stft":

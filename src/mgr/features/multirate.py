@@ -119,7 +119,7 @@ class MultirateVQT(nn.Module):
         n_octaves = math.ceil(n_bins / bins_per_octave)
         if hop_length % 2 ** (n_octaves - 1):
             raise MGRError(f"feature.hop_length={hop_length} must be divisible by 2**(octaves - 1) = "
-                           f"{2 ** (n_octaves - 1)} for backend=torchaudio, which computes each of the "
+                           f"{2 ** (n_octaves - 1)} for backend=torch, which computes each of the "
                            f"{n_octaves} octaves at half the previous rate; use backend=nnaudio for any hop.")
         window_fn(window)  # a clear error for windows we cannot build
         freqs = fmin * 2.0 ** (np.arange(n_bins) / bins_per_octave)

@@ -1,14 +1,15 @@
-"""Fourier-based frontends in dB: STFT, mel, MFCC (nnAudio or torchaudio) and
+"""Fourier-based frontends in dB: STFT, mel, MFCC (nnAudio or torch) and
 gammatone (nnAudio).
 
 backend=nnaudio: nnAudio's STFT (a convolution with Fourier kernels, learnable
-with trainable=true) and mel filter bank. backend=torchaudio: torch.fft and
-torchaudio's mel filter bank, run block by block (mgr.features.stft), several
+with trainable=true) and mel filter bank. backend=torch: torch.fft and
+librosa's mel filter bank, run block by block (mgr.features.stft), several
 times faster on a CPU.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,7 @@ class STFTFrontend(Frontend):
     """Linear-frequency power spectrogram in dB (n_fft // 2 + 1 bins)."""
 
     def __init__(self, sample_rate: int, n_fft: int = 2048, hop_length: int = 512, window: str = "hann",
-                 top_db: float | None = 80.0, backend: str = "torchaudio", trainable: bool = False):
+                 top_db: float | None = 80.0, backend: str = "torch", trainable: bool = False):
         super().__init__(sample_rate, top_db)
         self.transform = stft_power(sample_rate, n_fft, hop_length, window, backend, trainable, db=True, top_db=top_db)
 
@@ -32,10 +33,10 @@ def stft_power(sample_rate: int, n_fft: int, hop_length: int, window: str, backe
                filters: torch.Tensor | None = None, db: bool = False, top_db: float | None = None) -> nn.Module:
     """A module: waveform [B, T] -> power spectrogram [B, n_fft // 2 + 1, frames] of centred
     frames, or its projection [B, n_filters, frames] on `filters` [n_filters, n_fft // 2 + 1].
-    `db` asks for dB with `top_db` where the backend computes it block by block (torchaudio);
+    `db` asks for dB with `top_db` where the backend computes it block by block (torch);
     Frontend.compute converts the power of the others."""
     check_backend(backend, trainable)
-    if backend == "torchaudio":
+    if backend == "torch":
         return BlockedSpectrogram(n_fft, hop_length, window, filters, db, top_db)
     from nnAudio.features import STFT
 
@@ -49,7 +50,7 @@ class MelFrontend(Frontend):
 
     def __init__(self, sample_rate: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
                  fmin: float = 0.0, fmax: float | None = None, window: str = "hann", top_db: float | None = 80.0,
-                 backend: str = "torchaudio", trainable: bool = False):
+                 backend: str = "torch", trainable: bool = False):
         super().__init__(sample_rate, top_db)
         check_backend(backend, trainable)
         if backend == "nnaudio":
@@ -59,13 +60,36 @@ class MelFrontend(Frontend):
                                             fmin=fmin, fmax=fmax, window=window, power=2.0, pad_mode=PAD_MODE,
                                             trainable_mel=trainable, trainable_STFT=trainable, verbose=False)
         else:
-            import torchaudio
-
-            # Slaney mel scale and area normalisation: librosa's defaults, as nnAudio uses.
-            filters = torchaudio.functional.melscale_fbanks(
-                n_fft // 2 + 1, fmin, sample_rate / 2 if fmax is None else fmax, n_mels, sample_rate,
-                norm="slaney", mel_scale="slaney").T
+            filters = torch.from_numpy(mel_filters(sample_rate, n_fft, n_mels, fmin, fmax))
             self.transform = BlockedSpectrogram(n_fft, hop_length, window, filters, db=True, top_db=top_db)
+
+
+MIN_LOG_MEL, LOG_STEP = 15.0, np.log(6.4) / 27.0  # 1 kHz is mel 15; 27 mels per factor 6.4 above
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, htk=False): linear to 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    log_part = MIN_LOG_MEL + np.log(np.maximum(hz, 1000.0) / 1000.0) / LOG_STEP
+    return np.where(hz >= 1000.0, log_part, hz / (200.0 / 3))
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= MIN_LOG_MEL, 1000.0 * np.exp(LOG_STEP * (mel - MIN_LOG_MEL)), mel * (200.0 / 3))
+
+
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """librosa.filters.mel (Slaney scale, norm='slaney'): triangles over the FFT bins,
+    each scaled to unit area, [n_mels, n_fft // 2 + 1]. Written here because torchaudio's
+    copy needs its compiled library to import (pyproject.toml says why mgr avoids it)."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    rising = (bins[None, :] - edges[:-2, None]) / np.diff(edges)[:-1, None]
+    falling = (edges[2:, None] - bins[None, :]) / np.diff(edges)[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return (weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]).astype(np.float32)
 
 
 class MFCCFrontend(Frontend):
@@ -73,7 +97,7 @@ class MFCCFrontend(Frontend):
 
     def __init__(self, sample_rate: int, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512,
                  n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None, window: str = "hann",
-                 top_db: float | None = 80.0, backend: str = "torchaudio", trainable: bool = False):
+                 top_db: float | None = 80.0, backend: str = "torch", trainable: bool = False):
         super().__init__(sample_rate, top_db)
         self.mel = MelFrontend(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, window, top_db, backend, trainable)
         self.register_buffer("dct", _dct_matrix(n_mfcc, n_mels), persistent=False)

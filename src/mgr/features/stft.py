@@ -1,4 +1,4 @@
-"""The torchaudio backend's Fourier core: power spectrogram -> filter bank -> dB,
+"""The torch backend's Fourier core: power spectrogram -> filter bank -> dB,
 computed in cache-sized blocks.
 
 A batched torch.stft of 16 clips of 30 s materialises a 170 MB complex

@@ -18,7 +18,7 @@ from mgr.features.spectrogram import MelFrontend
 
 class TempogramFrontend(Frontend):
     def __init__(self, sample_rate: int, hop_length: int = 512, win_length: int = 384, n_fft: int = 2048,
-                 n_mels: int = 128, backend: str = "torchaudio"):
+                 n_mels: int = 128, backend: str = "torch"):
         super().__init__(sample_rate, top_db=None)
         self.mel = MelFrontend(sample_rate, n_fft, hop_length, n_mels, fmax=sample_rate / 2, backend=backend)
         self.win_length = win_length

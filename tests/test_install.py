@@ -1,0 +1,72 @@
+"""What a fresh install depends on: mgr runs beside a torchaudio whose compiled library
+cannot load, and every run records the environment it ran in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import mgr_command, run_dir_of, tiny
+
+# What `import torchaudio` raises when its library does not match the installed torch
+# (torchaudio 2.11.1 beside torch 2.11.0).
+BROKEN_TORCHAUDIO = '''raise OSError("Could not load this library: libtorchaudio.so: undefined symbol: "
+              "torch_exception_get_what_without_backtrace")
+'''
+
+EVERY_MODULE_AND_FRONTEND = '''
+import pkgutil, importlib, sys, torch
+import mgr
+for module in pkgutil.walk_packages(mgr.__path__, "mgr."):
+    if module.name != "mgr.conf" and not module.name.startswith("mgr.conf."):
+        importlib.import_module(module.name)
+from mgr.features import FRONTENDS, build_augment, build_frontend
+for name in FRONTENDS:
+    for backend in ([None] if name == "gammatone" else ["torch", "nnaudio"]):
+        settings = {"name": name, "sample_rate": 16000, **({"backend": backend} if backend else {})}
+        assert torch.isfinite(build_frontend(settings)(torch.randn(2, 16000))).all()
+build_augment({"name": "specaugment"}, 32, 100).train()(torch.randn(2, 1, 32, 100))
+assert "torchaudio" not in sys.modules, "something imported torchaudio"
+print("ok")
+'''
+
+
+def broken_torchaudio(tmp_path: Path) -> dict:
+    package = tmp_path / "shadow" / "torchaudio"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(BROKEN_TORCHAUDIO)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(package.parent), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_every_module_and_frontend_works_beside_a_torchaudio_that_cannot_load(tmp_path):
+    env = broken_torchaudio(tmp_path)
+    shadowed = subprocess.run([sys.executable, "-c", "import torchaudio"], env=env, capture_output=True, text=True)
+    assert "undefined symbol" in shadowed.stderr  # the shadow package really fails as the real one did
+    done = subprocess.run([sys.executable, "-c", EVERY_MODULE_AND_FRONTEND], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_train_writes_its_environment_beside_a_broken_torchaudio(tmp_path, data_dir, monkeypatch):
+    for key, value in broken_torchaudio(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    proc = mgr_command("train", *tiny("cnn", "mel"), "augment=specaugment", cwd=tmp_path, data_dir=data_dir)
+    env = json.loads((run_dir_of(proc) / "environment.json").read_text())
+    import torch
+
+    assert env["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert env["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert env["torch_cuda"] == torch.version.cuda
+    for name in ("nnAudio", "pytorch-lightning", "torchmetrics", "hydra-core", "wandb", "numpy"):
+        assert env["packages"][name], name
+    assert "torchaudio" in env["packages"]  # recorded (None when absent): it may still be installed
+    assert env["mgr"]["version"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout: the commit the installed mgr was built from
+        assert head.stdout.strip().startswith(env["mgr"]["commit"])
+    hparams = (run_dir_of(proc) / "csv" / "hparams.yaml").read_text()
+    assert "environment:" in hparams and "pytorch-lightning" in hparams  # loggers get it with the config
