@@ -1,33 +1,34 @@
 """artist20 (Ellis 2007): 20 artists x 6 albums, 1413 tracks, for artist identification.
 
 Layout: `<root>/mp3s-32k/<artist>/<album>/<track>.mp3` (root may also be the
-`artist20/` folder's parent or `mp3s-32k/` itself). Splits, after seed 004
+`artist20/` folder's parent or `mp3s-32k/` itself). The two splits of seed 004
 (Nasrullah & Zhao, "Musical artist classification with convolutional
 recurrent neural networks", IJCNN 2019):
 
-- `song`: tracks stratified per artist, 10% test, then 10% of the rest for validation;
-- `album`: per artist one whole album for validation, one for test, the rest for training;
-- `artist`: whole artists held out (80/10/10 of the artists) -- test artists are
-  classes never seen in training, so it only makes sense for embedding evaluation.
+- `song`: tracks stratified per artist, 10% test, then 10% of the rest for
+  validation (what the report calls splitting "by artists": every artist on
+  both sides, albums across the split);
+- `album`: per artist one whole album for validation, one for test, the rest for training.
+
+`random` and fractions are mgr's own: whole albums, stratified per artist. There
+is no split that holds out artists: its test classes would be unseen in training.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from mgr import MGRError
 from mgr.data.audio import is_audio_file
 from mgr.data.sources import Source, TrackList
-from mgr.data.splits import group_split, holdout_groups_per_label, stratified_split
+from mgr.data.splits import holdout_groups_per_label, stratified_split
 
-log = logging.getLogger(__name__)
 SONG_FRACTIONS = {"train": 0.81, "val": 0.09, "test": 0.1}
 
 
 class Artist20Source(Source):
     name = "artist20"
-    named_splits = ("song", "album", "artist")
+    named_splits = ("song", "album")
 
     def __init__(self, root: str | None):
         self.root = Path(root).expanduser() if root else None
@@ -62,17 +63,7 @@ class Artist20Source(Source):
             return stratified_split(tracks.labels, SONG_FRACTIONS, seed)
         if split == "album":
             return holdout_groups_per_label(tracks.labels, tracks.groups, seed)
-        if split == "artist":
-            log.warning("data.split=artist holds out whole artists: test artists are classes unseen in training.")
-            artists = [g.split("/")[0] for g in tracks.groups]
-            return group_split(tracks.labels, artists, {"train": 0.8, "val": 0.1, "test": 0.1}, seed, stratify=False)
-        if isinstance(split, dict):
-            return stratified_split(tracks.labels, split, seed)
-        return super().split(tracks, split, seed)
+        return super().split(tracks, split, seed)  # random and fractions: whole albums
 
     def leak_groups(self, tracks: TrackList, split) -> list[str] | None:
-        if split == "album":
-            return tracks.groups
-        if split == "artist":
-            return [g.split("/")[0] for g in tracks.groups]
-        return None  # a song split spreads an album's songs by design
+        return None if split in (None, "song") else tracks.groups  # a song split spreads albums by design

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mgr import MGRError
 from mgr.data.sources import Source, TrackList
+from mgr.data.splits import assign_from_lists
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 LIST_FILES = {"train": "train_filtered.txt", "val": "valid_filtered.txt", "test": "test_filtered.txt"}
@@ -29,7 +30,7 @@ def packaged_lists() -> Path:
 
 class GTZANSource(Source):
     name = "gtzan"
-    named_splits = ("filtered",)
+    shipped_split = "filtered"
 
     def __init__(self, root: str | None, split_lists: str | None = None):
         self.root = Path(root).expanduser() if root else None
@@ -50,29 +51,34 @@ class GTZANSource(Source):
 
     def list(self) -> TrackList:
         folder = self.folder()
-        files, labels, keys = [], [], []
+        files, labels, keys = [], [], {}
         for label, genre in enumerate(GENRES):
             for path in sorted((folder / genre).iterdir()):
                 m = CLIP.match(path.name)
                 if m and m["genre"] == genre:
+                    key = f"{genre}/{path.stem}"  # the lists name .wav; the tarball has .au
+                    if key in keys:  # both copies would land in one split: a clip counted twice
+                        raise MGRError(f"GTZAN clip {key} is there twice: {keys[key]} and {path.name} in "
+                                       f"{folder / genre}; keep one of them.")
                     files.append(str(path.resolve()))
                     labels.append(label)
-                    keys.append(f"{genre}/{path.stem}")  # the lists name .wav; the tarball has .au
+                    keys[key] = path.name
         known_bad = {f: KNOWN_BAD[Path(f).name] for f in files if Path(f).name in KNOWN_BAD}
-        return TrackList(files, labels, list(GENRES), assigned=self._assign(keys, folder), known_bad=known_bad)
+        return TrackList(files, labels, list(GENRES), assigned=self._assign(list(keys), folder), known_bad=known_bad)
 
     def _assign(self, keys: list[str], folder: Path) -> list[str | None]:
-        where: dict[str, str] = {}
+        entries = []
         for split, name in LIST_FILES.items():
-            for line in (self.split_lists / name).read_text().split():
-                where[line.rsplit(".", 1)[0]] = split
+            path = self.split_lists / name
+            if not path.is_file():
+                raise MGRError(f"data.source_options.split_lists={self.split_lists} has no {name}; it needs "
+                               f"{', '.join(LIST_FILES.values())}, one clip per line (blues/blues.00000.wav).")
+            lines = path.read_text().splitlines()
+            entries += [(line.strip().rsplit(".", 1)[0], split, path, n)
+                        for n, line in enumerate(lines, start=1) if line.strip()]
+        where = assign_from_lists(entries, "Clip")
         missing = sorted(set(where) - set(keys))
         if missing:
             raise MGRError(f"{len(missing)} clip(s) of the fault-filtered split are missing under {folder}, "
                            f"e.g. {missing[0]}; re-download GTZAN or use data.split=random.")
         return [where.get(k) for k in keys]
-
-    def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
-        if split in (None, "filtered"):
-            return super().split(tracks, None, seed)
-        return super().split(TrackList(tracks.files, tracks.labels, tracks.class_names), split, seed)

@@ -14,7 +14,8 @@ from pathlib import Path
 from mgr import MGRError
 from mgr.data import synth
 from mgr.data.audio import AUDIO_EXTENSIONS, is_audio_file
-from mgr.data.splits import DEFAULT_FRACTIONS, SPLIT_ALIASES, assigned_split, group_split, stratified_split
+from mgr.data.splits import (DEFAULT_FRACTIONS, SPLIT_ALIASES, assign_from_lists, assigned_split, group_split,
+                              stratified_split)
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,18 @@ class Source:
     """Base: `list()` the tracks; `split()` them by the dataset's own split or by fractions."""
 
     name = "source"
-    # data.split values this source understands besides fractions and "random".
+    # The data.split name of the split the dataset ships (TrackList.assigned), e.g. GTZAN's "filtered".
+    shipped_split: str | None = None
+    # Other data.split values this source understands besides fractions and "random".
     named_splits: tuple[str, ...] = ()
 
     def list(self) -> TrackList:
         raise NotImplementedError
 
     def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
-        if split is None and tracks.assigned is not None:
+        """The shipped split (data.split null or its name), else fractions ("random": 80/10/10)
+        stratified by label; where tracks have groups (artists, albums), whole groups."""
+        if tracks.assigned is not None and split in (None, self.shipped_split):
             return assigned_split(tracks.assigned)
         if split is None or split == "random":
             split = DEFAULT_FRACTIONS
@@ -51,7 +56,7 @@ class Source:
             if tracks.groups is not None:
                 return group_split(tracks.labels, tracks.groups, split, seed)
             return stratified_split(tracks.labels, split, seed)
-        choices = ", ".join([*self.named_splits, "random"])
+        choices = ", ".join([*filter(None, [self.shipped_split]), *self.named_splits, "random"])
         raise MGRError(f"data.split={split!r} is not a split of data.source={self.name}; use one of {choices} "
                        "or fractions like '{train: 0.8, val: 0.1, test: 0.1}'.")
 
@@ -114,16 +119,16 @@ class FolderSource(Source):
         return files, sorted({g for _, g in files})
 
     def _list_presplit(self, root: Path, split_dirs: dict[str, Path]) -> TrackList:
-        files, genres, assigned = [], [], []
+        entries, genres = [], []  # a file linked into two split folders resolves to one path: an error
         for dir_name, d in sorted(split_dirs.items()):
             found, _ = self._genre_files(d)
-            files += [f for f, _ in found]
+            entries += [(f, SPLIT_ALIASES[dir_name.lower()], d, None) for f, _ in found]
             genres += [g for _, g in found]
-            assigned += [SPLIT_ALIASES[dir_name.lower()]] * len(found)
+        where = assign_from_lists(entries, "File")
         names = sorted(set(genres))
         if len(names) < 2:
             raise MGRError(f"Found {len(names)} genre folder(s) with audio under {root}/train etc.; need at least 2.")
-        return TrackList(files, [names.index(g) for g in genres], names, assigned=assigned)
+        return TrackList(list(where), [names.index(g) for g in genres], names, assigned=list(where.values()))
 
 
 def read_manifest(path: Path) -> TrackList:
@@ -133,25 +138,26 @@ def read_manifest(path: Path) -> TrackList:
     columns = set(rows[0]) if rows else set()
     if not {"path", "label"} <= columns:
         raise MGRError(f"The manifest {path} needs a header with the columns path,label[,split][,group].")
-    files, labels, groups, assigned = [], [], [], []
+    entries, labels, groups = [], [], []
     for n, row in enumerate(rows, start=2):
         file = (path.parent / row["path"].strip()).resolve()
         if not file.is_file():
             raise MGRError(f"Line {n} of {path} names {file}, which does not exist; fix the path or drop the line.")
-        files.append(str(file))
         labels.append(row["label"].strip())
         groups.append((row.get("group") or "").strip() or str(file))  # no group: the track is its own group
+        split = None
         if "split" in columns:
-            name = (row["split"] or "").strip().lower()
-            if name not in SPLIT_ALIASES:
+            split = SPLIT_ALIASES.get((row["split"] or "").strip().lower())
+            if split is None:
                 raise MGRError(f"Line {n} of {path} has split {row['split']!r}; use train, val or test.")
-            assigned.append(SPLIT_ALIASES[name])
+        entries.append((str(file), split, path, n))
+    where = assign_from_lists(entries, "File")  # a path listed twice is an error, split column or not
     names = sorted(set(labels))
     if len(names) < 2:
         raise MGRError(f"The manifest {path} has {len(names)} label(s); need at least 2.")
-    return TrackList(files, [names.index(l) for l in labels], names,
+    return TrackList(list(where), [names.index(l) for l in labels], names,
                      groups=groups if "group" in columns else None,
-                     assigned=assigned if "split" in columns else None)
+                     assigned=list(where.values()) if "split" in columns else None)
 
 
 class SynthSource(FolderSource):

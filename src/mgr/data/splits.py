@@ -4,6 +4,7 @@ deterministic given a seed, and checked for leaks."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Hashable, Iterable
 
 import numpy as np
 
@@ -54,15 +55,11 @@ def _groups_of(groups: list[str]) -> tuple[list[str], dict[str, list[int]]]:
     return names, members
 
 
-def group_split(labels: list[int], groups: list[str], fractions: dict[str, float], seed: int,
-                stratify: bool = True) -> dict[str, list[int]]:
+def group_split(labels: list[int], groups: list[str], fractions: dict[str, float], seed: int) -> dict[str, list[int]]:
     """Whole groups (artists, albums) go to one split: the stratified split is drawn over
-    groups, each labelled by its most common track label (or one label for all groups)."""
+    groups, each labelled by its most common track label."""
     names, members = _groups_of(groups)
-    if stratify:
-        group_labels = [int(np.bincount([labels[i] for i in members[g]]).argmax()) for g in names]
-    else:
-        group_labels = [0] * len(names)
+    group_labels = [int(np.bincount([labels[i] for i in members[g]]).argmax()) for g in names]
     by_group = stratified_split(group_labels, fractions, seed)
     return {k: sorted(i for g in v for i in members[names[g]]) for k, v in by_group.items()}
 
@@ -82,6 +79,31 @@ def holdout_groups_per_label(labels: list[int], groups: list[str], seed: int) ->
             split = "test" if rank == 0 else "val" if rank == 1 else "train"
             out[split] += members[mine[j]]
     return {k: sorted(v) for k, v in out.items()}
+
+
+def assign_from_lists(entries: Iterable[tuple[Hashable, str | None, object, int | None]], what: str) -> dict:
+    """The split of every key (clip, file, track) from `(key, split, list, line)` entries:
+    split lists, a manifest's rows, tracks.csv, split folders (line None).
+
+    A key listed twice, in two lists or in one, is an error that names both places:
+    keeping either entry silently would move a track into another split, or count it twice.
+    """
+    seen: dict = {}
+    for key, split, where, line in entries:
+        if key in seen:
+            where0, line0 = seen[key][1:]
+            if where0 == where:
+                places = f" in {where}" + (f" (lines {line0} and {line})" if line is not None else "")
+            else:
+                places = f": {_place(where0, line0)} and {_place(where, line)}"
+            raise MGRError(f"{what} {key} is listed twice{places}; a {what.lower()} belongs to one split, "
+                           "so remove one of the two.")
+        seen[key] = (split, where, line)
+    return {key: split for key, (split, _, _) in seen.items()}
+
+
+def _place(where, line: int | None) -> str:
+    return f"in {where}" if line is None else f"line {line} of {where}"
 
 
 def assigned_split(assigned: list[str | None]) -> dict[str, list[int]]:
