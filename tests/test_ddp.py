@@ -1,13 +1,26 @@
-"""DDP on two CPU processes (gloo): inside a Hydra multirun, one run directory per job,
-and test metrics equal to a single-process evaluation of the same checkpoint."""
+"""DDP on two CPU processes (gloo): inside a Hydra multirun, one run directory per job, test
+metrics equal to a single-process evaluation of the same checkpoint (also of a split with fewer
+chunks than ranks), and the best value returned to the sweeper."""
 
 from __future__ import annotations
 
+import copy
+import csv
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+import torch
+import torch.distributed as dist
+import yaml
 
 from conftest import metrics_of, tiny
+from mgr.data.datamodule import PADDING_LABEL, _shard
+from mgr.models import CNN
+
+RATE = 8000
 
 KEYS = ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss")
 
@@ -30,3 +43,73 @@ def test_ddp_multirun_matches_single_process_eval(run_mgr, tmp_path):
             assert evaluation[key] == pytest.approx(trained[key], abs=1e-4), key
         assert evaluation["chunk_confusion"] == trained["chunk_confusion"]
         assert evaluation["track_confusion"] == trained["track_confusion"]
+
+
+def one_chunk_eval_splits(root: Path) -> Path:
+    """A manifest: a low and a high tone, 8 training tracks each; the val and the test split are
+    one 1 s track each (one chunk, fewer than the two ranks), the same high tone labelled low.
+    Learning the training tracks raises that chunk's loss every epoch, so the best epoch is the
+    first, not the last, and the test loss of the best checkpoint is the best val loss."""
+    root.mkdir()
+    t = np.arange(RATE) / RATE
+    rows = []
+    for label, freq in (("low", 300.0), ("high", 2000.0)):
+        for i in range(8):
+            sf.write(root / f"{label}{i}.wav", 0.5 * np.sin(2 * np.pi * freq * (1 + i / 20) * t), RATE)
+            rows.append([f"{label}{i}.wav", label, "train"])
+    for split in ("val", "test"):
+        sf.write(root / f"{split}.wav", 0.5 * np.sin(2 * np.pi * 2000.0 * t), RATE)
+        rows.append([f"{split}.wav", "low", split])
+    with open(root / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "label", "split"], *rows])
+    return root / "manifest.csv"
+
+
+def test_ddp_sweep_gets_the_best_value_and_one_chunk_splits_score_as_in_one_process(run_mgr, tmp_path):
+    manifest = one_chunk_eval_splits(tmp_path / "music")
+    data = ["data=folder", f"data.root={manifest}", f"data.sample_rate={RATE}", "data.chunk_seconds=1.0",
+            "data.batch_size=8", "data.train_chunks_per_track=2", "data.num_workers=0"]
+    overrides = [o for o in tiny(epochs=3) if not o.startswith("data.")]
+    # One Optuna trial over a one-point space: the sweep's best value is what the run returned.
+    run_mgr("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "model.dropout=choice(0.3)",
+            "trainer=ddp_cpu", *overrides, *data, "model.optimizer.lr=3e-3")
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    with open(sweep / "0" / "csv" / "metrics.csv", newline="") as f:
+        val_loss = [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
+    assert len(val_loss) == 3 and min(val_loss) < val_loss[-1], val_loss  # the last epoch is not the best
+    returned = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
+    assert returned == pytest.approx(min(val_loss), abs=1e-6)
+    trained = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert trained["chunk_confusion"] == [[0, 0], [1, 0]]  # the test chunk counted once, as high
+    evaluation = metrics_of(run_mgr("eval", f"ckpt_path={trained['best_checkpoint']}"))
+    for key in KEYS:
+        assert evaluation[key] == pytest.approx(trained[key], abs=1e-5), key
+    assert evaluation["track_confusion"] == trained["track_confusion"] == [[0, 0], [1, 0]]
+    assert evaluation["test/loss"] == pytest.approx(returned, abs=1e-5)  # the val chunk, scored in one process
+
+
+def test_a_rank_without_evaluation_chunks_scores_one_padding_chunk(monkeypatch):
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    one_chunk = [(torch.ones(RATE), 1, 0)]
+    for rank, expected in ((0, [(1, 0)]), (1, [(PADDING_LABEL, 0)])):
+        monkeypatch.setattr(dist, "get_rank", lambda: rank)
+        dataset, sampler = _shard(one_chunk, shuffle=False)
+        assert [dataset[i][1:] for i in sampler] == expected
+
+
+def test_a_padding_chunk_counts_in_no_metric():
+    torch.manual_seed(0)
+    model = CNN(class_names=["a", "b"], feature={"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32},
+                sample_rate=RATE, chunk_seconds=1.0, channels=[8, 16, 32], hidden=32).eval()
+    reference = copy.deepcopy(model)
+    wave = torch.randn(3, RATE)
+    with torch.no_grad():
+        model.test_step((wave, torch.tensor([0, 1, PADDING_LABEL]), torch.tensor([0, 1, 1])), 0)
+        model.test_step((wave[:1], torch.tensor([PADDING_LABEL]), torch.tensor([0])), 1)  # a padding-only batch
+        reference.test_step((wave[:2], torch.tensor([0, 1]), torch.tensor([0, 1])), 0)
+    for name in ("test_loss", "test_metrics", "test_tracks", "test_confusion"):
+        got, want = getattr(model, name).compute(), getattr(reference, name).compute()
+        if not isinstance(want, dict):
+            got, want = {name: got}, {name: want}
+        assert all(torch.equal(got[k], want[k]) for k in want), name

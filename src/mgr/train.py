@@ -60,10 +60,22 @@ def train(cfg: DictConfig) -> float | None:
         title = "Test results (best checkpoint)" if best_path else "Test results (last weights)"
         test_and_report(cfg, trainer, model, datamodule, title, {"best_checkpoint": best_path},
                         ckpt_path=best_path or None)
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        return float(checkpoint.best_model_score)
-    value = trainer.callback_metrics.get(cfg.optimized_metric)
+    value = best_score(checkpoint) if best_path else None
+    if value is None:  # nothing monitored: the last epoch's value
+        value = trainer.callback_metrics.get(cfg.optimized_metric)
     return None if value is None else float(value)
+
+
+def best_score(checkpoint) -> float | None:
+    """The monitored value of the best checkpoint, the value a sweeper optimises. A ddp_spawn
+    worker sends the main process only the best checkpoint's path (Lightning's launcher leaves
+    the score behind), so there the score is read from the callback state that checkpoint saved."""
+    from mgr.models import read_checkpoint
+
+    score = checkpoint.best_model_score
+    if score is None:
+        score = read_checkpoint(checkpoint.best_model_path)["callbacks"][checkpoint.state_key]["best_model_score"]
+    return None if score is None else float(score)
 
 
 def fit_svm(cfg: DictConfig, model, datamodule, trainer) -> float | None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Iterable
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from mgr import MGRError
 from mgr.data.cache import WaveformCache
@@ -18,6 +19,9 @@ from mgr.data.sources import TrackList, build_source
 from mgr.data.splits import SPLITS, check_split
 
 log = logging.getLogger(__name__)
+
+# The label of a padding chunk: it counts in no metric (see _shard).
+PADDING_LABEL = -1
 
 
 class GenreDataModule(pl.LightningDataModule):
@@ -96,10 +100,11 @@ class GenreDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         h = self.hparams
+        dataset, sampler = _shard(dataset, shuffle)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=_sampler(dataset, shuffle),
+            sampler=sampler,
             num_workers=self.num_workers,
             # Pinned pages only speed up copies to a GPU; without one PyTorch warns and ignores it.
             pin_memory=h.pin_memory and torch.cuda.is_available(),
@@ -139,13 +144,32 @@ def resolve_workers(num_workers: int | str) -> int:
     return max(0, min(4, usable_cpus() // ranks - 1))
 
 
-def _sampler(dataset, shuffle: bool):
-    """Each DDP rank reads its own share. Evaluation shards are disjoint and unpadded:
-    Lightning's DistributedSampler repeats chunks to even out the ranks, and a repeated
+def _shard(dataset, shuffle: bool) -> tuple[Dataset, Iterable[int]]:
+    """The dataset and sampler of this DDP rank's share. Evaluation shards are disjoint and
+    unpadded: Lightning's DistributedSampler repeats chunks to even out the ranks, and a repeated
     chunk would count twice in the test metrics (so the trainer configs set
-    use_distributed_sampler: false and this function decides)."""
+    use_distributed_sampler: false and this function decides). A rank left without chunks (fewer
+    than ranks) still needs one batch, or Lightning stops and the other ranks' metric syncs wait
+    for it: it gets one chunk labelled PADDING_LABEL, which the model leaves out of every metric."""
     if not (dist.is_available() and dist.is_initialized()):
-        return RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return dataset, RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     if shuffle:  # Lightning calls set_epoch on it every epoch
-        return DistributedSampler(dataset, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
-    return range(dist.get_rank(), len(dataset), dist.get_world_size())
+        return dataset, DistributedSampler(dataset, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
+    share = range(dist.get_rank(), len(dataset), dist.get_world_size())
+    if len(dataset) and not share:
+        return _Padding(dataset), [0]
+    return dataset, share
+
+
+class _Padding(Dataset):
+    """One chunk of `dataset` that belongs to no class (see _shard)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int):
+        wave, _, track = self.dataset[0]
+        return wave, PADDING_LABEL, track

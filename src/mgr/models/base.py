@@ -19,6 +19,7 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from mgr import MGRError
+from mgr.data.datamodule import PADDING_LABEL
 from mgr.features import build_frontend
 from mgr.models.metrics import TrackMetrics
 
@@ -100,13 +101,18 @@ class GenreClassifier(pl.LightningModule):
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(target))
         return loss
 
-    def _eval_step(self, batch, stage: str) -> torch.Tensor:
+    def _eval_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score a batch; returns the logits and targets of the chunks that count: a DDP rank with
+        no evaluation chunks of its own evaluates one padding chunk, which counts nowhere."""
         wave, target, track = batch
-        logits = self(wave)
-        getattr(self, f"{stage}_loss").update(F.cross_entropy(logits, target), weight=len(target))
-        getattr(self, f"{stage}_metrics").update(logits, target)
+        keep = target != PADDING_LABEL
+        logits, target, track = self(wave)[keep], target[keep], track[keep]
+        # Also when empty: the gathered track state then has the same shape on every rank.
         getattr(self, f"{stage}_tracks").update(logits, target, track)
-        return logits
+        if len(target):  # the chunk metrics reject empty batches; their sums sync as they are
+            getattr(self, f"{stage}_loss").update(F.cross_entropy(logits, target), weight=len(target))
+            getattr(self, f"{stage}_metrics").update(logits, target)
+        return logits, target
 
     def _eval_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         metrics, tracks, loss = (getattr(self, f"{stage}_{kind}") for kind in ("metrics", "tracks", "loss"))
@@ -126,8 +132,9 @@ class GenreClassifier(pl.LightningModule):
         self._eval_epoch_end("val")
 
     def test_step(self, batch, batch_idx):
-        logits = self._eval_step(batch, "test")
-        self.test_confusion.update(logits, batch[1])
+        logits, target = self._eval_step(batch, "test")
+        if len(target):
+            self.test_confusion.update(logits, target)
 
     def on_test_epoch_end(self):
         results = self._eval_epoch_end("test")
