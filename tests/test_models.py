@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from importlib.resources import files
+
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY_DATA
 from mgr import MGRError
 from mgr.models import (CNN, CNN3, CNN5, CRNN, FCN, MFCCSVM, CNNLSTMParallel, CRNNArtist, Musicnn, ShortChunkCNN,
                         ShortChunkResNet, load_model)
+from mgr.models.fcn import CHOI_POOLS
 
 SR = 8000
 FEATURES = [
@@ -112,20 +118,52 @@ def test_zoo_shapes_and_one_step_lowers_the_loss(cls, feature, seconds):
 @pytest.mark.parametrize("cls", list(DEFAULT_PARAMS), ids=lambda c: c.__name__)
 def test_default_sizes_and_parameter_counts(cls):
     mel = {"name": "mel", "n_fft": 2048, "hop_length": 512, "n_mels": 128}
-    chunk = 30.0 if cls is FCN else 3.0  # FCN's time pools need 1280 frames
-    model = cls(class_names=[str(i) for i in range(10)], feature=mel, sample_rate=22050, chunk_seconds=chunk)
+    model = cls(class_names=[str(i) for i in range(10)], feature=mel, sample_rate=22050, chunk_seconds=3.0)
     assert count_parameters(model) == DEFAULT_PARAMS[cls]
     from pytorch_lightning.utilities.model_summary import ModelSummary
 
     assert ModelSummary(model).total_parameters == DEFAULT_PARAMS[cls]  # what Lightning's summary reports
 
 
-@pytest.mark.parametrize("cls,chunk,minimum", [(FCN, 3.0, 1280), (CNNLSTMParallel, 1.5, 80), (ShortChunkCNN, 2.0, 128),
-                                               (CNN5, 0.5, 32), (CRNNArtist, 0.1, 8), (CNN3, 0.05, 4)])
-def test_zoo_too_short_chunk_names_the_minimum(cls, chunk, minimum):
+@pytest.mark.parametrize("cls,chunk,minimum,sizes", [(FCN, 3.0, 1280, {"pools": CHOI_POOLS}), (CNNLSTMParallel, 1.5, 80, {}),
+                                                     (ShortChunkCNN, 2.0, 128, {}), (CNN5, 0.5, 32, {}),
+                                                     (CRNNArtist, 0.1, 8, {}), (CNN3, 0.05, 4, {})])
+def test_zoo_too_short_chunk_names_the_minimum(cls, chunk, minimum, sizes):
     mel = {"name": "mel", "n_fft": 2048, "hop_length": 512, "n_mels": 128}
     with pytest.raises(MGRError, match=f"{cls.__name__} needs at least {minimum} feature frames"):
-        cls(class_names=["a", "b"], feature=mel, sample_rate=22050, chunk_seconds=chunk)
+        cls(class_names=["a", "b"], feature=mel, sample_rate=22050, chunk_seconds=chunk, **sizes)
+
+
+def test_fcn_fits_its_time_pools_to_the_chunk_and_keeps_choi_s_on_29_s(tmp_path):
+    mel = {"name": "mel", "n_fft": 2048, "hop_length": 512, "n_mels": 128}
+    small = {"channels": [8, 16, 16, 16, 8]}
+    model = FCN(class_names=["a", "b"], feature=mel, sample_rate=22050, chunk_seconds=3.0, **small)
+    assert model.n_frames == 130 and model.hparams.pools == [[2, 2], [2, 2], [2, 3], [3, 3], [4, 3]]
+    model.eval()
+    with torch.no_grad():
+        spec = model.features(torch.zeros(1, model.chunk_samples))
+        assert model.conv(spec).shape[-1] == 1  # down to one time cell, as Choi's pools do on 29 s
+    # Choi et al.'s input: 29.1 s at 16 kHz, 96 mels at hop 256 (1819 frames): their pools as they are.
+    choi = {"name": "mel", "n_fft": 512, "hop_length": 256, "n_mels": 96}
+    model = FCN(class_names=["a", "b"], feature=choi, sample_rate=16000, chunk_seconds=29.1, **small)
+    assert model.n_frames == 1819 and model.hparams.pools == [list(p) for p in CHOI_POOLS]
+    # The checkpoint holds the pools built, not "auto".
+    short = FCN(class_names=["a", "b"], feature=FEATURES[0], sample_rate=SR, chunk_seconds=1.0, **small)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(short)
+    trainer.save_checkpoint(tmp_path / "fcn.ckpt")
+    restored = load_model(tmp_path / "fcn.ckpt")
+    assert restored.hparams.pools == short.hparams.pools == [[2, 2], [2, 2], [2, 2], [3, 3], [4, 2]]
+    with pytest.raises(MGRError, match="must be auto or a list"):
+        FCN(class_names=["a", "b"], feature=mel, sample_rate=22050, chunk_seconds=3.0, pools="choi")
+
+
+def test_fcn_pools_override_gives_choi_s_configuration():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("mgr.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["model=fcn", "model.pools=[[2,4],[2,4],[2,4],[3,5],[4,4]]"])
+    assert cfg.model.pools == [list(p) for p in CHOI_POOLS]
 
 
 def test_svm_head_reproduces_sklearn_and_separates_a_fixed_batch():
@@ -155,3 +193,26 @@ def test_crnn_rnn_kind_and_depth_are_configurable():
         assert isinstance(model.rnn, kind) and model.rnn.num_layers == layers
     with pytest.raises(MGRError, match="Unknown model.rnn='transformer'; choose one of gru, lstm"):
         build(CRNN, FEATURES[0], rnn="transformer")
+
+
+# --- every model of `--help`, as a newcomer runs it -------------------------------------------
+MODEL_CONFIGS = sorted(p.name[:-5] for p in files("mgr.conf").joinpath("model").iterdir() if p.name.endswith(".yaml"))
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_every_model_config_trains_with_the_default_data_and_feature(name, data_dir, tmp_path):
+    """`python -m mgr.train model=<name>`: default sizes, default feature, default sample rate and chunk
+    length; only the amount of data and the budget are cut (one batch of each stage, no plots)."""
+    from hydra import compose, initialize_config_module
+
+    from mgr.train import train
+
+    with initialize_config_module("mgr.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"model={name}", *TINY_DATA[:2], "data.batch_size=2", "data.eval_batch_size=2", "debug=fast_dev_run",
+            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "callbacks=none",
+            f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
+        ])
+    train(cfg)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/track_acc"] <= 1.0
