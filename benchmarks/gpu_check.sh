@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The GPU figures of benchmarks/RESULTS.md in one command of under 8 minutes on one
+# NVIDIA GPU: features on CUDA against librosa on the CPU, crnn/cnn training throughput
+# in fp32 and bf16 with the frontend's share of a step, the default run with
+# trainer=gpu, trainer=ddp on the one GPU, and mgr.predict on CUDA.
+#
+#   bash benchmarks/gpu_check.sh prepare          # on a CPU machine with PyPI, in mgr's test venv
+#   bash benchmarks/gpu_check.sh [--out DIR]      # on the GPU machine
+#   bash benchmarks/gpu_check.sh --smoke          # any CPU, under 2 minutes: every step, tiny sizes
+#
+# The GPU machines lent here have no network and Python 3.12 with torch 2.11.0,
+# Lightning, torchmetrics, numpy, scipy, scikit-learn, matplotlib, numba and llvmlite
+# preinstalled, but not nnAudio, Hydra, OmegaConf, soundfile, soxr or librosa. `prepare`
+# downloads those as Python 3.12 wheels, at the versions of the venv it runs in (the ones
+# mgr's tests passed with), plus a wheel of mgr itself, into benchmarks/gpu_wheels/
+# (git-ignored; about 4 MB: carry it to the machine). The check installs them with
+# --no-deps into a folder of its own on PYTHONPATH, so the preinstalled torch is never
+# touched. wandb is left out: the check logs to CSV only.
+#
+# Results: DIR/results.md (one table per step), DIR/environment.json, DIR/log.txt;
+# DIR is $OUT where set, else ./gpu_check_out. Exit code 1 if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+wheels=benchmarks/gpu_wheels
+
+if [ "${1:-}" = prepare ]; then
+    set -e
+    rm -rf "$wheels" && mkdir -p "$wheels"
+    pins=$(python - <<'EOF'
+from importlib.metadata import version
+print(" ".join(f"{n}=={version(n)}" for n in
+      ("nnAudio", "hydra-core", "omegaconf", "soundfile", "cffi", "pycparser", "soxr", "librosa",
+       "audioread", "decorator", "pooch", "platformdirs", "filelock")))
+EOF
+)
+    platforms=""
+    for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do
+        platforms="$platforms --platform $p"
+    done
+    # shellcheck disable=SC2086
+    pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $platforms -d "$wheels" $pins
+    antlr=$(python -c "from importlib.metadata import version; print(version('antlr4-python3-runtime'))")
+    pip wheel -q --no-deps "antlr4-python3-runtime==$antlr" -w "$wheels"  # published as an sdist only
+    pip wheel -q --no-deps . -w "$wheels"
+    ls "$wheels"; du -sh "$wheels"
+    exit 0
+fi
+
+smoke=0 out=${OUT:-gpu_check_out}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) smoke=1 ;;
+        --out) out=$2; shift ;;
+        *) echo "gpu_check.sh: unknown argument $1 (use prepare, --smoke, --out DIR)" >&2; exit 2 ;;
+    esac
+    shift
+done
+mkdir -p "$out"
+results=$out/results.md log=$out/log.txt
+: > "$log"
+if [ -z "${MGR_DATA_DIR:-}" ]; then  # synth data shared by the runs of this check, then removed
+    MGR_DATA_DIR=$(mktemp -d) && trap 'rm -rf "$MGR_DATA_DIR"' EXIT
+fi
+export PYTHONUNBUFFERED=1 MGR_DATA_DIR
+
+if ! python -c "import mgr.train, nnAudio, soundfile, soxr" 2>/dev/null; then
+    [ -d "$wheels" ] || { echo "mgr or its dependencies are missing and $wheels is absent: run 'bash benchmarks/gpu_check.sh prepare' where PyPI is reachable." >&2; exit 1; }
+    site=$(mktemp -d)
+    python -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheels"/*.whl >>"$log" 2>&1 || { echo "installing $wheels failed; see $log" >&2; exit 1; }
+    export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+fi
+python -c "import librosa" 2>/dev/null && librosa="" || librosa="--no-librosa"
+
+if [ "$smoke" = 1 ]; then
+    device=cpu gpu="" ddp="trainer=ddp_cpu trainer.devices=1"
+    tiny="data.source_options.tracks_per_class=4 data.source_options.seconds=[2.0,3.0] data.sample_rate=8000
+          data.chunk_seconds=1.0 feature.n_fft=256 feature.hop_length=128 feature.n_mels=32 model=cnn
+          model.channels=[4,8,8] model.hidden=8 trainer.max_epochs=1"
+    features="--clips 1 --features mel" throughput="--models cnn --steps 1 --batch-size 2"
+    predict="--model cnn --files 2 --seconds 4"
+else
+    device=cuda gpu="trainer=gpu" ddp="trainer=ddp trainer.devices=1" tiny="" features="" throughput="--models crnn cnn --steps 20"
+    predict=""
+fi
+
+set -f  # overrides such as seconds=[2.0,3.0] are words, not file patterns
+failed=0
+step() {  # step <title> <seconds allowed on a GPU> <command...>: its table into results.md
+    local title=$1 limit=$2; shift 2
+    [ "$smoke" = 1 ] && limit=600  # a CPU shared with other work is slow, and no figure counts
+    local start=$SECONDS
+    echo "== $title: $*" | tee -a "$log"
+    if timeout "$limit" "$@" > "$out/step.txt" 2>>"$log"; then
+        printf '\n## %s\n\n`%s` (%d s)\n\n' "$title" "$*" $((SECONDS - start)) >> "$results"
+        grep '^|' "$out/step.txt" >> "$results"
+    else
+        failed=1
+        printf '\n## %s\n\nFAILED after %d s: `%s` (see log.txt)\n' "$title" $((SECONDS - start)) "$*" >> "$results"
+    fi
+    cat "$out/step.txt" >> "$log"
+    rm -f "$out/step.txt"
+}
+
+{
+    echo "# GPU check $(date -u +%Y-%m-%dT%H:%M:%SZ)$([ "$smoke" = 1 ] && echo ' (smoke, CPU)')"
+    python -c "import torch; print(f'torch {torch.__version__}, CUDA {torch.version.cuda}, device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
+    [ -n "$librosa" ] && echo "librosa could not be imported: features without the librosa column."
+} > "$results"
+python -c "import json; from mgr.environment import environment; print(json.dumps(environment(), indent=2))" > "$out/environment.json"
+
+# shellcheck disable=SC2086
+step "Features on $device against librosa on the CPU" 100 python benchmarks/feature_benchmark.py --device $device $features $librosa
+for precision in 32 bf16; do
+    step "Training throughput on $device, $precision" 40 python benchmarks/train_throughput.py --device $device --precision $precision $throughput
+done
+step "Default run, ${gpu:-trainer=default}" 110 python benchmarks/default_run.py $gpu $tiny
+step "Default run, $ddp" 110 python benchmarks/default_run.py $ddp $tiny
+step "mgr.predict on $device" 60 python benchmarks/predict_benchmark.py --device $device $predict
+
+cat "$results"
+exit $failed
