@@ -131,7 +131,7 @@ class WaveformCache:
         """Every file's samples lie where the index says, and the data file holds exactly those."""
         n = len(self.files)
         if not len(self.offsets) == len(self.lengths) == n or (self.checksums is not None and len(self.checksums) != n):
-            raise damaged(self.directory, f"its {INDEX} lists more offsets, lengths or checksums than files")
+            raise damaged(self.directory, f"its {INDEX} does not give one offset, length and checksum per file")
         ends = np.cumsum(self.lengths)
         if (self.lengths < 0).any() or (self.offsets != ends - self.lengths).any():
             raise damaged(self.directory, f"its {INDEX} gives the files overlapping or gapped extents")

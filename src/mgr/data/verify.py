@@ -1,9 +1,11 @@
-"""python -m mgr.data.verify PATH...: check waveform caches against their index and checksums.
+"""Check waveform caches against their index and checksums: python -m mgr.data.verify PATH...
 
 PATH is one cache (data/cache/<source>-<rate>Hz-<key>) or a folder of caches
 (data/cache). Each cache gets one line: ok, DAMAGED (with what to delete) or
 unchecked (written before mgr recorded checksums). Exit code 1 when any cache
-is damaged. Nothing is changed: a training run repairs or upgrades a cache.
+is damaged. Every sample is read: about 0.1 s per audio-hour at 22050 Hz from
+the page cache, more from disk. Nothing is changed: a training run repairs or
+upgrades a cache.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def verify(directory: Path) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mgr.data.verify", description=__doc__.split("\n\n", 1)[1],
+    parser = argparse.ArgumentParser(prog="python -m mgr.data.verify", description=__doc__.split(":", 1)[0] + ".\n\n" + __doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a cache folder or a folder of caches")
     args = parser.parse_args(argv)
