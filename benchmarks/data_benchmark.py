@@ -41,11 +41,11 @@ class DecodeOnTheFly:
     def __getitem__(self, i: int):
         import torch
 
-        from mgr.data.datasets import _crop
+        from mgr.data.chunking import crop
 
         wave = load_audio(self.files[i], RATE)
         start = int(torch.randint(0, max(len(wave) - self.chunk, 0) + 1, ()).item())
-        return _crop(wave, start, self.chunk), 0, i
+        return crop(wave, start, self.chunk), 0, i
 
 
 def make_clips(folder: Path, n: int, fmt: str) -> list[str]:

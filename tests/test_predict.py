@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from conftest import mgr_command
 from mgr.data import synth
 from mgr.models import load_model
 from mgr import MGRError
-from mgr.predict import chunk_starts, predict, predict_files
+from mgr.data.chunking import chunk_starts
+from mgr.predict import predict, predict_files
 
 # (extension, soundfile format, subtype, sample rate, channels): every format mgr decodes,
 # mono and stereo, at the rates users' files come in. Opus exists at 48 kHz only.
@@ -122,6 +124,32 @@ def test_file_probabilities_are_the_softmax_of_mean_chunk_logits(best_checkpoint
         expected = torch.softmax(model(torch.from_numpy(wave).reshape(4, chunk)).mean(0), 0)
     assert p.chunks == 4
     assert p.probabilities == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_overlap_0_labels_the_test_split_as_its_track_metrics_score_it(best_checkpoint, trained_run):
+    """predict's chunks at overlap=0 are evaluation's: on the training run's test files, the same
+    probabilities as the softmax of the mean EvenChunks logits, and the run's test track accuracy."""
+    from mgr.data import GenreDataModule
+    from mgr.models import read_checkpoint
+
+    model = load_model(best_checkpoint).eval()
+    datamodule = GenreDataModule(**read_checkpoint(best_checkpoint)["datamodule_hyper_parameters"])
+    datamodule.prepare_data()
+    datamodule.setup()
+    tracks = datamodule.split_tracks["test"]
+    evaluation = datamodule.eval_dataset("test")
+    waves, _, positions = torch.utils.data.default_collate([evaluation[i] for i in range(len(evaluation))])
+    with torch.no_grad():
+        logits = model(waves)
+    predictions = list(predict_files(model, [Path(datamodule.tracks.files[t]) for t in tracks], overlap=0.0))
+    for k, p in enumerate(predictions):
+        assert p.error is None and p.chunks == int((positions == k).sum())
+        expected = torch.softmax(logits[positions == k].mean(0), 0)
+        assert p.probabilities == pytest.approx(expected.tolist(), abs=1e-5)
+    track_labels = [datamodule.tracks.labels[t] for t in tracks]
+    accuracy = np.mean([int(np.argmax(p.probabilities)) == y for p, y in zip(predictions, track_labels)])
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
 
 
 def test_chunk_starts_cover_the_file_with_the_asked_overlap():

@@ -1,9 +1,14 @@
 """Export what a model has learnt: python -m mgr.embed ckpt_path=best.ckpt [data=...] [split=test]
 
 The embedding is the penultimate layer (`model.embed`, the input of the output
-layer) of every evenly spaced chunk of a split; a track's embedding is the mean
-of its chunks'. Both go to <run dir>/embeddings.npz, and a t-SNE map of each,
-coloured by label, to tsne.png (seed 004's figure of learned representations).
+layer) of every chunk evaluation scores in a split: the data module's
+`eval_dataset` (EvenChunks), cut by mgr.data.chunking.chunk_starts with no
+overlap, the fewest evenly spaced chunks that cover each track (at most
+data.eval_max_chunks), a track shorter than a chunk zero-padded to it. So the
+chunk logits are those of mgr.eval's test metrics. A track's embedding (and
+logits) is the mean of its chunks'. Both go to <run dir>/embeddings.npz, and a
+t-SNE map of each, coloured by label, to tsne.png (seed 004's figure of
+learned representations).
 """
 
 from __future__ import annotations

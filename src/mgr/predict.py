@@ -2,8 +2,14 @@
 
 Needs the checkpoint only: it holds the sample rate, chunk length, feature
 settings and class names. Each file is decoded to mono at the model's rate
-(mgr.data.audio.load_audio, as in training), cut into overlapping chunks, and
-the chunk logits are averaged per file, as the track metrics of training do.
+(mgr.data.audio.load_audio, as the waveform cache is) and cut by
+mgr.data.chunking.chunk_starts: the fewest evenly spaced chunks from the first
+sample to the last that are at most (1 - overlap) of a chunk apart, a file
+shorter than one chunk zero-padded to it. The chunk logits are averaged per
+file, and the softmax of that mean is the file's probabilities. overlap=0 cuts
+the chunks evaluation cuts (EvenChunks), so a file of a test split gets the
+logits its track-level test score was computed from; the default 0.5 lets
+neighbouring chunks share at least half a chunk (about twice as many chunks).
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mgr import MGRError
 from mgr.data.audio import DecodeError, is_audio_file, load_audio
+from mgr.data.chunking import chunk_starts, cut
 from mgr.utils.tasks import task
 
 log = logging.getLogger("mgr.predict")
@@ -56,23 +62,12 @@ def find_audio_files(inputs: Iterable[str]) -> list[Path]:
     return list(found.values())
 
 
-def chunk_starts(n_samples: int, chunk: int, overlap: float) -> np.ndarray:
-    """Evenly spaced starts from 0 to the end, at most (1 - overlap) * chunk apart; one chunk for a short file."""
-    hop = max(1, int(chunk * (1 - overlap)))
-    n = 1 + math.ceil(max(n_samples - chunk, 0) / hop)
-    return np.linspace(0, max(n_samples - chunk, 0), n).round().astype(np.int64)
-
-
 def chunk_logits(model, wave: np.ndarray, overlap: float, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits [n_chunks, n_classes] of one waveform; a file shorter than a chunk is zero-padded, as in training."""
-    chunk = model.chunk_samples
-    if len(wave) < chunk:
-        wave = np.pad(wave, (0, chunk - len(wave)))
-    starts = chunk_starts(len(wave), chunk, overlap)
-    offsets = np.arange(chunk)
+    """Logits [n_chunks, n_classes] of one waveform, chunks cut as the module docstring says."""
+    starts = chunk_starts(len(wave), model.chunk_samples, overlap)
     out = []
     for i in range(0, len(starts), batch_size):
-        batch = torch.from_numpy(wave[starts[i : i + batch_size, None] + offsets])  # copies one batch only
+        batch = cut(wave, starts[i : i + batch_size], model.chunk_samples)  # copies one batch only
         out.append(model(batch.to(device, non_blocking=True)).float().cpu())
     return torch.cat(out)
 

@@ -1,23 +1,14 @@
 """Chunk datasets over the waveform cache: random crops for training, evenly
-spaced chunks covering each track for evaluation (Won et al. 2020 protocol)."""
+spaced chunks covering each track for evaluation (Won et al. 2020 protocol),
+both cut by mgr.data.chunking."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from mgr.data.cache import WaveformCache
-
-
-def _crop(wave: np.ndarray, start: int, length: int) -> torch.Tensor:
-    """`length` samples from `start`, zero-padded at the end when the track is shorter."""
-    out = torch.zeros(length, dtype=torch.float32)
-    piece = wave[start : start + length]
-    out[: len(piece)] = torch.from_numpy(np.array(piece))
-    return out
+from mgr.data.chunking import chunk_starts, crop
 
 
 class RandomChunks(Dataset):
@@ -35,22 +26,20 @@ class RandomChunks(Dataset):
         wave = self.cache.waveform(self.tracks[k])
         # torch's RNG: seeded per worker by Lightning's seed_everything(workers=True).
         start = int(torch.randint(0, max(len(wave) - self.chunk, 0) + 1, ()).item())
-        return _crop(wave, start, self.chunk), self.labels[self.tracks[k]], k
+        return crop(wave, start, self.chunk), self.labels[self.tracks[k]], k
 
 
 class EvenChunks(Dataset):
-    """Evenly spaced chunks covering each whole track; item carries the track's position
+    """The chunks evaluation scores: `chunk_starts(track length, chunk, overlap=0, max_chunks)`,
+    the fewest evenly spaced chunks that cover each whole track (at most `max_chunks`),
+    zero-padded when a track is shorter than a chunk. An item carries the track's position
     in `tracks` so chunk predictions can be averaged per track."""
 
     def __init__(self, cache: WaveformCache, tracks: list[int], labels: list[int], chunk: int, max_chunks: int | None = None):
         self.cache, self.tracks, self.labels, self.chunk = cache, tracks, labels, chunk
         self.items: list[tuple[int, int]] = []  # (position in tracks, start sample)
         for k, t in enumerate(tracks):
-            length = int(cache.lengths[t])
-            n = max(1, math.ceil(length / chunk))
-            if max_chunks:
-                n = min(n, max_chunks)
-            starts = np.linspace(0, max(length - chunk, 0), n).round().astype(int)
+            starts = chunk_starts(int(cache.lengths[t]), chunk, overlap=0.0, max_chunks=max_chunks)
             self.items += [(k, int(s)) for s in starts]
 
     def __len__(self) -> int:
@@ -59,4 +48,4 @@ class EvenChunks(Dataset):
     def __getitem__(self, i: int):
         k, start = self.items[i]
         t = self.tracks[k]
-        return _crop(self.cache.waveform(t), start, self.chunk), self.labels[t], k
+        return crop(self.cache.waveform(t), start, self.chunk), self.labels[t], k
