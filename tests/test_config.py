@@ -77,3 +77,13 @@ def test_unknown_group_option_gives_hydras_error(tmp_path):
     assert proc.returncode != 0
     assert "Could not find 'model/nosuchmodel'" in proc.stderr
     assert "Available options" in proc.stderr
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_no_data_option_asks_for_more_loader_workers_than_cpus(option):
+    """PyTorch warns when a DataLoader has more workers than the process may use CPUs."""
+    from mgr.data.datamodule import resolve_workers, usable_cpus
+
+    cfg = compose_resolved("train", [f"data={option}"] + (["data.root=/music"] if option == "folder" else []))
+    workers = resolve_workers(cfg.data.num_workers)
+    assert workers == 0 or workers < usable_cpus()
