@@ -6,9 +6,12 @@ layer) of every chunk evaluation scores in a split: the data module's
 overlap, the fewest evenly spaced chunks that cover each track (at most
 data.eval_max_chunks), a track shorter than a chunk zero-padded to it. So the
 chunk logits are those of mgr.eval's test metrics. A track's embedding (and
-logits) is the mean of its chunks'. Both go to <run dir>/embeddings.npz, and a
-t-SNE map of each, coloured by label, to tsne.png (seed 004's figure of
-learned representations).
+logits) is the mean of its chunks'. Its scores and predicted class combine its
+chunks as the checkpoint's track metrics did (mgr.data.chunking.TrackAggregation;
+`track_aggregation=...` overrides), so they are those of mgr.eval's track metrics;
+the option changes nothing else. All go to <run dir>/embeddings.npz, and a
+t-SNE map of the chunk and track embeddings, coloured by label, to tsne.png
+(seed 004's figure of learned representations).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def tsne_2d(points: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
 
 @task
 def embed(cfg: DictConfig) -> Path:
+    import torch
     from hydra.utils import instantiate
 
     from mgr.data import GenreDataModule
@@ -70,6 +74,7 @@ def embed(cfg: DictConfig) -> Path:
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise MGRError("ckpt_path is missing; run python -m mgr.embed ckpt_path=<best>.ckpt [data=...] [split=test].")
     model = load_model(cfg.ckpt_path)
+    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))  # None: the checkpoint's
     if cfg.get("data"):
         datamodule = instantiate(cfg.data, _convert_="all")
     else:
@@ -91,6 +96,8 @@ def embed(cfg: DictConfig) -> Path:
     chunks = split_embeddings(model, datamodule.eval_dataset(cfg.split), cfg.batch_size, resolve_device(cfg.device))
     track_embeddings = track_means(chunks["embeddings"], chunks["tracks"], len(track_ids))
     track_labels = np.array([datamodule.tracks.labels[t] for t in track_ids])
+    track_scores = model.track_aggregation.scores(torch.from_numpy(chunks["logits"]),
+                                                  torch.from_numpy(chunks["tracks"]), len(track_ids)).numpy()
 
     run_dir = Path(cfg.paths.output_dir)
     npz_path = run_dir / "embeddings.npz"
@@ -102,6 +109,10 @@ def embed(cfg: DictConfig) -> Path:
         chunk_tracks=chunks["tracks"],  # row of the track in track_* below
         track_embeddings=track_embeddings,
         track_logits=track_means(chunks["logits"], chunks["tracks"], len(track_ids)),
+        track_scores=track_scores,  # by track_aggregation: mean logits, mean probabilities or vote shares
+        track_predictions=track_scores.argmax(1),
+        track_aggregation=np.array(model.track_aggregation.name),
+        vote_threshold=np.array(model.track_aggregation.vote_threshold),
         track_labels=track_labels,
         track_paths=np.array([datamodule.tracks.files[t] for t in track_ids]),
         class_names=np.array(class_names),

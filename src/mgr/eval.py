@@ -1,4 +1,8 @@
-"""Re-run the test split from a checkpoint: python -m mgr.eval ckpt_path=/path/to/best.ckpt"""
+"""Re-run the test split from a checkpoint: python -m mgr.eval ckpt_path=/path/to/best.ckpt
+
+Track metrics combine a track's chunks as the checkpoint's run did (its track_aggregation and
+vote_threshold); `track_aggregation=...` / `vote_threshold=...` score them another way.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from mgr.models import load_model, read_checkpoint
 
     model = load_model(cfg.ckpt_path)
+    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))  # None: the checkpoint's
     if cfg.get("data"):
         datamodule = instantiate(cfg.data, _convert_="all")
     else:

@@ -5,11 +5,14 @@ settings and class names. Each file is decoded to mono at the model's rate
 (mgr.data.audio.load_audio, as the waveform cache is) and cut by
 mgr.data.chunking.chunk_starts: the fewest evenly spaced chunks from the first
 sample to the last that are at most (1 - overlap) of a chunk apart, a file
-shorter than one chunk zero-padded to it. The chunk logits are averaged per
-file, and the softmax of that mean is the file's probabilities. overlap=0 cuts
-the chunks evaluation cuts (EvenChunks), so a file of a test split gets the
-logits its track-level test score was computed from; the default 0.5 lets
-neighbouring chunks share at least half a chunk (about twice as many chunks).
+shorter than one chunk zero-padded to it. The chunks are combined as the
+checkpoint's track metrics combined them (mgr.data.chunking.TrackAggregation;
+`track_aggregation=...` overrides): the softmax of the mean chunk logits (the
+default), the mean chunk probabilities, or with majority_vote the share of the
+voting chunks per genre. overlap=0 cuts the chunks evaluation cuts
+(EvenChunks), so a file of a test split gets the scores its track-level test
+score was computed from; the default 0.5 lets neighbouring chunks share at
+least half a chunk (about twice as many chunks).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class FilePrediction:
     path: str
     seconds: float = 0.0
     chunks: int = 0
-    probabilities: list[float] = field(default_factory=list)  # in the order of the model's class names
+    # In the order of the model's class names; with majority_vote, the share of the voting chunks.
+    probabilities: list[float] = field(default_factory=list)
     error: str | None = None
 
     def top(self, class_names: list[str], k: int) -> list[tuple[str, float]]:
@@ -111,7 +115,7 @@ def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: in
             yield FilePrediction(str(path), error=wave)
             continue
         logits = chunk_logits(model, wave, overlap, batch_size, device)
-        probabilities = torch.softmax(logits.mean(dim=0), dim=0)
+        (probabilities,) = model.track_aggregation.probabilities(logits, torch.zeros(len(logits), dtype=torch.long), 1)
         yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist())
 
 
@@ -180,12 +184,14 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
         raise MGRError("batch_size and top_k must be at least 1.")
     device = resolve_device(cfg.device)
     model = load_model(cfg.ckpt_path)
+    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))  # None: the checkpoint's
     paths = find_audio_files(str(i) for i in inputs)
     if not paths:
         raise MGRError(f"No audio files found in {', '.join(map(str, inputs))}; pass files or folders holding audio.")
     names, h = model.class_names, model.hparams
     print(f"\n{len(paths)} file(s), {type(model).__name__} of {cfg.ckpt_path}: {len(names)} genres, "
-          f"{h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, on {device}", flush=True)
+          f"{h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, "
+          f"{model.track_aggregation}, on {device}", flush=True)
     width = min(max(len(str(p)) for p in paths), 60)
     print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  top {cfg.top_k} genres", flush=True)
     predictions = []
@@ -194,7 +200,7 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
         print(format_row(p, names, cfg.top_k, width), flush=True)
     run_dir = Path(cfg.paths.output_dir)
     about = {"checkpoint": str(cfg.ckpt_path), "model": type(model).__name__, "sample_rate": h.sample_rate,
-             "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap}
+             "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict()}
     csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, about)
     failed = sum(p.error is not None for p in predictions)
     print(f"Labelled {len(predictions) - failed} file(s), {failed} failed; {csv_path.name} and {json_path.name} "

@@ -36,6 +36,7 @@ def train(cfg: DictConfig) -> float | None:
         chunk_seconds=cfg.data.chunk_seconds,
         _convert_="all",
     )
+    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))
     model.augment = build_augment(plain(cfg.augment) if cfg.get("augment") else {}, model.n_bins, model.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if cfg.get("logger") and "wandb" in cfg.logger:

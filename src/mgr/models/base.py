@@ -4,7 +4,9 @@ An architecture subclasses `GenreClassifier`, builds its layers from
 `self.n_bins` / `self.n_frames` (the frontend's output size for one chunk) and
 implements `embed(spec) -> [B, D]` plus a `self.head` Linear(D, n_classes).
 Hyperparameters are plain values, so `Arch.load_from_checkpoint(path)` needs no
-arguments.
+arguments. How a track's chunks are combined (`set_track_aggregation`) is no
+argument of the architectures: it rides in the hyperparameters as two plain
+values, `track_aggregation` and `vote_threshold`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from mgr import MGRError
+from mgr.data.chunking import TrackAggregation
 from mgr.data.datamodule import PADDING_LABEL
 from mgr.features import build_frontend
 from mgr.models.metrics import TrackMetrics
@@ -66,6 +69,7 @@ class GenreClassifier(pl.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_tracks = TrackMetrics(self.num_classes)
         self.test_tracks = TrackMetrics(self.num_classes)
+        self.set_track_aggregation()  # the default until mgr.train or a checkpoint sets it
         # Weighted by batch size and summed over DDP ranks: exact with uneven shards.
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
@@ -83,6 +87,26 @@ class GenreClassifier(pl.LightningModule):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(self.features(wave)))
+
+    def set_track_aggregation(self, name: str | None = None, vote_threshold: float | None = None) -> None:
+        """How the chunks of a track are combined (mgr.data.chunking.TrackAggregation) in the val/test
+        track metrics, mgr.eval, mgr.predict and mgr.embed; None keeps the current value. Kept in the
+        hyperparameters, so the checkpoint carries it."""
+        current = getattr(self, "track_aggregation", TrackAggregation())
+        self.track_aggregation = TrackAggregation(current.name if name is None else name,
+                                                  current.vote_threshold if vote_threshold is None else vote_threshold)
+        self.val_tracks.aggregation = self.test_tracks.aggregation = self.track_aggregation
+        self.hparams.update(self.track_aggregation.as_dict())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # load_from_checkpoint builds the model from the architecture's arguments only, so the
+        # aggregation is restored here; a checkpoint from before it existed: mean of logits. With a
+        # trainer attached (resuming, testing the best checkpoint) the run's own setting stays.
+        if self._trainer is None:
+            stored = checkpoint.get("hyper_parameters") or {}
+            default = TrackAggregation()
+            self.set_track_aggregation(stored.get("track_aggregation", default.name),
+                                       stored.get("vote_threshold", default.vote_threshold))
 
     def check_min_frames(self, minimum: int, why: str) -> None:
         if self.n_frames < minimum:

@@ -1,7 +1,8 @@
-"""Track-level metrics: chunk logits averaged per track, then scored.
+"""Track-level metrics: each track's chunks combined by the model's `TrackAggregation`
+(mgr.data.chunking: mean of logits by default), then scored.
 
 A torchmetrics Metric, so under DDP the per-chunk states are gathered from all
-ranks before the per-track mean is taken.
+ranks before the chunks of a track are combined.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
 
+from mgr.data.chunking import TrackAggregation
+
 
 class TrackMetrics(Metric):
     full_state_update = False
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, aggregation: TrackAggregation = TrackAggregation()):
         super().__init__()
         self.num_classes = num_classes
+        self.aggregation = aggregation  # the model sets it: its track_aggregation
         self.add_state("logits", default=[], dist_reduce_fx="cat")
         self.add_state("targets", default=[], dist_reduce_fx="cat")
         self.add_state("tracks", default=[], dist_reduce_fx="cat")
@@ -27,20 +31,18 @@ class TrackMetrics(Metric):
         self.targets.append(targets)
         self.tracks.append(tracks)
 
-    def track_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean logits [n_tracks, C] and the label of each track."""
+    def track_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores [n_tracks, C] of every track seen, by the aggregation, and the label of each track."""
         logits, targets, tracks = (dim_zero_cat(s) for s in (self.logits, self.targets, self.tracks))
         ids, inverse = torch.unique(tracks, return_inverse=True)
-        sums = torch.zeros(len(ids), self.num_classes, device=logits.device).index_add_(0, inverse, logits)
-        counts = torch.bincount(inverse, minlength=len(ids)).clamp(min=1).unsqueeze(1)
         labels = torch.zeros(len(ids), dtype=targets.dtype, device=targets.device).scatter_(0, inverse, targets)
-        return sums / counts, labels
+        return self.aggregation.scores(logits, inverse, len(ids)), labels
 
     def compute(self) -> dict[str, torch.Tensor]:
-        mean_logits, labels = self.track_logits()
+        scores, labels = self.track_scores()
         c = self.num_classes
         return {
-            "track_acc": multiclass_accuracy(mean_logits, labels, c, average="micro"),
-            "track_f1": multiclass_f1_score(mean_logits, labels, c, average="macro"),
-            "track_confusion": multiclass_confusion_matrix(mean_logits, labels, c),
+            "track_acc": multiclass_accuracy(scores, labels, c, average="micro"),
+            "track_f1": multiclass_f1_score(scores, labels, c, average="macro"),
+            "track_confusion": multiclass_confusion_matrix(scores, labels, c),
         }
