@@ -136,3 +136,16 @@ def test_the_checkpoint_carries_the_aggregation_and_old_ones_mean_logits(tmp_pat
     assert load_model(tmp_path / "old.ckpt").test_tracks.aggregation == TrackAggregation("mean_logits", 0.5)
     with pytest.raises(MGRError, match="track_aggregation='mean'"):
         model.set_track_aggregation("mean")
+
+
+@pytest.mark.parametrize("name,rule,threshold", [
+    ("seed004_artist20_crnn_song", "majority_vote", 0.5), ("seed004_artist20_crnn_album", "majority_vote", 0.5),
+    ("seed004_artist20_mfcc_svm_song", "majority_vote", 0.0), ("seed004_artist20_mfcc_svm_album", "majority_vote", 0.0),
+    ("won2020_short_chunk_resnet_gtzan", "mean_probs", 0.5), ("seed002_gtzan_spectrogram", "mean_logits", 0.5),
+])
+def test_experiments_combine_chunks_as_their_papers_did(name, rule, threshold):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("mgr.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={name}", "data.root=/music"])
+    assert (cfg.track_aggregation, cfg.vote_threshold) == (rule, threshold)

@@ -1,6 +1,6 @@
 """Chunk datasets over the waveform cache: random crops for training, evenly
-spaced chunks covering each track for evaluation (Won et al. 2020 protocol),
-both cut by mgr.data.chunking."""
+spaced chunks covering each track for evaluation (combined per track by
+mgr.data.chunking.TrackAggregation), both cut by mgr.data.chunking."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class EvenChunks(Dataset):
     """The chunks evaluation scores: `chunk_starts(track length, chunk, overlap=0, max_chunks)`,
     the fewest evenly spaced chunks that cover each whole track (at most `max_chunks`),
     zero-padded when a track is shorter than a chunk. An item carries the track's position
-    in `tracks` so chunk predictions can be averaged per track."""
+    in `tracks` so chunk predictions can be combined per track."""
 
     def __init__(self, cache: WaveformCache, tracks: list[int], labels: list[int], chunk: int, max_chunks: int | None = None):
         self.cache, self.tracks, self.labels, self.chunk = cache, tracks, labels, chunk
