@@ -1,0 +1,401 @@
+"""A real-music benchmark built from Debian's packaged game soundtracks, and its classic
+reference baseline.
+
+    python benchmarks/realmusic.py build [--root data/realmusic]
+    python benchmarks/realmusic.py reference [--root data/realmusic] [--clips 3 10 0]
+    python -m mgr.train data=folder data.root=data/realmusic/manifest.csv
+
+**The task** is composer/source identification in the spirit of artist20: one class per
+game, each game's soundtrack by one composer or one team, as the package's copyright file
+says (debian/copyright of bookworm's packages, checked 2026-12):
+
+| label | package (version, download) | game | composer / team | tracks | minutes |
+|---|---|---|---|---|---|
+TABLE
+
+`build` fetches the seven packages with `apt-get download` (no install, no root needed,
+nothing written outside --root), unpacks each one's music folder and copyright file with
+`dpkg-deb --fsys-tarfile | tar -x` into `<root>/.unpack-<label>`, decodes every candidate
+file in full with mgr's decoder (soundfile), keeps the usable tracks as
+`<root>/<label>/<path inside the music folder>` beside the package's `copyright`, records
+what it kept and skipped in `<root>/<label>/tracks.json`, deletes the .deb and writes
+`<root>/manifest.csv`. Re-running skips every class whose tracks.json is there; an
+interrupted download or unpack starts that package again. What it skips, and why:
+
+- tracks shorter than a minute (jingles, win/lose stingers, intros: too short to draw
+  separate training and test excerpts from, and the issue asks for tracks of a minute or more);
+- byte-identical copies: widelands' menu.ogg is ingame_14.ogg (a copy on two sides of the
+  split would leak); of drascula-music only audio/ is read, its de/en/es/fr/it folders repeat it;
+- files that do not decode in full (none in these versions);
+- everything outside each package's music folder (sound effects, speech).
+
+Packages looked at and left out: xmoto-data (7 tracks of a minute or more), lincity-ng-data
+(3, its music files have no extension), asc-music (3 MP3s), freeorion-data (1),
+boswars-data (no music: speech and effect WAVs of at most 22 s), planetblupi-music-ogg
+(10 files of 10 to 29 minutes, looped), warzone2100-music (two composers; 24 tracks of
+5 to 14 minutes by one of them would outweigh every other class), nexuiz-music (one .pk3).
+
+**The manifest** (`path,label,split,group`, paths relative to the CSV) lists whole tracks.
+The group is the track, except that a game's variants of one piece share a group, so they
+stay on one side: a stem differing only by `_old`/`_remix`/`_enhanced` or by a trailing
+number from another track's stem (supertux: airship_2 and airship_remix, cave and cave_old,
+forest/forest2/forest3, ghostforest/ghostforest2, voc-daytime/voc-daytime2). The split draws
+whole groups per class, 60/20/20 (mgr.data.splits.group_split, seed 0, over rows sorted by
+label and path: no dependence on file-system order or time).
+
+**Clip/track protocol.** mgr cuts chunks itself: training draws random chunks of
+data.chunk_seconds from each track, evaluation scores evenly spaced chunks that cover each
+track (mgr.data.chunking.chunk_starts) and a track's score is the mean of its chunk logits.
+`reference` uses the same cut: a clip protocol of S seconds describes every clip of S
+seconds at the evaluation starts by its own statistics, trains the SVM on all clips of the
+training tracks, scores every clip (clip metrics) and each track by the mean of its clips'
+SVM decision values (track metrics). `--clips 0` is seed 004's per-track protocol: one
+statistics vector over the whole track. The issue's own trial used 10 s clips.
+
+**The reference** (librosa + scikit-learn): per 2048-sample frame (hop 512, at 22.05 kHz
+as data=folder decodes, mono): 20 MFCCs (of a 128-band log-mel), 7 spectral contrast bands,
+12 chroma bins (chroma_stft), zero-crossing rate, spectral centroid; `+bw+rolloff` adds
+spectral bandwidth and roll-off. A clip is the mean and standard deviation of each over the
+frames centred in it (82 or 86 values), standardised on the training clips, classified by an
+RBF SVM. C and gamma are chosen on the validation clips' accuracy (ties: smaller C, then
+smaller gamma); the SVM stays fitted on the training split alone, as every mgr model is
+trained on train and selected on val, so mgr's own baseline can be held to it. Everything is
+deterministic (the decoder, librosa's features, libsvm without probability estimates), so a
+seed changes nothing and each figure is one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from mgr import MGRError
+from mgr.data.audio import DecodeError, is_audio_file, load_audio
+from mgr.data.chunking import chunk_starts
+from mgr.data.sources import read_manifest
+from mgr.data.splits import SPLITS, assigned_split, group_split
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data" / "realmusic"
+MIN_SECONDS = 60.0
+FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    label: str
+    package: str
+    music_dir: str  # inside the package, without the leading ./
+
+
+SOUNDTRACKS = (
+    Soundtrack("drascula", "drascula-music", "usr/share/scummvm/drascula/audio"),
+    Soundtrack("fillets-ng", "fillets-ng-data", "usr/share/games/fillets-ng/music"),
+    Soundtrack("freedroidrpg", "freedroidrpg-data", "usr/share/freedroidrpg/data/sound/music"),
+    Soundtrack("hyperrogue", "hyperrogue-music", "usr/share/hyperrogue/music"),
+    Soundtrack("singularity", "singularity-music", "usr/share/games/singularity/music"),
+    Soundtrack("supertux", "supertux-data", "usr/share/games/supertux2/music"),
+    Soundtrack("widelands", "widelands-data", "usr/share/games/widelands/data/music"),
+)
+
+
+# ---------------------------------------------------------------- build
+
+def fetch_deb(package: str, debs: Path) -> Path:
+    """The package's .deb in `debs`, downloaded with `apt-get download` unless already there."""
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if found:
+        return found[-1]
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise MGRError("benchmarks/realmusic.py build needs apt-get and dpkg-deb (Debian or Ubuntu) "
+                       "to fetch the game soundtrack packages.")
+    partial = debs / ".partial"  # an interrupted download never looks finished
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    proc = subprocess.run(["apt-get", "download", package], cwd=partial, capture_output=True, text=True)
+    got = sorted(partial.glob(f"{package}_*.deb"))
+    if proc.returncode != 0 or len(got) != 1:
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("E:")] or proc.stderr.splitlines() or ["no .deb"]
+        raise MGRError(f"apt-get download {package} failed ({lines[-1].removeprefix('E: ')}); the benchmark "
+                       "fetches Debian packages, so run apt-get update and check that the Debian archive is reachable.")
+    target = debs / got[0].name
+    got[0].rename(target)
+    shutil.rmtree(partial)
+    return target
+
+
+def unpack(deb: Path, members: list[str], into: Path) -> None:
+    """Extract `members` (paths inside the package) of `deb` into `into`, nothing else."""
+    into.mkdir(parents=True)
+    data = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tar = subprocess.run(["tar", "-x", "-C", str(into), *[f"./{m}" for m in members]], stdin=data.stdout,
+                         capture_output=True, text=True)
+    data.stdout.close()
+    err = data.stderr.read().decode(errors="replace")
+    if data.wait() != 0 or tar.returncode != 0:
+        raise MGRError(f"Cannot unpack {', '.join(members)} from {deb.name} ({(err or tar.stderr).strip()}); "
+                       "delete the .deb and run build again.")
+
+
+def pieces(stems: list[str]) -> dict[str, str]:
+    """The piece each stem belongs to: variants (`x_old`, `x_remix`, `x2` beside `x`) share one."""
+    base = {s: re.sub(r"[_-]?(old|remix|enhanced)$", "", s, flags=re.I) for s in stems}
+    known = set(base.values())
+    for stem, b in base.items():
+        unnumbered = re.sub(r"[_-]?\d+$", "", b)
+        if unnumbered != b and unnumbered in known:
+            base[stem] = unnumbered
+    return base
+
+
+def select_tracks(music: Path, min_seconds: float) -> tuple[list[dict], list[dict]]:
+    """Decode every audio file below `music` (sorted by path): the usable tracks and the skipped ones."""
+    kept, skipped, seen = [], [], {}
+    for file in sorted(p for p in music.rglob("*") if is_audio_file(p)):
+        rel = file.relative_to(music).as_posix()
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        if digest in seen:
+            skipped.append({"path": rel, "reason": f"identical to {seen[digest]}"})
+            continue
+        seen[digest] = rel
+        try:
+            info = sf.info(str(file))
+            seconds = len(load_audio(file, info.samplerate)) / info.samplerate  # decodes in full: validates
+        except (DecodeError, RuntimeError) as e:  # sf.info raises LibsndfileError, a RuntimeError
+            skipped.append({"path": rel, "reason": f"does not decode: {e}"})
+            continue
+        if seconds < min_seconds:
+            skipped.append({"path": rel, "reason": f"{seconds:.1f} s, shorter than {min_seconds:g} s"})
+            continue
+        kept.append({"path": rel, "seconds": round(seconds, 3), "sample_rate": info.samplerate,
+                     "channels": info.channels, "sha256": digest})
+    group_of = pieces([Path(t["path"]).stem for t in kept])
+    for t in kept:
+        t["group"] = group_of[Path(t["path"]).stem]
+    return kept, skipped
+
+
+def build_class(root: Path, track: Soundtrack, min_seconds: float) -> dict:
+    """One class folder `<root>/<label>/` with its tracks.json, fetched and unpacked unless done."""
+    folder, record_file = root / track.label, root / track.label / "tracks.json"
+    wanted = {"package": track.package, "music_dir": track.music_dir, "min_seconds": min_seconds}
+    if record_file.is_file():
+        record = json.loads(record_file.read_text())
+        if {k: record.get(k) for k in wanted} == wanted:
+            print(f"{track.label}: {len(record['tracks'])} tracks in {folder}, skipping {track.package}")
+            return record
+    deb = fetch_deb(track.package, root / "debs")
+    version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True).stdout.strip()
+    tmp = root / f".unpack-{track.label}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    copyright_file = f"usr/share/doc/{track.package}/copyright"
+    unpack(deb, [track.music_dir, copyright_file], tmp)
+    kept, skipped = select_tracks(tmp / track.music_dir, min_seconds)
+    shutil.rmtree(folder, ignore_errors=True)  # a class left half-moved by an interrupted run
+    for t in kept:
+        (folder / t["path"]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / track.music_dir / t["path"]).rename(folder / t["path"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (tmp / copyright_file).rename(folder / "copyright")
+    record = {**wanted, "version": version, "deb": deb.name, "deb_bytes": deb.stat().st_size,
+              "tracks": kept, "skipped": skipped}
+    part = record_file.with_suffix(".json.part")
+    part.write_text(json.dumps(record, indent=1))
+    part.rename(record_file)  # written last: the class is complete
+    deb.unlink()
+    shutil.rmtree(tmp)
+    minutes = sum(t["seconds"] for t in kept) / 60
+    print(f"{track.label}: {track.package} {version} ({record['deb_bytes'] / 1e6:.1f} MB), "
+          f"{len(kept)} tracks kept ({minutes:.1f} min), {len(skipped)} skipped")
+    return record
+
+
+def write_manifest(root: Path, records: dict[str, dict]) -> Path:
+    """`<root>/manifest.csv`: every kept track, its label, split (whole groups, 60/20/20 per class) and group."""
+    rows = sorted((f"{label}/{t['path']}", label, f"{label}/{t['group']}")
+                  for label, record in records.items() for t in record["tracks"])
+    labels = sorted({label for _, label, _ in rows})
+    splits = group_split([labels.index(l) for _, l, _ in rows], [g for _, _, g in rows], FRACTIONS, SPLIT_SEED)
+    split_of = {i: name for name, indices in splits.items() for i in indices}
+    manifest, part = root / "manifest.csv", root / "manifest.csv.part"
+    with open(part, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["path", "label", "split", "group"])
+        out.writerows((path, label, split_of[i], group) for i, (path, label, group) in enumerate(rows))
+    part.rename(manifest)
+    return manifest
+
+
+def build(root: Path, soundtracks=SOUNDTRACKS, min_seconds: float = MIN_SECONDS) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    records = {t.label: build_class(root, t, min_seconds) for t in soundtracks}
+    manifest = write_manifest(root, records)
+    split_of = {row["path"]: row["split"] for row in csv.DictReader(open(manifest, newline=""))}
+    print(f"\n| label | tracks | train/val/test | minutes | .deb MB |\n|---|---|---|---|---|")
+    for label, record in records.items():
+        counts = [sum(split_of[f"{label}/{t['path']}"] == s for t in record["tracks"]) for s in SPLITS]
+        print(f"| {label} | {len(record['tracks'])} | {'/'.join(map(str, counts))} | "
+              f"{sum(t['seconds'] for t in record['tracks']) / 60:.1f} | {record['deb_bytes'] / 1e6:.1f} |")
+    print(f"\n{len(split_of)} tracks; manifest: {manifest}")
+    return manifest
+
+
+# ---------------------------------------------------------------- reference
+
+BASE_FEATURES = ("mfcc", "contrast", "chroma", "zcr", "centroid")
+EXTRA_FEATURES = ("bandwidth", "rolloff")
+FEATURE_SETS = {"base": BASE_FEATURES, "+bw+rolloff": BASE_FEATURES + EXTRA_FEATURES}
+N_FFT, HOP = 2048, 512
+C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+GAMMA_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
+
+
+def frame_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """librosa's frame features of a waveform, each [k, frames] (frame t centred on sample t * HOP)."""
+    import librosa
+
+    magnitude = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
+    power = magnitude**2
+    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=128))
+    return {
+        "mfcc": librosa.feature.mfcc(S=mel_db, n_mfcc=20),
+        "contrast": librosa.feature.spectral_contrast(S=magnitude, sr=sr, n_fft=N_FFT, hop_length=HOP),
+        "chroma": librosa.feature.chroma_stft(S=power, sr=sr, n_fft=N_FFT, hop_length=HOP),
+        "zcr": librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP),
+        "centroid": librosa.feature.spectral_centroid(S=magnitude, sr=sr, n_fft=N_FFT, hop_length=HOP),
+        "bandwidth": librosa.feature.spectral_bandwidth(S=magnitude, sr=sr, n_fft=N_FFT, hop_length=HOP),
+        "rolloff": librosa.feature.spectral_rolloff(S=magnitude, sr=sr, n_fft=N_FFT, hop_length=HOP),
+    }
+
+
+def clip_statistics(frames: np.ndarray, n_samples: int, clip: int) -> np.ndarray:
+    """[clips, 2 * features]: mean and std over the frames centred in each clip at evaluation's
+    starts (chunk_starts); clip=0: one row for the whole track."""
+    spans = [(0, frames.shape[1])] if clip == 0 else \
+        [(-(-s // HOP), (s + clip - 1) // HOP + 1) for s in chunk_starts(n_samples, clip)]
+    return np.stack([np.concatenate([frames[:, a:b].mean(1), frames[:, a:b].std(1)]) for a, b in spans])
+
+
+def fit_and_score(x: dict, y: dict, clip_track: dict) -> dict:
+    """The grid over C and gamma on validation clips; test metrics of the chosen SVM (fitted on train)."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    scaler = StandardScaler().fit(x["train"])
+    z = {k: scaler.transform(v) for k, v in x.items()}
+    best = None
+    for c in C_GRID:
+        for gamma in GAMMA_GRID:
+            svm = SVC(C=c, gamma=gamma, kernel="rbf").fit(z["train"], y["train"])
+            acc = accuracy_score(y["val"], svm.predict(z["val"]))
+            if best is None or acc > best[0]:  # strictly better: ties keep the smaller C and gamma
+                best = (acc, c, gamma, svm)
+    val_acc, c, gamma, svm = best
+    out = {"C": c, "gamma": gamma, "val_clip_acc": val_acc}
+    for split in ("val", "test"):
+        scores = svm.decision_function(z[split])
+        tracks, where = np.unique(clip_track[split], return_inverse=True)
+        track_scores = np.zeros((len(tracks), scores.shape[1]))
+        np.add.at(track_scores, where, scores)
+        track_y = np.zeros(len(tracks), dtype=int)
+        track_y[where] = y[split]
+        clip_pred = svm.classes_[scores.argmax(1)]
+        track_pred = svm.classes_[track_scores.argmax(1)]  # the mean's argmax: the sum's
+        out[f"{split}_clip_acc"] = accuracy_score(y[split], clip_pred)
+        out[f"{split}_clip_f1"] = f1_score(y[split], clip_pred, average="macro")
+        out[f"{split}_track_acc"] = accuracy_score(track_y, track_pred)
+        out[f"{split}_track_f1"] = f1_score(track_y, track_pred, average="macro")
+    return out
+
+
+def reference(manifest: Path, clips: list[float], sample_rate: int = 22050) -> list[dict]:
+    """The table rows: one per clip protocol and feature set (see the module docstring)."""
+    try:
+        import librosa  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as e:
+        raise MGRError(f"The reference needs librosa and scikit-learn ({e}); pip install '.[test]'.") from None
+    if not manifest.is_file():
+        raise MGRError(f"{manifest} does not exist; run python benchmarks/realmusic.py build first.")
+    tracks = read_manifest(manifest)
+    if tracks.assigned is None:
+        raise MGRError(f"{manifest} has no split column; the reference uses the manifest's split.")
+    splits = assigned_split(tracks.assigned)
+    start = time.perf_counter()
+    per_track = {}  # track index -> {feature set: [clips, dims] per clip protocol}
+    for split in SPLITS:
+        for i in splits[split]:
+            wave = load_audio(tracks.files[i], sample_rate)
+            features = frame_features(wave, sample_rate)
+            per_track[i] = {(name, seconds): clip_statistics(np.concatenate([features[f] for f in chosen]), len(wave),
+                                                              int(round(seconds * sample_rate)))
+                            for name, chosen in FEATURE_SETS.items() for seconds in clips}
+    feature_seconds = time.perf_counter() - start
+    rows = []
+    for seconds in clips:
+        for name in FEATURE_SETS:
+            t0 = time.perf_counter()
+            x = {s: np.concatenate([per_track[i][name, seconds] for i in splits[s]]) for s in SPLITS}
+            y = {s: np.concatenate([[tracks.labels[i]] * len(per_track[i][name, seconds]) for i in splits[s]])
+                 for s in SPLITS}
+            clip_track = {s: np.concatenate([[i] * len(per_track[i][name, seconds]) for i in splits[s]]) for s in SPLITS}
+            row = fit_and_score(x, y, clip_track)
+            rows.append({"clips": f"{seconds:g} s" if seconds else "whole track", "features": name,
+                         "dims": x["train"].shape[1], "train_clips": len(x["train"]), **row,
+                         "fit_seconds": time.perf_counter() - t0})
+    print_table(rows, tracks, splits, feature_seconds, time.perf_counter() - start)
+    return rows
+
+
+def print_table(rows: list[dict], tracks, splits: dict, feature_seconds: float, total_seconds: float) -> None:
+    counts = "/".join(str(len(splits[s])) for s in SPLITS)
+    print(f"{len(tracks.class_names)} classes, {counts} train/val/test tracks; RBF SVM, C and gamma chosen on val clips")
+    print("| clips | features | dims | train clips | C | gamma | val clip acc | test clip acc | test clip F1 "
+          "| test track acc | test track F1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['clips']} | {r['features']} | {r['dims']} | {r['train_clips']} | {r['C']:g} | {r['gamma']:g} "
+              f"| {r['val_clip_acc']:.3f} | {r['test_clip_acc']:.3f} | {r['test_clip_f1']:.3f} "
+              f"| {r['test_track_acc']:.3f} | {r['test_track_f1']:.3f} |")
+    print(f"wall time: {total_seconds:.0f} s ({feature_seconds:.0f} s decoding and librosa features, "
+          f"{total_seconds - feature_seconds:.0f} s SVM grids)")
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_cmd = commands.add_parser("build", help="fetch the soundtracks and write <root>/manifest.csv")
+    build_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="benchmark folder (default: %(default)s)")
+    ref = commands.add_parser("reference", help="the librosa + scikit-learn classic baseline on the manifest's split")
+    ref.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="benchmark folder (default: %(default)s)")
+    ref.add_argument("--clips", type=float, nargs="+", default=[3.0, 10.0, 0.0],
+                     help="clip lengths in seconds, 0 for whole tracks (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            build(args.root.expanduser().resolve())
+        else:
+            reference(args.root.expanduser().resolve() / "manifest.csv", args.clips)
+    except MGRError as e:
+        print(f"mgr: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
