@@ -1,0 +1,201 @@
+"""benchmarks/realmusic.py: the build on tiny local .deb packages (no download), the manifest and
+its split, and the librosa reference's features and SVM on tiny generated audio."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mgr import MGRError
+from mgr.data.sources import FolderSource
+from mgr.data.splits import check_split
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "realmusic.py"
+spec = importlib.util.spec_from_file_location("realmusic", SCRIPT)
+realmusic = importlib.util.module_from_spec(spec)
+sys.modules["realmusic"] = realmusic  # dataclasses look their module up there
+spec.loader.exec_module(realmusic)
+
+needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
+SR = 8000
+
+
+def tone(seconds: float, freq: float, sr: int = SR, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t) + noise * np.random.default_rng(seed).standard_normal(len(t))).astype(np.float32)
+
+
+def make_deb(debs: Path, package: str, files: dict[str, bytes | np.ndarray]) -> None:
+    """A real .deb of `files` (paths inside the package; arrays become audio by their suffix)."""
+    tree = debs.parent / f"tree-{package}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: 1.0-1\nArchitecture: all\n"
+                                             "Maintainer: mgr tests <t@example.org>\nDescription: test soundtrack\n")
+    for path, content in files.items():
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            (tree / path).write_bytes(content)
+        else:
+            sf.write(tree / path, content, SR)
+    debs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(debs / f"{package}_1.0-1_all.deb")],
+                   check=True, capture_output=True)
+    shutil.rmtree(tree)
+
+
+MUSIC = "usr/share/games/{}/music"
+TINY = (realmusic.Soundtrack("alpha", "mgr-test-alpha", MUSIC.format("alpha")),
+        realmusic.Soundtrack("beta", "mgr-test-beta", MUSIC.format("beta")))
+
+
+def make_packages(root: Path) -> None:
+    alpha = {f"{TINY[0].music_dir}/{name}": tone(1.5, 200 + 50 * i) for i, name in
+             enumerate(["one.wav", "two.flac", "sub/three.ogg", "four.wav", "airship_2.wav", "airship_remix.wav"])}
+    alpha[f"{TINY[0].music_dir}/one_copy.wav"] = alpha[f"{TINY[0].music_dir}/one.wav"]
+    alpha[f"{TINY[0].music_dir}/jingle.wav"] = tone(0.5, 300)
+    alpha[f"{TINY[0].music_dir}/broken.ogg"] = b"OggS not really"
+    alpha["usr/share/games/alpha/sounds/effect.wav"] = tone(2.0, 500)
+    alpha["usr/share/doc/mgr-test-alpha/copyright"] = b"Files: *\nCopyright: Alpha Composer\n"
+    beta = {f"{TINY[1].music_dir}/b{i}.wav": tone(1.5, 900 + 40 * i, noise=0.1, seed=i) for i in range(5)}
+    beta["usr/share/doc/mgr-test-beta/copyright"] = b"Files: *\nCopyright: Beta Team\n"
+    make_deb(root / "debs", "mgr-test-alpha", alpha)
+    make_deb(root / "debs", "mgr-test-beta", beta)
+
+
+@needs_dpkg
+def test_build_writes_a_manifest_mgr_reads_split_by_piece(tmp_path, monkeypatch):
+    root = tmp_path / "bench"
+    make_packages(root)
+    manifest = realmusic.build(root, TINY, min_seconds=1.0)
+
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["path", "label", "split", "group"]
+        rows = list(reader)
+    assert sorted(r["path"] for r in rows) == sorted(
+        ["alpha/one.wav", "alpha/two.flac", "alpha/sub/three.ogg", "alpha/four.wav", "alpha/airship_2.wav",
+         "alpha/airship_remix.wav"] + [f"beta/b{i}.wav" for i in range(5)])
+    assert all((root / r["path"]).is_file() and r["path"].split("/")[0] == r["label"] for r in rows)
+    groups = {r["path"]: r["group"] for r in rows}
+    assert groups["alpha/airship_2.wav"] == groups["alpha/airship_remix.wav"] == "alpha/airship"
+    assert groups["alpha/one.wav"] == "alpha/one"
+    # 60/20/20 of each class's five pieces, whole pieces
+    for label in ("alpha", "beta"):
+        by_split = {s: {r["group"] for r in rows if r["label"] == label and r["split"] == s} for s in ("train", "val", "test")}
+        assert [len(by_split[s]) for s in ("train", "val", "test")] == [3, 1, 1]
+    # mgr's folder source accepts it and finds no leak
+    source = FolderSource(str(manifest))
+    tracks = source.list()
+    splits = source.split(tracks, None, 0)
+    check_split(splits, tracks.files, tracks.groups)
+    assert tracks.class_names == ["alpha", "beta"]
+
+    record = realmusic.json.loads((root / "alpha" / "tracks.json").read_text())
+    reasons = {s["path"]: s["reason"] for s in record["skipped"]}
+    assert reasons["one_copy.wav"] == "identical to one.wav"
+    assert "shorter than 1 s" in reasons["jingle.wav"] and "does not decode" in reasons["broken.ogg"]
+    assert (root / "alpha" / "copyright").read_text().startswith("Files: *")
+    assert not list(root.rglob("effect.wav")) and not list(root.glob(".unpack-*")) and not list(root.glob("debs/*.deb"))
+
+    # Re-running fetches nothing (the .debs are gone: a download of these names would fail) and writes the same manifest.
+    first = manifest.read_bytes()
+    assert realmusic.build(root, TINY, min_seconds=1.0).read_bytes() == first
+    # The split does not depend on the order the file system lists files in.
+    other = tmp_path / "other"
+    make_packages(other)
+    rglob = Path.rglob
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: reversed(list(rglob(self, pattern))))
+    assert realmusic.build(other, TINY, min_seconds=1.0).read_bytes() == first
+
+
+@needs_dpkg
+def test_an_interrupted_unpack_is_redone(tmp_path):
+    root = tmp_path / "bench"
+    make_packages(root)
+    (root / ".unpack-alpha" / "junk").mkdir(parents=True)  # left by a run stopped mid-unpack
+    (root / "alpha").mkdir()
+    (root / "alpha" / "half_moved.wav").write_bytes(b"")  # and a class folder without tracks.json
+    realmusic.build(root, TINY, min_seconds=1.0)
+    assert not (root / "alpha" / "half_moved.wav").exists() and not (root / ".unpack-alpha").exists()
+    assert len(realmusic.json.loads((root / "alpha" / "tracks.json").read_text())["tracks"]) == 6
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
+def test_apt_get_failure_is_one_clear_error(tmp_path):
+    with pytest.raises(MGRError, match=r"apt-get download mgr-no-such-package-x failed \(.*\); the benchmark fetches"):
+        realmusic.fetch_deb("mgr-no-such-package-x", tmp_path / "debs")
+    assert not list((tmp_path / "debs").rglob("*.deb"))
+
+
+def test_without_apt_get_the_build_says_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.setattr(realmusic.shutil, "which", lambda name: None)
+    with pytest.raises(MGRError, match="needs apt-get and dpkg-deb"):
+        realmusic.fetch_deb("supertux-data", tmp_path)
+
+
+def test_variants_of_a_piece_share_a_group():
+    got = realmusic.pieces(["airship_2", "airship_remix", "cave", "cave_old", "forest", "forest2", "forest-cave",
+                            "ingame_00", "ingame_01", "halloween_1", "track3", "track3_enhanced"])
+    assert got["airship_2"] == got["airship_remix"] == "airship"
+    assert got["cave_old"] == "cave" and got["forest2"] == "forest" and got["forest-cave"] == "forest-cave"
+    assert got["ingame_00"] == "ingame_00" and got["ingame_01"] == "ingame_01" and got["halloween_1"] == "halloween_1"
+    assert got["track3_enhanced"] == "track3"
+
+
+def test_frame_features_measure_what_they_name():
+    pytest.importorskip("librosa")
+    sr = 22050
+    frames = realmusic.frame_features(tone(2.0, 440.0, sr), sr)
+    sizes = {name: f.shape[0] for name, f in frames.items()}
+    assert sizes == {"mfcc": 20, "contrast": 7, "chroma": 12, "zcr": 1, "centroid": 1, "bandwidth": 1, "rolloff": 1}
+    middle = slice(5, -5)  # away from the zero padding at the ends
+    assert np.bincount(frames["chroma"][:, middle].argmax(0)).argmax() == 9  # A
+    assert np.median(frames["centroid"][0, middle]) == pytest.approx(440, rel=0.05)
+    assert np.median(frames["zcr"][0, middle]) == pytest.approx(2 * 440 / sr, rel=0.05)
+
+
+def test_clip_statistics_use_the_frames_centred_in_each_evaluation_clip():
+    hop = realmusic.HOP
+    frames = np.stack([np.arange(40.0), np.arange(40.0) ** 2])
+    stats = realmusic.clip_statistics(frames, n_samples=39 * hop, clip=13 * hop)  # starts 0, 13, 26 (x hop)
+    assert stats.shape == (3, 4)
+    np.testing.assert_allclose(stats[:, 0], [6.0, 19.0, 32.0])  # frames 0-12, 13-25, 26-38 (39 is centred on the end)
+    np.testing.assert_allclose(stats[0, 2], np.arange(13.0).std())
+    whole = realmusic.clip_statistics(frames, n_samples=39 * hop, clip=0)
+    np.testing.assert_allclose(whole, [[19.5, np.mean(np.arange(40.0) ** 2), np.arange(40.0).std(),
+                                        (np.arange(40.0) ** 2).std()]])
+
+
+def test_reference_command_scores_an_easy_task(tmp_path, capsys):
+    pytest.importorskip("librosa")
+    sr = 22050
+    records = {}
+    for label, freq, noise in (("low", 220.0, 0.0), ("high", 1760.0, 0.0), ("noisy", 440.0, 0.3)):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            sf.write(tmp_path / label / f"t{i}.wav", tone(2.0, freq * (1 + 0.02 * i), sr, noise, seed=i), sr)
+        records[label] = {"tracks": [{"path": f"t{i}.wav", "group": f"t{i}"} for i in range(5)]}
+    realmusic.write_manifest(tmp_path, records)
+    assert realmusic.main(["reference", "--root", str(tmp_path), "--clips", "1", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = [l for l in out.splitlines() if l.startswith("| 1 s") or l.startswith("| whole track")]
+    assert len(rows) == 4  # two protocols x two feature sets
+    assert "3 classes, 9/3/3 train/val/test tracks" in out and "wall time:" in out
+    track_acc = [float(r.split("|")[-3]) for r in rows]
+    assert track_acc == [1.0] * 4, out
+    dims = sorted({int(r.split("|")[3]) for r in rows})
+    assert dims == [82, 86]
+
+
+def test_reference_without_a_build_is_one_clear_error(tmp_path, capsys):
+    assert realmusic.main(["reference", "--root", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == (f"mgr: error: {tmp_path / 'manifest.csv'} does not exist; "
+                                   "run python benchmarks/realmusic.py build first.")
