@@ -7,17 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import mgr_command
 from mgr.models import load_model
+from test_aggregation import seed004_vote
 
 
 @pytest.fixture(scope="module")
 def embedded(trained_run, tmp_path_factory, data_dir):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     cwd = tmp_path_factory.mktemp("embed")
-    proc = mgr_command("embed", f"ckpt_path={metrics['best_checkpoint']}", cwd=cwd, data_dir=data_dir)
+    # The vote instead of the checkpoint's mean of logits: it sets the track predictions, nothing else.
+    proc = mgr_command("embed", f"ckpt_path={metrics['best_checkpoint']}", "track_aggregation=majority_vote",
+                       cwd=cwd, data_dir=data_dir)
     npz_path = Path(next(l for l in proc.stdout.splitlines() if l.strip().endswith("embeddings.npz")).strip())
     return metrics, npz_path
 
@@ -38,6 +42,13 @@ def test_embed_writes_chunk_and_track_embeddings_of_the_test_split(embedded):
     track_acc = np.mean(data["track_logits"].argmax(1) == data["track_labels"])
     assert chunk_acc == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert track_acc == pytest.approx(metrics["test/track_acc"], abs=1e-6)
+    # Track predictions and scores by the asked rule: seed 004's vote over each track's chunks.
+    assert str(data["track_aggregation"]) == "majority_vote" and float(data["vote_threshold"]) == 0.5
+    for k in range(n_tracks):
+        probabilities = torch.softmax(torch.from_numpy(data["chunk_logits"][data["chunk_tracks"] == k]), 1)
+        assert data["track_predictions"][k] == seed004_vote(probabilities, 0.5) == data["track_scores"][k].argmax()
+    shares = data["track_scores"] * 12  # vote shares: whole votes out of at most 4 chunks (synth tracks <= 3.5 s)
+    assert np.allclose(data["track_scores"].sum(1), 1) and np.allclose(shares, np.round(shares), atol=1e-5)
 
 
 def test_embed_draws_a_tsne_map(embedded):

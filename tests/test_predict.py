@@ -17,8 +17,10 @@ from conftest import mgr_command
 from mgr.data import synth
 from mgr.models import load_model
 from mgr import MGRError
-from mgr.data.chunking import chunk_starts
+from mgr.data.chunking import TrackAggregation, chunk_starts
+from mgr.models.metrics import TrackMetrics
 from mgr.predict import predict, predict_files
+from test_aggregation import seed004_vote
 
 # (extension, soundfile format, subtype, sample rate, channels): every format mgr decodes,
 # mono and stereo, at the rates users' files come in. Opus exists at 48 kHz only.
@@ -126,9 +128,22 @@ def test_file_probabilities_are_the_softmax_of_mean_chunk_logits(best_checkpoint
     assert p.probabilities == pytest.approx(expected.tolist(), abs=1e-5)
 
 
-def test_overlap_0_labels_the_test_split_as_its_track_metrics_score_it(best_checkpoint, trained_run):
-    """predict's chunks at overlap=0 are evaluation's: on the training run's test files, the same
-    probabilities as the softmax of the mean EvenChunks logits, and the run's test track accuracy."""
+def evaluate_in_process(*overrides: str) -> dict:
+    """`python -m mgr.eval ...` without a new interpreter: its metrics.json."""
+    from hydra import compose, initialize_config_module
+
+    from mgr.eval import evaluate
+
+    with initialize_config_module("mgr.conf", version_base="1.3"):
+        cfg = compose("eval", overrides=list(overrides))
+    evaluate(cfg)
+    return json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def test_split(best_checkpoint):
+    """The training run's test split as its test step scores it: the files, the EvenChunks logits,
+    each chunk's label and track position, and the track labels."""
     from mgr.data import GenreDataModule
     from mgr.models import read_checkpoint
 
@@ -138,18 +153,73 @@ def test_overlap_0_labels_the_test_split_as_its_track_metrics_score_it(best_chec
     datamodule.setup()
     tracks = datamodule.split_tracks["test"]
     evaluation = datamodule.eval_dataset("test")
-    waves, _, positions = torch.utils.data.default_collate([evaluation[i] for i in range(len(evaluation))])
+    waves, labels, positions = torch.utils.data.default_collate([evaluation[i] for i in range(len(evaluation))])
     with torch.no_grad():
         logits = model(waves)
-    predictions = list(predict_files(model, [Path(datamodule.tracks.files[t]) for t in tracks], overlap=0.0))
+    return {"files": [Path(datamodule.tracks.files[t]) for t in tracks], "logits": logits, "labels": labels,
+            "positions": positions, "track_labels": [datamodule.tracks.labels[t] for t in tracks]}
+
+
+@pytest.mark.parametrize("rule", ["mean_logits", "mean_probs", "majority_vote"])
+def test_overlap_0_labels_the_test_split_as_its_track_metrics_score_it(best_checkpoint, trained_run, test_split, rule):
+    """predict's chunks at overlap=0 are evaluation's: on the training run's test files, each file's
+    probabilities are its track's under the rule (by default the softmax of the mean EvenChunks
+    logits), and the default gives the run's test track accuracy."""
+    model = load_model(best_checkpoint).eval()
+    model.set_track_aggregation(rule)
+    logits, positions = test_split["logits"], test_split["positions"]
+    votes = TrackAggregation("majority_vote").scores(logits, positions, len(test_split["files"]))
+    predictions = list(predict_files(model, test_split["files"], overlap=0.0))
     for k, p in enumerate(predictions):
         assert p.error is None and p.chunks == int((positions == k).sum())
-        expected = torch.softmax(logits[positions == k].mean(0), 0)
+        chunks = logits[positions == k]
+        expected = {"mean_logits": torch.softmax(chunks.mean(0), 0), "mean_probs": torch.softmax(chunks, 1).mean(0),
+                    "majority_vote": votes[k]}[rule]
         assert p.probabilities == pytest.approx(expected.tolist(), abs=1e-5)
-    track_labels = [datamodule.tracks.labels[t] for t in tracks]
-    accuracy = np.mean([int(np.argmax(p.probabilities)) == y for p, y in zip(predictions, track_labels)])
-    metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
+    if rule == "mean_logits":
+        labels = test_split["track_labels"]
+        accuracy = np.mean([int(np.argmax(p.probabilities)) == y for p, y in zip(predictions, labels)])
+        metrics = json.loads((trained_run / "metrics.json").read_text())
+        assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
+
+
+def test_eval_and_predict_vote_as_the_training_run_s_track_metrics_do(best_checkpoint, trained_run, test_split,
+                                                                      tmp_path, data_dir):
+    """track_aggregation=majority_vote on mgr.eval and on mgr.predict (overlap=0, the test files) of the
+    training run's checkpoint: the track metrics of the run's test step under that rule (TrackMetrics
+    on the same chunk logits), which are seed 004's rule written out; the chunk metrics do not move."""
+    vote = ["track_aggregation=majority_vote", "vote_threshold=0.5"]
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    assert trained["track_aggregation"] == "mean_logits"  # the run's own (the default), as its checkpoint holds
+    assert torch.load(best_checkpoint, weights_only=True)["hyper_parameters"]["track_aggregation"] == "mean_logits"
+    evaluation = evaluate_in_process(f"ckpt_path={best_checkpoint}", *vote, "trainer.enable_progress_bar=false",
+                                     f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}")
+    assert (evaluation["track_aggregation"], evaluation["vote_threshold"]) == ("majority_vote", 0.5)
+    for key in ("test/acc", "test/f1", "test/loss"):
+        assert evaluation[key] == pytest.approx(trained[key], abs=1e-4), key
+    logits, positions, n_classes = test_split["logits"], test_split["positions"], len(trained["class_names"])
+    metric = TrackMetrics(n_classes, TrackAggregation("majority_vote", 0.5))
+    metric.update(logits, test_split["labels"], positions)
+    expected = metric.compute()
+    assert evaluation["test/track_acc"] == pytest.approx(float(expected["track_acc"]), abs=1e-4)
+    assert evaluation["test/track_f1"] == pytest.approx(float(expected["track_f1"]), abs=1e-4)
+    assert evaluation["track_confusion"] == expected["track_confusion"].tolist()
+    voted = [seed004_vote(torch.softmax(logits[positions == k], 1), 0.5) for k in range(len(test_split["files"]))]
+    confusion = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(confusion, (test_split["track_labels"], voted), 1)
+    assert evaluation["track_confusion"] == confusion.tolist()
+
+    inputs = "inputs=[" + ",".join(f"'{f}'" for f in test_split["files"]) + "]"
+    proc = predict_cli(tmp_path, data_dir, f"ckpt_path={best_checkpoint}", inputs, "overlap=0", *vote, check=True)
+    assert "majority vote of chunks (top probability above 0.5)" in proc.stdout
+    _, report = read_outputs(proc)
+    assert (report["track_aggregation"], report["vote_threshold"]) == ("majority_vote", 0.5)
+    files = {f["path"]: f for f in report["files"]}
+    shares = TrackAggregation("majority_vote", 0.5).scores(logits, positions, len(voted))
+    for k, path in enumerate(test_split["files"]):
+        labelled = files[str(path.resolve())]
+        assert labelled["top"][0]["genre"] == trained["class_names"][voted[k]]
+        assert list(labelled["probabilities"].values()) == pytest.approx(shares[k].tolist(), abs=1e-6)
 
 
 def test_chunk_starts_cover_the_file_with_the_asked_overlap():
@@ -174,6 +244,8 @@ def test_user_mistakes_end_in_one_clear_sentence(best_checkpoint, tmp_path, data
         ({"ckpt_path": str(tmp_path / "nope.ckpt")}, "does not exist"),
         ({"overlap": 1.0}, "overlap=1.0"),
         ({"device": "tpu:7"}, "not a torch device"),
+        ({"track_aggregation": "mode"}, "track_aggregation='mode' is not one of"),
+        ({"vote_threshold": 1.5}, "vote_threshold=1.5 must be"),
     ]
     for changes, text in cases:
         cfg = OmegaConf.create({"ckpt_path": best_checkpoint, "inputs": [str(song)], "top_k": 3, "overlap": 0.5,

@@ -46,6 +46,8 @@ def test_eval_reproduces_the_test_metrics(trained, data_dir):
     assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]
     assert eval_metrics["track_per_class"] == train_metrics["track_per_class"]
     assert eval_metrics["checkpoint"] == train_metrics["best_checkpoint"]
+    # Tracks combined by the checkpoint's own rule: the run's, mgr.train's default.
+    assert eval_metrics["track_aggregation"] == train_metrics["track_aggregation"] == "mean_logits"
 
 
 def test_checkpoint_loads_without_arguments(trained):
