@@ -11,7 +11,17 @@ says (debian/copyright of bookworm's packages, checked 2026-12):
 
 | label | package (version, download) | game | composer / team | tracks | minutes |
 |---|---|---|---|---|---|
-TABLE
+| drascula | drascula-music (1.0+ds4-2, 36.4 MB) | Drascula: The Vampire Strikes Back | Alcachofa Soft S.L. (no composer named) | 23 | 42.5 |
+| fillets-ng | fillets-ng-data (1.0.1-1.1, 70.6 MB) | Fish Fillets - Next Generation | not named (the game is ALTAR Interactive's) | 10 | 21.5 |
+| freedroidrpg | freedroidrpg-data (1.0-1, 228.3 MB) | FreedroidRPG | the Freedroid dev team (the game's credits: girix8, pekpek, ...) | 16 | 48.6 |
+| hyperrogue | hyperrogue-music (12.0q-1, 63.8 MB) | HyperRogue | Shawn Parrotte (9 tracks), Lincoln Domina (2), Will Savino (1) | 12 | 18.5 |
+| singularity | singularity-music (007-2, 51.6 MB) | Endgame: Singularity | Max McCracken | 14 | 62.6 |
+| supertux | supertux-data (0.6.3-2, 161.6 MB) | SuperTux | Marek Moeckel (the file's entry for data/music/*) | 40 | 93.3 |
+| widelands | widelands-data (2:1.1-3, 381.4 MB) | Widelands | the Widelands Development Team; ingame_24-26 Stuart Marshall | 28 | 91.1 |
+
+143 tracks, 378 minutes (6.3 h), split 84/31/28 tracks (train/val/test). The download is
+994 MB (widelands-data alone 381 MB; about 20 s here), the built folder 348 MB (music and
+copyright files only), the build about 3 minutes on 2 cores, most of it decoding every track.
 
 `build` fetches the seven packages with `apt-get download` (no install, no root needed,
 nothing written outside --root), unpacks each one's music folder and copyright file with
@@ -26,7 +36,9 @@ interrupted download or unpack starts that package again. What it skips, and why
   separate training and test excerpts from, and the issue asks for tracks of a minute or more);
 - byte-identical copies: widelands' menu.ogg is ingame_14.ogg (a copy on two sides of the
   split would leak); of drascula-music only audio/ is read, its de/en/es/fr/it folders repeat it;
-- files that do not decode in full (none in these versions);
+- files mgr's decoder refuses (mgr.data.audio.load_audio): three of hyperrogue's Will Savino
+  tracks (caribbean, ivory, ocean) decode 104 frames short of their Ogg header's length,
+  which it takes for truncation, so mgr.train would drop them as bad files anyway;
 - everything outside each package's music folder (sound effects, speech).
 
 Packages looked at and left out: xmoto-data (7 tracks of a minute or more), lincity-ng-data
@@ -52,16 +64,19 @@ training tracks, scores every clip (clip metrics) and each track by the mean of 
 SVM decision values (track metrics). `--clips 0` is seed 004's per-track protocol: one
 statistics vector over the whole track. The issue's own trial used 10 s clips.
 
-**The reference** (librosa + scikit-learn): per 2048-sample frame (hop 512, at 22.05 kHz
-as data=folder decodes, mono): 20 MFCCs (of a 128-band log-mel), 7 spectral contrast bands,
-12 chroma bins (chroma_stft), zero-crossing rate, spectral centroid; `+bw+rolloff` adds
-spectral bandwidth and roll-off. A clip is the mean and standard deviation of each over the
-frames centred in it (82 or 86 values), standardised on the training clips, classified by an
-RBF SVM. C and gamma are chosen on the validation clips' accuracy (ties: smaller C, then
-smaller gamma); the SVM stays fitted on the training split alone, as every mgr model is
-trained on train and selected on val, so mgr's own baseline can be held to it. Everything is
-deterministic (the decoder, librosa's features, libsvm without probability estimates), so a
-seed changes nothing and each figure is one run.
+**The reference** (librosa + scikit-learn), at 22.05 kHz mono as data=folder decodes: every
+clip, computed on its own as mgr's frontends compute a chunk (centred 2048-sample frames,
+hop 512, zero-padded at the clip's ends), gives per frame 20 MFCCs (of a 128-band mel in dB,
+floored 80 dB below the clip's peak, as librosa and mgr do), 7 spectral contrast bands,
+12 chroma bins (chroma_stft, tuning fixed at A440 as mgr's chroma), zero-crossing rate and
+spectral centroid; `+bw+rolloff` adds spectral bandwidth and roll-off. The clip is the mean
+and standard deviation of each over its frames (82 or 86 values), standardised on the
+training clips, classified by an RBF SVM. C (0.1 to 1000) and gamma (0.001 to 0.1) are
+chosen on the validation clips' accuracy (ties: smaller C, then smaller gamma); the SVM
+stays fitted on the training split alone, as every mgr model is trained on train and
+selected on val, so mgr's own baseline can be held to it. Everything is deterministic (the
+decoder, librosa's features, libsvm without probability estimates), so a seed changes
+nothing and each figure is one run.
 """
 
 from __future__ import annotations
@@ -75,6 +90,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +99,7 @@ import soundfile as sf
 
 from mgr import MGRError
 from mgr.data.audio import DecodeError, is_audio_file, load_audio
-from mgr.data.chunking import chunk_starts
+from mgr.data.chunking import chunk_starts, cut
 from mgr.data.sources import read_manifest
 from mgr.data.splits import SPLITS, assigned_split, group_split
 
@@ -268,11 +284,12 @@ def frame_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
 
     magnitude = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
     power = magnitude**2
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=128))
+    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=128))  # top_db 80, as mgr
     return {
         "mfcc": librosa.feature.mfcc(S=mel_db, n_mfcc=20),
         "contrast": librosa.feature.spectral_contrast(S=magnitude, sr=sr, n_fft=N_FFT, hop_length=HOP),
-        "chroma": librosa.feature.chroma_stft(S=power, sr=sr, n_fft=N_FFT, hop_length=HOP),
+        # tuning fixed at A440 as mgr's chroma: an estimate per clip would move the bins clip by clip
+        "chroma": librosa.feature.chroma_stft(S=power, sr=sr, n_fft=N_FFT, hop_length=HOP, tuning=0.0),
         "zcr": librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP),
         "centroid": librosa.feature.spectral_centroid(S=magnitude, sr=sr, n_fft=N_FFT, hop_length=HOP),
         "bandwidth": librosa.feature.spectral_bandwidth(S=magnitude, sr=sr, n_fft=N_FFT, hop_length=HOP),
@@ -280,12 +297,21 @@ def frame_features(y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     }
 
 
-def clip_statistics(frames: np.ndarray, n_samples: int, clip: int) -> np.ndarray:
-    """[clips, 2 * features]: mean and std over the frames centred in each clip at evaluation's
-    starts (chunk_starts); clip=0: one row for the whole track."""
-    spans = [(0, frames.shape[1])] if clip == 0 else \
-        [(-(-s // HOP), (s + clip - 1) // HOP + 1) for s in chunk_starts(n_samples, clip)]
-    return np.stack([np.concatenate([frames[:, a:b].mean(1), frames[:, a:b].std(1)]) for a, b in spans])
+def clip_statistics(wave: np.ndarray, sr: int, clip: int) -> dict[str, np.ndarray]:
+    """Per feature, [clips, 2 * k]: the mean and std over time of each of its rows, every clip of
+    `clip` samples at evaluation's starts (chunk_starts, zero-padded as `cut`) computed on its own
+    as mgr's frontends compute a chunk; clip=0: the whole track as one clip."""
+    clips = [wave] if clip == 0 else cut(wave, chunk_starts(len(wave), clip), clip).numpy()
+    per_clip = [frame_features(np.ascontiguousarray(c), sr) for c in clips]
+    return {name: np.stack([np.concatenate([f[name].mean(1), f[name].std(1)]) for f in per_clip])
+            for name in per_clip[0]}
+
+
+def select(stats: dict[str, np.ndarray], features: tuple[str, ...]) -> np.ndarray:
+    """[clips, dims]: the chosen features' means, then their standard deviations."""
+    means = [stats[f][:, : stats[f].shape[1] // 2] for f in features]
+    stds = [stats[f][:, stats[f].shape[1] // 2 :] for f in features]
+    return np.concatenate(means + stds, axis=1)
 
 
 def fit_and_score(x: dict, y: dict, clip_track: dict) -> dict:
@@ -335,14 +361,14 @@ def reference(manifest: Path, clips: list[float], sample_rate: int = 22050) -> l
         raise MGRError(f"{manifest} has no split column; the reference uses the manifest's split.")
     splits = assigned_split(tracks.assigned)
     start = time.perf_counter()
-    per_track = {}  # track index -> {feature set: [clips, dims] per clip protocol}
+    per_track = defaultdict(dict)  # track index -> {(feature set, clip seconds): [clips, dims]}
     for split in SPLITS:
         for i in splits[split]:
             wave = load_audio(tracks.files[i], sample_rate)
-            features = frame_features(wave, sample_rate)
-            per_track[i] = {(name, seconds): clip_statistics(np.concatenate([features[f] for f in chosen]), len(wave),
-                                                              int(round(seconds * sample_rate)))
-                            for name, chosen in FEATURE_SETS.items() for seconds in clips}
+            for seconds in clips:
+                stats = clip_statistics(wave, sample_rate, int(round(seconds * sample_rate)))
+                for name, chosen in FEATURE_SETS.items():
+                    per_track[i][name, seconds] = select(stats, chosen)
     feature_seconds = time.perf_counter() - start
     rows = []
     for seconds in clips:

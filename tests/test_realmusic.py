@@ -162,16 +162,24 @@ def test_frame_features_measure_what_they_name():
     assert np.median(frames["zcr"][0, middle]) == pytest.approx(2 * 440 / sr, rel=0.05)
 
 
-def test_clip_statistics_use_the_frames_centred_in_each_evaluation_clip():
-    hop = realmusic.HOP
-    frames = np.stack([np.arange(40.0), np.arange(40.0) ** 2])
-    stats = realmusic.clip_statistics(frames, n_samples=39 * hop, clip=13 * hop)  # starts 0, 13, 26 (x hop)
-    assert stats.shape == (3, 4)
-    np.testing.assert_allclose(stats[:, 0], [6.0, 19.0, 32.0])  # frames 0-12, 13-25, 26-38 (39 is centred on the end)
-    np.testing.assert_allclose(stats[0, 2], np.arange(13.0).std())
-    whole = realmusic.clip_statistics(frames, n_samples=39 * hop, clip=0)
-    np.testing.assert_allclose(whole, [[19.5, np.mean(np.arange(40.0) ** 2), np.arange(40.0).std(),
-                                        (np.arange(40.0) ** 2).std()]])
+def test_clip_statistics_describe_each_evaluation_clip_on_its_own():
+    pytest.importorskip("librosa")
+    sr = 22050
+    wave = np.concatenate([tone(1.0, f, sr) for f in (440.0, 880.0, 1760.0)])
+    stats = realmusic.clip_statistics(wave, sr, clip=sr)  # evaluation's starts: 0, 1 s, 2 s
+    assert {name: s.shape for name, s in stats.items()} == {
+        "mfcc": (3, 40), "contrast": (3, 14), "chroma": (3, 24), "zcr": (3, 2), "centroid": (3, 2),
+        "bandwidth": (3, 2), "rolloff": (3, 2)}
+    # no frame of a clip sees its neighbour: each clip's centroid is its own tone's
+    np.testing.assert_allclose(stats["centroid"][:, 0], [440.0, 880.0, 1760.0], rtol=0.05)
+    x = realmusic.select(stats, realmusic.BASE_FEATURES)
+    assert x.shape == (3, 82)
+    np.testing.assert_array_equal(x[:, 40], stats["centroid"][:, 0])  # means first, in feature order
+    np.testing.assert_array_equal(x[:, 41:61], stats["mfcc"][:, 20:])  # then the standard deviations
+    assert realmusic.select(stats, realmusic.FEATURE_SETS["+bw+rolloff"]).shape == (3, 86)
+    whole = realmusic.clip_statistics(wave, sr, clip=0)
+    assert whole["centroid"].shape == (1, 2) and 700 < whole["centroid"][0, 0] < 1400
+    assert realmusic.clip_statistics(wave[: sr // 2], sr, clip=sr)["mfcc"].shape == (1, 40)  # padded to one clip
 
 
 def test_reference_command_scores_an_easy_task(tmp_path, capsys):
