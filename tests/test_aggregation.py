@@ -112,7 +112,8 @@ def _tiny_cnn() -> CNN:
 
 
 def _save(model, path):
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)
 

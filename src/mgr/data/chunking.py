@@ -1,5 +1,6 @@
-"""Where a track is cut into chunks, for every task that scores whole tracks: evaluation
-(`EvenChunks`: the val/test metrics of mgr.train and mgr.eval, and mgr.embed) and mgr.predict.
+"""Where a track is cut into chunks and its chunks' logits are combined, for every task that
+scores whole tracks: evaluation (`EvenChunks`: the val/test metrics of mgr.train and mgr.eval,
+and mgr.embed) and mgr.predict.
 
 `chunk_starts(n, chunk, overlap)` gives the fewest evenly spaced starts from 0 to n - chunk
 (the first chunk begins the track, the last one ends it) that are at most
