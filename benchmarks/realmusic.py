@@ -162,8 +162,9 @@ def unpack(deb: Path, members: list[str], into: Path) -> None:
     data.stdout.close()
     err = data.stderr.read().decode(errors="replace")
     if data.wait() != 0 or tar.returncode != 0:
-        raise MGRError(f"Cannot unpack {', '.join(members)} from {deb.name} ({(err or tar.stderr).strip()}); "
-                       "delete the .deb and run build again.")
+        why = (tar.stderr if tar.returncode else err).strip()
+        raise MGRError(f"Cannot unpack {', '.join(members)} from {deb.name} ({why}): a damaged download (delete it "
+                       "and run build again) or a version of the package laid out unlike the one this script knows.")
 
 
 def pieces(stems: list[str]) -> dict[str, str]:
@@ -259,8 +260,8 @@ def build(root: Path, soundtracks=SOUNDTRACKS, min_seconds: float = MIN_SECONDS)
     root.mkdir(parents=True, exist_ok=True)
     records = {t.label: build_class(root, t, min_seconds) for t in soundtracks}
     manifest = write_manifest(root, records)
-    split_of = {row["path"]: row["split"] for row in csv.DictReader(open(manifest, newline=""))}
-    print(f"\n| label | tracks | train/val/test | minutes | .deb MB |\n|---|---|---|---|---|")
+    split_of = {row["path"]: row["split"] for row in csv.DictReader(manifest.read_text().splitlines())}
+    print("\n| label | tracks | train/val/test | minutes | .deb MB |\n|---|---|---|---|---|")
     for label, record in records.items():
         counts = [sum(split_of[f"{label}/{t['path']}"] == s for t in record["tracks"]) for s in SPLITS]
         print(f"| {label} | {len(record['tracks'])} | {'/'.join(map(str, counts))} | "

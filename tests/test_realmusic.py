@@ -128,6 +128,16 @@ def test_an_interrupted_unpack_is_redone(tmp_path):
     assert len(realmusic.json.loads((root / "alpha" / "tracks.json").read_text())["tracks"]) == 6
 
 
+@needs_dpkg
+def test_a_package_without_its_music_folder_is_one_clear_error(tmp_path):
+    make_deb(tmp_path / "debs", "mgr-test-gamma", {"usr/share/games/gamma/sfx/a.wav": tone(1.5, 300),
+                                                   "usr/share/doc/mgr-test-gamma/copyright": b"Files: *\n"})
+    moved = realmusic.Soundtrack("gamma", "mgr-test-gamma", "usr/share/games/gamma/music")
+    with pytest.raises(MGRError, match=r"Cannot unpack usr/share/games/gamma/music, .* \(tar: .*Not found in archive"):
+        realmusic.build(tmp_path, [moved], min_seconds=1.0)
+    assert not (tmp_path / "gamma" / "tracks.json").exists()
+
+
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get")
 def test_apt_get_failure_is_one_clear_error(tmp_path):
     with pytest.raises(MGRError, match=r"apt-get download mgr-no-such-package-x failed \(.*\); the benchmark fetches"):
