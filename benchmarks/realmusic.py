@@ -76,7 +76,9 @@ chosen on the validation clips' accuracy (ties: smaller C, then smaller gamma); 
 stays fitted on the training split alone, as every mgr model is trained on train and
 selected on val, so mgr's own baseline can be held to it. Everything is deterministic (the
 decoder, librosa's features, libsvm without probability estimates), so a seed changes
-nothing and each figure is one run.
+nothing and each figure is one run (refitting with the training clips in three random orders
+and random_state 0-2 moved no test decision value by more than 3e-4 and no prediction).
+It takes about 18 minutes for `--clips 3 10 0` on 2 shared cores, nearly all of it librosa.
 """
 
 from __future__ import annotations
@@ -384,10 +386,10 @@ def reference(manifest: Path, clips: list[float], sample_rate: int = 22050) -> l
     for seconds in clips:
         for name in FEATURE_SETS:
             t0 = time.perf_counter()
-            x = {s: np.concatenate([per_track[i][name, seconds] for i in splits[s]]) for s in SPLITS}
-            y = {s: np.concatenate([[tracks.labels[i]] * len(per_track[i][name, seconds]) for i in splits[s]])
-                 for s in SPLITS}
-            clip_track = {s: np.concatenate([[i] * len(per_track[i][name, seconds]) for i in splits[s]]) for s in SPLITS}
+            stats = {s: [per_track[i][name, seconds] for i in splits[s]] for s in SPLITS}
+            x = {s: np.concatenate(stats[s]) for s in SPLITS}
+            clip_track = {s: np.repeat(splits[s], [len(v) for v in stats[s]]) for s in SPLITS}
+            y = {s: np.asarray(tracks.labels)[clip_track[s]] for s in SPLITS}
             row = fit_and_score(x, y, clip_track)
             rows.append({"clips": f"{seconds:g} s" if seconds else "whole track", "features": name,
                          "dims": x["train"].shape[1], "train_clips": len(x["train"]), **row,
@@ -398,7 +400,8 @@ def reference(manifest: Path, clips: list[float], sample_rate: int = 22050) -> l
 
 def print_table(rows: list[dict], tracks, splits: dict, feature_seconds: float, total_seconds: float) -> None:
     counts = "/".join(str(len(splits[s])) for s in SPLITS)
-    print(f"{len(tracks.class_names)} classes, {counts} train/val/test tracks; RBF SVM, C and gamma chosen on val clips")
+    print(f"{len(tracks.class_names)} classes, {counts} train/val/test tracks; "
+          "RBF SVM, C and gamma chosen on val clips")
     print("| clips | features | dims | train clips | C | gamma | val clip acc | test clip acc | test clip F1 "
           "| test track acc | test track F1 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
