@@ -77,7 +77,8 @@ stays fitted on the training split alone, as every mgr model is trained on train
 selected on val, so mgr's own baseline can be held to it. Everything is deterministic (the
 decoder, librosa's features, libsvm without probability estimates), so a seed changes
 nothing and each figure is one run (refitting with the training clips in three random orders
-and random_state 0-2 moved no test decision value by more than 3e-4 and no prediction).
+and random_state 0-2, whole-track protocol, moved no test decision value by more than 3e-4
+and no prediction).
 It takes about 18 minutes for `--clips 3 10 0` on 2 shared cores, nearly all of it librosa.
 """
 
