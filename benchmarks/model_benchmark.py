@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 ZOO = ["cnn", "cnn3", "cnn5", "cnn_lstm_parallel", "crnn", "crnn_artist", "fcn", "short_chunk_cnn",
-       "short_chunk_resnet", "musicnn", "mfcc_svm"]
+       "short_chunk_resnet", "musicnn", "stats_linear_svm"]
 # FCN's time pools need 1280 frames (29.7 s); on 3 s chunks (130 frames) its time pools are cut to 2.
 EXTRA = {"fcn": ["model.pools=[[2,2],[2,2],[2,2],[3,2],[4,2]]"]}
 
@@ -43,7 +43,7 @@ def throughput(name: str, device: str, batch: int, steps: int) -> tuple[int, flo
     model = build(name).to(device).train()
     params = sum(p.numel() for p in model.parameters())
     wave = torch.randn(batch, model.chunk_samples, device=device)
-    if name == "mfcc_svm":  # no gradient training: time the statistics of one batch instead
+    if name == "stats_linear_svm":  # no gradient training: time the statistics of one batch instead
         start = time.perf_counter()
         for _ in range(steps):
             with torch.no_grad():

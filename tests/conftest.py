@@ -34,7 +34,7 @@ TINY_MODEL = {
     "short_chunk_cnn": ["model.channels=[8,8,16,16,16]"],
     "short_chunk_resnet": ["model.channels=[8,8,16,16,16]"],
     "musicnn": ["model.timbral_filters=8", "model.temporal_filters=4", "model.backend_channels=8", "model.dense=16"],
-    "mfcc_svm": ["model.fit_passes=1"],
+    "stats_linear_svm": ["model.fit_passes=1"],
 }
 
 

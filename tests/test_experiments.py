@@ -67,7 +67,7 @@ def test_every_model_trains_and_restores_from_its_checkpoint(zoo_runs, model, fe
 
 
 def test_the_svm_is_fitted_not_left_at_zero(zoo_runs):
-    restored = MODELS["MFCCSVM"].load_from_checkpoint(zoo_runs["mfcc_svm", "mfcc"] / "checkpoints" / "last.ckpt")
+    restored = MODELS["StatsLinearSVM"].load_from_checkpoint(zoo_runs["stats_linear_svm", "mfcc"] / "checkpoints" / "last.ckpt")
     assert restored.head.weight.abs().sum() > 0
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from conftest import TINY_DATA
 from mgr import MGRError
-from mgr.models import (CNN, CNN3, CNN5, CRNN, FCN, MFCCSVM, CNNLSTMParallel, CRNNArtist, Musicnn, ShortChunkCNN,
+from mgr.models import (CNN, CNN3, CNN5, CRNN, FCN, StatsLinearSVM, CNNLSTMParallel, CRNNArtist, Musicnn, ShortChunkCNN,
                         ShortChunkResNet, load_model)
 from mgr.models.fcn import CHOI_POOLS
 
@@ -171,7 +171,7 @@ def test_svm_head_reproduces_sklearn_and_separates_a_fixed_batch():
     from sklearn.svm import LinearSVC
 
     torch.manual_seed(0)
-    model = MFCCSVM(class_names=["a", "b", "c"], feature=FEATURES[2], sample_rate=SR, chunk_seconds=1.0).eval()
+    model = StatsLinearSVM(class_names=["a", "b", "c"], feature=FEATURES[2], sample_rate=SR, chunk_seconds=1.0).eval()
     # Three classes of noise that differ in loudness and colour.
     wave = torch.randn(30, SR) * torch.tensor([0.01, 0.1, 1.0]).repeat(10)[:, None]
     wave[1::3] = torch.cumsum(wave[1::3], dim=1) * 0.05
@@ -216,3 +216,13 @@ def test_every_model_config_trains_with_the_default_data_and_feature(name, data_
     train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.0 <= metrics["test/track_acc"] <= 1.0
+
+
+def test_checkpoints_of_the_svm_under_its_old_name_load_as_stats_linear_svm(tmp_path):
+    from mgr.models import load_model
+
+    model = StatsLinearSVM(class_names=["a", "b", "c"], feature=FEATURES[2], sample_rate=SR, chunk_seconds=1.0)
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "mgr_model": "MFCCSVM",
+                "pytorch-lightning_version": "2.6.6"}, path)
+    assert isinstance(load_model(path), StatsLinearSVM)

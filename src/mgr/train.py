@@ -22,7 +22,7 @@ def train(cfg: DictConfig) -> float | None:
 
     from mgr.environment import environment
     from mgr.features import build_augment
-    from mgr.models import MFCCSVM
+    from mgr.models import StatsLinearSVM
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
 
     pl.seed_everything(cfg.seed, workers=True)
@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> float | None:
     for logger in loggers:
         logger.log_hyperparams({**plain(cfg), "environment": environment()})
     define_summaries(loggers)
-    if isinstance(model, MFCCSVM):  # fitted in closed form: no training loop, the same evaluation
+    if isinstance(model, StatsLinearSVM):  # fitted in closed form: no training loop, the same evaluation
         return fit_svm(cfg, model, datamodule, trainer)
 
     fresh_rendezvous_port(trainer)
@@ -80,7 +80,7 @@ def best_score(checkpoint) -> float | None:
 
 
 def fit_svm(cfg: DictConfig, model, datamodule, trainer) -> float | None:
-    """model=mfcc_svm: fit on statistics of training chunks, then validate, save and test like any model."""
+    """model=stats_linear_svm: fit on statistics of training chunks, then validate, save and test like any model."""
     datamodule.setup("fit")
     model.to(trainer.strategy.root_device)
     model.fit_svm(datamodule.train_dataloader(), passes=1 if trainer.fast_dev_run else None)

@@ -15,14 +15,15 @@ from mgr.models.cnn_lstm_parallel import CNNLSTMParallel
 from mgr.models.crnn import CRNN
 from mgr.models.crnn_artist import CRNNArtist
 from mgr.models.fcn import FCN
-from mgr.models.mfcc_svm import MFCCSVM
+from mgr.models.stats_linear_svm import StatsLinearSVM
 from mgr.models.musicnn import Musicnn
 from mgr.models.short_chunk_cnn import ShortChunkCNN
 from mgr.models.short_chunk_resnet import ShortChunkResNet
 
-ARCHITECTURES = (CNN, CNN3, CNN5, CNNLSTMParallel, CRNN, CRNNArtist, FCN, MFCCSVM, Musicnn, ShortChunkCNN,
+ARCHITECTURES = (CNN, CNN3, CNN5, CNNLSTMParallel, CRNN, CRNNArtist, FCN, StatsLinearSVM, Musicnn, ShortChunkCNN,
                  ShortChunkResNet)
 MODELS: dict[str, type[GenreClassifier]] = {cls.__name__: cls for cls in ARCHITECTURES}
+OLD_NAMES = {"MFCCSVM": "StatsLinearSVM"}  # names in checkpoints written before 2026-12
 
 
 def read_checkpoint(ckpt_path: str | Path) -> dict:
@@ -48,12 +49,14 @@ def read_checkpoint(ckpt_path: str | Path) -> dict:
 def model_class(checkpoint: dict, ckpt_path: str | Path) -> type[GenreClassifier]:
     """The mgr architecture a checkpoint asks for; a checkpoint naming any class outside mgr is refused."""
     for named in _names_to_instantiate(checkpoint):
-        if named is not None and not (isinstance(named, str) and (named in MODELS or named.startswith("mgr."))):
+        known = isinstance(named, str) and (named in MODELS or named in OLD_NAMES or named.startswith("mgr."))
+        if named is not None and not known:
             raise MGRError(
                 f"Refused to load {ckpt_path}: it names {named!r} to instantiate, and mgr builds only its own "
                 "classes; use only checkpoints written by mgr.train."
             )
     name = checkpoint.get("mgr_model")
+    name = OLD_NAMES.get(name, name) if isinstance(name, str) else name
     cls = MODELS.get(name) if isinstance(name, str) else None
     if cls is None or not cls.__module__.startswith("mgr."):
         raise MGRError(f"{ckpt_path} is not an mgr checkpoint (model {name!r}; known: {', '.join(MODELS)}).")

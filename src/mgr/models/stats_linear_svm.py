@@ -1,6 +1,8 @@
-"""The classic baseline seed 004 (004_00d45737b26eb553.txt) compares its CRNN
-with: summary statistics of frame-level MFCCs classified by a support vector
-machine (as in Mandel & Ellis 2005, the artist20 baseline).
+"""A linear SVM on a feature's per-bin statistics: with `feature=mfcc`, the
+classic baseline seed 004 (004_00d45737b26eb553.txt) compares its CRNN with,
+summary statistics of frame-level MFCCs classified by a support vector machine
+(as in Mandel & Ellis 2005, the artist20 baseline). Named for what it is, not
+for MFCCs: it takes any feature (checkpoints of its old name, MFCCSVM, load).
 
 Every chunk becomes the mean and standard deviation over time of each bin of
 the frontend's output (MFCCs with `feature=mfcc`, band energies with mel or
@@ -26,7 +28,7 @@ from mgr.models.base import GenreClassifier
 log = logging.getLogger(__name__)
 
 
-class MFCCSVM(GenreClassifier):
+class StatsLinearSVM(GenreClassifier):
     def __init__(
         self,
         class_names: list[str],
