@@ -52,8 +52,7 @@ def test_every_module_and_frontend_works_beside_a_torchaudio_that_cannot_load(tm
 
 
 def test_train_writes_its_environment_beside_a_broken_torchaudio(tmp_path, data_dir, monkeypatch):
-    for key, value in broken_torchaudio(tmp_path).items():
-        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYTHONPATH", broken_torchaudio(tmp_path)["PYTHONPATH"])  # mgr_command passes it on
     proc = mgr_command("train", *tiny("cnn", "mel"), "augment=specaugment", cwd=tmp_path, data_dir=data_dir)
     env = json.loads((run_dir_of(proc) / "environment.json").read_text())
     import torch
