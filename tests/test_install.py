@@ -69,3 +69,14 @@ def test_train_writes_its_environment_beside_a_broken_torchaudio(tmp_path, data_
         assert head.stdout.strip().startswith(env["mgr"]["commit"])
     hparams = (run_dir_of(proc) / "csv" / "hparams.yaml").read_text()
     assert "environment:" in hparams and "pytorch-lightning" in hparams  # loggers get it with the config
+
+
+def test_every_package_under_src_ships():
+    """pyproject.toml lists mgr's packages by name (mgr.conf lives outside src/, so setuptools' find
+    cannot be used); a subpackage missing from the list would be absent after `pip install .`."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(root / "src").parts) for p in (root / "src").rglob("__init__.py")}
+    assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages in pyproject.toml"
