@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +15,7 @@ def test_report_summarizes_a_multirun(run_mgr, tmp_path):
     overrides = [o for o in tiny() if not o.startswith("model")]
     run_mgr("train", "-m", "model=cnn,crnn", "seed=1,2", *overrides, "debug=limit")
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
-    proc = subprocess.run([sys.executable, "-m", "mgr.report", str(sweep)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_mgr("report", f"sweep_dir={sweep}")
     assert "4 runs in 2 groups" in proc.stdout
     for name in ("report.md", "report.csv", "report_runs.csv"):
         assert (sweep / name).stat().st_size > 0
@@ -33,6 +30,14 @@ def test_report_summarizes_a_multirun(run_mgr, tmp_path):
     assert "| synth | mel | cnn | 2 |" in (sweep / "report.md").read_text()
 
 
-def test_report_on_an_empty_directory_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mgr.report", str(tmp_path)], capture_output=True, text=True)
-    assert proc.returncode == 1 and "no finished runs" in proc.stderr and "Traceback" not in proc.stderr
+@pytest.mark.parametrize("sweep_dir,text", [
+    (None, "sweep_dir is missing; run python -m mgr.report sweep_dir="),
+    ("empty", "no finished runs (metrics.json beside .hydra/) below"),
+    ("absent", "is not a directory"),
+])
+def test_report_without_runs_is_one_clear_error(run_mgr, tmp_path, sweep_dir, text):
+    (tmp_path / "empty").mkdir()
+    proc = run_mgr("report", *([f"sweep_dir={tmp_path / sweep_dir}"] if sweep_dir else []), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert len(errors) == 1 and text in errors[0], proc.stderr

@@ -1,6 +1,6 @@
-"""One comparison table from a sweep: python -m mgr.report <multirun or runs directory>
+"""One comparison table from a sweep: python -m mgr.report sweep_dir=<multirun or runs directory>
 
-Finds every finished run below the directory (a `metrics.json` beside a
+Finds every finished run below sweep_dir (a `metrics.json` beside a
 `.hydra/` folder), groups runs by dataset x feature x model (and any other
 override that differs, except the seed), and writes the mean +/- std over
 seeds of the test metrics as report.md and report.csv, one row per run as
@@ -10,15 +10,18 @@ runs.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
+import hydra
 import numpy as np
 import yaml
+from omegaconf import DictConfig
+
+from mgr import MGRError
+from mgr.utils.tasks import require, task
 
 METRICS = ("test/track_acc", "test/track_f1", "test/acc", "test/f1")
 KEYS = ("dataset", "feature", "model")
@@ -104,29 +107,36 @@ def bar_chart(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mgr.report", description=__doc__.splitlines()[0])
-    parser.add_argument("directory", type=Path, help="a multirun directory, or any folder holding run directories")
-    args = parser.parse_args(argv)
-    runs = [r for f in sorted(args.directory.rglob("metrics.json")) if (r := read_run(f))]
+@task
+def report(cfg: DictConfig) -> Path:
+    require(cfg, "sweep_dir", usage="python -m mgr.report sweep_dir=logs/train/multiruns/<date_time>")
+    directory = Path(cfg.sweep_dir).expanduser()
+    if not directory.is_dir():
+        raise MGRError(f"sweep_dir={directory} is not a directory; pass a multirun directory or any folder "
+                       "holding run directories.")
+    runs = [r for f in sorted(directory.rglob("metrics.json")) if (r := read_run(f))]
     if not runs:
-        print(f"mgr: error: no finished runs (metrics.json beside .hydra/) below {args.directory}.", file=sys.stderr)
-        return 1
+        raise MGRError(f"Found no finished runs (metrics.json beside .hydra/) below {directory}.")
     keep_differing_overrides(runs)
     rows = summarize(runs)
     table = markdown(rows)
-    (args.directory / "report.md").write_text(f"# Test metrics, mean ± std over seeds\n\n{table}")
+    (directory / "report.md").write_text(f"# Test metrics, mean ± std over seeds\n\n{table}")
     for name, records in (("report.csv", rows), ("report_runs.csv", runs)):
-        with open(args.directory / name, "w", newline="") as f:
+        with open(directory / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(records[0]))
             writer.writeheader()
             writer.writerows(records)
-    bar_chart(rows, args.directory / "report.png")
+    bar_chart(rows, directory / "report.png")
     print(table)
     print(f"{len(runs)} runs in {len(rows)} groups; wrote report.md, report.csv, report_runs.csv, report.png "
-          f"to {args.directory}")
-    return 0
+          f"to {directory}", flush=True)
+    return directory / "report.md"
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="report")
+def main(cfg: DictConfig) -> None:
+    report(cfg)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
