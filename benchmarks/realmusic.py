@@ -370,9 +370,9 @@ def reference(manifest: Path, clips: list[float], sample_rate: int = 22050) -> l
     if not manifest.is_file():
         raise MGRError(f"{manifest} does not exist; run python benchmarks/realmusic.py build first.")
     tracks = read_manifest(manifest)
-    if tracks.assigned is None:
+    if tracks.given_splits is None:
         raise MGRError(f"{manifest} has no split column; the reference uses the manifest's split.")
-    splits = assigned_split(tracks.assigned)
+    splits = assigned_split(tracks.given_splits)
     start = time.perf_counter()
     per_track = defaultdict(dict)  # track index -> {(feature set, clip seconds): [clips, dims]}
     for split in SPLITS:

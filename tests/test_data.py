@@ -15,7 +15,8 @@ from mgr.data import synth
 from mgr.data.audio import DecodeError, load_audio
 from mgr.data.cache import WaveformCache
 from mgr.data.datasets import EvenChunks, RandomChunks
-from mgr.data.sources import FolderSource, SynthSource
+from mgr.data.sources.folder import FolderSource
+from mgr.data.sources.synth import SynthSource
 from mgr.data.splits import check_disjoint, stratified_split
 
 

@@ -14,10 +14,10 @@ import soundfile as sf
 
 from mgr import MGRError
 from mgr.data import GenreDataModule
-from mgr.data.artist20 import Artist20Source
-from mgr.data.fma import FMASource, read_tracks_csv
-from mgr.data.gtzan import GENRES, GTZANSource, packaged_lists
-from mgr.data.sources import FolderSource
+from mgr.data.sources.artist20 import Artist20Source
+from mgr.data.sources.fma import FMASource, read_tracks_csv
+from mgr.data.sources.folder import FolderSource
+from mgr.data.sources.gtzan import GENRES, GTZANSource, packaged_lists
 from mgr.data.splits import check_split
 
 RATE = 8000
@@ -140,15 +140,15 @@ def test_gtzan_split_lists_folder_without_a_list_or_with_a_clip_twice_on_disk(gt
 
 
 def test_missing_dataset_names_the_download_command(tmp_path, data_dir):
-    with pytest.raises(MGRError, match="python -m mgr.data.download gtzan root="):
+    with pytest.raises(MGRError, match="python -m mgr.data.download dataset=gtzan root="):
         GenreDataModule(source="gtzan", root=str(tmp_path / "nope"), cache_dir=str(tmp_path)).prepare_data()
-    with pytest.raises(MGRError, match="python -m mgr.data.download fma_metadata root="):
+    with pytest.raises(MGRError, match="python -m mgr.data.download dataset=fma_metadata root="):
         GenreDataModule(source="fma", root=str(tmp_path), cache_dir=str(tmp_path)).prepare_data()
     proc = subprocess.run([sys.executable, "-m", "mgr.train", "data=fma_small", f"data.root={tmp_path / 'fma'}",
                            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 1
-    assert "mgr: error: FMA metadata not found" in proc.stderr and "download fma_metadata" in proc.stderr
+    assert "mgr: error: FMA metadata not found" in proc.stderr and "download dataset=fma_metadata" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -226,7 +226,7 @@ def test_fma_small_official_split_and_known_bad_files(fma_root, tmp_path):
 
 
 def test_fma_medium_includes_small_and_finds_short_files_itself(fma_root, tmp_path, monkeypatch):
-    from mgr.data import fma
+    from mgr.data.sources import fma
 
     monkeypatch.setattr(fma, "KNOWN_BAD", {})  # unlisted faults are caught by decoding
     dm = datamodule("fma", fma_root, tmp_path, source_options={"size": "medium"}, max_bad_fraction=0.2)
@@ -245,7 +245,7 @@ MEDIUM_MISTRIMMED = (1486, 5574, 65753, 80391, 98558, 98559, 98560, 98566, 98568
 @pytest.mark.parametrize("size", ["medium", "large"])
 def test_fma_known_faults_of_medium_are_known_in_medium_and_large(fma_root, size):
     """mdeff/fma#8's mis-trimmed clips of fma_medium (here 1486) go to the report without decoding."""
-    from mgr.data.fma import KNOWN_BAD
+    from mgr.data.sources.fma import KNOWN_BAD
 
     assert set(MEDIUM_MISTRIMMED) <= set(KNOWN_BAD)
     (fma_root / f"fma_{size}").mkdir(exist_ok=True)  # large: every clip missing but the listed faults

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from mgr import MGRError
-from mgr.data.sources import FolderSource
+from mgr.data.sources.folder import FolderSource
 from mgr.data.splits import check_split
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "realmusic.py"

@@ -1,0 +1,88 @@
+"""What every source shares: the track list it gives, where its dataset lies under
+data.root (and the one-sentence error when it is not there), and its splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mgr import MGRError
+from mgr.data.splits import DEFAULT_FRACTIONS, assigned_split, group_split, stratified_split
+
+
+@dataclass
+class TrackList:
+    files: list[str]
+    labels: list[int]
+    class_names: list[str]
+    # Tracks of one group (artist, album) stay on one side of every split.
+    groups: list[str] | None = None
+    # The split the dataset gives each track ("train"/"val"/"test"; None: in no split).
+    given_splits: list[str | None] | None = None
+    # Files the published dataset is known to get wrong: reported, never decoded.
+    known_bad: dict[str, str] = field(default_factory=dict)
+
+
+class Source:
+    """Base: `list()` the tracks; `split()` them by the dataset's own split or by fractions."""
+
+    name = "source"
+    # The data.split name of the split the dataset ships (TrackList.given_splits), e.g. GTZAN's "filtered".
+    shipped_split: str | None = None
+    # Other data.split values this source understands besides fractions and "random".
+    named_splits: tuple[str, ...] = ()
+    # For the error when the dataset is not found: what it is, the layout under <root>, and
+    # either the mgr.data.download dataset that fetches it or how else to get it.
+    title = "The dataset"
+    layout = "<root>/..."
+    download: str | None = None
+    how_to_get = "put it there"
+
+    def __init__(self, root: str | None):
+        self.root = Path(root).expanduser() if root else None
+
+    def list(self) -> TrackList:
+        raise NotImplementedError
+
+    def require_root(self) -> Path:
+        if self.root is None:
+            raise MGRError(f"data.source={self.name} needs data.root=PATH; {self.advice()}.")
+        return self.root
+
+    def find(self, *candidates: str, accept: Callable[[Path], bool] = Path.exists, what: str | None = None,
+             download: str | None = None) -> Path:
+        """The first `root/<candidate>` (no candidates: root itself) that `accept` takes; else the
+        error that says where mgr looked and how to get the dataset (`what`, `download`: of a part)."""
+        root = self.require_root()
+        for candidate in candidates or (".",):
+            if accept(root / candidate):
+                return root / candidate
+        missing = "" if root.exists() else " (which does not exist)"
+        raise MGRError(f"{what or self.title} not found under data.root={root}{missing}; {self.advice(download)}.")
+
+    def advice(self, download: str | None = None) -> str:
+        download = download or self.download
+        if download:
+            return (f"fetch it with `python -m mgr.data.download dataset={download} root={self.root or 'PATH'}`, "
+                    f"which gives {self.layout}")
+        return f"{self.how_to_get}, laid out as {self.layout}"
+
+    def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
+        """The shipped split (data.split null or its name), else fractions ("random": 80/10/10)
+        stratified by label; where tracks have groups (artists, albums), whole groups."""
+        if tracks.given_splits is not None and split in (None, self.shipped_split):
+            return assigned_split(tracks.given_splits)
+        if split is None or split == "random":
+            split = DEFAULT_FRACTIONS
+        if isinstance(split, dict):
+            if tracks.groups is not None:
+                return group_split(tracks.labels, tracks.groups, split, seed)
+            return stratified_split(tracks.labels, split, seed)
+        choices = ", ".join([*filter(None, [self.shipped_split]), *self.named_splits, "random"])
+        raise MGRError(f"data.split={split!r} is not a split of data.source={self.name}; use one of {choices} "
+                       "or fractions like '{train: 0.8, val: 0.1, test: 0.1}'.")
+
+    def leak_groups(self, tracks: TrackList, split) -> list[str] | None:
+        """The groups that must not cross splits under `split` (checked after splitting)."""
+        return tracks.groups

@@ -1,0 +1,28 @@
+"""The generated dataset as a source: mgr.data.synth writes it under data.root on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mgr import MGRError
+from mgr.data import synth
+from mgr.data.sources.folder import FolderSource
+
+
+class SynthSource(FolderSource):
+    """The generated dataset (see mgr.data.synth), listed as genre folders."""
+
+    name = "synth"
+    title = "The synth dataset"
+    layout = "<root>/<its settings>/<class>/<file>"
+    how_to_get = "mgr writes it there on first use"
+
+    def __init__(self, root: str | None, tracks_per_class: int = 40, seconds=(6.0, 10.0), seed: int = 0):
+        super().__init__(root)
+        self.settings = (int(tracks_per_class), (float(seconds[0]), float(seconds[1])), int(seed))
+        tracks, secs, seed = self.settings
+        if tracks < 1 or not 0 < secs[0] <= secs[1]:
+            raise MGRError("data.source_options needs tracks_per_class >= 1 and 0 < seconds[0] <= seconds[1].")
+
+    def folder(self) -> Path:
+        return synth.generate(self.require_root(), *self.settings)  # instant once generated
