@@ -21,10 +21,10 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mgr import MGRError
-from mgr.utils.tasks import task
+from mgr.utils.tasks import require, task
 
 log = logging.getLogger("mgr.embed")
 
@@ -64,36 +64,21 @@ def tsne_2d(points: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
 @task
 def embed(cfg: DictConfig) -> Path:
     import torch
-    from hydra.utils import instantiate
 
-    from mgr.data import GenreDataModule
-    from mgr.models import load_model, read_checkpoint
     from mgr.plots import save_embedding_map
-    from mgr.predict import resolve_device
+    from mgr.restore import resolve_device, restore
 
-    if OmegaConf.is_missing(cfg, "ckpt_path"):
-        raise MGRError("ckpt_path is missing; run python -m mgr.embed ckpt_path=<best>.ckpt [data=...] [split=test].")
-    model = load_model(cfg.ckpt_path)
-    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))  # None: the checkpoint's
-    if cfg.get("data"):
-        datamodule = instantiate(cfg.data, _convert_="all")
-    else:
-        stored = read_checkpoint(cfg.ckpt_path).get("datamodule_hyper_parameters")
-        if not stored:
-            raise MGRError(f"{cfg.ckpt_path} does not say which data it was trained on; pass data=<group> to choose.")
-        datamodule = GenreDataModule(**stored)
+    require(cfg, "ckpt_path", usage="python -m mgr.embed ckpt_path=<best>.ckpt [data=...] [split=test]")
+    device = resolve_device(cfg.device)
+    model, datamodule = restore(cfg, same_classes=False)  # other music may have other classes
     datamodule.prepare_data()
     datamodule.setup()
     if not datamodule.split_tracks.get(cfg.split):
         raise MGRError(f"split={cfg.split} has no tracks; choose one of "
                        f"{', '.join(k for k, v in datamodule.split_tracks.items() if v)}.")
-    if datamodule.hparams.sample_rate != model.hparams.sample_rate or datamodule.chunk != model.chunk_samples:
-        raise MGRError(f"The data's sample rate and chunk length ({datamodule.hparams.sample_rate} Hz, "
-                       f"{datamodule.hparams.chunk_seconds} s) differ from the model's ({model.hparams.sample_rate} Hz, "
-                       f"{model.hparams.chunk_seconds} s); set data.sample_rate and data.chunk_seconds to match.")
     class_names = datamodule.class_names
     track_ids = datamodule.split_tracks[cfg.split]
-    chunks = split_embeddings(model, datamodule.eval_dataset(cfg.split), cfg.batch_size, resolve_device(cfg.device))
+    chunks = split_embeddings(model, datamodule.eval_dataset(cfg.split), cfg.batch_size, device)
     track_embeddings = track_means(chunks["embeddings"], chunks["tracks"], len(track_ids))
     track_labels = np.array([datamodule.tracks.labels[t] for t in track_ids])
     track_scores = model.track_aggregation.scores(torch.from_numpy(chunks["logits"]),

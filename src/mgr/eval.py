@@ -9,28 +9,20 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from mgr import MGRError
-from mgr.utils.tasks import instantiate_dict, task, test_and_report
+from mgr.utils.tasks import instantiate_dict, require, task
 
 
 @task
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    # Heavy imports here, so `--help` and `--cfg` answer at once.
     from hydra.utils import instantiate
 
-    from mgr.data import GenreDataModule
-    from mgr.models import load_model, read_checkpoint
+    from mgr.evaluation import test_and_report
+    from mgr.restore import restore
 
-    model = load_model(cfg.ckpt_path)
-    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))  # None: the checkpoint's
-    if cfg.get("data"):
-        datamodule = instantiate(cfg.data, _convert_="all")
-    else:
-        datamodule = GenreDataModule(**read_checkpoint(cfg.ckpt_path)["datamodule_hyper_parameters"])
+    require(cfg, "ckpt_path", usage="python -m mgr.eval ckpt_path=<best>.ckpt [data=...]")
+    model, datamodule = restore(cfg)
     datamodule.prepare_data()
-    if datamodule.class_names != model.class_names:
-        raise MGRError(
-            f"The dataset's classes {datamodule.class_names} differ from the checkpoint's {model.class_names}."
-        )
     trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False,
                           callbacks=instantiate_dict(cfg.get("callbacks")))
     return test_and_report(cfg, trainer, model, datamodule, f"Test results of {cfg.ckpt_path}",

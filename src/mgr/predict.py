@@ -30,12 +30,12 @@ from typing import Iterable, Iterator
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from mgr import MGRError
 from mgr.data.audio import DecodeError, is_audio_file, load_audio
 from mgr.data.chunking import chunk_starts, cut
-from mgr.utils.tasks import task
+from mgr.utils.tasks import require, task
 
 log = logging.getLogger("mgr.predict")
 
@@ -119,18 +119,6 @@ def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: in
         yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist())
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MGRError(f"device={name!r} is not a torch device; use auto, cpu or cuda.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MGRError(f"device={name} asks for a GPU, but torch finds none; use device=auto or device=cpu.")
-    return device
-
-
 def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int) -> str:
     if p.error:
         return f"  {p.path:{width}s}  FAILED: {p.error}"
@@ -172,19 +160,16 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
 
 @task
 def predict(cfg: DictConfig) -> list[FilePrediction]:
-    from mgr.models import load_model
+    from mgr.restore import load_trained_model, resolve_device
 
-    for key in ("ckpt_path", "inputs"):
-        if OmegaConf.is_missing(cfg, key):
-            raise MGRError(f"{key} is missing; run python -m mgr.predict ckpt_path=<best>.ckpt inputs=[song.mp3,music/].")
+    require(cfg, "ckpt_path", "inputs", usage="python -m mgr.predict ckpt_path=<best>.ckpt inputs=[song.mp3,music/]")
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
     if not 0 <= cfg.overlap < 1:
         raise MGRError(f"overlap={cfg.overlap} must be at least 0 and below 1 (the fraction of a chunk shared).")
     if cfg.batch_size < 1 or cfg.top_k < 1:
         raise MGRError("batch_size and top_k must be at least 1.")
     device = resolve_device(cfg.device)
-    model = load_model(cfg.ckpt_path)
-    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))  # None: the checkpoint's
+    model = load_trained_model(cfg)
     paths = find_audio_files(str(i) for i in inputs)
     if not paths:
         raise MGRError(f"No audio files found in {', '.join(map(str, inputs))}; pass files or folders holding audio.")

@@ -1,5 +1,6 @@
 """Weights & Biases around a run: offline fallback, metric summaries, the test
-report (confusion matrix, per-class table, figures), and always finishing the run.
+report (mgr.evaluation's confusion matrix and per-class table, the figures), and always
+finishing the run.
 
 Every function does nothing when no W&B logger is configured.
 """
@@ -69,19 +70,9 @@ def define_summaries(loggers) -> None:
             logger.experiment.define_metric(name, summary=summary, step_metric="epoch")
 
 
-def per_class_scores(confusion: list[list[int]], class_names: list[str]) -> list[dict]:
-    """Precision, recall, F1 and support of each class from a confusion matrix (rows: true class)."""
-    m = np.asarray(confusion, dtype=float)
-    tp, predicted, actual = np.diag(m), m.sum(axis=0), m.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
-    return [dict(label=name, precision=float(p), recall=float(r), f1=float(f), support=int(s))
-            for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
-
-
 def log_test_report(loggers, results: dict, run_dir: str | Path) -> None:
-    """Track-level confusion matrix, per-class scores and the run's PNG figures to W&B."""
+    """Track-level confusion matrix, per-class scores (mgr.evaluation's results) and the run's PNG
+    figures to W&B."""
     targets = wandb_loggers(loggers)
     if not targets or "track_confusion" not in results:
         return
@@ -90,7 +81,7 @@ def log_test_report(loggers, results: dict, run_dir: str | Path) -> None:
     names, confusion = results["class_names"], np.asarray(results["track_confusion"])
     y_true = [t for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
     y_pred = [p for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
-    scores = per_class_scores(confusion.tolist(), names)
+    scores = results["track_per_class"]
     table = wandb.Table(columns=list(scores[0]), data=[list(s.values()) for s in scores])
     images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted(Path(run_dir).glob("plots/*.png"))}
     for logger in targets:

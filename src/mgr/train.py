@@ -8,7 +8,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, plain, task, test_and_report
+from mgr.evaluation import test_and_report
+from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, plain, task
 
 log = logging.getLogger("mgr.train")
 

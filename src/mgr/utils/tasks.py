@@ -1,14 +1,12 @@
-"""What every entry point shares: user errors without tracebacks, config
-instantiation, and the closing summary."""
+"""What every entry point shares: user errors without tracebacks, required keys and config
+instantiation. The test report is mgr.evaluation."""
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import warnings
-from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -65,6 +63,13 @@ def _quiet_warnings() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+def require(cfg: DictConfig, *keys: str, usage: str) -> None:
+    """One sentence, not Hydra's MissingMandatoryValue, when a required (`???`) key is not given."""
+    for key in keys:
+        if OmegaConf.is_missing(cfg, key):
+            raise MGRError(f"{key} is missing; run {usage}.")
+
+
 def instantiate_dict(group: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` entry of a group like `callbacks` or `logger`."""
     from hydra.utils import instantiate
@@ -76,37 +81,6 @@ def instantiate_dict(group: DictConfig | None) -> list[Any]:
 
 def plain(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
-
-
-def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, about: dict,
-                    ckpt_path: str | None = None) -> dict[str, float]:
-    """Test (on `ckpt_path`'s weights if given, else the model's), then write metrics.json
-    (test metrics, `about`, class names, the track aggregation, confusion matrices, per-class
-    scores), print the table and send the report to loggers that take it (W&B). Returns the
-    test metrics."""
-    from mgr.models.base import test_confusions
-    from mgr.tracking import log_test_report, per_class_scores
-
-    fresh_rendezvous_port(trainer)
-    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    results = {**about, "class_names": model.class_names, **model.track_aggregation.as_dict(),
-               **test_confusions(trainer)}
-    results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
-    write_and_print_results(metrics, results, cfg.paths.output_dir, title)
-    log_test_report(trainer.loggers, results, cfg.paths.output_dir)
-    return metrics
-
-
-def write_and_print_results(metrics: dict[str, float], extra: dict, run_dir: str, title: str) -> None:
-    """Write metrics.json into the run directory and print the chunk/track table."""
-    Path(run_dir, "metrics.json").write_text(json.dumps({**metrics, **extra}, indent=2))
-    rows = [("accuracy", "test/acc", "test/track_acc"), ("macro-F1", "test/f1", "test/track_f1")]
-    lines = [f"\n{title}", f"  {'':10s} {'chunk':>8s} {'track':>8s}"]
-    for name, chunk, track in rows:
-        lines.append(f"  {name:10s} {metrics.get(chunk, float('nan')):8.4f} {metrics.get(track, float('nan')):8.4f}")
-    lines.append(f"  run directory: {run_dir}")
-    print("\n".join(lines), flush=True)
 
 
 def fresh_rendezvous_port(trainer) -> None:

@@ -1,0 +1,78 @@
+"""What mgr.eval, mgr.embed and mgr.predict restore from `cfg.ckpt_path`: the trained model
+(combining a track's chunks as asked), the data it runs on, checked to fit it, and the device.
+
+Without a `data=...` override the data module is rebuilt from the values the checkpoint stores
+(dataset, root, split, sample rate, chunking), so the checkpoint alone is enough.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from mgr import MGRError
+from mgr.data import GenreDataModule
+from mgr.models import GenreClassifier, load_model, read_checkpoint
+
+
+def load_trained_model(cfg: DictConfig) -> GenreClassifier:
+    """The model of cfg.ckpt_path with the entry point's track_aggregation / vote_threshold (None: the checkpoint's)."""
+    model = load_model(cfg.ckpt_path)
+    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))
+    return model
+
+
+def restore(cfg: DictConfig, same_classes: bool = True) -> tuple[GenreClassifier, GenreDataModule]:
+    """The trained model and a data module that fits it (not yet prepared: nothing decoded).
+    `same_classes=False` lets the data have other classes (embeddings of other music)."""
+    model = load_trained_model(cfg)
+    datamodule = _datamodule(cfg)
+    check_fits(model, datamodule, same_classes)
+    return model, datamodule
+
+
+def _datamodule(cfg: DictConfig) -> GenreDataModule:
+    if cfg.get("data"):
+        from hydra.utils import instantiate
+
+        return instantiate(cfg.data, _convert_="all")
+    stored = read_checkpoint(cfg.ckpt_path).get("datamodule_hyper_parameters")
+    if not stored:
+        raise MGRError(f"{cfg.ckpt_path} does not say which data it was trained on; pass data=<group> "
+                       "(e.g. data=folder data.root=...) to choose.")
+    try:
+        return GenreDataModule(**stored)
+    except TypeError as e:  # settings of another mgr version
+        raise MGRError(f"{cfg.ckpt_path} stores data settings this mgr cannot rebuild ({e}); "
+                       "pass data=<group> to choose.") from None
+
+
+def check_fits(model: GenreClassifier, datamodule: GenreDataModule, same_classes: bool = True) -> None:
+    """The model hears chunks of its own sample rate and length (and, unless told otherwise, knows
+    the data's classes); else one sentence names every difference and the override that fixes it."""
+    data, ours = datamodule.hparams, model.hparams
+    differences = []
+    if data.sample_rate != ours.sample_rate:
+        differences.append(f"sample rate {data.sample_rate} Hz, the model's {ours.sample_rate} Hz "
+                           f"(set data.sample_rate={ours.sample_rate})")
+    if round(data.chunk_seconds * ours.sample_rate) != model.chunk_samples:  # at one rate: only the length counts
+        differences.append(f"chunk length {data.chunk_seconds:g} s, the model's {ours.chunk_seconds:g} s "
+                           f"(set data.chunk_seconds={ours.chunk_seconds:g})")
+    if same_classes and datamodule.class_names != model.class_names:
+        differences.append(f"classes {datamodule.class_names}, the model's {model.class_names} "
+                           "(choose a dataset with the model's classes)")
+    if differences:
+        raise MGRError(f"The data does not fit the model: {'; '.join(differences)}.")
+
+
+def resolve_device(name: str) -> torch.device:
+    """device=auto|cpu|cuda|cuda:N; auto: a GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MGRError(f"device={name!r} is not a torch device; use auto, cpu or cuda.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MGRError(f"device={name} asks for a GPU, but torch finds none; use device=auto or device=cpu.")
+    return device

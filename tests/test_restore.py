@@ -1,0 +1,89 @@
+"""mgr.restore: the model and data of mgr.eval and mgr.embed from a checkpoint, checked to fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from omegaconf import OmegaConf
+
+from conftest import mgr_command
+from mgr import MGRError
+from mgr.data import synth
+from mgr.embed import embed
+from mgr.eval import evaluate
+from mgr.models import CNN
+from mgr.restore import restore
+from test_aggregation import _save
+
+RATE, CHUNK = 8000, 1.0
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    """An untrained tiny CNN of the synth classes, saved without a data module (no stored data settings)."""
+    model = CNN(class_names=sorted(synth.CLASSES), feature={"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32},
+                sample_rate=RATE, chunk_seconds=CHUNK, channels=[4, 8, 8], hidden=8)
+    path = tmp_path_factory.mktemp("restore") / "no_data.ckpt"
+    _save(model, path)
+    assert "datamodule_hyper_parameters" not in torch.load(path, weights_only=True)
+    return str(path)
+
+
+def synth_data(data_dir, **changes) -> dict:
+    """A data=synth override of two-second tracks, at the model's rate and chunk length unless changed."""
+    return {"_target_": "mgr.data.GenreDataModule", "source": "synth", "root": str(data_dir / "restore_synth"),
+            "cache_dir": str(data_dir / "cache"), "source_options": {"tracks_per_class": 2, "seconds": [2.0, 2.0]},
+            "sample_rate": RATE, "chunk_seconds": CHUNK, **changes}
+
+
+def entry_cfg(checkpoint, data=None, **keys):
+    return OmegaConf.create({"ckpt_path": checkpoint, "data": data, "device": "cpu", "split": "test", **keys})
+
+
+def test_a_fitting_data_override_is_built_and_not_yet_decoded(checkpoint, data_dir):
+    model, datamodule = restore(entry_cfg(checkpoint, synth_data(data_dir), track_aggregation="majority_vote"))
+    assert model.track_aggregation.name == "majority_vote"  # the entry point's rule, not the checkpoint's
+    assert datamodule.class_names == model.class_names and datamodule.cache is None
+
+
+def test_eval_of_a_checkpoint_without_data_settings_is_one_clear_error(checkpoint, tmp_path, data_dir):
+    proc = mgr_command("eval", f"ckpt_path={checkpoint}", cwd=tmp_path, data_dir=data_dir, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert len(errors) == 1 and "does not say which data it was trained on; pass data=<group>" in errors[0], proc.stderr
+
+
+@pytest.mark.parametrize("changes,text", [
+    ({"sample_rate": 16000}, "sample rate 16000 Hz, the model's 8000 Hz (set data.sample_rate=8000)"),
+    ({"chunk_seconds": 2.5}, "chunk length 2.5 s, the model's 1 s (set data.chunk_seconds=1)"),
+])
+def test_eval_and_embed_refuse_data_the_model_cannot_hear_with_the_same_error(checkpoint, data_dir, changes, text):
+    cfg = entry_cfg(checkpoint, synth_data(data_dir, **changes))
+    messages = []
+    for task in (evaluate, embed):
+        with pytest.raises(MGRError) as error:
+            task.__wrapped__(cfg)  # the task's body, without the wrapper that prints and exits
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] == f"The data does not fit the model: {text}."
+
+
+def test_eval_needs_the_models_classes_and_embed_does_not(checkpoint, tmp_path):
+    for genre in ("jazz", "polka"):
+        (tmp_path / genre).mkdir()
+        sf.write(str(tmp_path / genre / "a.wav"), np.zeros(RATE, dtype=np.float32), RATE)
+    cfg = entry_cfg(checkpoint, {"_target_": "mgr.data.GenreDataModule", "source": "folder", "root": str(tmp_path),
+                                 "cache_dir": str(tmp_path / "cache"), "sample_rate": RATE, "chunk_seconds": CHUNK})
+    with pytest.raises(MGRError, match=r"classes \['jazz', 'polka'\], the model's \['ambient_drone', .*\] \(choose a"):
+        restore(cfg)
+    _, datamodule = restore(cfg, same_classes=False)  # embeddings of other music: only what the model hears counts
+    assert datamodule.class_names == ["jazz", "polka"]
+
+
+def test_stored_data_settings_of_another_version_are_one_clear_error(checkpoint, tmp_path):
+    stored = torch.load(checkpoint, weights_only=True)
+    stored["datamodule_hyper_parameters"] = {"source": "synth", "root": None, "cache_dir": "c", "old_option": 1}
+    torch.save(stored, tmp_path / "old.ckpt")
+    with pytest.raises(MGRError, match="stores data settings this mgr cannot rebuild .*old_option.*pass data=<group>"):
+        restore(entry_cfg(str(tmp_path / "old.ckpt")))
