@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,15 @@ def _same_data(a: WaveformCache, b: WaveformCache) -> bool:
         and a.lengths.tolist() == b.lengths.tolist()
 
 
-def _verify(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mgr.data.verify", *args], capture_output=True, text=True, timeout=120)
+def _verify(*overrides: str) -> subprocess.CompletedProcess:
+    """python -m mgr.data.verify, its run directory (<log_dir>/verify/runs/...) in a temporary folder."""
+    with tempfile.TemporaryDirectory() as logs:
+        return subprocess.run([sys.executable, "-m", "mgr.data.verify", *overrides, f"paths.log_dir={logs}"],
+                              capture_output=True, text=True, timeout=120)
+
+
+def _untimed(stdout: str) -> list[str]:
+    return sorted(line.rsplit(" (", 1)[0] for line in stdout.strip().splitlines())
 
 
 def test_truncated_cache_is_refused_on_open_and_rebuilt_from_the_cut(files, tmp_path, monkeypatch, caplog):
@@ -88,7 +96,7 @@ def test_a_flipped_byte_stops_the_first_read_of_its_file(files, tmp_path):
         next(iter(loader))
     assert str(caught.value).startswith(f"The waveform cache {built.directory} is damaged") and "\n" not in str(caught.value)
 
-    check = _verify(str(built.directory))
+    check = _verify(f"caches={built.directory}")
     assert check.returncode == 1
     assert check.stdout.strip().splitlines() == [
         f"DAMAGED {built.directory}: the samples of {files[5]} do not match the checksum written when it was "
@@ -98,7 +106,7 @@ def test_a_flipped_byte_stops_the_first_read_of_its_file(files, tmp_path):
 def test_a_deleted_index_rebuilds_the_cache(files, tmp_path, monkeypatch, caplog):
     built = _build(files, tmp_path / "cache")
     (built.directory / "index.json").unlink()
-    assert "no index.json" in _verify(str(tmp_path / "cache")).stdout
+    assert "no index.json" in _verify(f"caches={tmp_path / 'cache'}").stdout
 
     decoded = _count_decoding(monkeypatch)
     rebuilt = _build(files, tmp_path / "cache")
@@ -134,7 +142,7 @@ def test_a_cache_from_before_checksums_gets_them_once_unless_truncated(files, tm
     upgraded = _build(files, tmp_path / "cache")
     assert "written before mgr recorded checksums" in caplog.text
     assert json.loads(index_path.read_text())["crc32"] == sums
-    assert _verify(str(built.directory)).returncode == 0
+    assert _verify(f"caches={built.directory}").returncode == 0
 
     index_path.write_text(json.dumps({**index, "version": 2}))
     with open(built.directory / "waveforms.f32", "r+b") as f:
@@ -148,15 +156,18 @@ def test_a_cache_from_before_checksums_gets_them_once_unless_truncated(files, tm
 def test_verify_command_summarises_good_caches(files, tmp_path):
     first = _build(files, tmp_path / "cache")
     second = WaveformCache.build(files[:3], 8000, tmp_path / "cache", "folder")
-    check = _verify(str(tmp_path / "cache"))
+    check = _verify(f"paths.data_dir={tmp_path}")  # by default the caches under paths.cache_dir
     assert check.returncode == 0, check.stderr
     lines = check.stdout.strip().splitlines()
     assert len(lines) == 3 and lines[-1].startswith("2 caches, every checksum matches")
     assert {line.split()[1].rstrip(":") for line in lines[:2]} == {str(first.directory), str(second.directory)}
     assert all(line.startswith("ok ") and "every checksum matches" in line for line in lines[:2])
-    assert "usage:" in _verify("--help").stdout
-    missing = _verify(str(tmp_path / "nothing_here"))
-    assert missing.returncode == 1 and missing.stderr.startswith("mgr: error: ")
+    both = _verify(f"caches=[{first.directory},{second.directory}]")
+    assert both.returncode == 0 and _untimed(both.stdout) == _untimed(check.stdout)
+    helped = _verify("--help")
+    assert "python -m mgr.data.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
+    missing = _verify(f"caches={tmp_path / 'nothing_here'}")
+    assert missing.returncode == 1 and missing.stderr.startswith(f"mgr: error: {tmp_path / 'nothing_here'} is no waveform cache")
 
 
 def test_bytes_beyond_the_index_are_dropped_without_decoding(files, tmp_path, monkeypatch, caplog):

@@ -139,16 +139,31 @@ def test_interrupted_download_resumes_on_the_next_run(archives, tmp_path):
     assert (tmp_path / "fma_metadata" / "README.txt").read_text() == "metadata"
 
 
+def _download(*overrides: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mgr.data.download", *overrides, f"paths.log_dir={cwd / 'logs'}"],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
 def test_command_line_reports_a_bad_checksum_in_one_line(tmp_path):
     # The real table: these local bytes cannot match FMA's published checksum.
     server = ArchiveServer({"fma_metadata.zip": fma_metadata_zip()})
     try:
-        proc = subprocess.run([sys.executable, "-m", "mgr.data.download", "fma_metadata", f"root={tmp_path}",
-                               f"mirror={server.url}"], capture_output=True, text=True, timeout=120)
+        proc = _download("dataset=fma_metadata", f"root={tmp_path}", f"mirror={server.url}", cwd=tmp_path)
     finally:
         server.close()
     assert proc.returncode == 1
-    assert "mgr: error: fma_metadata.zip does not match its published sha1 checksum" in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("mgr: error: fma_metadata.zip does not match its published sha1")
     assert "Traceback" not in proc.stderr
-    usage = subprocess.run([sys.executable, "-m", "mgr.data.download", "fma_small"], capture_output=True, text=True)
-    assert usage.returncode == 2 and "root=PATH" in usage.stderr
+
+
+def test_command_line_errors_are_one_sentence(tmp_path):
+    """A Hydra entry point like mgr.train: a missing or unknown value is one `mgr: error:` line."""
+    missing = _download("dataset=fma_small", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == ("mgr: error: root is missing; run python -m mgr.data.download "
+                                      f"dataset={'|'.join(dl.DATASETS)} root=PATH [mirror=URL] [keep_archives=true].")
+    unknown = _download("dataset=fma_tiny", f"root={tmp_path}", cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().startswith("mgr: error: Unknown dataset='fma_tiny'; choose one of gtzan, ")
+    helped = _download("--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "python -m mgr.data.download" in helped.stdout and "keep_archives: false" in helped.stdout

@@ -1,4 +1,4 @@
-"""Fetch the public datasets: python -m mgr.data.download gtzan|fma_small|fma_medium|fma_large|fma_metadata root=PATH
+"""Fetch a public dataset: python -m mgr.data.download dataset=gtzan|fma_small|fma_medium|fma_large|fma_metadata root=PATH
 
 Each archive is downloaded to `<root>/.downloads/<name>.part` with a progress
 bar, resumed with an HTTP Range request when interrupted (also on the next run),
@@ -21,9 +21,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import hydra
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from mgr import MGRError
+from mgr.utils.tasks import require, task
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def extract(archive: Path, into: Path, top: str) -> Path:
 
 def download(dataset: str, root: str | Path, mirror: str | None = None, keep_archives: bool = False) -> list[Path]:
     if dataset not in DATASETS:
-        raise MGRError(f"Unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")
+        raise MGRError(f"Unknown dataset={dataset!r}; choose one of {', '.join(DATASETS)}.")
     root = Path(root).expanduser().resolve()
     done = []
     for name in DATASETS[dataset]:
@@ -156,21 +159,19 @@ def download(dataset: str, root: str | Path, mirror: str | None = None, keep_arc
     return done
 
 
-def main(argv: list[str]) -> int:
-    names = [a for a in argv if "=" not in a]
-    options = dict(a.split("=", 1) for a in argv if "=" in a)
-    unknown = set(options) - {"root", "mirror", "keep_archives"}
-    if len(names) != 1 or "root" not in options or unknown:
-        print(f"usage: python -m mgr.data.download {{{'|'.join(DATASETS)}}} root=PATH [mirror=URL] [keep_archives=true]",
-              file=sys.stderr)
-        return 2
-    try:
-        download(names[0], options["root"], options.get("mirror"), options.get("keep_archives", "").lower() == "true")
-    except MGRError as e:
-        print(f"mgr: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+USAGE = f"python -m mgr.data.download dataset={'|'.join(DATASETS)} root=PATH [mirror=URL] [keep_archives=true]"
+
+
+@task
+def download_command(cfg: DictConfig) -> list[Path]:
+    require(cfg, "dataset", "root", usage=USAGE)
+    return download(str(cfg.dataset), str(cfg.root), cfg.mirror, bool(cfg.keep_archives))
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="download")
+def main(cfg: DictConfig) -> None:
+    download_command(cfg)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()

@@ -1,24 +1,26 @@
-"""Check waveform caches against their index and checksums: python -m mgr.data.verify PATH...
+"""Check waveform caches against their index and checksums: python -m mgr.data.verify [caches=PATH]
 
-PATH is one cache (data/cache/<source>-<rate>Hz-<key>) or a folder of caches
-(data/cache). Each cache gets one line: ok, DAMAGED (with what to delete) or
-unchecked (written before mgr recorded checksums). Exit code 1 when any cache
-is damaged. Every sample is read: about 0.1 s per audio-hour at 22050 Hz from
-the page cache, more from disk. Nothing is changed: a training run repairs or
-upgrades a cache.
+`caches` is one cache (data/cache/<source>-<rate>Hz-<key>), a folder of caches
+(default: paths.cache_dir, data/cache) or a list of them. Each cache gets one
+line: ok, DAMAGED (with what to delete) or unchecked (written before mgr
+recorded checksums). Exit code 1 when any cache is damaged. Every sample is
+read: about 0.1 s per audio-hour at 22050 Hz from the page cache, more from
+disk. Nothing is changed: a training run repairs or upgrades a cache.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
+import hydra
 from filelock import FileLock
+from omegaconf import DictConfig, ListConfig
 
 from mgr import MGRError
 from mgr.data.cache import INDEX, REBUILD_ADVICE, WAVEFORMS, CacheDamaged, WaveformCache
+from mgr.utils.tasks import task
 
 
 def caches_in(path: Path) -> list[Path]:
@@ -55,16 +57,11 @@ def verify(directory: Path) -> tuple[bool, str]:
                   f"({seconds:.2f} s)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mgr.data.verify", description=__doc__.split(":", 1)[0] + ".\n\n" + __doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a cache folder or a folder of caches")
-    args = parser.parse_args(argv)
-    try:
-        directories = [d for path in args.paths for d in caches_in(path.expanduser())]
-    except MGRError as e:
-        print(f"mgr: error: {e}", file=sys.stderr)
-        return 1
+@task
+def verify_command(cfg: DictConfig) -> bool:
+    """Check every cache named by `caches`; whether all are whole."""
+    paths = cfg.caches if isinstance(cfg.caches, ListConfig) else [cfg.caches]
+    directories = [d for path in paths for d in caches_in(Path(str(path)).expanduser())]
     states = []
     for directory in directories:
         whole, line = verify(directory)
@@ -74,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(directories) > 1:
         print(f"{len(directories)} caches, " + (f"{damaged} damaged" if damaged else
               f"none damaged, {unchecked} without checksums yet" if unchecked else "every checksum matches"))
-    return 1 if damaged else 0
+    return not damaged
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="verify")
+def main(cfg: DictConfig) -> None:
+    if not verify_command(cfg):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
