@@ -2,6 +2,8 @@
 
 Track metrics combine a track's chunks as the checkpoint's run did (its track_aggregation and
 vote_threshold); `track_aggregation=...` / `vote_threshold=...` score them another way.
+`data=...` evaluates other data with the model's classes, sample rate and chunk length
+(mgr.restore.check_fits).
 """
 
 from __future__ import annotations
