@@ -47,7 +47,7 @@ class Source:
 
     def require_root(self) -> Path:
         if self.root is None:
-            raise MGRError(f"data.source={self.name} needs data.root=PATH; {self.advice()}.")
+            raise MGRError(f"data.source={type(self).name} needs data.root=PATH; {self.advice()}.")
         return self.root
 
     def find(self, *candidates: str, accept: Callable[[Path], bool] = Path.exists, what: str | None = None,
@@ -80,7 +80,7 @@ class Source:
                 return group_split(tracks.labels, tracks.groups, split, seed)
             return stratified_split(tracks.labels, split, seed)
         choices = ", ".join([*filter(None, [self.shipped_split]), *self.named_splits, "random"])
-        raise MGRError(f"data.split={split!r} is not a split of data.source={self.name}; use one of {choices} "
+        raise MGRError(f"data.split={split!r} is not a split of data.source={type(self).name}; use one of {choices} "
                        "or fractions like '{train: 0.8, val: 0.1, test: 0.1}'.")
 
     def leak_groups(self, tracks: TrackList, split) -> list[str] | None:

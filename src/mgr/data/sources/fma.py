@@ -78,11 +78,12 @@ class FMASource(Source):
         super().__init__(root)
         self.size = size
         self.name = f"fma_{size}"
+        self.download = self.name  # the audio brings the metadata with it
         self.layout = f"<root>/fma_metadata/tracks.csv and <root>/fma_{size}/<tid[:3]>/<tid>.mp3"
 
     def list(self) -> TrackList:
         metadata = self.find("fma_metadata/tracks.csv", what="FMA metadata", download="fma_metadata")
-        audio = self.find(f"fma_{self.size}", what=f"FMA {self.size} audio", download=self.name)
+        audio = self.find(f"fma_{self.size}", what=f"FMA {self.size} audio")
         limit = SIZES.index(self.size)
         rows = read_tracks_csv(metadata)
         where = assign_from_lists(((int(r["track_id"]), SPLIT_ALIASES.get(r["split"]), metadata, r["line"])

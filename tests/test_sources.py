@@ -1,0 +1,106 @@
+"""mgr.data.sources: a registry over one module per source, no import cycle, and the
+root handling every source shares (one sentence when data.root is unset or wrong)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import mgr.data
+from mgr import MGRError
+from mgr.data import sources
+from mgr.data.sources import SOURCES, Source, build_source
+
+OPTIONS = {"synth": {"tracks_per_class": 1}}  # what a source needs besides its root to be built
+
+
+def imported_modules(path: Path, package: str, modules: set[str]) -> set[str]:
+    """The modules of `modules` that a file imports (top level or inside functions): `from pkg
+    import name` imports pkg.name where that is a module, else pkg; relative imports made absolute."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+    return found & modules
+
+
+def package_modules(package) -> dict[str, Path]:
+    """Every module of `package` and its subpackages, by name, with its file."""
+    found = {package.__name__: Path(package.__file__)}
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        spec = info.module_finder.find_spec(info.name)
+        found[info.name] = Path(spec.origin)
+    return found
+
+
+def test_mgr_data_has_no_import_cycle():
+    modules = package_modules(mgr.data)
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        graph[name] = imported_modules(path, package, set(modules)) - {name}
+
+    def cycle_from(name, trail):
+        for nxt in sorted(graph[name]):
+            if nxt in trail:
+                return trail[trail.index(nxt):] + [nxt]
+            if (found := cycle_from(nxt, trail + [nxt])) is not None:
+                return found
+        return None
+
+    for name in graph:
+        cycle = cycle_from(name, [name])
+        assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_registry_holds_every_source_and_no_source_imports_it():
+    defined = {cls for name, path in package_modules(sources).items() if path.name != "__init__.py"
+               for cls in vars(__import__(name, fromlist=["_"])).values()
+               if inspect.isclass(cls) and issubclass(cls, Source) and cls is not Source}
+    assert set(SOURCES.values()) == defined
+    modules = package_modules(sources)
+    for name, path in modules.items():
+        if path.name != "__init__.py":
+            assert "mgr.data.sources" not in imported_modules(path, "mgr.data.sources", set(modules)), \
+                f"{name} imports the registry"
+
+
+def test_build_source_names_the_choices_and_bad_options():
+    with pytest.raises(MGRError, match=r"Unknown data.source='gtzn'; choose one of \['artist20', 'fma', 'folder'"):
+        build_source("gtzn", "/music", {})
+    with pytest.raises(MGRError, match="Bad data.source_options for data.source=gtzan: .*'size'"):
+        build_source("gtzan", "/music", {"size": "small"})
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_source_without_a_root_says_so_and_how_to_get_the_data(name):
+    source = build_source(name, None, OPTIONS.get(name, {}))
+    with pytest.raises(MGRError, match=rf"^data.source={name} needs data.root=PATH; ") as caught:
+        source.list()
+    assert "\n" not in str(caught.value) and "None" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", sorted(set(SOURCES) - {"synth"}))  # synth writes its dataset there
+def test_every_source_with_a_missing_root_says_so_and_how_to_get_the_data(name, tmp_path):
+    root = tmp_path / "nowhere"
+    source = build_source(name, str(root), OPTIONS.get(name, {}))
+    with pytest.raises(MGRError, match=rf"not found under data.root={root} \(which does not exist\); ") as caught:
+        source.list()
+    if source.download:
+        first = "fma_metadata" if name == "fma" else source.download  # fma looks for its metadata first
+        assert f"`python -m mgr.data.download dataset={first} root={root}`" in str(caught.value)
+    assert str(caught.value).endswith(".") and "\n" not in str(caught.value)
+
+
+def test_a_root_with_a_tilde_is_expanded_once_for_every_source():
+    for name in SOURCES:
+        assert build_source(name, "~/music", OPTIONS.get(name, {})).root == Path.home() / "music"
