@@ -166,4 +166,5 @@ def test_command_line_errors_are_one_sentence(tmp_path):
     assert unknown.returncode == 1
     assert unknown.stderr.strip().startswith("mgr: error: Unknown dataset='fma_tiny'; choose one of gtzan, ")
     helped = _download("--help", cwd=tmp_path)
-    assert helped.returncode == 0 and "python -m mgr.data.download" in helped.stdout and "keep_archives: false" in helped.stdout
+    assert helped.returncode == 0
+    assert "python -m mgr.data.download" in helped.stdout and "keep_archives: false" in helped.stdout

@@ -1,4 +1,6 @@
-"""Fetch a public dataset: python -m mgr.data.download dataset=gtzan|fma_small|fma_medium|fma_large|fma_metadata root=PATH
+"""Fetch a public dataset: python -m mgr.data.download dataset=NAME root=PATH
+
+NAME is gtzan, fma_small, fma_medium, fma_large (each with fma_metadata) or fma_metadata.
 
 Each archive is downloaded to `<root>/.downloads/<name>.part` with a progress
 bar, resumed with an HTTP Range request when interrupted (also on the next run),
