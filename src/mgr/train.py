@@ -7,11 +7,9 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from mgr.utils.config import register_net_defaults
 from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, plain, task, test_and_report
 
 log = logging.getLogger("mgr.train")
-register_net_defaults()  # the model group's schema, before Hydra composes
 
 
 @task
