@@ -26,7 +26,7 @@ TINY_FEATURE = {
 TINY_MODEL = {
     "crnn": ["model.channels=[8,16,16,16]", "model.rnn_hidden=16"],
     "cnn": ["model.channels=[8,16,32]", "model.hidden=32"],
-    "cnn3": ["model.channels=[8,16,16]", "model.hidden=16"],
+    "belov_cnn": ["model.channels=[8,16,16]", "model.hidden=16"],
     "cnn5": ["model.channels=[4,8,8,16,16]", "model.linear=[32,32,16,16]", "model.dropout=0.1"],
     "cnn_lstm_parallel": ["model.channels=[4,8,8]", "model.pools=[2,2,4]", "model.lstm_hidden=16"],
     "crnn_artist": ["model.channels=[8,16,16]", "model.rnn_hidden=16"],
@@ -34,7 +34,7 @@ TINY_MODEL = {
     "short_chunk_cnn": ["model.channels=[8,8,16,16,16]"],
     "short_chunk_resnet": ["model.channels=[8,8,16,16,16]"],
     "musicnn": ["model.timbral_filters=8", "model.temporal_filters=4", "model.backend_channels=8", "model.dense=16"],
-    "stats_linear_svm": ["model.fit_passes=1"],
+    "stats_linear_svm": ["model.head.passes=1"],
 }
 
 
@@ -83,7 +83,7 @@ TRAINED = [
     "data.source_options.tracks_per_class=12",
     "data.split={train: 0.5, val: 0.17, test: 0.33}",
     "data.train_chunks_per_track=4",
-    "model.optimizer.lr=3e-3",
+    "optimizer.lr=3e-3",
 ]
 
 

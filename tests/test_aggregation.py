@@ -11,7 +11,7 @@ import torch
 
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
-from mgr.models import CNN, load_model
+from mgr.models import GenreClassifier, load_model
 from mgr.models.metrics import TrackMetrics
 
 # Chunk logits of five tracks over three classes, each track a case where the rules part ways.
@@ -106,9 +106,9 @@ def test_track_metrics_score_the_aggregated_tracks(name):
     assert result["track_acc"] == pytest.approx(float((expected == labels).float().mean()))
 
 
-def _tiny_cnn() -> CNN:
-    return CNN(class_names=["a", "b", "c"], feature={"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32},
-               sample_rate=8000, chunk_seconds=1.0, channels=[4, 8, 8], hidden=8)
+def _tiny_cnn() -> GenreClassifier:
+    return GenreClassifier(["a", "b", "c"], {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, 8000, 1.0,
+                           {"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
 
 
 def _save(model, path):
@@ -127,7 +127,7 @@ def test_the_checkpoint_carries_the_aggregation_and_old_ones_mean_logits(tmp_pat
     _save(model, tmp_path / "vote.ckpt")
     stored = torch.load(tmp_path / "vote.ckpt", weights_only=True)["hyper_parameters"]
     assert stored["track_aggregation"] == "majority_vote" and stored["vote_threshold"] == 0.6  # plain values
-    for restored in (load_model(tmp_path / "vote.ckpt"), CNN.load_from_checkpoint(tmp_path / "vote.ckpt")):
+    for restored in (load_model(tmp_path / "vote.ckpt"), GenreClassifier.load_from_checkpoint(tmp_path / "vote.ckpt")):
         assert restored.track_aggregation == TrackAggregation("majority_vote", 0.6)
         assert restored.test_tracks.aggregation == restored.val_tracks.aggregation == restored.track_aggregation
     # A checkpoint written before the option existed scores as it did then: mean of logits.

@@ -69,7 +69,7 @@ def test_help_and_cfg_job_work_from_any_directory(tmp_path):
     proc = _cli("--cfg", "job", "model=cnn", "feature=stft", cwd=tmp_path)
     assert proc.returncode == 0
     cfg = OmegaConf.create(proc.stdout)
-    assert cfg.model._target_ == "mgr.models.CNN" and cfg.feature.name == "stft"
+    assert cfg.model.name == "cnn" and cfg.model.channels == [32, 64, 128] and cfg.feature.name == "stft"
 
 
 def test_unknown_group_option_gives_hydras_error(tmp_path):

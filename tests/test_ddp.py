@@ -18,7 +18,7 @@ import yaml
 
 from conftest import metrics_of, tiny
 from mgr.data.datamodule import PADDING_LABEL, _shard
-from mgr.models import CNN
+from mgr.models import GenreClassifier
 
 RATE = 8000
 
@@ -72,7 +72,7 @@ def test_ddp_sweep_gets_the_best_value_and_one_chunk_splits_score_as_in_one_proc
     overrides = [o for o in tiny(epochs=3) if not o.startswith("data.")]
     # One Optuna trial over a one-point space: the sweep's best value is what the run returned.
     run_mgr("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "model.dropout=choice(0.3)",
-            "trainer=ddp_cpu", *overrides, *data, "model.optimizer.lr=3e-3")
+            "trainer=ddp_cpu", *overrides, *data, "optimizer.lr=3e-3")
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     with open(sweep / "0" / "csv" / "metrics.csv", newline="") as f:
         val_loss = [float(row["val/loss"]) for row in csv.DictReader(f) if row["val/loss"]]
@@ -100,8 +100,8 @@ def test_a_rank_without_evaluation_chunks_scores_one_padding_chunk(monkeypatch):
 
 def test_a_padding_chunk_counts_in_no_metric():
     torch.manual_seed(0)
-    model = CNN(class_names=["a", "b"], feature={"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32},
-                sample_rate=RATE, chunk_seconds=1.0, channels=[8, 16, 32], hidden=32).eval()
+    model = GenreClassifier(["a", "b"], {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, RATE, 1.0,
+                            {"name": "cnn", "channels": [8, 16, 32], "hidden": 32}).eval()
     reference = copy.deepcopy(model)
     wave = torch.randn(3, RATE)
     with torch.no_grad():

@@ -10,7 +10,7 @@ import torch
 
 from conftest import mgr_command
 from mgr import MGRError
-from mgr.models import CNN, load_model, read_checkpoint
+from mgr.models import GenreClassifier, load_model, read_checkpoint
 
 
 class RunsACommand:
@@ -32,7 +32,7 @@ def genuine(trained_run) -> dict:
 def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path, zip_format):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "mgr_model": "CNN", "payload": RunsACommand(f"touch {marker}")}, path,
+    torch.save({"state_dict": {}, "mgr_model": "GenreClassifier", "payload": RunsACommand(f"touch {marker}")}, path,
                _use_new_zipfile_serialization=zip_format)
     with pytest.raises(MGRError, match=r"Refused to load .*evil\.ckpt: it names posix\.system"):
         load_model(path)
@@ -63,7 +63,7 @@ def test_a_checkpoint_naming_a_class_outside_mgr_is_refused(genuine, tmp_path, c
 def test_the_genuine_checkpoint_loads(genuine, tmp_path):
     path = tmp_path / "copy.ckpt"
     torch.save(genuine, path)
-    assert isinstance(load_model(path), CNN)
+    assert isinstance(load_model(path), GenreClassifier)
 
 
 def test_not_a_checkpoint_and_not_mgr_are_clear_errors(genuine, tmp_path):

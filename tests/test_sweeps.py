@@ -22,7 +22,7 @@ def test_optuna_sweep(run_mgr, tmp_path):
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     assert len([p for p in sweep.iterdir() if (p / "metrics.json").exists()]) == 3
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert set(results["best_params"]) == {"model.optimizer.lr", "model.dropout", "data.batch_size", "feature.n_mels"}
+    assert set(results["best_params"]) == {"optimizer.lr", "model.dropout", "data.batch_size", "feature.n_mels"}
     assert results["best_value"] > 0
 
 

@@ -11,7 +11,7 @@ import torch
 
 from conftest import metrics_of, mgr_command, run_dir_of, tiny
 from mgr.data import synth
-from mgr.models import CNN, load_model
+from mgr.models import GenreClassifier, load_model
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,9 @@ def test_eval_reproduces_the_test_metrics(trained, data_dir):
 def test_checkpoint_loads_without_arguments(trained):
     _, proc = trained
     best = metrics_of(proc)["best_checkpoint"]
-    model = CNN.load_from_checkpoint(best)
+    model = GenreClassifier.load_from_checkpoint(best)
     assert model.class_names == sorted(synth.CLASSES)
-    assert isinstance(load_model(best), CNN)
+    assert load_model(best).hparams.net == model.hparams.net
     model.eval()
     with torch.no_grad():
         assert model(torch.zeros(2, model.chunk_samples)).shape == (2, len(synth.CLASSES))

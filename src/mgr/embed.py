@@ -39,7 +39,7 @@ def split_embeddings(model, dataset, batch_size: int, device) -> dict[str, np.nd
     embeddings, logits, labels, tracks = [], [], [], []
     with torch.inference_mode():
         for wave, label, track in DataLoader(dataset, batch_size=batch_size):
-            emb = model.embed(model.features(wave.to(device)))
+            emb = model.embed(wave.to(device))
             embeddings.append(emb.float().cpu())
             logits.append(model.head(emb).float().cpu())
             labels.append(label)

@@ -30,7 +30,7 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, abo
     (test metrics, `about`, class names, the track aggregation, confusion matrices, per-class
     scores), print the table and send the report to loggers that take it (W&B). Returns the
     test metrics."""
-    from mgr.models.base import test_confusions
+    from mgr.models import test_confusions
     from mgr.tracking import log_test_report
     from mgr.utils.tasks import fresh_rendezvous_port
 

@@ -15,9 +15,10 @@ from mgr.data import GenreDataModule
 from mgr.models import GenreClassifier, load_model, read_checkpoint
 
 
-def load_trained_model(cfg: DictConfig) -> GenreClassifier:
-    """The model of cfg.ckpt_path with the entry point's track_aggregation / vote_threshold (None: the checkpoint's)."""
-    model = load_model(cfg.ckpt_path)
+def load_trained_model(cfg: DictConfig, checkpoint: dict | None = None) -> GenreClassifier:
+    """The model of cfg.ckpt_path (`checkpoint`: its contents, if already read) with the entry point's
+    track_aggregation / vote_threshold (None: the checkpoint's)."""
+    model = load_model(cfg.ckpt_path, checkpoint)
     model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))
     return model
 
@@ -25,18 +26,19 @@ def load_trained_model(cfg: DictConfig) -> GenreClassifier:
 def restore(cfg: DictConfig, same_classes: bool = True) -> tuple[GenreClassifier, GenreDataModule]:
     """The trained model and a data module that fits it (not yet prepared: nothing decoded).
     `same_classes=False` lets the data have other classes (embeddings of other music)."""
-    model = load_trained_model(cfg)
-    datamodule = _datamodule(cfg)
+    checkpoint = read_checkpoint(cfg.ckpt_path)  # read once, for the model and the data
+    model = load_trained_model(cfg, checkpoint)
+    datamodule = _datamodule(cfg, checkpoint)
     check_fits(model, datamodule, same_classes)
     return model, datamodule
 
 
-def _datamodule(cfg: DictConfig) -> GenreDataModule:
+def _datamodule(cfg: DictConfig, checkpoint: dict) -> GenreDataModule:
     if cfg.get("data"):
         from hydra.utils import instantiate
 
         return instantiate(cfg.data, _convert_="all")
-    stored = read_checkpoint(cfg.ckpt_path).get("datamodule_hyper_parameters")
+    stored = checkpoint.get("datamodule_hyper_parameters")
     if not stored:
         raise MGRError(f"{cfg.ckpt_path} does not say which data it was trained on; pass data=<group> "
                        "(e.g. data=folder data.root=...) to choose.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -23,22 +22,15 @@ def train(cfg: DictConfig) -> float | None:
 
     from mgr.environment import environment
     from mgr.features import build_augment
-    from mgr.models import StatsLinearSVM
+    from mgr.models import GenreClassifier
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
-    model = instantiate(
-        cfg.model,
-        class_names=datamodule.class_names,
-        feature=plain(cfg.feature),
-        sample_rate=cfg.data.sample_rate,
-        chunk_seconds=cfg.data.chunk_seconds,
-        _convert_="all",
-    )
-    model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))
-    model.augment = build_augment(plain(cfg.augment) if cfg.get("augment") else {}, model.n_bins, model.n_frames)
+    model = GenreClassifier.from_config(cfg, datamodule.class_names)
+    model.augment = build_augment(plain(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
+                                  model.encoder.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if cfg.get("logger") and "wandb" in cfg.logger:
         choose_wandb_mode()
@@ -48,9 +40,6 @@ def train(cfg: DictConfig) -> float | None:
     for logger in loggers:
         logger.log_hyperparams({**plain(cfg), "environment": environment()})
     define_summaries(loggers)
-    if isinstance(model, StatsLinearSVM):  # fitted in closed form: no training loop, the same evaluation
-        return fit_svm(cfg, model, datamodule, trainer)
-
     fresh_rendezvous_port(trainer)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -78,20 +67,6 @@ def best_score(checkpoint) -> float | None:
     if score is None:
         score = read_checkpoint(checkpoint.best_model_path)["callbacks"][checkpoint.state_key]["best_model_score"]
     return None if score is None else float(score)
-
-
-def fit_svm(cfg: DictConfig, model, datamodule, trainer) -> float | None:
-    """model=stats_linear_svm: fit on statistics of training chunks, then validate, save and test like any model."""
-    datamodule.setup("fit")
-    model.to(trainer.strategy.root_device)
-    model.fit_svm(datamodule.train_dataloader(), passes=1 if trainer.fast_dev_run else None)
-    trainer.validate(model, datamodule=datamodule)
-    value = trainer.callback_metrics.get(cfg.optimized_metric)
-    checkpoint = Path(cfg.paths.output_dir, "checkpoints", "last.ckpt")
-    trainer.save_checkpoint(checkpoint)
-    if cfg.get("test"):
-        test_and_report(cfg, trainer, model, datamodule, "Test results (fitted SVM)", {"best_checkpoint": str(checkpoint)})
-    return None if value is None else float(value)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="train")

@@ -34,7 +34,7 @@ class FeatureImages(pl.Callback):
         if not chosen:
             return
         waves = torch.stack([w for label in sorted(chosen) for w in chosen[label]]).to(pl_module.device)
-        maps = pl_module.frontend(waves)[:, 0].float().cpu().numpy()
+        maps = pl_module.encoder.frontend(waves)[:, 0].float().cpu().numpy()
         path = Path(trainer.default_root_dir) / "plots" / "feature_examples.png"
         titles = [pl_module.class_names[label] for label in sorted(chosen) for _ in chosen[label]]
         feature = pl_module.hparams.feature.get("name", "feature")

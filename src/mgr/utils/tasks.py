@@ -44,9 +44,15 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
 
 
 def _user_error(e: BaseException | None) -> MGRError | None:
-    """The MGRError behind `e`: Hydra's instantiate wraps errors raised while building an
-    object (a model that rejects its settings) in an InstantiationException."""
+    """The MGRError behind `e` (Hydra's instantiate wraps errors raised while building an
+    object, a model that rejects its settings, in an InstantiationException), or one made from
+    a required config value (`???`) left unset, such as data.root of data=folder."""
+    from omegaconf.errors import MissingMandatoryValue
+
     while e is not None and not isinstance(e, MGRError):
+        if isinstance(e, MissingMandatoryValue):
+            key = getattr(e, "full_key", None) or "a required setting"
+            return MGRError(f"{key} is missing; set {key}=... (see python -m mgr.<task> --help).")
         e = e.__cause__
     return e
 

@@ -16,30 +16,25 @@ import math
 
 from torch import nn
 
-from mgr.models.base import GenreClassifier
-from mgr.models.blocks import freq_pools
+from mgr.nets.blocks import freq_pools, require_frames
 
 
-class CRNNArtist(GenreClassifier):
+class CRNNArtist(nn.Module):
     def __init__(
         self,
-        class_names: list[str],
-        feature: dict,
-        sample_rate: int,
-        chunk_seconds: float,
+        n_bins: int,
+        n_frames: int,
         channels: list[int] = (64, 128, 128),
         pools: list[list[int]] = ((2, 2), (4, 2), (4, 2)),
         conv_dropout: float = 0.1,
         rnn_hidden: int = 32,
         rnn_layers: int = 2,
         dropout: float = 0.3,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
     ):
-        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
+        super().__init__()
         time = [p[1] for p in pools]
-        self.check_min_frames(math.prod(time), f"the time pools {time} multiply to {math.prod(time)}")
-        freq, n_freq = freq_pools(self.n_bins, [p[0] for p in pools])
+        require_frames(self, n_frames, math.prod(time), f"the time pools {time} multiply to {math.prod(time)}")
+        freq, n_freq = freq_pools(n_bins, [p[0] for p in pools])
         blocks, in_ch = [], 1
         for out_ch, pf, pt in zip(channels, freq, time):
             blocks += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ELU(), nn.BatchNorm2d(out_ch),
@@ -48,9 +43,9 @@ class CRNNArtist(GenreClassifier):
         self.conv = nn.Sequential(*blocks)
         self.rnn = nn.GRU(in_ch * n_freq, rnn_hidden, num_layers=rnn_layers, batch_first=True)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(rnn_hidden, self.num_classes)
+        self.embedding_dim = rnn_hidden
 
-    def embed(self, spec):
+    def forward(self, spec):
         x = self.conv(spec)  # [B, C, F', T']
         x = x.permute(0, 3, 1, 2).flatten(2)  # [B, T', C * F']: the paper's Permute + Reshape
         out, _ = self.rnn(x)

@@ -25,8 +25,7 @@ import math
 from torch import nn
 
 from mgr import MGRError
-from mgr.models.base import GenreClassifier
-from mgr.models.blocks import ConvBlock, freq_pools
+from mgr.nets.blocks import ConvBlock, freq_pools, require_frames
 
 CHOI_POOLS = ((2, 4), (2, 4), (2, 4), (3, 5), (4, 4))  # [frequency, time] per block
 
@@ -41,22 +40,18 @@ def fit_time_pools(reference: list[int], n_frames: int) -> list[int]:
     return pools
 
 
-class FCN(GenreClassifier):
+class FCN(nn.Module):
     def __init__(
         self,
-        class_names: list[str],
-        feature: dict,
-        sample_rate: int,
-        chunk_seconds: float,
+        n_bins: int,
+        n_frames: int,
         channels: list[int] = (64, 128, 128, 128, 64),
         pools: list[list[int]] | str = "auto",
         dropout: float = 0.5,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
     ):
-        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
+        super().__init__()
         if pools == "auto":
-            time = fit_time_pools([t for _, t in CHOI_POOLS], self.n_frames)
+            time = fit_time_pools([t for _, t in CHOI_POOLS], n_frames)
             pools = [[f, t] for (f, _), t in zip(CHOI_POOLS, time)]
         elif isinstance(pools, str):
             raise MGRError(f"model.pools={pools!r} must be auto or a list of [frequency, time] pools, one per block.")
@@ -64,14 +59,14 @@ class FCN(GenreClassifier):
         if len(pools) != len(channels):
             raise MGRError(f"model.pools has {len(pools)} pools for {len(channels)} blocks (model.channels); "
                            "give one [frequency, time] pool per block.")
-        self.hparams["pools"] = pools  # what was built, so a checkpoint restores it as it is
+        self.built_settings = {"pools": pools}  # what was built, so a checkpoint restores it as it is
         time = [t for _, t in pools]
-        self.check_min_frames(math.prod(time), f"the time pools {time} multiply to {math.prod(time)}")
-        freq, _ = freq_pools(self.n_bins, [f for f, _ in pools])
+        require_frames(self, n_frames, math.prod(time), f"the time pools {time} multiply to {math.prod(time)}")
+        freq, _ = freq_pools(n_bins, [f for f, _ in pools])
         chans = [1, *channels]
         self.conv = nn.Sequential(*(ConvBlock(chans[i], chans[i + 1], (freq[i], time[i])) for i in range(len(channels))))
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(channels[-1], self.num_classes)
+        self.embedding_dim = channels[-1]
 
-    def embed(self, spec):
+    def forward(self, spec):
         return self.dropout(self.conv(spec).amax(dim=(2, 3)))

@@ -14,33 +14,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgr import MGRError
-from mgr.models.base import GenreClassifier
-from mgr.models.blocks import freq_pools
+from mgr.nets.blocks import freq_pools, require_frames
 
 RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
-class CRNN(GenreClassifier):
+class CRNN(nn.Module):
     def __init__(
         self,
-        class_names: list[str],
-        feature: dict,
-        sample_rate: int,
-        chunk_seconds: float,
+        n_bins: int,
+        n_frames: int,
         channels: list[int] = (64, 128, 128, 128),
         pools: list[list[int]] = ((2, 2), (3, 2), (4, 2), (4, 2)),
         dropout: float = 0.1,
         rnn: str = "gru",
         rnn_hidden: int = 32,
         rnn_layers: int = 3,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
     ):
-        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
+        super().__init__()
         time_factor = math.prod(p[1] for p in pools)
-        self.check_min_frames(time_factor, f"the time pools {[p[1] for p in pools]} multiply to {time_factor}")
+        require_frames(self, n_frames, time_factor, f"the time pools {[p[1] for p in pools]} multiply to {time_factor}")
         self.time_factor = time_factor
-        freq, _ = freq_pools(self.n_bins, [p[0] for p in pools])
+        freq, _ = freq_pools(n_bins, [p[0] for p in pools])
         blocks, in_ch = [], 1
         for out_ch, pf, (_, pt) in zip(channels, freq, pools):
             blocks += [
@@ -58,9 +53,9 @@ class CRNN(GenreClassifier):
         self.rnn = rnn_cls(in_ch, rnn_hidden, num_layers=rnn_layers, batch_first=True,
                            dropout=dropout if rnn_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(rnn_hidden, self.num_classes)
+        self.embedding_dim = rnn_hidden
 
-    def embed(self, spec):
+    def forward(self, spec):
         pad = -spec.shape[-1] % self.time_factor  # layer 0: zero-pad time to a multiple of the pools
         x = self.conv(F.pad(spec, (0, pad)))
         x = x.amax(dim=2).transpose(1, 2)  # [B, time, channels]; max over what is left of frequency

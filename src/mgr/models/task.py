@@ -1,21 +1,26 @@
-"""The base LightningModule: frontend, input normalisation, steps, metrics, optimizers.
+"""The classification task: one LightningModule for every architecture.
 
-An architecture subclasses `GenreClassifier`, builds its layers from
-`self.n_bins` / `self.n_frames` (the frontend's output size for one chunk) and
-implements `embed(spec) -> [B, D]` plus a `self.head` Linear(D, n_classes).
-Hyperparameters are plain values, so `Arch.load_from_checkpoint(path)` needs no
-arguments. How a track's chunks are combined (`set_track_aggregation`) is no
-argument of the architectures: it rides in the hyperparameters as two plain
-values, `track_aggregation` and `vote_threshold`.
+It holds an encoder (waveform -> embeddings: a frontend and a net of mgr.nets)
+and builds the output layer from the encoder's embedding size. It owns the
+loss, the chunk and track metrics (a track's chunks combined by its
+`track_aggregation`), the optimizer and schedule (the `optimizer` and
+`scheduler` config groups), training-time augmentation and the checkpoint's
+tag. A head fitted in closed form (the SVM) is fitted by the same training
+loop: the task collects the embeddings and fits the head before validation.
+
+Every hyperparameter is a plain value, so `GenreClassifier.load_from_checkpoint
+(path)` needs no arguments and checkpoints load with weights_only=True.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
@@ -23,11 +28,15 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
 from mgr.data.datamodule import PADDING_LABEL
-from mgr.features import build_frontend
+from mgr.models.encoder import SpectrogramEncoder
+from mgr.models.heads import build_head
 from mgr.models.metrics import TrackMetrics
+from mgr.models.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
 
 CONFUSION_KEYS = {"chunk_confusion": "confusion/test_chunk", "track_confusion": "confusion/test_track"}
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+CHECKPOINT_TAG = "GenreClassifier"  # checkpoint["mgr_model"] of this task
 
 
 class GenreClassifier(pl.LightningModule):
@@ -37,56 +46,66 @@ class GenreClassifier(pl.LightningModule):
         feature: dict,
         sample_rate: int,
         chunk_seconds: float,
+        net: dict,
+        head: dict | None = None,
         optimizer: dict | None = None,
         scheduler: dict | None = None,
+        track_aggregation: str = TrackAggregation.name,
+        vote_threshold: float = TrackAggregation.vote_threshold,
     ):
         super().__init__()
-        # Collects the subclass's __init__ arguments too (Lightning walks the init frames).
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
-        self.chunk_samples = int(round(chunk_seconds * sample_rate))
-        self.frontend = build_frontend({**feature, "sample_rate": sample_rate})
-        with torch.no_grad():
-            try:
-                _, _, self.n_bins, self.n_frames = self.frontend(torch.zeros(1, self.chunk_samples)).shape
-            except (AssertionError, RuntimeError) as e:
-                raise MGRError(f"data.chunk_seconds={chunk_seconds} is too short for this feature: {e}") from None
-        # Seed 001's "layer 0": batch normalisation of each frequency bin of the dB input,
-        # so no dataset statistics are needed.
-        self.input_norm = nn.BatchNorm2d(self.n_bins)
+        self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
+        self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
+        self.head = build_head(head, self.encoder.embedding_dim, self.num_classes)
         # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
         # It holds no weights, so checkpoints and inference do not depend on it.
         self.augment: nn.Module = nn.Identity()
-        metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(self.num_classes, average="micro"),
-                "f1": MulticlassF1Score(self.num_classes, average="macro"),
-            }
-        )
+        metrics = MetricCollection({"acc": MulticlassAccuracy(self.num_classes, average="micro"),
+                                    "f1": MulticlassF1Score(self.num_classes, average="macro")})
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_tracks = TrackMetrics(self.num_classes)
         self.test_tracks = TrackMetrics(self.num_classes)
-        self.set_track_aggregation()  # the default until mgr.train or a checkpoint sets it
         # Weighted by batch size and summed over DDP ranks: exact with uneven shards.
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.test_results: dict[str, Any] = {}
+        self.set_track_aggregation(track_aggregation, vote_threshold)
+        if self.head.fitted:  # no gradient steps: the training loop only collects embeddings
+            self.automatic_optimization = False
+            self._fit_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+            self._fit_pending = False
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
+        """The task of a training config: `model` (the net's name and settings, and its `head`),
+        `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length."""
+        from mgr.utils.tasks import plain
+
+        net = plain(cfg.model)
+        head = net.pop("head", None)
+        return cls(class_names, plain(cfg.feature), cfg.data.sample_rate, cfg.data.chunk_seconds, net, head,
+                   plain(cfg.optimizer) if cfg.get("optimizer") else None,
+                   plain(cfg.scheduler) if cfg.get("scheduler") else None,
+                   cfg.get("track_aggregation") or TrackAggregation.name,
+                   cfg.get("vote_threshold", TrackAggregation.vote_threshold))
 
     # --- model -----------------------------------------------------------------
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """[B, T] waveform -> normalised [B, 1, F, frames] feature map."""
-        spec = self.frontend(wave)
-        return self.input_norm(spec.transpose(1, 2)).transpose(1, 2)
+    @property
+    def chunk_samples(self) -> int:
+        return self.encoder.chunk_samples
 
-    def embed(self, spec: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        """[B, T] waveform -> [B, D] embeddings, the input of the output layer."""
+        return self.encoder(wave)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(self.features(wave)))
+        return self.head(self.encoder(wave))
 
     def set_track_aggregation(self, name: str | None = None, vote_threshold: float | None = None) -> None:
         """How the chunks of a track are combined (mgr.data.chunking.TrackAggregation) in the val/test
@@ -98,27 +117,16 @@ class GenreClassifier(pl.LightningModule):
         self.val_tracks.aggregation = self.test_tracks.aggregation = self.track_aggregation
         self.hparams.update(self.track_aggregation.as_dict())
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # load_from_checkpoint builds the model from the architecture's arguments only, so the
-        # aggregation is restored here; a checkpoint from before it existed: mean of logits. With a
-        # trainer attached (resuming, testing the best checkpoint) the run's own setting stays.
-        if self._trainer is None:
-            stored = checkpoint.get("hyper_parameters") or {}
-            default = TrackAggregation()
-            self.set_track_aggregation(stored.get("track_aggregation", default.name),
-                                       stored.get("vote_threshold", default.vote_threshold))
-
-    def check_min_frames(self, minimum: int, why: str) -> None:
-        if self.n_frames < minimum:
-            raise MGRError(
-                f"{type(self).__name__} needs at least {minimum} feature frames ({why}), but one chunk gives "
-                f"{self.n_frames}; raise data.chunk_seconds or lower feature.hop_length."
-            )
-
     # --- steps -----------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         wave, target, _ = batch
-        logits = self.head(self.embed(self.augment(self.features(wave))))  # augmented in training only
+        if self.head.fitted:
+            with torch.no_grad():
+                self._fit_batches.append((self.encoder(wave), target))
+            self._fit_pending = True
+            self.optimizers().step()  # changes nothing (see configure_optimizers); counts the step
+            return None
+        logits = self.head(self.encoder(wave, self.augment))  # augmented in training only
         loss = F.cross_entropy(logits, target)
         self.train_metrics.update(logits, target)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
@@ -177,6 +185,30 @@ class GenreClassifier(pl.LightningModule):
         # plots, instead of tearing down their process group under it (a gloo rank aborted so).
         self.trainer.strategy.barrier("mgr-test-end")
 
+    # --- a head fitted in closed form -------------------------------------------
+    # Validation runs before on_train_epoch_end, so the head is fitted when validation starts
+    # (and at the epoch's end, for runs that do not validate).
+    def on_validation_epoch_start(self):
+        self._fit_head()
+
+    def on_train_epoch_end(self):
+        self._fit_head()
+        if self.head.fitted and self.current_epoch + 1 >= self.head.passes:
+            self.trainer.should_stop = True
+
+    def _fit_head(self) -> None:
+        if not self.head.fitted or not self._fit_pending:
+            return
+        x = torch.cat([x for x, _ in self._fit_batches])
+        y = torch.cat([y for _, y in self._fit_batches])
+        if self.trainer.world_size > 1:  # every rank fits the same head on all ranks' embeddings
+            x, y = self.all_gather(x).flatten(0, 1), self.all_gather(y).flatten(0, 1)
+        self._fit_pending = False
+        if len(y.unique()) < 2:
+            log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
+            return
+        self.head.fit(x, y)
+
     # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
     # copies parameters and buffers, but not torchmetrics states, which are updated in place:
     # every rank would add into the same counts. reset() gives each process its own.
@@ -193,29 +225,25 @@ class GenreClassifier(pl.LightningModule):
         for metric in (self.test_metrics, self.test_tracks, self.test_loss, self.test_confusion):
             metric.reset()
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning calls this when resuming (or testing a checkpoint path) on a built task.
+        if checkpoint.get("mgr_model") != CHECKPOINT_TAG:
+            raise MGRError("This checkpoint was written by mgr before 2026-12: mgr.eval, mgr.predict and mgr.embed "
+                           "load it, but training cannot resume from it; start a new run.")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The architecture's name, so mgr.models.load_model knows which class to restore.
-        checkpoint["mgr_model"] = type(self).__name__
+        checkpoint["mgr_model"] = CHECKPOINT_TAG  # what mgr.models.checkpoints recognises
 
     # --- optimisation ----------------------------------------------------------
     def configure_optimizers(self):
-        opt_cfg = dict(self.hparams.optimizer or {"name": "adam", "lr": 1e-3})
-        name = opt_cfg.pop("name", "adam")
-        if name not in OPTIMIZERS:
-            raise MGRError(f"Unknown model.optimizer.name={name!r}; choose one of {sorted(OPTIMIZERS)}.")
-        optimizer = OPTIMIZERS[name](self.parameters(), **opt_cfg)
-        sched_cfg = dict(self.hparams.scheduler or {"name": "none"})
-        name = sched_cfg.pop("name", "none")
-        if name == "none":
-            return optimizer
-        if name == "cosine":
-            epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, **sched_cfg)
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        if name == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", **sched_cfg)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-        raise MGRError(f"Unknown model.scheduler.name={name!r}; choose one of none, cosine, plateau.")
+        if self.head.fitted:
+            # The head takes no gradient steps, but Lightning counts training steps by optimizer
+            # steps, and checkpoints are saved only after steps: an optimizer with a zero learning
+            # rate, stepped without gradients, keeps the count.
+            return torch.optim.SGD(self.head.parameters(), lr=0.0)
+        optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
+        scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
 def test_confusions(trainer: pl.Trainer) -> dict[str, list]:

@@ -1,8 +1,10 @@
-"""Layers and size arithmetic shared by several architectures."""
+"""Layers and size arithmetic shared by several nets."""
 
 from __future__ import annotations
 
 from torch import nn
+
+from mgr import MGRError
 
 
 def pooled(size: int, kernel: int, stride: int | None = None) -> int:
@@ -52,3 +54,12 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         return (self.body(x) + self.shortcut(x)).relu()
+
+
+def require_frames(net: nn.Module, n_frames: int, minimum: int, why: str) -> None:
+    """One clear error when a chunk gives the net fewer feature frames than its pooling needs."""
+    if n_frames < minimum:
+        raise MGRError(
+            f"{type(net).__name__} needs at least {minimum} feature frames ({why}), but one chunk gives "
+            f"{n_frames}; raise data.chunk_seconds or lower feature.hop_length."
+        )

@@ -14,28 +14,23 @@ from __future__ import annotations
 
 from torch import nn
 
-from mgr.models.base import GenreClassifier
-from mgr.models.blocks import freq_pools
+from mgr.nets.blocks import freq_pools, require_frames
 
 
-class CNN5(GenreClassifier):
+class CNN5(nn.Module):
     def __init__(
         self,
-        class_names: list[str],
-        feature: dict,
-        sample_rate: int,
-        chunk_seconds: float,
+        n_bins: int,
+        n_frames: int,
         channels: list[int] = (16, 32, 64, 128, 256),
         pool: int = 2,
         summary: list[int] = (4, 4),
         linear: list[int] = (512, 256, 128, 64),
         dropout: float = 0.5,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
     ):
-        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
-        self.check_min_frames(pool ** len(channels), f"{len(channels)} max-pools of {pool}")
-        freq, _ = freq_pools(self.n_bins, [pool] * len(channels))
+        super().__init__()
+        require_frames(self, n_frames, pool ** len(channels), f"{len(channels)} max-pools of {pool}")
+        freq, _ = freq_pools(n_bins, [pool] * len(channels))
         layers, in_ch = [], 1
         for out_ch, pf in zip(channels, freq):
             layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.MaxPool2d((pf, pool))]
@@ -46,7 +41,7 @@ class CNN5(GenreClassifier):
             dense += [nn.Linear(width, out), nn.ReLU()]
             width = out
         self.dense = nn.Sequential(*dense)
-        self.head = nn.Linear(width, self.num_classes)
+        self.embedding_dim = width
 
-    def embed(self, spec):
+    def forward(self, spec):
         return self.dense(self.conv(spec))

@@ -19,43 +19,38 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mgr.models.base import GenreClassifier
-from mgr.models.blocks import min_input, pooled
+from mgr.nets.blocks import min_input, pooled, require_frames
 
 
-class CNNLSTMParallel(GenreClassifier):
+class CNNLSTMParallel(nn.Module):
     def __init__(
         self,
-        class_names: list[str],
-        feature: dict,
-        sample_rate: int,
-        chunk_seconds: float,
+        n_bins: int,
+        n_frames: int,
         channels: list[int] = (16, 32, 64, 64, 64),
         pools: list[int] = (2, 2, 2, 4, 4),
         pool_stride: int = 2,
         lstm_pool: list[int] = (4, 2),
         lstm_hidden: int = 64,
         dropout: float = 0.0,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
     ):
-        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
+        super().__init__()
         time_pools = [(p, pool_stride) for p in pools]
         need = max(min_input(time_pools), lstm_pool[1])
-        self.check_min_frames(need, f"max-pools {list(pools)} with stride {pool_stride}")
-        blocks, in_ch, n_freq, n_time = [], 1, self.n_bins, self.n_frames
+        require_frames(self, n_frames, need, f"max-pools {list(pools)} with stride {pool_stride}")
+        blocks, in_ch, n_freq, n_time = [], 1, n_bins, n_frames
         for out_ch, p in zip(channels, pools):
             pf, sf = min(p, n_freq), min(pool_stride, n_freq)
             blocks += [nn.Conv2d(in_ch, out_ch, (1, 3), padding=(0, 1)), nn.ReLU(), nn.MaxPool2d((pf, p), (sf, pool_stride))]
             n_freq, n_time, in_ch = pooled(n_freq, pf, sf), pooled(n_time, p, pool_stride), out_ch
         self.cnn = nn.Sequential(*blocks, nn.Flatten())
-        lstm_freq = min(lstm_pool[0], self.n_bins)
+        lstm_freq = min(lstm_pool[0], n_bins)
         self.lstm_pool = nn.MaxPool2d((lstm_freq, lstm_pool[1]))
-        self.lstm = nn.LSTM(self.n_bins // lstm_freq, lstm_hidden, batch_first=True)
+        self.lstm = nn.LSTM(n_bins // lstm_freq, lstm_hidden, batch_first=True)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(in_ch * n_freq * n_time + lstm_hidden, self.num_classes)
+        self.embedding_dim = in_ch * n_freq * n_time + lstm_hidden
 
-    def embed(self, spec):
+    def forward(self, spec):
         seq = self.lstm_pool(spec).squeeze(1).transpose(1, 2)  # [B, time, frequency]
         out, _ = self.lstm(seq)
         return self.dropout(torch.cat([self.cnn(spec), out[:, -1]], dim=1))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mgr.models.base import GenreClassifier
 
 
 class _Timbral(nn.Module):
@@ -45,13 +44,11 @@ def _conv1d(in_ch: int, out_ch: int) -> nn.Module:
     return nn.Sequential(nn.Conv1d(in_ch, out_ch, 7, padding=3), nn.BatchNorm1d(out_ch), nn.ReLU())
 
 
-class Musicnn(GenreClassifier):
+class Musicnn(nn.Module):
     def __init__(
         self,
-        class_names: list[str],
-        feature: dict,
-        sample_rate: int,
-        chunk_seconds: float,
+        n_bins: int,
+        n_frames: int,
         timbral_filters: int = 204,
         timbral_heights: list[float] = (0.7, 0.4),
         temporal_filters: int = 51,
@@ -59,12 +56,10 @@ class Musicnn(GenreClassifier):
         backend_channels: int = 64,
         dense: int = 200,
         dropout: float = 0.5,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
     ):
-        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
+        super().__init__()
         self.front = nn.ModuleList(
-            [_Timbral(timbral_filters, max(1, int(h * self.n_bins))) for h in timbral_heights]
+            [_Timbral(timbral_filters, max(1, int(h * n_bins))) for h in timbral_heights]
             + [_Temporal(temporal_filters, w) for w in temporal_widths]
         )
         front_ch = timbral_filters * len(timbral_heights) + temporal_filters * len(temporal_widths)
@@ -72,9 +67,9 @@ class Musicnn(GenreClassifier):
                                    _conv1d(backend_channels, backend_channels)])
         pooled = 2 * (front_ch + 3 * backend_channels)  # max and mean of front end and every back-end layer
         self.dense = nn.Sequential(nn.Linear(pooled, dense), nn.BatchNorm1d(dense), nn.ReLU(), nn.Dropout(dropout))
-        self.head = nn.Linear(dense, self.num_classes)
+        self.embedding_dim = dense
 
-    def embed(self, spec):
+    def forward(self, spec):
         front = torch.cat([layer(spec) for layer in self.front], dim=1)
         res1 = self.back[0](front)
         res2 = self.back[1](res1) + res1

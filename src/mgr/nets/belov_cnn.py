@@ -1,4 +1,4 @@
-"""Three-layer CNN of seed 002 (002_bb68449879d8f1cb.txt, Belov, GTZAN/FMA on
+"""Three-layer CNN of seed report 002 (Belov, "Deep learning for music genre recognition", GTZAN/FMA on
 spectrogram, chroma and tempogram of 5 s excerpts).
 
 Three conv layers with max-pooling between them, a fully connected layer and
@@ -15,29 +15,24 @@ from __future__ import annotations
 
 from torch import nn
 
-from mgr.models.base import GenreClassifier
-from mgr.models.blocks import freq_pools
+from mgr.nets.blocks import freq_pools, require_frames
 
 
-class CNN3(GenreClassifier):
+class BelovCNN(nn.Module):
     def __init__(
         self,
-        class_names: list[str],
-        feature: dict,
-        sample_rate: int,
-        chunk_seconds: float,
+        n_bins: int,
+        n_frames: int,
         channels: list[int] = (32, 64, 64),
         pool: int = 2,
         summary: list[int] = (4, 4),
         hidden: int = 64,
         dropout: float = 0.0,
-        optimizer: dict | None = None,
-        scheduler: dict | None = None,
     ):
-        super().__init__(class_names, feature, sample_rate, chunk_seconds, optimizer, scheduler)
+        super().__init__()
         n_pools = len(channels) - 1  # pools only between conv layers
-        self.check_min_frames(pool ** n_pools, f"{n_pools} max-pools of {pool} between the conv layers")
-        freq, _ = freq_pools(self.n_bins, [pool] * n_pools)
+        require_frames(self, n_frames, pool ** n_pools, f"{n_pools} max-pools of {pool} between the conv layers")
+        freq, _ = freq_pools(n_bins, [pool] * n_pools)
         layers, in_ch = [], 1
         for i, out_ch in enumerate(channels):
             if i:
@@ -46,7 +41,7 @@ class CNN3(GenreClassifier):
             in_ch = out_ch
         self.conv = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(tuple(summary)), nn.Flatten())
         self.dense = nn.Sequential(nn.Linear(in_ch * summary[0] * summary[1], hidden), nn.ReLU(), nn.Dropout(dropout))
-        self.head = nn.Linear(hidden, self.num_classes)
+        self.embedding_dim = hidden
 
-    def embed(self, spec):
+    def forward(self, spec):
         return self.dense(self.conv(spec))
