@@ -13,7 +13,7 @@ from mgr import MGRError
 from mgr.data import synth
 from mgr.embed import embed
 from mgr.eval import evaluate
-from mgr.models import CNN
+from mgr.models import GenreClassifier
 from mgr.restore import restore
 from test_aggregation import _save
 
@@ -23,8 +23,8 @@ RATE, CHUNK = 8000, 1.0
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
     """An untrained tiny CNN of the synth classes, saved without a data module (no stored data settings)."""
-    model = CNN(class_names=sorted(synth.CLASSES), feature={"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32},
-                sample_rate=RATE, chunk_seconds=CHUNK, channels=[4, 8, 8], hidden=8)
+    model = GenreClassifier(sorted(synth.CLASSES), {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, RATE,
+                            CHUNK, {"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
     path = tmp_path_factory.mktemp("restore") / "no_data.ckpt"
     _save(model, path)
     assert "datamodule_hyper_parameters" not in torch.load(path, weights_only=True)
