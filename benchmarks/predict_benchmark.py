@@ -43,13 +43,12 @@ def write_folder(folder: Path, n_files: int, seconds: float) -> None:
 
 def default_model(name: str):
     from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+
+    from mgr.models import GenreClassifier
 
     with initialize_config_module("mgr.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"model={name}"])
-    return instantiate(cfg.model, class_names=sorted(synth.CLASSES), feature=OmegaConf.to_container(cfg.feature),
-                       sample_rate=cfg.data.sample_rate, chunk_seconds=cfg.data.chunk_seconds, _convert_="all")
+    return GenreClassifier.from_config(cfg, sorted(synth.CLASSES))
 
 
 def main() -> None:
@@ -82,7 +81,7 @@ def main() -> None:
         decode_s = time.perf_counter() - start
         list(predict_files(model, paths[:1], device=args.device))  # warm-up: kernels, caches, allocator
         h = model.hparams
-        print(f"{len(paths)} files, {minutes:.1f} audio-minutes; {type(model).__name__} {h.feature['name']} at {rate} Hz, "
+        print(f"{len(paths)} files, {minutes:.1f} audio-minutes; {model.architecture} {h.feature['name']} at {rate} Hz, "
               f"{h.chunk_seconds:g} s chunks; torch threads {torch.get_num_threads()}\n")
         print("| model | feature | device | overlap | batch | decode only (audio-min/s) | predict (audio-min/s) | chunks/s |")
         print("|---|---|---|---|---|---|---|---|")
@@ -94,7 +93,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             assert all(r.error is None for r in results)
             chunks = sum(r.chunks for r in results)
-            print(f"| {type(model).__name__} | {h.feature['name']} | {args.device} | {overlap:g} | {args.batch_size} "
+            print(f"| {model.architecture} | {h.feature['name']} | {args.device} | {overlap:g} | {args.batch_size} "
                   f"| {minutes / decode_s:.1f} | {minutes / seconds:.1f} | {chunks / seconds:.0f} |", flush=True)
 
 

@@ -12,23 +12,24 @@ import time
 
 import torch
 from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from mgr.models import MODELS
+from mgr.models import GenreClassifier
+
+ZOO = ["cnn", "belov_cnn", "cnn5", "cnn_lstm_parallel", "crnn", "crnn_artist", "fcn", "short_chunk_cnn",
+       "short_chunk_resnet", "musicnn"]  # the conf/model configs trained by gradient steps
 
 
 def build(model: str, feature: str, backend: str, sample_rate: int, chunk_seconds: float):
     with initialize_config_module("mgr.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model}", f"feature={feature}", f"feature.backend={backend}"])
-    return instantiate(cfg.model, class_names=[str(i) for i in range(10)], feature=OmegaConf.to_container(cfg.feature),
-                       sample_rate=sample_rate, chunk_seconds=chunk_seconds, _convert_="all")
+        cfg = compose("train", overrides=[f"model={model}", f"feature={feature}", f"feature.backend={backend}",
+                                          f"data.sample_rate={sample_rate}", f"data.chunk_seconds={chunk_seconds}"])
+    return GenreClassifier.from_config(cfg, [str(i) for i in range(10)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--models", nargs="+", default=[m.lower() for m in MODELS])
+    parser.add_argument("--models", nargs="+", default=ZOO)
     parser.add_argument("--features", nargs="+", default=["mel"])
     parser.add_argument("--backends", nargs="+", default=["torch"])
     parser.add_argument("--batch-size", type=int, default=32)
@@ -54,7 +55,7 @@ def main() -> None:
 
         def frontend():
             with torch.no_grad():
-                model.frontend(wave)
+                model.encoder.frontend(wave)
 
         seconds = {}
         for label, fn in (("step", step), ("frontend", frontend)):

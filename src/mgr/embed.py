@@ -118,7 +118,7 @@ def embed(cfg: DictConfig) -> Path:
             panels[name], labels[name] = tsne_2d(points, cfg.tsne.perplexity, cfg.tsne.seed), point_labels
     png_path = run_dir / "tsne.png"
     if panels:
-        title = f"t-SNE of {type(model).__name__} embeddings ({chunks['embeddings'].shape[1]}-d), {cfg.split} split"
+        title = f"t-SNE of {model.architecture} embeddings ({chunks['embeddings'].shape[1]}-d), {cfg.split} split"
         save_embedding_map(panels, labels, class_names, png_path, title)
     else:
         log.warning("Too few chunks for a t-SNE map; no tsne.png written.")

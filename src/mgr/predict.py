@@ -174,7 +174,7 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     if not paths:
         raise MGRError(f"No audio files found in {', '.join(map(str, inputs))}; pass files or folders holding audio.")
     names, h = model.class_names, model.hparams
-    print(f"\n{len(paths)} file(s), {type(model).__name__} of {cfg.ckpt_path}: {len(names)} genres, "
+    print(f"\n{len(paths)} file(s), {model.architecture} of {cfg.ckpt_path}: {len(names)} genres, "
           f"{h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, "
           f"{model.track_aggregation}, on {device}", flush=True)
     width = min(max(len(str(p)) for p in paths), 60)
@@ -184,7 +184,7 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
         predictions.append(p)
         print(format_row(p, names, cfg.top_k, width), flush=True)
     run_dir = Path(cfg.paths.output_dir)
-    about = {"checkpoint": str(cfg.ckpt_path), "model": type(model).__name__, "sample_rate": h.sample_rate,
+    about = {"checkpoint": str(cfg.ckpt_path), "model": model.architecture, "sample_rate": h.sample_rate,
              "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict()}
     csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, about)
     failed = sum(p.error is not None for p in predictions)

@@ -97,6 +97,12 @@ class GenreClassifier(pl.LightningModule):
 
     # --- model -----------------------------------------------------------------
     @property
+    def architecture(self) -> str:
+        """What the model is, for people: the net's name, and the head's when it is not a trained linear layer."""
+        head = (self.hparams.head or {}).get("name", "linear")
+        return self.hparams.net["name"] + ("" if head == "linear" else f" + {head}")
+
+    @property
     def chunk_samples(self) -> int:
         return self.encoder.chunk_samples
 
