@@ -61,7 +61,7 @@ track (mgr.data.chunking.chunk_starts) and a track's score is the mean of its ch
 `reference` uses the same cut: a clip protocol of S seconds describes every clip of S
 seconds at the evaluation starts by its own statistics, trains the SVM on all clips of the
 training tracks, scores every clip (clip metrics) and each track by the mean of its clips'
-SVM decision values (track metrics). `--clips 0` is seed 004's per-track protocol: one
+SVM decision values (track metrics). `--clips 0` is seed report 004's per-track protocol: one
 statistics vector over the whole track. The issue's own trial used 10 s clips.
 
 **The reference** (librosa + scikit-learn), at 22.05 kHz mono as data=folder decodes: every

@@ -11,7 +11,7 @@ chunks as the checkpoint's track metrics did (mgr.data.chunking.TrackAggregation
 `track_aggregation=...` overrides), so they are those of mgr.eval's track metrics;
 the option changes nothing else. All go to <run dir>/embeddings.npz, and a
 t-SNE map of the chunk and track embeddings, coloured by label, to tsne.png
-(seed 004's figure of learned representations). A data=... override must have
+(seed report 004's figure of learned representations). A data=... override must have
 the model's sample rate and chunk length (mgr.restore.check_fits), not its classes.
 """
 

@@ -80,7 +80,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def bar_chart(rows: list[dict], path: Path) -> None:
-    """Track accuracy per feature (x) and model (bars), one panel per dataset, as seed 002's figure 8."""
+    """Track accuracy per feature (x) and model (bars), one panel per dataset, as seed report 002's figure 8."""
     from matplotlib.figure import Figure
 
     datasets = sorted({str(r["dataset"]) for r in rows})

@@ -24,7 +24,7 @@ mgr.embed's track predictions (track embeddings are always the mean of the chunk
   average the sigmoid outputs of their tagging models).
 - `majority_vote`: each chunk whose top softmax probability is above `vote_threshold` votes for
   that class; the track's scores are the shares of the votes, the most votes win, a tie goes
-  to the class listed first (seed 004's code: scipy's mode over the confident slices). When no
+  to the class listed first (seed report 004's code: scipy's mode over the confident slices). When no
   chunk of a track passes the threshold, every chunk of it votes (that code's fallback too).
   `vote_threshold=0` lets every chunk vote.
 """

@@ -9,6 +9,7 @@ from mgr.features.augment import SpecAugment
 from mgr.features.base import Frontend
 from mgr.features.chroma import ChromaFrontend
 from mgr.features.constant_q import CQTFrontend, VQTFrontend
+from mgr.features.descriptors import DescriptorFrontend
 from mgr.features.spectrogram import GammatoneFrontend, MelFrontend, MFCCFrontend, STFTFrontend
 from mgr.features.tempogram import TempogramFrontend
 
@@ -21,6 +22,7 @@ FRONTENDS: dict[str, type[Frontend]] = {
     "gammatone": GammatoneFrontend,
     "chroma": ChromaFrontend,
     "tempogram": TempogramFrontend,
+    "descriptors": DescriptorFrontend,
 }
 
 

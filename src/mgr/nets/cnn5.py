@@ -1,4 +1,4 @@
-"""Five-layer CNN of seed 003 (003_07bc78ce75045554.txt, GTZAN, mel at 22.05 kHz,
+"""Five-layer CNN of seed report 003 (GTZAN, mel at 22.05 kHz,
 PyTorch, SGD with momentum).
 
 Five conv + max-pool layers, a dropout layer, then the flattened maps through

@@ -1,4 +1,4 @@
-"""Parallel CNN and LSTM branches of seed 000 (000_3ceb17bd7cd596f1.txt, FMA, 8 genres).
+"""Parallel CNN and LSTM branches of seed report 000 (FMA, 8 genres).
 
 CNN branch: conv layers with 3-wide, 1-high kernels (along time only, to keep
 the frequency detail) + ReLU, followed by 2x2 and then 4x4 max-pooling with

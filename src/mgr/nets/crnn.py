@@ -1,4 +1,4 @@
-"""CRNN of seed 001 (001_fa7f9d6bac8ce1e8.txt, after Choi et al. 2017,
+"""CRNN of seed report 001 (after Choi et al. 2017,
 "Convolutional recurrent neural networks for music classification").
 
 Layer 0 zero-pads time and batch-normalises the dB input (the base class's

@@ -1,4 +1,4 @@
-"""CRNN of seed 004 (004_00d45737b26eb553.txt), after Nasrullah & Zhao 2019,
+"""CRNN of seed report 004, after Nasrullah & Zhao 2019,
 "Music artist classification with convolutional recurrent neural networks"
 (IJCNN), trained on short slices of artist20 songs.
 

@@ -1,7 +1,7 @@
 """artist20 (Ellis 2007): 20 artists x 6 albums, 1413 tracks, for artist identification.
 
 Layout: `<root>/mp3s-32k/<artist>/<album>/<track>.mp3` (root may also be the
-`artist20/` folder's parent or `mp3s-32k/` itself). The two splits of seed 004
+`artist20/` folder's parent or `mp3s-32k/` itself). The two splits of seed report 004
 (Nasrullah & Zhao, "Musical artist classification with convolutional
 recurrent neural networks", IJCNN 2019):
 
