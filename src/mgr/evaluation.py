@@ -24,10 +24,10 @@ def per_class_scores(confusion: list[list[int]], class_names: list[str]) -> list
             for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
 
 
-def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, about: dict,
+def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, provenance: dict,
                     ckpt_path: str | None = None) -> dict[str, float]:
     """Test (on `ckpt_path`'s weights if given, else the model's), then write metrics.json
-    (test metrics, `about`, class names, the track aggregation, confusion matrices, per-class
+    (test metrics, `provenance` (which checkpoint), class names, the track aggregation, confusion matrices, per-class
     scores), print the table and send the report to loggers that take it (W&B). Returns the
     test metrics."""
     from mgr.models import test_confusions
@@ -37,7 +37,7 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, abo
     fresh_rendezvous_port(trainer)
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    results = {**about, "class_names": model.class_names, **model.track_aggregation.as_dict(),
+    results = {**provenance, "class_names": model.class_names, **model.track_aggregation.as_dict(),
                **test_confusions(trainer)}
     results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
     write_and_print_results(metrics, results, cfg.paths.output_dir, title)

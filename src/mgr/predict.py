@@ -128,7 +128,7 @@ def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int
 
 
 def write_outputs(predictions: list[FilePrediction], class_names: list[str], top_k: int, run_dir: Path,
-                  about: dict) -> tuple[Path, Path]:
+                  provenance: dict) -> tuple[Path, Path]:
     """predictions.csv (one row per file, a probability column per class) and predictions.json."""
     csv_path, json_path = run_dir / "predictions.csv", run_dir / "predictions.json"
     with csv_path.open("w", newline="") as f:
@@ -154,7 +154,7 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
         }
         for p in predictions
     ]
-    json_path.write_text(json.dumps({**about, "class_names": class_names, "files": files}, indent=2))
+    json_path.write_text(json.dumps({**provenance, "class_names": class_names, "files": files}, indent=2))
     return csv_path, json_path
 
 
@@ -184,9 +184,9 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
         predictions.append(p)
         print(format_row(p, names, cfg.top_k, width), flush=True)
     run_dir = Path(cfg.paths.output_dir)
-    about = {"checkpoint": str(cfg.ckpt_path), "model": model.architecture, "sample_rate": h.sample_rate,
+    provenance = {"checkpoint": str(cfg.ckpt_path), "model": model.architecture, "sample_rate": h.sample_rate,
              "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict()}
-    csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, about)
+    csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, provenance)
     failed = sum(p.error is not None for p in predictions)
     print(f"Labelled {len(predictions) - failed} file(s), {failed} failed; {csv_path.name} and {json_path.name} "
           f"in {run_dir}", flush=True)

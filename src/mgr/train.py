@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mgr.evaluation import test_and_report
-from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, plain, task
+from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, resolved_dict, task
 
 log = logging.getLogger("mgr.train")
 
@@ -29,7 +29,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
     model = GenreClassifier.from_config(cfg, datamodule.class_names)
-    model.augment = build_augment(plain(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
+    model.augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
                                   model.encoder.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if cfg.get("logger") and "wandb" in cfg.logger:
@@ -38,7 +38,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
-        logger.log_hyperparams({**plain(cfg), "environment": environment()})
+        logger.log_hyperparams({**resolved_dict(cfg), "environment": environment()})
     define_summaries(loggers)
     fresh_rendezvous_port(trainer)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

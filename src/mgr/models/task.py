@@ -85,13 +85,13 @@ class GenreClassifier(pl.LightningModule):
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
         """The task of a training config: `model` (the net's name and settings, and its `head`),
         `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length."""
-        from mgr.utils.tasks import plain
+        from mgr.utils.tasks import resolved_dict
 
-        net = plain(cfg.model)
+        net = resolved_dict(cfg.model)
         head = net.pop("head", None)
-        return cls(class_names, plain(cfg.feature), cfg.data.sample_rate, cfg.data.chunk_seconds, net, head,
-                   plain(cfg.optimizer) if cfg.get("optimizer") else None,
-                   plain(cfg.scheduler) if cfg.get("scheduler") else None,
+        return cls(class_names, resolved_dict(cfg.feature), cfg.data.sample_rate, cfg.data.chunk_seconds, net, head,
+                   resolved_dict(cfg.optimizer) if cfg.get("optimizer") else None,
+                   resolved_dict(cfg.scheduler) if cfg.get("scheduler") else None,
                    cfg.get("track_aggregation") or TrackAggregation.name,
                    cfg.get("vote_threshold", TrackAggregation.vote_threshold))
 
