@@ -1,0 +1,101 @@
+"""The statistics of an honest comparison: scores from confusion matrices, bootstrap intervals
+(plain or clustered), McNemar's exact test, Friedman's test with average ranks, Holm's correction.
+
+Plain numpy and scipy; every function takes arrays and returns plain numbers, so mgr.evaluation
+(one run) and mgr.report (a sweep) compute the same things the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sps
+
+LEVEL = 0.95  # every interval mgr reports is a 95 % interval
+
+
+def scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and macro-F1 of confusion matrices [..., C, C] (rows: true class). The macro mean
+    leaves out classes neither present nor predicted, as torchmetrics does, so the value of a
+    run's confusion equals its test/track_f1."""
+    m = np.asarray(confusion, dtype=float)
+    tp = np.diagonal(m, axis1=-2, axis2=-1)
+    actual, predicted, total = m.sum(-1), m.sum(-2), m.sum((-2, -1))
+    accuracy = np.divide(tp.sum(-1), total, out=np.zeros_like(total), where=total > 0)
+    denominator = actual + predicted  # 2 tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    counted = (denominator > 0).sum(-1)
+    macro_f1 = np.divide(f1.sum(-1), counted, out=np.zeros_like(total), where=counted > 0)
+    return accuracy, macro_f1
+
+
+def unit_confusions(labels, predictions, units, num_classes: int) -> np.ndarray:
+    """[n_units, C, C]: each unit's (track's) confusion counts, from items (chunks) with their
+    true label, predicted class and unit index (0 .. n_units-1). A track is its own unit with one item."""
+    labels, predictions, units = (np.asarray(a, dtype=np.int64) for a in (labels, predictions, units))
+    n_units = int(units.max()) + 1 if len(units) else 0
+    flat = np.bincount((units * num_classes + labels) * num_classes + predictions,
+                       minlength=n_units * num_classes * num_classes)
+    return flat.reshape(n_units, num_classes, num_classes)
+
+
+def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """[resamples, n]: how often each of n units is drawn in each bootstrap resample (n draws with replacement)."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_scores(confusions: np.ndarray, resamples: int, seed: int, level: float = LEVEL) -> dict:
+    """Percentile bootstrap intervals of accuracy and macro-F1 from per-unit confusions [n, C, C]:
+    units (tracks) are drawn with replacement, each with all its items (chunks): a cluster bootstrap,
+    which for one item per unit is the plain bootstrap. The same seed draws the same resamples."""
+    confusions = np.asarray(confusions, dtype=float)
+    n, c = confusions.shape[0], confusions.shape[-1]
+    drawn = (resample_weights(n, resamples, seed) @ confusions.reshape(n, c * c)).reshape(resamples, c, c)
+    accuracy, macro_f1 = scores(drawn)
+    return {"accuracy": percentile_interval(accuracy, level), "macro_f1": percentile_interval(macro_f1, level)}
+
+
+def mcnemar_exact(a_correct, b_correct) -> dict:
+    """McNemar's exact (conditional) test of two classifiers on the same items: under equal accuracy
+    the items only one gets right split as a fair coin (scipy's two-sided binomial test)."""
+    a, b = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = sps.binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p": float(p)}
+
+
+def paired_bootstrap_difference(a_correct, b_correct, clusters, resamples: int, seed: int,
+                                level: float = LEVEL) -> dict:
+    """Accuracy of a minus accuracy of b on paired items, and its percentile bootstrap interval.
+    Items of one cluster (a track tested in several runs) are drawn together, so a track seen by
+    several seeds counts as one observation, not several."""
+    a, b = np.asarray(a_correct, dtype=float), np.asarray(b_correct, dtype=float)
+    _, cluster = np.unique(np.asarray(clusters), return_inverse=True)
+    n = int(cluster.max()) + 1
+    per_cluster = np.stack([np.bincount(cluster, a - b, n), np.bincount(cluster, minlength=n)], axis=1)
+    drawn = resample_weights(n, resamples, seed) @ per_cluster
+    differences = drawn[:, 0] / drawn[:, 1]
+    return {"difference": float((a - b).mean()), "interval": percentile_interval(differences, level)}
+
+
+def friedman(scores_by_block: np.ndarray) -> dict:
+    """Friedman's test of k >= 3 configurations over blocks (folds, seeds): scores [blocks, k],
+    higher is better. Average ranks: 1 is best, ties share their mean rank."""
+    x = np.asarray(scores_by_block, dtype=float)
+    ranks = sps.rankdata(-x, axis=1).mean(axis=0)
+    statistic, p = sps.friedmanchisquare(*x.T)
+    return {"statistic": float(statistic), "p": float(p), "average_ranks": ranks.tolist()}
+
+
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error), in the order given."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted.tolist()
