@@ -4,7 +4,9 @@ probes or fine-tunes (issue 15). A backbone is an `nn.Module` with
 - `sample_rate: int`, the rate it was trained at (the wrapper resamples the data's waveform to it),
 - `layer_dims: list[int]`, the width of each layer it exposes, in order,
 - `forward(wave: Tensor[B, T at sample_rate]) -> list[Tensor[B, layer_dims[i]]]`: every exposed
-  layer, pooled over time, applying the backbone's own input pipeline (normalisation, patching).
+  layer, pooled over time, applying the backbone's own input pipeline (normalisation, patching),
+- `weight_files: list[Path]`, the files its weights were read from: a frozen probe's checkpoint
+  holds their sha256 instead of the weights (mgr.encoders.pretrained).
 
 `BACKBONES` maps a name (the `encoder=` choice) to a function building one from its settings
 (weights path or model id, ...), with one clear MGRError when the weights are missing.
@@ -16,4 +18,6 @@ from typing import Callable
 
 from torch import nn
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+from mgr.encoders.hf import FAMILIES, hf_builder
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {family: hf_builder(family) for family in FAMILIES}
