@@ -1,4 +1,5 @@
-"""Shared helpers: tiny configs and a runner for the real entry points."""
+"""Shared helpers: tiny configs, a runner for the real entry points, and what tests of several
+modules build alike (audio files, miniature datasets, composed configs, chunk logits, checkpoints)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+import torch
 
 # Small audio, small features, small models: seconds per run on a 2-core CPU.
 TINY_DATA = [
@@ -59,10 +65,53 @@ def mgr_command(task: str, *overrides: str, cwd: Path, data_dir: Path, check: bo
     return proc
 
 
+def mgr_in_process(task: str, *overrides: str, cwd: Path, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """mgr_command without a new interpreter: the entry point's own Hydra main, the same arguments,
+    working directory and environment, its stdout, stderr and exit code. Python, torch and Lightning
+    start once per session instead of once per run; the CLI itself, DDP spawn and signals still need
+    mgr_command."""
+    import contextlib
+    import importlib
+    import io
+    import logging
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    main = importlib.import_module(f"mgr.{task}").main
+    argv = [f"mgr.{task}", *overrides, f"paths.data_dir={data_dir}", f"paths.log_dir={cwd / 'logs'}"]
+    saved_argv, saved_cwd, root = sys.argv, os.getcwd(), logging.getLogger()
+    saved_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MGR_")}
+    saved_logging = root.handlers[:], root.level
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    try:
+        sys.argv = argv
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+            except SystemExit as e:  # what the process would exit with
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.update(saved_env)
+        GlobalHydra.instance().clear()  # as after a process: the next compose or run starts afresh
+        for handler in set(root.handlers) - set(saved_logging[0]):  # Hydra's console and train.log handlers
+            handler.close()
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
+    proc = subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"mgr.{task} failed ({code}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
 @pytest.fixture
 def run_mgr(tmp_path, data_dir):
-    def run(task: str, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-        return mgr_command(task, *overrides, cwd=tmp_path, data_dir=data_dir, check=check)
+    """Run an entry point from this test's directory: in this process, or in a new one (process=True)."""
+    def run(task: str, *overrides: str, check: bool = True, process: bool = False) -> subprocess.CompletedProcess:
+        runner = mgr_command if process else mgr_in_process
+        return runner(task, *overrides, cwd=tmp_path, data_dir=data_dir, check=check)
 
     return run
 
@@ -98,3 +147,132 @@ def trained_proc(tmp_path_factory, data_dir) -> subprocess.CompletedProcess:
 def trained_run(trained_proc) -> Path:
     """Run directory of the TRAINED run; its metrics.json names the best checkpoint."""
     return run_dir_of(trained_proc)
+
+
+# --- audio files and miniature datasets --------------------------------------------------------
+
+def write_wav(path: Path, audio: np.ndarray, rate: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, rate)
+    return path
+
+
+@pytest.fixture
+def small_folder(tmp_path) -> Path:
+    """<genre>/<n>.wav: 2 genres of 4 noise tracks, 1 to 1.75 s at 8 kHz."""
+    root = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    for genre in ("a", "b"):
+        for i in range(4):
+            write_wav(root / genre / f"{i}.wav", 0.1 * rng.standard_normal(8000 + 2000 * i).astype(np.float32), 8000)
+    return root
+
+
+@pytest.fixture
+def cache_files(tmp_path) -> list[str]:
+    """12 noise files of 0.5 to 1.9 s at 8 kHz."""
+    rng = np.random.default_rng(2)
+    return [str(write_wav(tmp_path / "music" / f"{i:02d}.wav", 0.1 * rng.standard_normal(4000 + 500 * i).astype(np.float32), 8000))
+            for i in range(12)]
+
+
+def verify_command(*overrides: str) -> subprocess.CompletedProcess:
+    """python -m mgr.data.verify, its run directory (<log_dir>/verify/runs/...) in a temporary folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as logs:
+        return subprocess.run([sys.executable, "-m", "mgr.data.verify", *overrides, f"paths.log_dir={logs}"],
+                              capture_output=True, text=True, timeout=120)
+
+
+TONE_RATE = 8000
+
+
+def tone(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * TONE_RATE)) / TONE_RATE
+    return (0.3 * np.sin(2 * np.pi * rng.uniform(100, 1000) * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def write_tone(path: Path, seconds: float = 1.2, seed: int = 0, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), tone(seconds, seed), TONE_RATE, **kwargs)
+    return path
+
+
+def mini_datamodule(source: str, root: Path, tmp_path: Path, **kwargs):
+    """A GenreDataModule of a miniature dataset, prepared and set up."""
+    from mgr.data import GenreDataModule
+
+    defaults = dict(cache_dir=str(tmp_path / "cache"), sample_rate=TONE_RATE, chunk_seconds=0.5, min_seconds=0.5,
+                    batch_size=4, num_workers=0)
+    dm = GenreDataModule(source=source, root=str(root), **{**defaults, **kwargs})
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def split_sizes(splits: dict) -> tuple[int, int, int]:
+    return tuple(len(splits[k]) for k in ("train", "val", "test"))
+
+
+# --- configs ----------------------------------------------------------------------------------
+
+def options(group: str) -> list[str]:
+    return sorted(p.name[:-5] for p in files("mgr.conf").joinpath(group).iterdir() if p.name.endswith(".yaml"))
+
+
+def compose_resolved(config_name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    with initialize_config_module("mgr.conf", version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = "/tmp/mgr-test-run"
+            cfg.hydra.runtime.cwd = "/tmp"
+        HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} resolve outside a run
+        with open_dict(cfg):
+            del cfg.hydra
+        OmegaConf.resolve(cfg)
+        return cfg
+
+
+# --- chunk logits, track votes and checkpoints ---------------------------------------------------
+
+# Chunk logits of five tracks over three classes, each track a case where the rules part ways.
+CHUNKS = [
+    # track 0: one sure chunk of class 0, two fairly sure (p ~0.58) of class 1
+    (0, [4.0, 0.0, 0.0]), (0, [0.0, 1.0, 0.0]), (0, [0.0, 1.0, 0.0]),
+    # track 1: one extreme chunk of class 0 outweighs in logits, not in probabilities
+    (1, [9.0, 0.0, 0.0]), (1, [0.0, 2.0, 0.0]), (1, [0.0, 2.0, 0.0]),
+    # track 2: no chunk above 0.5 (two lean to class 2, one to class 0): all of them vote
+    (2, [0.0, 0.0, 0.3]), (2, [0.0, 0.0, 0.3]), (2, [0.3, 0.0, 0.0]),
+    # track 3: one confident chunk of class 0 against two unsure ones of class 1
+    (3, [3.0, 0.0, 0.0]), (3, [0.0, 0.3, 0.0]), (3, [0.0, 0.3, 0.0]),
+    # track 4: a tie of confident votes, class 2 first: the class listed first (1) wins
+    (4, [0.0, 0.0, 3.0]), (4, [0.0, 3.0, 0.0]),
+]
+CHUNK_TRACKS = torch.tensor([t for t, _ in CHUNKS])
+CHUNK_LOGITS = torch.tensor([l for _, l in CHUNKS])
+
+
+def seed004_vote(probabilities: torch.Tensor, threshold: float) -> int:
+    """Seed 004's code (ZainNasrullah/music-artist-classification-crnn, predict_artist) written out:
+    the top class of each slice above the threshold, all slices when none is, the most frequent
+    class, the smallest on ties (scipy.stats.mode)."""
+    top, classes = probabilities.max(1)
+    kept = classes[top > threshold].tolist() or classes.tolist()
+    counts = Counter(kept)
+    return min(c for c in counts if counts[c] == max(counts.values()))
+
+
+def save_checkpoint(model, path) -> None:
+    """A checkpoint of an untrained model, as Lightning writes it (no data module attached)."""
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)

@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import mgr_command
+from conftest import mgr_command, seed004_vote
 from mgr.models import load_model
-from test_aggregation import seed004_vote
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,13 @@ import soxr
 import torch
 from omegaconf import OmegaConf
 
-from conftest import mgr_command
+from conftest import mgr_command, seed004_vote
 from mgr.data import synth
 from mgr.models import load_model
 from mgr import MGRError
-from mgr.data.chunking import TrackAggregation, chunk_starts
+from mgr.data.chunking import TrackAggregation
 from mgr.models.metrics import TrackMetrics
 from mgr.predict import predict, predict_files
-from test_aggregation import seed004_vote
 
 # (extension, soundfile format, subtype, sample rate, channels): every format mgr decodes,
 # mono and stereo, at the rates users' files come in. Opus exists at 48 kHz only.
@@ -220,14 +219,6 @@ def test_eval_and_predict_vote_as_the_training_run_s_track_metrics_do(best_check
         labelled = files[str(path.resolve())]
         assert labelled["top"][0]["genre"] == trained["class_names"][voted[k]]
         assert list(labelled["probabilities"].values()) == pytest.approx(shares[k].tolist(), abs=1e-6)
-
-
-def test_chunk_starts_cover_the_file_with_the_asked_overlap():
-    starts = chunk_starts(1000, 100, 0.5)
-    assert starts[0] == 0 and starts[-1] == 900
-    assert np.diff(starts).max() <= 50
-    assert list(chunk_starts(40, 100, 0.5)) == [0]  # shorter than a chunk: one zero-padded chunk
-    assert list(chunk_starts(300, 100, 0.0)) == [0, 100, 200]
 
 
 def test_user_mistakes_end_in_one_clear_sentence(best_checkpoint, tmp_path, data_dir):

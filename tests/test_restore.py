@@ -8,14 +8,13 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from conftest import mgr_command
+from conftest import mgr_command, save_checkpoint
 from mgr import MGRError
 from mgr.data import synth
 from mgr.embed import embed
 from mgr.eval import evaluate
 from mgr.models import GenreClassifier
 from mgr.restore import restore
-from test_aggregation import _save
 
 RATE, CHUNK = 8000, 1.0
 
@@ -26,7 +25,7 @@ def checkpoint(tmp_path_factory) -> str:
     model = GenreClassifier(sorted(synth.CLASSES), {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, RATE,
                             CHUNK, {"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
     path = tmp_path_factory.mktemp("restore") / "no_data.ckpt"
-    _save(model, path)
+    save_checkpoint(model, path)
     assert "datamodule_hyper_parameters" not in torch.load(path, weights_only=True)
     return str(path)
 

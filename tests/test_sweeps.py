@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_DATA, mgr_command, tiny
-from test_config import compose_resolved
+from conftest import TINY_DATA, compose_resolved, mgr_command, tiny
 
 SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
 

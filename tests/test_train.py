@@ -1,16 +1,22 @@
-"""End to end: the real entry points (`python -m mgr.train`, `python -m mgr.eval`) on generated audio."""
+"""python -m mgr.train on generated audio: a run directory, a checkpoint that loads alone, every
+feature, the cache reused, user mistakes as one clear error, the CLI's help and multiruns."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from omegaconf import OmegaConf
 
-from conftest import metrics_of, mgr_command, run_dir_of, tiny
+from conftest import TINY_DATA, metrics_of, options, run_dir_of, tiny
 from mgr.data import synth
+from mgr.features import FRONTENDS
 from mgr.models import GenreClassifier, load_model
 
 
@@ -31,23 +37,6 @@ def test_training_beats_chance_and_writes_a_run_directory(trained):
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "train.log").exists()
     assert (run_dir / "csv" / "metrics.csv").read_text().count("\n") > 10
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
-
-
-def test_eval_reproduces_the_test_metrics(trained, data_dir):
-    cwd, proc = trained
-    train_metrics = metrics_of(proc)
-    # From another working directory: the checkpoint alone says where the data is.
-    other = cwd / "elsewhere"
-    other.mkdir()
-    evaluation = mgr_command("eval", f"ckpt_path={train_metrics['best_checkpoint']}", cwd=other, data_dir=data_dir)
-    eval_metrics = metrics_of(evaluation)
-    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss"):
-        assert eval_metrics[key] == pytest.approx(train_metrics[key], abs=1e-4), key
-    assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]
-    assert eval_metrics["track_per_class"] == train_metrics["track_per_class"]
-    assert eval_metrics["checkpoint"] == train_metrics["best_checkpoint"]
-    # Tracks combined by the checkpoint's own rule: the run's, mgr.train's default.
-    assert eval_metrics["track_aggregation"] == train_metrics["track_aggregation"] == "mean_logits"
 
 
 def test_checkpoint_loads_without_arguments(trained):
@@ -131,3 +120,44 @@ def test_multirun_runs_every_job(run_mgr, tmp_path):
     for job in ("0", "1"):
         assert "test/track_acc" in json.loads((sweep / job / "metrics.json").read_text())
     assert proc.stdout.count("Test results") == 2
+
+
+def test_every_feature_trains_with_crnn_and_cnn(run_mgr, tmp_path):
+    features = ",".join(sorted(FRONTENDS))
+    data = [o for o in TINY_DATA if not o.startswith(("data.sample_rate", "data.batch_size"))]
+    proc = run_mgr("train", "-m", "model=crnn,cnn", f"feature={features}", *data, "data.sample_rate=16000",
+                   "data.batch_size=8", "data.eval_batch_size=8", "augment=specaugment", "debug=fast_dev_run",
+                   "trainer.enable_progress_bar=false")
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2 * len(FRONTENDS)
+    assert proc.stdout.count("Test results") == len(jobs)
+    for job in jobs:
+        assert (job / "metrics.json").exists(), job
+        png = job / "plots" / "feature_examples.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    overrides = [Path(job, ".hydra", "overrides.yaml").read_text() for job in jobs]
+    assert all(any(f"feature={name}" in o for o in overrides) for name in FRONTENDS)
+
+
+def _cli(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mgr.train", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_help_and_cfg_job_work_from_any_directory(tmp_path):
+    proc = _cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    listed = {line.split(":")[0]: line.split(":")[1].split(", ") for line in proc.stdout.splitlines() if ": " in line}
+    assert {"cnn", "crnn"} <= {o.strip() for o in listed["model"]}
+    assert {o.strip() for o in listed["feature"]} == set(options("feature"))
+    proc = _cli("--cfg", "job", "model=cnn", "feature=stft", cwd=tmp_path)
+    assert proc.returncode == 0
+    cfg = OmegaConf.create(proc.stdout)
+    assert cfg.model.name == "cnn" and cfg.model.channels == [32, 64, 128] and cfg.feature.name == "stft"
+
+
+def test_unknown_group_option_gives_hydras_error(tmp_path):
+    proc = _cli("model=nosuchmodel", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Could not find 'model/nosuchmodel'" in proc.stderr
+    assert "Available options" in proc.stderr

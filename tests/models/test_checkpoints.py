@@ -1,15 +1,20 @@
-"""Checkpoints written by the 2026-11 model classes (one LightningModule per architecture) load
-into today's task and give the same logits; training cannot resume from them."""
+"""Checkpoints are data (mgr.models.checkpoints): one that names code, or a class outside mgr, is
+refused before anything runs; checkpoints of the 2026-11 model classes load into today's task and
+give the same logits, and training cannot resume from them."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import mgr_command
 from mgr import MGRError
-from mgr.models import load_model, read_checkpoint
+from mgr.models import GenreClassifier, load_model, read_checkpoint
+
 
 OLD = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints_2026_11"
 
@@ -43,3 +48,77 @@ def test_load_errors_are_clear(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(MGRError, match="not an mgr checkpoint"):
         load_model(tmp_path / "other.ckpt")
+
+
+class RunsACommand:
+    """What a malicious pickle does: unpickling calls os.system(command)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+@pytest.fixture(scope="module")
+def genuine(trained_run) -> dict:
+    return read_checkpoint(json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"])
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path, zip_format):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "mgr_model": "GenreClassifier", "payload": RunsACommand(f"touch {marker}")}, path,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(MGRError, match=r"Refused to load .*evil\.ckpt: it names posix\.system"):
+        load_model(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mgr_model": "os.system"},
+        {"mgr_model": "builtins.eval"},
+        # Lightning CLI's keys; Lightning itself would run an allowlisted instantiator on any class path.
+        {"hyper_parameters": {"_instantiator": "pytorch_lightning.cli.instantiate_module", "_class_path": "os.system"}},
+        {"hyper_parameters": {"feature": {"name": "mel", "_target_": "subprocess.call"}}},
+        {"datamodule_hyper_parameters": {"source_options": {"_target_": "os.system"}}},
+    ],
+)
+def test_a_checkpoint_naming_a_class_outside_mgr_is_refused(genuine, tmp_path, change):
+    crafted = dict(genuine)
+    for key, value in change.items():
+        crafted[key] = {**genuine.get(key, {}), **value} if isinstance(value, dict) else value
+    path = tmp_path / "crafted.ckpt"
+    torch.save(crafted, path)
+    with pytest.raises(MGRError, match="Refused to load .*mgr builds only its own classes"):
+        load_model(path)
+
+
+def test_the_genuine_checkpoint_loads(genuine, tmp_path):
+    path = tmp_path / "copy.ckpt"
+    torch.save(genuine, path)
+    assert isinstance(load_model(path), GenreClassifier)
+
+
+def test_not_a_checkpoint_and_not_mgr_are_clear_errors(genuine, tmp_path):
+    (tmp_path / "text.ckpt").write_text("hello")
+    with pytest.raises(MGRError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "text.ckpt")
+    torch.save({k: v for k, v in genuine.items() if k != "mgr_model"}, tmp_path / "other.ckpt")
+    with pytest.raises(MGRError, match="is not an mgr checkpoint"):
+        load_model(tmp_path / "other.ckpt")
+
+
+def test_predict_refuses_a_malicious_checkpoint_in_one_sentence(tmp_path, data_dir):
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": {}, "payload": RunsACommand(f"touch {marker}")}, tmp_path / "evil.ckpt")
+    (tmp_path / "song.wav").write_bytes(b"")
+    proc = mgr_command("predict", f"ckpt_path={tmp_path / 'evil.ckpt'}", f"inputs={tmp_path / 'song.wav'}",
+                       cwd=tmp_path, data_dir=data_dir, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert len(errors) == 1 and "Refused to load" in errors[0] and "posix.system" in errors[0], proc.stderr
+    assert not marker.exists()

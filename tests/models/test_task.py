@@ -1,22 +1,28 @@
-"""The classification task: plain hyperparameters, encoder and head, the fitted SVM head, every
-model config of `--help` trained as a newcomer runs it."""
+"""The classification task: plain hyperparameters, encoder and head, the fitted SVM head, the track
+aggregation its checkpoint carries, padding chunks that count in no metric."""
 
 from __future__ import annotations
 
-import json
-from importlib.resources import files
+import copy
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import TINY_DATA
+from conftest import save_checkpoint
 from mgr import MGRError
-from mgr.models import GenreClassifier
+from mgr.data.chunking import TrackAggregation
+from mgr.data.datamodule import PADDING_LABEL
+from mgr.models import GenreClassifier, load_model
+
 
 SR = 8000
+
+
 MEL = {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}
+
+
 MFCC = {"name": "mfcc", "n_fft": 256, "hop_length": 128, "n_mels": 32, "n_mfcc": 13}
 
 
@@ -89,25 +95,44 @@ def test_unknown_optimizer_scheduler_or_head_is_one_clear_error():
         task({"name": "cnn"}, head={"name": "mlp"})
 
 
-# --- every model of `--help`, as a newcomer runs it -------------------------------------------
-MODEL_CONFIGS = sorted(p.name[:-5] for p in files("mgr.conf").joinpath("model").iterdir() if p.name.endswith(".yaml"))
+def _tiny_cnn() -> GenreClassifier:
+    return GenreClassifier(["a", "b", "c"], {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, 8000, 1.0,
+                           {"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_CONFIGS)
-def test_every_model_config_trains_with_the_default_data_and_feature(name, data_dir, tmp_path):
-    """`python -m mgr.train model=<name>`: default sizes, default feature, default sample rate and chunk
-    length; only the amount of data and the budget are cut (one batch of each stage, no plots)."""
-    from hydra import compose, initialize_config_module
+def test_the_checkpoint_carries_the_aggregation_and_old_ones_mean_logits(tmp_path):
+    model = _tiny_cnn()
+    assert model.track_aggregation == TrackAggregation("mean_logits", 0.5)
+    model.set_track_aggregation("majority_vote", 0.7)
+    assert model.val_tracks.aggregation == model.test_tracks.aggregation == TrackAggregation("majority_vote", 0.7)
+    model.set_track_aggregation(vote_threshold=0.6)  # None keeps the name
+    save_checkpoint(model, tmp_path / "vote.ckpt")
+    stored = torch.load(tmp_path / "vote.ckpt", weights_only=True)["hyper_parameters"]
+    assert stored["track_aggregation"] == "majority_vote" and stored["vote_threshold"] == 0.6  # plain values
+    for restored in (load_model(tmp_path / "vote.ckpt"), GenreClassifier.load_from_checkpoint(tmp_path / "vote.ckpt")):
+        assert restored.track_aggregation == TrackAggregation("majority_vote", 0.6)
+        assert restored.test_tracks.aggregation == restored.val_tracks.aggregation == restored.track_aggregation
+    # A checkpoint written before the option existed scores as it did then: mean of logits.
+    checkpoint = torch.load(tmp_path / "vote.ckpt", weights_only=True)
+    del checkpoint["hyper_parameters"]["track_aggregation"], checkpoint["hyper_parameters"]["vote_threshold"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    assert load_model(tmp_path / "old.ckpt").test_tracks.aggregation == TrackAggregation("mean_logits", 0.5)
+    with pytest.raises(MGRError, match="track_aggregation='mean'"):
+        model.set_track_aggregation("mean")
 
-    from mgr.train import train
 
-    with initialize_config_module("mgr.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[
-            f"model={name}", *TINY_DATA[:2], "data.batch_size=2", "data.eval_batch_size=2", "debug=fast_dev_run",
-            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "callbacks=none",
-            f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
-        ])
-    train(cfg)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert 0.0 <= metrics["test/track_acc"] <= 1.0
+def test_a_padding_chunk_counts_in_no_metric():
+    torch.manual_seed(0)
+    model = GenreClassifier(["a", "b"], {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, SR, 1.0,
+                            {"name": "cnn", "channels": [8, 16, 32], "hidden": 32}).eval()
+    reference = copy.deepcopy(model)
+    wave = torch.randn(3, SR)
+    with torch.no_grad():
+        model.test_step((wave, torch.tensor([0, 1, PADDING_LABEL]), torch.tensor([0, 1, 1])), 0)
+        model.test_step((wave[:1], torch.tensor([PADDING_LABEL]), torch.tensor([0])), 1)  # a padding-only batch
+        reference.test_step((wave[:2], torch.tensor([0, 1]), torch.tensor([0, 1])), 0)
+    for name in ("test_loss", "test_metrics", "test_tracks", "test_confusion"):
+        got, want = getattr(model, name).compute(), getattr(reference, name).compute()
+        if not isinstance(want, dict):
+            got, want = {name: got}, {name: want}
+        assert all(torch.equal(got[k], want[k]) for k in want), name

@@ -1,6 +1,5 @@
-"""The model zoo end to end: every model trains through `python -m mgr.train` on
-two features and restores from its checkpoint alone; every experiment config
-composes with its own dataset and runs one step of everything on synth."""
+"""The model zoo: every model config trains through `python -m mgr.train` on two features and
+restores from its checkpoint alone, and trains at its default sizes as a newcomer runs it."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from conftest import TINY_DATA, TINY_MODEL, mgr_command
 from mgr.models import GenreClassifier, load_model
 from mgr.nets import NETS
 
-EXPERIMENTS = sorted(p.name[:-5] for p in files("mgr.conf").joinpath("experiment").iterdir() if p.name.endswith(".yaml"))
+
 ZOO = sorted(TINY_MODEL)
 
 
@@ -71,31 +70,25 @@ def test_the_svm_is_fitted_not_left_at_zero(zoo_runs):
     assert restored.head.weight.abs().sum() > 0
 
 
-def _compose(overrides: list[str]):
-    with initialize_config_module("mgr.conf", version_base="1.3"):
-        return compose("train", overrides=overrides)
+# --- every model of `--help`, as a newcomer runs it -------------------------------------------
+MODEL_CONFIGS = sorted(p.name[:-5] for p in files("mgr.conf").joinpath("model").iterdir() if p.name.endswith(".yaml"))
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_composes_with_its_own_dataset(name):
-    text = files("mgr.conf").joinpath("experiment", f"{name}.yaml").read_text()
-    assert text.startswith("# @package _global_\n# "), "a header comment names the source"
-    assert "Differs" in text or "as experiment=" in text, "the header says what differs from the source"
-    cfg = _compose([f"experiment={name}", "data.root=/music"])
-    assert cfg.data.source in {"gtzan", "fma", "artist20", "folder"}
-    assert cfg.model.name in NETS
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_every_model_config_trains_with_the_default_data_and_feature(name, data_dir, tmp_path):
+    """`python -m mgr.train model=<name>`: default sizes, default feature, default sample rate and chunk
+    length; only the amount of data and the budget are cut (one batch of each stage, no plots)."""
+    from hydra import compose, initialize_config_module
 
-
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_runs_one_step_on_synth(name, data_dir, tmp_path):
     from mgr.train import train
 
-    # The experiment's own sample rate, chunk length, feature and model; only the data is swapped.
-    cfg = _compose([
-        f"experiment={name}", "data=synth", *TINY_DATA[:2], "data.split={train: 0.6, val: 0.2, test: 0.2}",
-        "data.batch_size=2", "data.eval_batch_size=2", "debug=fast_dev_run", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
-    ])
+    with initialize_config_module("mgr.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"model={name}", *TINY_DATA[:2], "data.batch_size=2", "data.eval_batch_size=2", "debug=fast_dev_run",
+            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "callbacks=none",
+            f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
+        ])
     train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert "test/track_acc" in metrics
+    assert 0.0 <= metrics["test/track_acc"] <= 1.0

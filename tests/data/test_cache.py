@@ -1,99 +1,24 @@
-"""Synth generation, decoding, the waveform cache, splits and chunking."""
+"""mgr.data.cache: audio decoded once, its bad files reported; builds that are killed, crash or run
+twice at once end in the same data; a damaged cache is repaired or refused, never read as if it
+were whole (extents checked on open, per-file checksums on first read)."""
 
 from __future__ import annotations
 
-import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+import torch
 
+from conftest import verify_command, write_wav
 from mgr import MGRError
 from mgr.data import cache as cache_module
-from mgr.data import synth
-from mgr.data.audio import DecodeError, load_audio
 from mgr.data.cache import WaveformCache
-from mgr.data.datasets import EvenChunks, RandomChunks
+from mgr.data.datasets import RandomChunks
 from mgr.data.sources.folder import FolderSource
-from mgr.data.sources.synth import SynthSource
-from mgr.data.splits import check_disjoint, stratified_split
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    """Hash of the decoded audio (Ogg streams carry a random serial number, so bytes differ)."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha1(sf.read(str(p), dtype="float32")[0].tobytes()).hexdigest()
-        for p in sorted(folder.rglob("*.*"))
-        if p.suffix != ".json"
-    }
-
-
-def test_synth_is_deterministic_and_mixes_formats(tmp_path):
-    a = synth.generate(tmp_path / "a", 3, (1.0, 2.0), seed=7)
-    b = synth.generate(tmp_path / "b", 3, (1.0, 2.0), seed=7)
-    c = synth.generate(tmp_path / "c", 3, (1.0, 2.0), seed=8)
-    assert _digest(a) == _digest(b)
-    assert _digest(a) != _digest(c)
-    tracks = SynthSource(str(tmp_path / "a"), 3, (1.0, 2.0), 7).list()
-    assert len(tracks.class_names) >= 4 and len(tracks.files) == 3 * len(tracks.class_names)
-    assert {Path(f).suffix for f in tracks.files} == {".wav", ".flac", ".ogg"}
-    assert {sf.info(f).channels for f in tracks.files} == {1}  # stereo appears from the 4th track on
-    assert {sf.info(f).samplerate for f in tracks.files} == {22050}  # other rates from the 4th track on
-    # Asking again reuses the files instead of generating anew.
-    mtime = Path(tracks.files[0]).stat().st_mtime_ns
-    synth.generate(tmp_path / "a", 3, (1.0, 2.0), seed=7)
-    assert Path(tracks.files[0]).stat().st_mtime_ns == mtime
-
-
-def test_synth_classes_differ_in_sound():
-    """Each class has its own spectral shape: the class means of a coarse spectrum are far apart."""
-    def spectrum(label, seed):
-        x = synth.render_track(label, seed, 2.0)
-        s = np.abs(np.fft.rfft(x))[: 8000]
-        return np.log(s.reshape(40, -1).mean(1) + 1e-6)
-
-    means = [np.mean([spectrum(c, s) for s in range(3)], axis=0) for c in range(len(synth.CLASSES))]
-    for i in range(len(means)):
-        for j in range(i + 1, len(means)):
-            assert np.abs(means[i] - means[j]).mean() > 0.3, (synth.CLASSES[i], synth.CLASSES[j])
-
-
-def _write(path: Path, audio: np.ndarray, rate: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), audio, rate)
-    return path
-
-
-def test_load_audio_downmixes_and_resamples(tmp_path):
-    t = np.arange(44100) / 44100
-    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
-    path = _write(tmp_path / "stereo.flac", np.stack([tone, tone], 1), 44100)
-    audio = load_audio(path, 22050)
-    assert audio.dtype == np.float32 and audio.ndim == 1
-    assert abs(len(audio) - 22050) <= 1
-    assert np.abs(audio).max() == pytest.approx(0.5, abs=0.02)
-
-
-def test_corrupt_files_raise_decode_error(tmp_path):
-    good = _write(tmp_path / "good.wav", np.zeros(8000, dtype=np.float32) + 0.1, 8000)
-    (tmp_path / "empty.wav").write_bytes(b"")
-    (tmp_path / "text.wav").write_text("this is not audio\n" * 20)
-    data = good.read_bytes()
-    (tmp_path / "truncated.wav").write_bytes(data[: len(data) // 2])
-    for name in ("empty.wav", "text.wav", "truncated.wav"):
-        with pytest.raises(DecodeError):
-            load_audio(tmp_path / name, 8000)
-
-
-@pytest.fixture
-def small_folder(tmp_path) -> Path:
-    root = tmp_path / "music"
-    rng = np.random.default_rng(0)
-    for genre in ("a", "b"):
-        for i in range(4):
-            _write(root / genre / f"{i}.wav", 0.1 * rng.standard_normal(8000 + 2000 * i).astype(np.float32), 8000)
-    return root
 
 
 def test_cache_decodes_once_and_reuses(small_folder, tmp_path, monkeypatch):
@@ -114,7 +39,7 @@ def test_cache_key_follows_files_and_settings(small_folder, tmp_path):
     files = FolderSource(str(small_folder)).list().files
     first = WaveformCache.build(files, 8000, tmp_path / "cache", "folder").directory
     assert WaveformCache.build(files, 4000, tmp_path / "cache", "folder").directory != first
-    _write(Path(files[0]), np.zeros(100, dtype=np.float32), 8000)  # a changed file
+    write_wav(Path(files[0]), np.zeros(100, dtype=np.float32), 8000)  # a changed file
     assert WaveformCache.build(files, 8000, tmp_path / "cache", "folder").directory != first
     assert not list((tmp_path / "cache").glob("*.partial-*"))
 
@@ -127,54 +52,6 @@ def test_cache_reports_bad_files(small_folder, tmp_path):
     assert list(cache.bad_files) == bad and not cache.is_ok(files.index(bad[0]))
     assert "broken.wav" in cache.report_path.read_text()
 
-
-def test_folder_source_errors_are_clear(tmp_path):
-    with pytest.raises(MGRError, match="needs data.root"):
-        FolderSource(None).list()
-    with pytest.raises(MGRError, match="does not exist"):
-        FolderSource(str(tmp_path / "nope")).list()
-    (tmp_path / "empty" / "rock").mkdir(parents=True)
-    with pytest.raises(MGRError, match="need at least 2"):
-        FolderSource(str(tmp_path / "empty")).list()
-
-
-def test_split_is_stratified_deterministic_and_disjoint():
-    labels = [i % 4 for i in range(200)]
-    a = stratified_split(labels, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=3)
-    b = stratified_split(labels, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=3)
-    c = stratified_split(labels, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=4)
-    assert a == b and a != c
-    assert sorted(sum(a.values(), [])) == list(range(200))
-    assert [len(a[k]) for k in ("train", "val", "test")] == [160, 20, 20]
-    for k in ("val", "test"):
-        assert sorted(np.bincount([labels[i] for i in a[k]])) == [5, 5, 5, 5]
-    s = stratified_split(labels, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=3)
-    assert [len(s[k]) for k in ("train", "val", "test")] == [120, 40, 40]
-
-
-def test_check_disjoint_catches_leaks():
-    with pytest.raises(MGRError, match="both the train and the test"):
-        check_disjoint({"train": [1, 2], "val": [3], "test": [2]})
-
-
-def test_chunk_datasets(small_folder, tmp_path):
-    files = FolderSource(str(small_folder)).list().files
-    cache = WaveformCache.build(files, 8000, tmp_path / "cache", "folder")
-    labels = [0, 0, 0, 0, 1, 1, 1, 1]
-    train = RandomChunks(cache, [0, 3, 5], labels, chunk=9000, chunks_per_track=2)
-    assert len(train) == 6
-    wave, label, k = train[0]
-    assert wave.shape == (9000,) and label == 0 and k == 0
-    assert (wave[8000:] == 0).all()  # an 8000-sample track is padded to the chunk length
-    evaluation = EvenChunks(cache, [0, 3], labels, chunk=4000)
-    # 8000 samples -> 2 chunks; 14000 -> 4 chunks evenly spaced from 0 to 10000
-    assert [item for item in evaluation.items] == [(0, 0), (0, 4000), (1, 0), (1, 3333), (1, 6667), (1, 10000)]
-    wave, label, k = evaluation[5]
-    np.testing.assert_array_equal(wave.numpy(), cache.waveform(3)[10000:14000])
-    assert (label, k) == (0, 1)
-
-
-# The hardened cache: bad files, parallel decoding, crashes, concurrent builders ----------------
 
 # Module level runs in the decoding workers too (spawn imports the main script), so they decode slowly.
 CHILD_BUILD = """
@@ -198,7 +75,7 @@ if __name__ == "__main__":
 @pytest.fixture
 def many_files(tmp_path) -> list[str]:
     rng = np.random.default_rng(1)
-    return [str(_write(tmp_path / "many" / f"{i:03d}.wav", 0.1 * rng.standard_normal(4000 + 100 * i).astype(np.float32), 8000))
+    return [str(write_wav(tmp_path / "many" / f"{i:03d}.wav", 0.1 * rng.standard_normal(4000 + 100 * i).astype(np.float32), 8000))
             for i in range(40)]
 
 
@@ -217,9 +94,9 @@ def _child(args: list[str], tmp_path: Path) -> "subprocess.Popen":
 
 def test_cache_reports_each_kind_of_bad_file(tmp_path):
     root = tmp_path / "music"
-    _write(root / "a" / "good.wav", 0.1 * np.ones(8000, dtype=np.float32), 8000)
-    _write(root / "a" / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
-    _write(root / "a" / "short.wav", 0.1 * np.ones(2000, dtype=np.float32), 8000)
+    write_wav(root / "a" / "good.wav", 0.1 * np.ones(8000, dtype=np.float32), 8000)
+    write_wav(root / "a" / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
+    write_wav(root / "a" / "short.wav", 0.1 * np.ones(2000, dtype=np.float32), 8000)
     (root / "a" / "empty.wav").write_bytes(b"")
     (root / "a" / "text.flac").write_text("not audio at all\n" * 10)
     files = sorted(str(p) for p in (root / "a").iterdir())
@@ -291,7 +168,7 @@ def test_two_builders_at_once_build_one_cache(many_files, tmp_path):
 
 
 def test_a_decoder_crash_marks_only_its_file_bad(many_files, tmp_path):
-    crash = _write(tmp_path / "many" / "crash.wav", 0.1 * np.ones(8000, dtype=np.float32), 8000)
+    crash = write_wav(tmp_path / "many" / "crash.wav", 0.1 * np.ones(8000, dtype=np.float32), 8000)
     files = many_files[:10] + [str(crash)] + many_files[10:16]
     (tmp_path / "files.txt").write_text("\n".join(files))
     out, err = _child([str(tmp_path / "files.txt"), str(tmp_path / "cache"), "2", "0"], tmp_path).communicate(timeout=300)
@@ -334,3 +211,123 @@ def test_a_pool_that_breaks_while_jobs_are_submitted_loses_no_file(many_files, t
     built = WaveformCache.build(many_files[:6], 8000, tmp_path / "broken", "folder", num_workers=2)
     fresh = WaveformCache.build(many_files[:6], 8000, tmp_path / "fresh", "folder")
     assert calls["submit"] > 3 and _cache_bytes(built) == _cache_bytes(fresh)
+
+
+def _build(cache_files, root) -> WaveformCache:
+    return WaveformCache.build(cache_files, 8000, root, "folder")
+
+
+def _count_decoding(monkeypatch) -> list[str]:
+    decoded: list[str] = []
+    real = cache_module.load_audio
+    monkeypatch.setattr(cache_module, "load_audio", lambda p, r: decoded.append(p) or real(p, r))
+    return decoded
+
+
+def _same_data(a: WaveformCache, b: WaveformCache) -> bool:
+    return (a.directory / "waveforms.f32").read_bytes() == (b.directory / "waveforms.f32").read_bytes() \
+        and a.lengths.tolist() == b.lengths.tolist()
+
+
+def test_truncated_cache_is_refused_on_open_and_rebuilt_from_the_cut(cache_files, tmp_path, monkeypatch, caplog):
+    built = _build(cache_files, tmp_path / "cache")
+    data = built.directory / "waveforms.f32"
+    cut = 4 * int(built.offsets[7] + 100)  # inside file 7: files 0-6 are whole
+    with open(data, "r+b") as f:
+        f.truncate(cut)
+    with pytest.raises(MGRError, match=rf"waveform cache {built.directory} is damaged: .*cut short.*delete"):
+        WaveformCache(built.directory)
+
+    decoded = _count_decoding(monkeypatch)
+    repaired = _build(cache_files, tmp_path / "cache")
+    assert repaired.directory == built.directory
+    assert "damaged" in caplog.text and "cut short" in caplog.text
+    assert decoded == cache_files[7:]  # the intact files 0-6 are kept
+    assert _same_data(repaired, _build(cache_files, tmp_path / "fresh"))
+    assert all(len(repaired.waveform(i)) == repaired.lengths[i] for i in range(len(cache_files)))
+
+
+def test_a_flipped_byte_stops_the_first_read_of_its_file(cache_files, tmp_path):
+    built = _build(cache_files, tmp_path / "cache")
+    data = built.directory / "waveforms.f32"
+    raw = bytearray(data.read_bytes())
+    raw[4 * int(built.offsets[5]) + 1001] ^= 0x10  # one bit of one sample of file 5
+    data.write_bytes(bytes(raw))
+
+    reopened = _build(cache_files, tmp_path / "cache")  # the extents still match: opened as before
+    reopened.waveform(4)
+    with pytest.raises(MGRError, match=rf"waveform cache {built.directory} is damaged: the samples of .*05.wav "
+                                       r"do not match .*; delete that folder"):
+        reopened.waveform(5)
+
+    # In a DataLoader worker, torch re-raises the error with the worker's traceback; the message stays one sentence.
+    loader = torch.utils.data.DataLoader(RandomChunks(reopened, [5], [0] * len(cache_files), chunk=1000), num_workers=1)
+    with pytest.raises(MGRError) as caught:
+        next(iter(loader))
+    assert str(caught.value).startswith(f"The waveform cache {built.directory} is damaged") and "\n" not in str(caught.value)
+
+    check = verify_command(f"caches={built.directory}")
+    assert check.returncode == 1
+    assert check.stdout.strip().splitlines() == [
+        f"DAMAGED {built.directory}: the samples of {cache_files[5]} do not match the checksum written when it was "
+        f"decoded (1 of {len(cache_files)} files); delete that folder and the next run decodes it again."]
+
+
+def test_a_deleted_index_rebuilds_the_cache(cache_files, tmp_path, monkeypatch, caplog):
+    built = _build(cache_files, tmp_path / "cache")
+    (built.directory / "index.json").unlink()
+    assert "no index.json" in verify_command(f"caches={tmp_path / 'cache'}").stdout
+
+    decoded = _count_decoding(monkeypatch)
+    rebuilt = _build(cache_files, tmp_path / "cache")
+    assert "no index.json" in caplog.text and decoded == cache_files
+    assert _same_data(rebuilt, _build(cache_files, tmp_path / "fresh"))
+    assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+def test_each_file_is_verified_once_per_process(cache_files, tmp_path, monkeypatch):
+    built = _build(cache_files, tmp_path / "cache")
+    sums = json.loads((built.directory / "index.json").read_text())["crc32"]
+    assert len(sums) == len(cache_files) and len(set(sums)) == len(cache_files)
+    checked = []
+    real = cache_module.checksum
+    monkeypatch.setattr(cache_module, "checksum", lambda samples: checked.append(len(samples)) or real(samples))
+    cache = WaveformCache(built.directory)
+    for _ in range(3):
+        cache.waveform(2), cache.waveform(3)
+    assert checked == [built.lengths[2], built.lengths[3]]
+    import pickle
+
+    pickle.loads(pickle.dumps(cache)).waveform(2)  # a DataLoader worker's copy checks for itself
+    assert len(checked) == 3
+
+
+def test_a_cache_from_before_checksums_gets_them_once_unless_truncated(cache_files, tmp_path, monkeypatch, caplog):
+    built = _build(cache_files, tmp_path / "cache")
+    index_path = built.directory / "index.json"
+    index = json.loads(index_path.read_text())
+    sums = index.pop("crc32")
+    index_path.write_text(json.dumps({**index, "version": 2}))  # as mgr wrote it before checksums
+
+    upgraded = _build(cache_files, tmp_path / "cache")
+    assert "written before mgr recorded checksums" in caplog.text
+    assert json.loads(index_path.read_text())["crc32"] == sums
+    assert verify_command(f"caches={built.directory}").returncode == 0
+
+    index_path.write_text(json.dumps({**index, "version": 2}))
+    with open(built.directory / "waveforms.f32", "r+b") as f:
+        f.truncate(4 * int(upgraded.offsets[-1]))
+    decoded = _count_decoding(monkeypatch)
+    rebuilt = _build(cache_files, tmp_path / "cache")  # no checksums to tell which files are intact: all decoded again
+    assert decoded == cache_files
+    assert _same_data(rebuilt, _build(cache_files, tmp_path / "fresh"))
+
+
+def test_bytes_beyond_the_index_are_dropped_without_decoding(cache_files, tmp_path, monkeypatch, caplog):
+    built = _build(cache_files, tmp_path / "cache")
+    with open(built.directory / "waveforms.f32", "ab") as f:
+        f.write(b"\0" * 400)  # a copy that wrote past the end
+    decoded = _count_decoding(monkeypatch)
+    repaired = _build(cache_files, tmp_path / "cache")
+    assert "400 bytes more than its index accounts for" in caplog.text and decoded == []
+    assert _same_data(repaired, _build(cache_files, tmp_path / "fresh"))

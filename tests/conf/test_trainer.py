@@ -1,10 +1,9 @@
-"""DDP on two CPU processes (gloo): inside a Hydra multirun, one run directory per job, test
-metrics equal to a single-process evaluation of the same checkpoint (also of a split with fewer
-chunks than ranks), and the best value returned to the sweeper."""
+"""trainer=ddp_cpu: DDP on two CPU processes (gloo) inside a Hydra multirun, one run directory per
+job, test metrics equal to a single-process evaluation of the same checkpoint (also of a split
+with fewer chunks than ranks), and the best value returned to the sweeper."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 from pathlib import Path
@@ -12,15 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-import torch.distributed as dist
 import yaml
 
 from conftest import metrics_of, tiny
-from mgr.data.datamodule import PADDING_LABEL, _shard
-from mgr.models import GenreClassifier
+
 
 RATE = 8000
+
 
 KEYS = ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss")
 
@@ -86,30 +83,3 @@ def test_ddp_sweep_gets_the_best_value_and_one_chunk_splits_score_as_in_one_proc
         assert evaluation[key] == pytest.approx(trained[key], abs=1e-5), key
     assert evaluation["track_confusion"] == trained["track_confusion"] == [[0, 0], [1, 0]]
     assert evaluation["test/loss"] == pytest.approx(returned, abs=1e-5)  # the val chunk, scored in one process
-
-
-def test_a_rank_without_evaluation_chunks_scores_one_padding_chunk(monkeypatch):
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    one_chunk = [(torch.ones(RATE), 1, 0)]
-    for rank, expected in ((0, [(1, 0)]), (1, [(PADDING_LABEL, 0)])):
-        monkeypatch.setattr(dist, "get_rank", lambda: rank)
-        dataset, sampler = _shard(one_chunk, shuffle=False)
-        assert [dataset[i][1:] for i in sampler] == expected
-
-
-def test_a_padding_chunk_counts_in_no_metric():
-    torch.manual_seed(0)
-    model = GenreClassifier(["a", "b"], {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, RATE, 1.0,
-                            {"name": "cnn", "channels": [8, 16, 32], "hidden": 32}).eval()
-    reference = copy.deepcopy(model)
-    wave = torch.randn(3, RATE)
-    with torch.no_grad():
-        model.test_step((wave, torch.tensor([0, 1, PADDING_LABEL]), torch.tensor([0, 1, 1])), 0)
-        model.test_step((wave[:1], torch.tensor([PADDING_LABEL]), torch.tensor([0])), 1)  # a padding-only batch
-        reference.test_step((wave[:2], torch.tensor([0, 1]), torch.tensor([0, 1])), 0)
-    for name in ("test_loss", "test_metrics", "test_tracks", "test_confusion"):
-        got, want = getattr(model, name).compute(), getattr(reference, name).compute()
-        if not isinstance(want, dict):
-            got, want = {name: got}, {name: want}
-        assert all(torch.equal(got[k], want[k]) for k in want), name

@@ -11,8 +11,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
-from test_config import compose_resolved, options
 
+from conftest import compose_resolved, options
 from mgr.data.datamodule import GenreDataModule
 
 DATASETS = [o for o in options("data") if o != "base"]

@@ -1,0 +1,38 @@
+"""Every config group option composes and resolves."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import compose_resolved, options
+
+
+GROUPS = ["data", "feature", "augment", "model", "trainer", "logger", "callbacks", "paths", "hydra", "debug"]
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group, option):
+    overrides = [f"{group}={option}"]
+    if option == "folder":
+        overrides.append("data.root=/music")
+    cfg = compose_resolved("train", overrides)
+    assert cfg.task_name == "train"
+    if group == "data":
+        assert cfg.data.sample_rate > 0 and cfg.data.chunk_seconds > 0
+    if group == "feature":
+        assert cfg.feature.name == option
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert options(group), group
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_no_data_option_asks_for_more_loader_workers_than_cpus(option):
+    """PyTorch warns when a DataLoader has more workers than the process may use CPUs."""
+    from mgr.data.datamodule import resolve_workers, usable_cpus
+
+    cfg = compose_resolved("train", [f"data={option}"] + (["data.root=/music"] if option == "folder" else []))
+    workers = resolve_workers(cfg.data.num_workers)
+    assert workers == 0 or workers < usable_cpus()

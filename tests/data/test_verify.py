@@ -1,0 +1,27 @@
+"""python -m mgr.data.verify: every cache checked, a summary line, one clear error."""
+
+from __future__ import annotations
+
+from conftest import verify_command
+from mgr.data.cache import WaveformCache
+
+
+def _untimed(stdout: str) -> list[str]:
+    return sorted(line.rsplit(" (", 1)[0] for line in stdout.strip().splitlines())
+
+
+def test_verify_command_summarises_good_caches(cache_files, tmp_path):
+    first = _build(cache_files, tmp_path / "cache")
+    second = WaveformCache.build(cache_files[:3], 8000, tmp_path / "cache", "folder")
+    check = verify_command(f"paths.data_dir={tmp_path}")  # by default the caches under paths.cache_dir
+    assert check.returncode == 0, check.stderr
+    lines = check.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("2 caches, every checksum matches")
+    assert {line.split()[1].rstrip(":") for line in lines[:2]} == {str(first.directory), str(second.directory)}
+    assert all(line.startswith("ok ") and "every checksum matches" in line for line in lines[:2])
+    both = verify_command(f"caches=[{first.directory},{second.directory}]")
+    assert both.returncode == 0 and _untimed(both.stdout) == _untimed(check.stdout)
+    helped = verify_command("--help")
+    assert "python -m mgr.data.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
+    missing = verify_command(f"caches={tmp_path / 'nothing_here'}")
+    assert missing.returncode == 1 and missing.stderr.startswith(f"mgr: error: {tmp_path / 'nothing_here'} is no waveform cache")
