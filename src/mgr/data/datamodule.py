@@ -35,6 +35,8 @@ class GenreDataModule(pl.LightningDataModule):
         chunk_seconds: float = 3.0,
         split: dict | str | None = None,
         split_seed: int = 0,
+        folds: int | None = None,
+        fold: int | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         train_chunks_per_track: int = 1,
@@ -88,14 +90,15 @@ class GenreDataModule(pl.LightningDataModule):
         h = self.hparams
         self._build_cache()
         # Split on all listed tracks, then drop unusable ones: a bad file never moves others.
-        splits = self.source.split(self.tracks, h.split, h.split_seed)
-        check_split(splits, self.tracks.files, self.source.leak_groups(self.tracks, h.split))
+        splits = self.source.split(self.tracks, h.split, h.split_seed, h.folds, h.fold)
+        check_split(splits, self.tracks.files, self.source.leak_groups(self.tracks, h.split, h.folds))
         self.split_tracks = {k: [i for i in v if self.cache.is_ok(i)] for k, v in splits.items()}
         for name in SPLITS:
             if splits[name] and not self.split_tracks[name]:
                 raise MGRError(f"The {name} split has no usable tracks; see {self.cache.report_path} or change data.split.")
         dropped = sum(len(splits[k]) - len(self.split_tracks[k]) for k in SPLITS)
-        log.info("Split: %s tracks%s.", ", ".join(f"{k} {len(v)}" for k, v in self.split_tracks.items()),
+        fold = "" if h.fold is None else f" (fold {h.fold}" + (f" of {h.folds}" if h.folds else "") + ")"
+        log.info("Split%s: %s tracks%s.", fold, ", ".join(f"{k} {len(v)}" for k, v in self.split_tracks.items()),
                  f" ({dropped} unusable left out)" if dropped else "")
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:

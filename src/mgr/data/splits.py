@@ -81,6 +81,65 @@ def holdout_groups_per_label(labels: list[int], groups: list[str], seed: int) ->
     return {k: sorted(v) for k, v in out.items()}
 
 
+# A fold's validation part: of the tracks outside its test fold, the 1 in 9 that mgr's default
+# 80/10/10 split gives validation (whole groups, stratified; at least one of each class with 3+).
+VALIDATION_OF_REST = {"train": 8.0, "val": 1.0}
+
+
+def check_fold(folds, fold) -> None:
+    """data.folds=N with data.fold=K in 0..N-1, or neither: one sentence for every other case."""
+    if fold is None:
+        raise MGRError(f"data.folds={folds} needs data.fold=K, the test fold (0 to {folds - 1}); "
+                       f"python -m mgr.train -m data.fold='range({folds})' runs them all.")
+    if folds is None:
+        raise MGRError(f"data.fold={fold} needs data.folds=N, the number of folds.")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise MGRError(f"data.folds must be a whole number >= 2, got {folds!r}.")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise MGRError(f"data.fold={fold!r} is outside 0..{folds - 1}, the folds of data.folds={folds}.")
+
+
+def group_folds(labels: list[int], groups: list[str] | None, folds: int, seed: int,
+                class_names: list[str] | None = None, what: str = "groups") -> list[list[int]]:
+    """The track indices of `folds` folds made of whole groups (None: every track its own group),
+    stratified: per class, its groups in random order (given the seed), largest first, each go to the
+    fold holding the fewest tracks of that class (then the fewest tracks), so folds differ by at most
+    about one group per class. The folds do not depend on which fold is tested."""
+    groups = groups if groups is not None else [str(i) for i in range(len(labels))]
+    names, members = _groups_of(groups)
+    group_labels = [int(np.bincount([labels[i] for i in members[g]]).argmax()) for g in names]
+    rng = np.random.default_rng(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    for label in sorted(set(group_labels)):
+        mine = [g for g, l in zip(names, group_labels) if l == label]
+        if len(mine) < folds:
+            name = class_names[label] if class_names else label
+            raise MGRError(f"data.folds={folds} needs at least {folds} {what} of every class, but class {name} "
+                           f"has {len(mine)}; use data.folds={max(len(mine), 2)} or fewer.")
+        shuffled = [mine[j] for j in rng.permutation(len(mine))]
+        in_class = [0] * folds
+        for g in sorted(shuffled, key=lambda g: -len(members[g])):  # stable: ties keep the random order
+            k = min(range(folds), key=lambda k: (in_class[k], len(out[k]), k))
+            in_class[k] += len(members[g])
+            out[k] += members[g]
+    return [sorted(f) for f in out]
+
+
+def fold_split(labels: list[int], groups: list[str] | None, test: list[int], seed: int) -> dict[str, list[int]]:
+    """A fold's split: `test` (its test fold), validation drawn from the rest by VALIDATION_OF_REST
+    (whole groups), the remainder for training."""
+    in_test = set(test)
+    rest = [i for i in range(len(labels)) if i not in in_test]
+    rest_labels = [labels[i] for i in rest]
+    if groups is None:
+        part = stratified_split(rest_labels, VALIDATION_OF_REST, seed)
+    else:
+        part = group_split(rest_labels, [groups[i] for i in rest], VALIDATION_OF_REST, seed)
+    out = {"train": [rest[i] for i in part["train"]], "val": [rest[i] for i in part["val"]], "test": sorted(test)}
+    check_disjoint(out)
+    return out
+
+
 def assign_from_lists(entries: Iterable[tuple[Hashable, str | None, object, int | None]], what: str) -> dict:
     """The split of every key (clip, file, track) from `(key, split, list, line)` entries:
     split lists, a manifest's rows, tracks.csv, split folders (line None).

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 from mgr import MGRError
-from mgr.data.splits import DEFAULT_FRACTIONS, assigned_split, group_split, stratified_split
+from mgr.data.splits import (DEFAULT_FRACTIONS, assigned_split, check_fold, fold_split, group_folds,
+                              group_split, stratified_split)
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Source:
     shipped_split: str | None = None
     # Other data.split values this source understands besides fractions and "random".
     named_splits: tuple[str, ...] = ()
+    # What its groups are, for the error when a class has fewer than data.folds of them.
+    group_noun = "groups"
     # For the error when the dataset is not found: what it is, the layout under <root>, and
     # either the mgr.data.download dataset that fetches it or how else to get it.
     title = "The dataset"
@@ -68,9 +71,13 @@ class Source:
                     f"which gives {self.layout}")
         return f"{self.how_to_get}, laid out as {self.layout}"
 
-    def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
+    def split(self, tracks: TrackList, split, seed: int, folds: int | None = None,
+              fold: int | None = None) -> dict[str, list[int]]:
         """The shipped split (data.split null or its name), else fractions ("random": 80/10/10)
-        stratified by label; where tracks have groups (artists, albums), whole groups."""
+        stratified by label; where tracks have groups (artists, albums), whole groups. With
+        data.folds/data.fold: fold `fold` of mgr's cross-validation (see `cross_validation`)."""
+        if folds is not None or fold is not None:
+            return self.cross_validation(tracks, split, seed, folds, fold)
         if tracks.given_splits is not None and split in (None, self.shipped_split):
             return assigned_split(tracks.given_splits)
         if split is None or split == "random":
@@ -79,10 +86,34 @@ class Source:
             if tracks.groups is not None:
                 return group_split(tracks.labels, tracks.groups, split, seed)
             return stratified_split(tracks.labels, split, seed)
-        choices = ", ".join([*filter(None, [self.shipped_split]), *self.named_splits, "random"])
-        raise MGRError(f"data.split={split!r} is not a split of data.source={type(self).name}; use one of {choices} "
-                       "or fractions like '{train: 0.8, val: 0.1, test: 0.1}'.")
+        raise MGRError(f"data.split={split!r} is not a split of data.source={type(self).name}; use one of "
+                       f"{self.split_choices()} or fractions like '{{train: 0.8, val: 0.1, test: 0.1}}'.")
 
-    def leak_groups(self, tracks: TrackList, split) -> list[str] | None:
+    def split_choices(self) -> str:
+        return ", ".join([*filter(None, [self.shipped_split]), *self.named_splits, "random"])
+
+    def cross_validation(self, tracks: TrackList, split, seed: int, folds, fold) -> dict[str, list[int]]:
+        """Stratified `folds`-fold cross-validation, fold `fold` the test part, over the tracks that
+        data.split draws from (the shipped split's tracks, or all of them with "random"), keeping
+        whole the groups that split keeps whole (`leak_groups`)."""
+        check_fold(folds, fold)
+        if isinstance(split, dict):
+            raise MGRError("data.folds makes its own train/val/test parts; remove the data.split fractions "
+                           "(data.split=null or random).")
+        if split not in (None, "random", self.shipped_split, *self.named_splits):
+            raise MGRError(f"data.split={split!r} is not a split of data.source={type(self).name}; "
+                           f"use one of {self.split_choices()}.")
+        members = list(range(len(tracks.files)))
+        if tracks.given_splits is not None and split in (None, self.shipped_split):
+            members = [i for i in members if tracks.given_splits[i] is not None]
+        groups = self.leak_groups(tracks, split, folds)
+        labels = [tracks.labels[i] for i in members]
+        sub_groups = [groups[i] for i in members] if groups is not None else None
+        parts = group_folds(labels, sub_groups, folds, seed, tracks.class_names,
+                            self.group_noun if groups is not None else "tracks")
+        splits = fold_split(labels, sub_groups, parts[fold], seed)
+        return {k: [members[i] for i in v] for k, v in splits.items()}
+
+    def leak_groups(self, tracks: TrackList, split, folds: int | None = None) -> list[str] | None:
         """The groups that must not cross splits under `split` (checked after splitting)."""
         return tracks.groups

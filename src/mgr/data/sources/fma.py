@@ -6,7 +6,8 @@ Audio: `<root>/fma_<size>/<tid[:3]>/<tid>.mp3` (30 s clips); metadata:
 ('set', 'split') column; a subset holds the tracks whose ('set', 'subset') is
 at most its size (medium includes small). ('artist', 'id') is the group:
 the leak check verifies that the official split keeps every artist on one
-side, and a random or fraction split draws whole artists.
+side, and a random or fraction split draws whole artists. data.folds/data.fold (mgr's own
+cross-validation, not FMA's) fold the subset's tracks by whole artists.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class FMASource(Source):
     name = "fma"  # the instance's name, fma_<size>, names its cache
     shipped_split = "official"
     title = "FMA"
+    group_noun = "artists"
 
     def __init__(self, root: str | None, size: str = "small"):
         if size not in SIZES:

@@ -28,10 +28,14 @@ class FolderSource(Source):
     def folder(self) -> Path:
         return self.find()
 
-    def split(self, tracks: TrackList, split, seed: int) -> dict[str, list[int]]:
-        if tracks.given_splits is not None and split is not None:
-            raise MGRError(f"{self.root} already defines its split (folders or a split column); remove data.split.")
-        return super().split(tracks, split, seed)
+    group_noun = "groups (the manifest's group column)"
+
+    def split(self, tracks: TrackList, split, seed: int, folds: int | None = None,
+              fold: int | None = None) -> dict[str, list[int]]:
+        if tracks.given_splits is not None and (split, folds, fold) != (None, None, None):
+            remove = "data.split" if split is not None else "data.folds and data.fold"
+            raise MGRError(f"{self.root} already defines its split (folders or a split column); remove {remove}.")
+        return super().split(tracks, split, seed, folds, fold)
 
     def list(self) -> TrackList:
         root = self.folder()

@@ -5,13 +5,23 @@ learning and music adversaries" (IEEE TMM 2015), which removes repeated clips,
 distorted clips and artists shared between splits: 443 train / 197 valid /
 290 test tracks. The lists ship in `gtzan_splits/` (from coreyker/dnn-mgr, as
 mirrored in minzwon/sota-music-tagging-models under split/gtzan/).
+
+data.folds/data.fold (e.g. the 10-fold cross-validation of HEAR) fold the 930 filtered clips.
+GTZAN has no artist labels; what the filter gives is that no artist is on two of its sides, and
+GTZAN numbers an artist's clips consecutively (mostly; Sturm 2013). So the folds keep whole every
+run of consecutive clip numbers of one genre on one side, cut into even pieces of at most
+ceil(clips of the genre / folds) clips so that the folds come out even: an artist can cross folds
+only at such a cut or where its clips are not consecutive. data.split=random folds all 1000 clips.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from importlib import resources
 from pathlib import Path
+
+import numpy as np
 
 from mgr import MGRError
 from mgr.data.sources.base import Source, TrackList
@@ -32,10 +42,34 @@ def has_genre_folders(folder: Path) -> bool:
     return all((folder / g).is_dir() for g in GENRES)
 
 
+def consecutive_runs(tracks: TrackList, folds: int) -> list[str]:
+    """Each clip's group for folding the filtered split: its run of consecutive clip numbers of one
+    genre on one side of the split, cut into pieces of at most ceil(clips of the genre / folds)."""
+    groups = [f"unlisted {f}" for f in tracks.files]
+    for label, genre in enumerate(tracks.class_names):
+        mine = [i for i in range(len(tracks.files)) if tracks.labels[i] == label and tracks.given_splits[i]]
+        runs: list[list[int]] = []
+        previous = None
+        for i in mine:  # the files of a genre are listed in clip order
+            number = int(CLIP.match(Path(tracks.files[i]).name)["number"])
+            if previous == number - 1 and tracks.given_splits[i] == tracks.given_splits[runs[-1][-1]]:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+            previous = number
+        most = math.ceil(len(mine) / folds)
+        for r, run in enumerate(runs):
+            for p, piece in enumerate(np.array_split(run, math.ceil(len(run) / most))):
+                for i in piece:
+                    groups[i] = f"{genre} run {r} piece {p}"
+    return groups
+
+
 class GTZANSource(Source):
     name = "gtzan"
     shipped_split = "filtered"
     title = "GTZAN"
+    group_noun = "runs of consecutive clips"
     download = "gtzan"
     layout = "<root>/genres/<genre>/<genre>.000NN.au (genres_original/<genre>/<genre>.000NN.wav works too)"
 
@@ -81,3 +115,8 @@ class GTZANSource(Source):
             raise MGRError(f"{len(missing)} clip(s) of the fault-filtered split are missing under {folder}, "
                            f"e.g. {missing[0]}; re-download GTZAN or use data.split=random.")
         return [where.get(k) for k in keys]
+
+    def leak_groups(self, tracks: TrackList, split, folds: int | None = None) -> list[str] | None:
+        if folds is None or split not in (None, self.shipped_split):
+            return None  # the filtered split itself: its sides are artist-free of each other by construction
+        return consecutive_runs(tracks, folds)
