@@ -106,10 +106,17 @@ def mgr_in_process(task: str, *overrides: str, cwd: Path, data_dir: Path, check:
     return proc
 
 
+# Runs that only a new interpreter can host: DDP spawns its ranks from the main module, and the
+# submitit launcher pickles the job for processes of its own.
+NEEDS_A_PROCESS = ("trainer=ddp", "hydra/launcher=")
+
+
 @pytest.fixture
 def run_mgr(tmp_path, data_dir):
-    """Run an entry point from this test's directory: in this process, or in a new one (process=True)."""
+    """Run an entry point from this test's directory: in this process, or in a new one (process=True,
+    or a run of NEEDS_A_PROCESS)."""
     def run(task: str, *overrides: str, check: bool = True, process: bool = False) -> subprocess.CompletedProcess:
+        process = process or any(o.startswith(NEEDS_A_PROCESS) for o in overrides)
         runner = mgr_command if process else mgr_in_process
         return runner(task, *overrides, cwd=tmp_path, data_dir=data_dir, check=check)
 
@@ -140,7 +147,7 @@ TRAINED = [
 def trained_proc(tmp_path_factory, data_dir) -> subprocess.CompletedProcess:
     """One `mgr.train` of TRAINED, shared by the tests that need a trained model."""
     cwd = tmp_path_factory.mktemp("trained_run")
-    return mgr_command("train", *TRAINED, cwd=cwd, data_dir=data_dir)
+    return mgr_in_process("train", *TRAINED, cwd=cwd, data_dir=data_dir)
 
 
 @pytest.fixture(scope="session")

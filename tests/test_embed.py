@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import mgr_command, seed004_vote
+from conftest import mgr_in_process, seed004_vote
 from mgr.models import load_model
 
 
@@ -19,12 +19,13 @@ def embedded(trained_run, tmp_path_factory, data_dir):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     cwd = tmp_path_factory.mktemp("embed")
     # The vote instead of the checkpoint's mean of logits: it sets the track predictions, nothing else.
-    proc = mgr_command("embed", f"ckpt_path={metrics['best_checkpoint']}", "track_aggregation=majority_vote",
+    proc = mgr_in_process("embed", f"ckpt_path={metrics['best_checkpoint']}", "track_aggregation=majority_vote",
                        cwd=cwd, data_dir=data_dir)
     npz_path = Path(next(l for l in proc.stdout.splitlines() if l.strip().endswith("embeddings.npz")).strip())
     return metrics, npz_path
 
 
+@pytest.mark.slow
 def test_embed_writes_chunk_and_track_embeddings_of_the_test_split(embedded):
     metrics, npz_path = embedded
     data = np.load(npz_path)
@@ -50,6 +51,7 @@ def test_embed_writes_chunk_and_track_embeddings_of_the_test_split(embedded):
     assert np.allclose(data["track_scores"].sum(1), 1) and np.allclose(shares, np.round(shares), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_embed_draws_a_tsne_map(embedded):
     png = embedded[1].parent / "tsne.png"
     with Image.open(png) as image:

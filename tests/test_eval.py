@@ -7,6 +7,7 @@ import pytest
 from conftest import compose_resolved, metrics_of, mgr_in_process
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_test_metrics(trained_proc, tmp_path, data_dir):
     train_metrics = metrics_of(trained_proc)
     # From another working directory: the checkpoint alone says where the data is.

@@ -7,9 +7,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_check_smoke_runs_every_step_and_writes_its_tables(tmp_path):
     env = {**os.environ, "MGR_DATA_DIR": str(tmp_path / "data"), "OUT": str(tmp_path / "out")}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--smoke"], cwd=tmp_path, env=env,

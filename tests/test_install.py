@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import mgr_command, run_dir_of, tiny
 
 # What `import torchaudio` raises when its library does not match the installed torch
@@ -41,6 +43,7 @@ def broken_torchaudio(tmp_path: Path) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(package.parent), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.slow
 def test_every_module_and_frontend_works_beside_a_torchaudio_that_cannot_load(tmp_path):
     env = broken_torchaudio(tmp_path)
     shadowed = subprocess.run([sys.executable, "-c", "import torchaudio"], env=env, capture_output=True, text=True)
@@ -51,6 +54,7 @@ def test_every_module_and_frontend_works_beside_a_torchaudio_that_cannot_load(tm
     assert done.stdout.strip() == "ok"
 
 
+@pytest.mark.slow
 def test_train_writes_its_environment_beside_a_broken_torchaudio(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", broken_torchaudio(tmp_path)["PYTHONPATH"])  # mgr_command passes it on
     proc = mgr_command("train", *tiny("cnn", "mel"), "augment=specaugment", cwd=tmp_path, data_dir=data_dir)

@@ -21,11 +21,13 @@ def assert_png(path, min_width=400):
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 20
 
 
+@pytest.mark.slow
 def test_a_training_run_writes_its_plots(trained_run):
     for name in ("confusion_chunk.png", "confusion_track.png", "learning_curves.png"):
         assert_png(trained_run / "plots" / name)
 
 
+@pytest.mark.slow
 def test_learning_curves_follow_the_runs_metrics(trained_run):
     """The callback's per-epoch values (kept in the checkpoint) are those of csv/metrics.csv."""
     last = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")

@@ -13,7 +13,7 @@ import soxr
 import torch
 from omegaconf import OmegaConf
 
-from conftest import mgr_command, seed004_vote
+from conftest import mgr_command, mgr_in_process, seed004_vote
 from mgr.data import synth
 from mgr.models import load_model
 from mgr import MGRError
@@ -47,8 +47,9 @@ def best_checkpoint(trained_run) -> str:
     return json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"]
 
 
-def predict_cli(tmp_path, data_dir, *overrides, check=False):
-    return mgr_command("predict", *overrides, cwd=tmp_path, data_dir=data_dir, check=check)
+def predict_cli(tmp_path, data_dir, *overrides, check=False, process=False):
+    runner = mgr_command if process else mgr_in_process
+    return runner("predict", *overrides, cwd=tmp_path, data_dir=data_dir, check=check)
 
 
 def read_outputs(proc):
@@ -58,6 +59,7 @@ def read_outputs(proc):
     return rows, json.loads(open(f"{run_dir}/predictions.json").read())
 
 
+@pytest.mark.slow
 def test_held_out_synth_files_are_labelled_correctly(best_checkpoint, tmp_path, data_dir):
     """New tracks (seeds the dataset never drew), in every format, rate and channel count."""
     music = tmp_path / "held_out"
@@ -74,6 +76,7 @@ def test_held_out_synth_files_are_labelled_correctly(best_checkpoint, tmp_path, 
     assert np.mean(correct) >= 0.8, rows  # chance: 0.2; this model scores ~0.95 on its test split
 
 
+@pytest.mark.slow
 def test_any_format_rate_channels_and_length_and_a_corrupt_file(best_checkpoint, tmp_path, data_dir):
     music = tmp_path / "mixed"
     (music / "deeper").mkdir(parents=True)
@@ -114,6 +117,7 @@ def test_any_format_rate_channels_and_length_and_a_corrupt_file(best_checkpoint,
     assert all(len(f["top"]) == 2 for f in report["files"] if f["status"] == "ok")
 
 
+@pytest.mark.slow
 def test_file_probabilities_are_the_softmax_of_mean_chunk_logits(best_checkpoint, tmp_path):
     model = load_model(best_checkpoint).eval()
     chunk = model.chunk_samples
@@ -159,6 +163,7 @@ def test_split(best_checkpoint):
             "positions": positions, "track_labels": [datamodule.tracks.labels[t] for t in tracks]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["mean_logits", "mean_probs", "majority_vote"])
 def test_overlap_0_labels_the_test_split_as_its_track_metrics_score_it(best_checkpoint, trained_run, test_split, rule):
     """predict's chunks at overlap=0 are evaluation's: on the training run's test files, each file's
@@ -182,6 +187,7 @@ def test_overlap_0_labels_the_test_split_as_its_track_metrics_score_it(best_chec
         assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_eval_and_predict_vote_as_the_training_run_s_track_metrics_do(best_checkpoint, trained_run, test_split,
                                                                       tmp_path, data_dir):
     """track_aggregation=majority_vote on mgr.eval and on mgr.predict (overlap=0, the test files) of the
@@ -221,10 +227,12 @@ def test_eval_and_predict_vote_as_the_training_run_s_track_metrics_do(best_check
         assert list(labelled["probabilities"].values()) == pytest.approx(shares[k].tolist(), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_user_mistakes_end_in_one_clear_sentence(best_checkpoint, tmp_path, data_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = predict_cli(tmp_path, data_dir, f"ckpt_path={best_checkpoint}", f"inputs=[{empty}]")
+    # In a new process: the exit code and the one line on stderr are what the shell sees.
+    proc = predict_cli(tmp_path, data_dir, f"ckpt_path={best_checkpoint}", f"inputs=[{empty}]", process=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = [l for l in proc.stderr.splitlines() if l.startswith("mgr: error:")]
     assert len(errors) == 1 and "No audio files found" in errors[0], proc.stderr
@@ -245,6 +253,7 @@ def test_user_mistakes_end_in_one_clear_sentence(best_checkpoint, tmp_path, data
             predict.__wrapped__(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
 def test_predict_runs_on_the_gpu(best_checkpoint, tmp_path):
     model = load_model(best_checkpoint)

@@ -11,6 +11,7 @@ import pytest
 from conftest import tiny
 
 
+@pytest.mark.slow
 def test_report_summarizes_a_multirun(run_mgr, tmp_path):
     overrides = [o for o in tiny() if not o.startswith("model")]
     run_mgr("train", "-m", "model=cnn,crnn", "seed=1,2", *overrides, "debug=limit")

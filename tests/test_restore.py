@@ -47,6 +47,7 @@ def test_a_fitting_data_override_is_built_and_not_yet_decoded(checkpoint, data_d
     assert datamodule.class_names == model.class_names and datamodule.cache is None
 
 
+@pytest.mark.slow
 def test_eval_of_a_checkpoint_without_data_settings_is_one_clear_error(checkpoint, tmp_path, data_dir):
     proc = mgr_command("eval", f"ckpt_path={checkpoint}", cwd=tmp_path, data_dir=data_dir, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

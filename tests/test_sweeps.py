@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_DATA, compose_resolved, mgr_command, tiny
+from conftest import TINY_DATA, compose_resolved, mgr_in_process, tiny
 
 SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
 
 
+@pytest.mark.slow
 def test_optuna_sweep(run_mgr, tmp_path):
     overrides = [o for o in tiny() if not o.startswith(("feature.n_mels", "data.batch_size"))]
     run_mgr("train", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
@@ -25,6 +26,7 @@ def test_optuna_sweep(run_mgr, tmp_path):
     assert results["best_value"] > 0
 
 
+@pytest.mark.slow
 def test_submitit_local_multirun(run_mgr, tmp_path):
     run_mgr("train", "-m", "hydra/launcher=local", "model=cnn,crnn", *[o for o in tiny() if not o.startswith("model")],
             "debug=limit")
@@ -63,6 +65,7 @@ def test_every_sweep_point_composes(path):
         compose_resolved("train", [*fixed, *(f"{k}={v}" for k, v in point)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_every_sweep_runs_as_an_agent_would(path, tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no W&B login: the run logs offline
@@ -74,6 +77,6 @@ def test_every_sweep_runs_as_an_agent_would(path, tmp_path, data_dir, monkeypatc
     budget = [*TINY_DATA, "debug=limit", "trainer.enable_progress_bar=false"]
     budget += [o for o in tiny(chosen["model"], chosen["feature"]) if o.startswith(("model.", "feature."))
                and o.split("=")[0] not in chosen]
-    proc = mgr_command("train", *args, *budget, cwd=tmp_path, data_dir=data_dir)
+    proc = mgr_in_process("train", *args, *budget, cwd=tmp_path, data_dir=data_dir)
     assert "Test results" in proc.stdout
     assert list(tmp_path.glob("logs/train/runs/*/wandb/offline-run-*/run-*.wandb"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import mgr_command, tiny
+from conftest import mgr_in_process, tiny
 
 pytest.importorskip("wandb")
 
@@ -35,12 +35,13 @@ def read_wandb_records(path: Path) -> list:
     return records
 
 
+@pytest.mark.slow
 def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     overrides = [o for o in tiny() if not o.startswith("model")]
-    proc = mgr_command("train", "-m", "model=cnn,crnn", "logger=many", *overrides, "debug=limit",
+    proc = mgr_in_process("train", "-m", "model=cnn,crnn", "logger=many", *overrides, "debug=limit",
                        cwd=tmp_path, data_dir=data_dir)
     assert (proc.stdout + proc.stderr).count("logging offline") == 1  # one warning for the whole sweep
     runs = sorted(tmp_path.glob("logs/train/multiruns/*/*/wandb/offline-run-*"))

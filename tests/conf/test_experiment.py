@@ -31,6 +31,7 @@ def test_experiment_composes_with_its_own_dataset(name):
     assert cfg.model.name in NETS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_runs_one_step_on_synth(name, data_dir, tmp_path):
     from mgr.train import train

@@ -13,7 +13,7 @@ import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from conftest import TINY_DATA, TINY_MODEL, mgr_command
+from conftest import TINY_DATA, TINY_MODEL, mgr_in_process
 from mgr.models import GenreClassifier, load_model
 from mgr.nets import NETS
 
@@ -35,7 +35,7 @@ def zoo_runs(tmp_path_factory, data_dir) -> dict[tuple[str, str], Path]:
     """One multirun: every model x {mel, mfcc}, 2 training steps; job directories by (model, feature)."""
     cwd = tmp_path_factory.mktemp("zoo")
     write_tiny_model_configs(cwd / "conf")
-    mgr_command(
+    mgr_in_process(
         "train", "-m", f"hydra.searchpath=[file://{cwd / 'conf'}]",
         "model=" + ",".join(f"tiny_{m}" for m in ZOO), "feature=mel,mfcc",
         *TINY_DATA, "feature.n_fft=256", "feature.hop_length=128", "feature.n_mels=32",
@@ -50,6 +50,7 @@ def zoo_runs(tmp_path_factory, data_dir) -> dict[tuple[str, str], Path]:
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("feature", ["mel", "mfcc"])
 @pytest.mark.parametrize("model", ZOO)
 def test_every_model_trains_and_restores_from_its_checkpoint(zoo_runs, model, feature):
@@ -65,6 +66,7 @@ def test_every_model_trains_and_restores_from_its_checkpoint(zoo_runs, model, fe
         assert restored(torch.zeros(2, restored.chunk_samples)).shape == (2, len(metrics["class_names"]))
 
 
+@pytest.mark.slow
 def test_the_svm_is_fitted_not_left_at_zero(zoo_runs):
     restored = load_model(zoo_runs["stats_linear_svm", "mfcc"] / "checkpoints" / "last.ckpt")
     assert restored.head.weight.abs().sum() > 0

@@ -22,6 +22,7 @@ RATE = 8000
 KEYS = ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss")
 
 
+@pytest.mark.slow
 def test_ddp_multirun_matches_single_process_eval(run_mgr, tmp_path):
     # One chunk per track: 5 test chunks, an odd number, so an even split across two ranks
     # (Lightning's DistributedSampler) would repeat one.
@@ -62,6 +63,7 @@ def one_chunk_eval_splits(root: Path) -> Path:
     return root / "manifest.csv"
 
 
+@pytest.mark.slow
 def test_ddp_sweep_gets_the_best_value_and_one_chunk_splits_score_as_in_one_process(run_mgr, tmp_path):
     manifest = one_chunk_eval_splits(tmp_path / "music")
     data = ["data=folder", f"data.root={manifest}", f"data.sample_rate={RATE}", "data.chunk_seconds=1.0",

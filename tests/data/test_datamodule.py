@@ -3,9 +3,6 @@ DDP ranks without repeating a chunk."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -15,14 +12,12 @@ from mgr.data import GenreDataModule
 from mgr.data.datamodule import PADDING_LABEL, _shard
 
 
-def test_missing_dataset_names_the_download_command(tmp_path, data_dir):
+def test_missing_dataset_names_the_download_command(run_mgr, tmp_path):
     with pytest.raises(MGRError, match="python -m mgr.data.download dataset=gtzan root="):
         GenreDataModule(source="gtzan", root=str(tmp_path / "nope"), cache_dir=str(tmp_path)).prepare_data()
     with pytest.raises(MGRError, match="python -m mgr.data.download dataset=fma_metadata root="):
         GenreDataModule(source="fma", root=str(tmp_path), cache_dir=str(tmp_path)).prepare_data()
-    proc = subprocess.run([sys.executable, "-m", "mgr.train", "data=fma_small", f"data.root={tmp_path / 'fma'}",
-                           f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = run_mgr("train", "data=fma_small", f"data.root={tmp_path / 'fma'}", check=False)
     assert proc.returncode == 1
     assert "mgr: error: FMA metadata not found" in proc.stderr and "download dataset=fma_metadata" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import mgr_command
+from conftest import mgr_in_process
 from mgr import MGRError
 from mgr.models import GenreClassifier, load_model, read_checkpoint
 
@@ -76,6 +76,7 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path, zip_forma
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     [
@@ -97,12 +98,14 @@ def test_a_checkpoint_naming_a_class_outside_mgr_is_refused(genuine, tmp_path, c
         load_model(path)
 
 
+@pytest.mark.slow
 def test_the_genuine_checkpoint_loads(genuine, tmp_path):
     path = tmp_path / "copy.ckpt"
     torch.save(genuine, path)
     assert isinstance(load_model(path), GenreClassifier)
 
 
+@pytest.mark.slow
 def test_not_a_checkpoint_and_not_mgr_are_clear_errors(genuine, tmp_path):
     (tmp_path / "text.ckpt").write_text("hello")
     with pytest.raises(MGRError, match="not a readable PyTorch checkpoint"):
@@ -116,7 +119,7 @@ def test_predict_refuses_a_malicious_checkpoint_in_one_sentence(tmp_path, data_d
     marker = tmp_path / "ran"
     torch.save({"state_dict": {}, "payload": RunsACommand(f"touch {marker}")}, tmp_path / "evil.ckpt")
     (tmp_path / "song.wav").write_bytes(b"")
-    proc = mgr_command("predict", f"ckpt_path={tmp_path / 'evil.ckpt'}", f"inputs={tmp_path / 'song.wav'}",
+    proc = mgr_in_process("predict", f"ckpt_path={tmp_path / 'evil.ckpt'}", f"inputs={tmp_path / 'song.wav'}",
                        cwd=tmp_path, data_dir=data_dir, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]

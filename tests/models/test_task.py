@@ -91,8 +91,8 @@ def test_unknown_optimizer_scheduler_or_head_is_one_clear_error():
     model = task({"name": "cnn"}, optimizer={"name": "lion"})
     with pytest.raises(MGRError, match="Unknown optimizer.name='lion'; choose one of adam, adamw, sgd"):
         model.configure_optimizers()
-    with pytest.raises(MGRError, match="Unknown model.head.name='mlp'"):
-        task({"name": "cnn"}, head={"name": "mlp"})
+    with pytest.raises(MGRError, match="Unknown model.head.name='transformer'; choose one of linear, mlp"):
+        task({"name": "cnn"}, head={"name": "transformer"})
 
 
 def _tiny_cnn() -> GenreClassifier:

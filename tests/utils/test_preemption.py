@@ -9,22 +9,24 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
-from conftest import mgr_command, tiny
+from conftest import mgr_in_process, tiny
 
 
 def _epoch(path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_from_last(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # W&B offline: no login here
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     run_dir = tmp_path / "run"
     common = [*tiny(epochs=1000), "logger=many", f"hydra.run.dir={run_dir}",
               f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
-    mgr_command("train", *tiny(), "debug=fast_dev_run", cwd=tmp_path, data_dir=data_dir)  # data and cache first
+    mgr_in_process("train", *tiny(), "debug=fast_dev_run", cwd=tmp_path, data_dir=data_dir)  # data and cache first
     proc = subprocess.Popen([sys.executable, "-m", "mgr.train", *common], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     last = run_dir / "checkpoints" / "last.ckpt"
