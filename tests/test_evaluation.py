@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from mgr import evaluation
+from conftest import run_dir_of, tiny
+from mgr import evaluation, stats
 
 
 def test_per_class_scores_from_a_confusion_matrix():
@@ -42,3 +47,107 @@ def test_the_report_is_written_once():
 
     for module in (tracking, tasks):
         assert not {"per_class_scores", "test_and_report", "write_and_print_results"} & set(vars(module))
+
+
+def predictions_of(track_labels, track_scores, chunk_predictions, chunk_tracks, track_ids=None) -> dict:
+    n = len(track_labels)
+    return {"track_ids": np.arange(n) if track_ids is None else np.asarray(track_ids),
+            "track_labels": np.asarray(track_labels), "track_scores": np.asarray(track_scores, dtype=float),
+            "chunk_predictions": np.asarray(chunk_predictions), "chunk_tracks": np.asarray(chunk_tracks)}
+
+
+def test_bootstrap_intervals_hold_the_scores_and_are_reproducible():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 60)
+    scores = np.eye(3)[np.where(rng.random(60) < 0.7, labels, (labels + 1) % 3)]
+    chunk_tracks = np.repeat(np.arange(60), 4)
+    chunk_predictions = np.where(rng.random(240) < 0.6, labels[chunk_tracks], (labels[chunk_tracks] + 2) % 3)
+    p = predictions_of(labels, scores, chunk_predictions, chunk_tracks)
+    intervals = evaluation.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 3})
+    track_acc = (scores.argmax(1) == labels).mean()
+    chunk_acc = (chunk_predictions == labels[chunk_tracks]).mean()
+    assert intervals["test/track_acc"][0] < track_acc < intervals["test/track_acc"][1]
+    assert intervals["test/acc"][0] < chunk_acc < intervals["test/acc"][1]
+    assert all(0 <= intervals[k][0] < intervals[k][1] <= 1 for k in ("test/f1", "test/track_f1"))
+    assert (intervals["resamples"], intervals["seed"], intervals["level"]) == (500, 3, 0.95)
+    assert evaluation.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 3}) == intervals
+    assert evaluation.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 4}) != intervals
+
+
+def test_prediction_file_rows_sorted_by_path_relative_to_the_data_root(tmp_path):
+    root = tmp_path / "music"
+    files = [str(root / "b" / "2.wav"), str(root / "a" / "1.wav"), "/elsewhere/0.wav"]
+    p = predictions_of([1, 0, 1], [[0.2, 0.8], [0.9, 0.1], [0.6, 0.4]], [1, 0, 0, 0], [0, 1, 2, 2])
+    root.mkdir()
+    evaluation.write_predictions(tmp_path / "p.csv", p, files, str(root), ["x", "y"],
+                                 {"seed": 1, "split_seed": 0, "fold": None, "folds": None})
+    rows = list(csv.reader(open(tmp_path / "p.csv")))
+    assert rows == [["path", "label", "prediction", "chunks", "score_x", "score_y", "seed", "split_seed", "fold", "folds"],
+                    ["/elsewhere/0.wav", "y", "x", "2", "0.6", "0.4", "1", "0", "", ""],
+                    ["a/1.wav", "x", "x", "1", "0.9", "0.1", "1", "0", "", ""],
+                    ["b/2.wav", "y", "y", "1", "0.2", "0.8", "1", "0", "", ""]]
+
+
+# The lines .ci/run requires at the end of the train job's output.
+CI_TABLE = re.compile(r"Test results \(best checkpoint\)\n\s+chunk\s+track\n\s+accuracy\s+[\d.]+\s+[\d.]+\n"
+                      r"\s+macro-F1\s+[\d.]+\s+[\d.]+\n\s+run directory: \S+")
+
+
+def read_predictions(run_dir: Path) -> list[dict]:
+    with open(run_dir / "test_predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_predictions_match_metrics(run_dir: Path) -> list[dict]:
+    """test_predictions.csv holds every test track once and gives back metrics.json's track scores."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = read_predictions(run_dir)
+    names = metrics["class_names"]
+    assert len(rows) == sum(map(sum, metrics["track_confusion"])) == len({r["path"] for r in rows})
+    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows)
+    assert sum(int(r["chunks"]) for r in rows) == sum(map(sum, metrics["chunk_confusion"]))
+    confusion = np.zeros((len(names), len(names)), dtype=int)
+    for r in rows:
+        scores = [float(r[f"score_{c}"]) for c in names]
+        assert r["prediction"] == names[int(np.argmax(scores))]
+        confusion[names.index(r["label"]), names.index(r["prediction"])] += 1
+    assert confusion.tolist() == metrics["track_confusion"]
+    accuracy, macro_f1 = stats.scores(confusion)
+    assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
+    assert macro_f1 == pytest.approx(metrics["test/track_f1"], abs=1e-6)
+    return rows
+
+
+@pytest.mark.slow
+def test_a_training_run_keeps_its_predictions_and_intervals(run_mgr):
+    proc = run_mgr("train", *tiny(), "seed=3")
+    run_dir = run_dir_of(proc)
+    rows = check_predictions_match_metrics(run_dir)
+    assert {(r["seed"], r["split_seed"], r["fold"]) for r in rows} == {("3", "0", "")}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    intervals = metrics["intervals"]
+    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1"):
+        assert intervals[key][0] <= metrics[key] <= intervals[key][1], key
+    assert (intervals["resamples"], intervals["seed"]) == (1000, 0)
+    out = "\n".join(line for line in proc.stdout.splitlines() if line.strip())
+    assert CI_TABLE.search(out) and CI_TABLE.search(out).end() == len(out)  # the table still ends the output
+    assert "95% intervals: bootstrap over test tracks (chunk: each track with its chunks), 1000 resamples, seed 0" in out
+    lo, hi = intervals["test/track_acc"]
+    assert re.search(rf"accuracy\s+\[[\d.]+, [\d.]+\]\s+\[{lo:.4f}, {hi:.4f}\]", out)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_predictions_equal_a_single_process_eval(run_mgr):
+    # Two ranks, several chunks per track: each rank scores a share of the chunks, and the file
+    # must still list every track once, in the same order and with the same scores as one process.
+    trained = run_dir_of(run_mgr("train", "trainer=ddp_cpu", *tiny(), "data.eval_batch_size=3"))
+    checkpoint = json.loads((trained / "metrics.json").read_text())["best_checkpoint"]
+    evaluated = run_dir_of(run_mgr("eval", f"ckpt_path={checkpoint}"))
+    spawned, single = check_predictions_match_metrics(trained), check_predictions_match_metrics(evaluated)
+    assert [r["path"] for r in spawned] == [r["path"] for r in single]
+    for a, b in zip(spawned, single):
+        assert (a["label"], a["prediction"], a["chunks"]) == (b["label"], b["prediction"], b["chunks"])
+        assert [float(v) for k, v in a.items() if k.startswith("score_")] == \
+            pytest.approx([float(v) for k, v in b.items() if k.startswith("score_")], abs=1e-4)
+    intervals = [json.loads((d / "metrics.json").read_text())["intervals"] for d in (trained, evaluated)]
+    assert intervals[0]["test/track_acc"] == intervals[1]["test/track_acc"]

@@ -1,16 +1,27 @@
 """The test report of mgr.train and mgr.eval: test, score the confusion matrices per class,
-write metrics.json, print the chunk/track table and hand the results to the loggers."""
+draw bootstrap intervals, write test_predictions.csv and metrics.json, print the chunk/track
+table and hand the results to the loggers."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
+from mgr import stats
+
 # The printed table: row name, chunk metric, track metric.
 TABLE_ROWS = (("accuracy", "test/acc", "test/track_acc"), ("macro-F1", "test/f1", "test/track_f1"))
+# Bootstrap intervals of every run: `+bootstrap.resamples=` / `+bootstrap.seed=` change them.
+BOOTSTRAP = {"resamples": 1000, "seed": 0}
+# What identifies a run among the runs of one configuration: mgr.report's axes, in every row of
+# test_predictions.csv so files of several runs can be concatenated and still say where a row came from.
+RUN_AXES = ("seed", "split_seed", "fold", "folds")
+PREDICTION_COLUMNS = ("path", "label", "prediction", "chunks")  # then score_<class>, then RUN_AXES
 
 
 def per_class_scores(confusion: list[list[int]], class_names: list[str]) -> list[dict]:
@@ -31,24 +42,85 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, pro
     scores), print the table and send the report to loggers that take it (W&B). Returns the
     test metrics."""
     from mgr.models import test_confusions
+    from mgr.models.task import test_predictions
     from mgr.tracking import log_test_report
     from mgr.utils.tasks import fresh_rendezvous_port
 
     fresh_rendezvous_port(trainer)
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    predictions = {k: v.numpy() for k, v in test_predictions(trainer).items()}
     results = {**provenance, "class_names": model.class_names, **model.track_aggregation.as_dict(),
                **test_confusions(trainer)}
     results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
+    results["intervals"] = bootstrap_intervals(predictions, len(model.class_names), {**BOOTSTRAP, **(cfg.get("bootstrap") or {})})
+    datamodule.setup("test")  # after ddp_spawn only the spawned processes have split: the same split here
+    test_files = [datamodule.tracks.files[i] for i in datamodule.split_tracks["test"]]
+    write_predictions(Path(cfg.paths.output_dir, "test_predictions.csv"), predictions, test_files,
+                      datamodule.hparams.root, model.class_names, run_axes(cfg))
     write_and_print_results(metrics, results, cfg.paths.output_dir, title)
     log_test_report(trainer.loggers, results, cfg.paths.output_dir)
     return metrics
 
 
+def run_axes(cfg: DictConfig) -> dict:
+    """The seed, split seed and fold of a run (None where the run has no folds)."""
+    data = cfg.get("data") or {}
+    return {"seed": cfg.get("seed"), "split_seed": data.get("split_seed"), "fold": data.get("fold"),
+            "folds": data.get("folds")}
+
+
+def bootstrap_intervals(predictions: dict[str, np.ndarray], num_classes: int, bootstrap: dict) -> dict:
+    """95 % percentile bootstrap intervals of chunk and track accuracy and macro-F1. Tracks are
+    drawn with replacement; chunk metrics draw each track with all its chunks (a cluster
+    bootstrap: a track's chunks are not independent), from the same resamples."""
+    p = predictions
+    n = len(p["track_labels"])
+    tracks = stats.unit_confusions(p["track_labels"], p["track_scores"].argmax(1), np.arange(n), num_classes)
+    chunks = stats.unit_confusions(p["track_labels"][p["chunk_tracks"]], p["chunk_predictions"], p["chunk_tracks"],
+                                   num_classes)
+    resamples, seed = int(bootstrap["resamples"]), int(bootstrap["seed"])
+    track, chunk = (stats.bootstrap_scores(c, resamples, seed) for c in (tracks, chunks))
+    return {"test/acc": chunk["accuracy"], "test/f1": chunk["macro_f1"],
+            "test/track_acc": track["accuracy"], "test/track_f1": track["macro_f1"],
+            "level": stats.LEVEL, "resamples": resamples, "seed": seed,
+            "method": "percentile bootstrap over test tracks; chunk metrics draw each track with all its chunks"}
+
+
+def write_predictions(path: Path, predictions: dict[str, np.ndarray], test_files: list[str], root: str | None,
+                      class_names: list[str], axes: dict) -> None:
+    """test_predictions.csv: one row per test track, sorted by path (the same order however the test
+    was sharded), paths relative to the data root where they lie below it, so runs of several
+    configurations, or machines, pair up by path."""
+    p = predictions
+    chunks = np.bincount(p["chunk_tracks"], minlength=len(p["track_ids"]))
+    base = Path(root) if root and Path(root).is_dir() else Path(root).parent if root else None
+    rows = []
+    for k, track in enumerate(p["track_ids"]):
+        file = test_files[int(track)]
+        shown = os.path.relpath(file, base) if base and Path(file).is_relative_to(base) else file
+        scores = p["track_scores"][k]
+        rows.append([shown, class_names[p["track_labels"][k]], class_names[int(scores.argmax())], int(chunks[k]),
+                     *(f"{s:.6g}" for s in scores), *("" if v is None else v for v in axes.values())])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*PREDICTION_COLUMNS, *(f"score_{c}" for c in class_names), *axes])
+        writer.writerows(sorted(rows))
+
+
 def write_and_print_results(metrics: dict[str, float], extra: dict, run_dir: str, title: str) -> None:
-    """Write metrics.json into the run directory and print the chunk/track table."""
+    """Write metrics.json into the run directory and print the intervals (when `extra` has them) and
+    the chunk/track table, whose five lines end the output as .ci/run expects."""
     Path(run_dir, "metrics.json").write_text(json.dumps({**metrics, **extra}, indent=2))
-    lines = [f"\n{title}", f"  {'':10s} {'chunk':>8s} {'track':>8s}"]
+    lines = []
+    if intervals := extra.get("intervals"):
+        lines += [f"\n{intervals['level']:.0%} intervals: bootstrap over test tracks (chunk: each track with its chunks), "
+                  f"{intervals['resamples']} resamples, seed {intervals['seed']}",
+                  f"  {'':10s} {'chunk':>16s} {'track':>16s}"]
+        for name, chunk, track in TABLE_ROWS:
+            lines.append(f"  {name:10s} " + " ".join(
+                f"[{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else f"{'':16s}" for k in (chunk, track)))
+    lines += [f"\n{title}", f"  {'':10s} {'chunk':>8s} {'track':>8s}"]
     for name, chunk, track in TABLE_ROWS:
         lines.append(f"  {name:10s} {metrics.get(chunk, float('nan')):8.4f} {metrics.get(track, float('nan')):8.4f}")
     lines.append(f"  run directory: {run_dir}")

@@ -41,8 +41,14 @@ class TrackMetrics(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         scores, labels = self.track_scores()
         c = self.num_classes
+        # The predictions behind the scores (gathered from every rank, tracks in the order of their ids):
+        # the test report keeps them and draws its bootstrap intervals from them.
+        tracks = dim_zero_cat(self.tracks)
+        ids, chunk_tracks = torch.unique(tracks, return_inverse=True)
         return {
             "track_acc": multiclass_accuracy(scores, labels, c, average="micro"),
             "track_f1": multiclass_f1_score(scores, labels, c, average="macro"),
             "track_confusion": multiclass_confusion_matrix(scores, labels, c),
+            "track_ids": ids, "track_scores": scores, "track_labels": labels,
+            "chunk_predictions": dim_zero_cat(self.logits).argmax(1), "chunk_tracks": chunk_tracks,
         }

@@ -24,7 +24,6 @@ from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
-from torchmetrics.utilities.distributed import gather_all_tensors
 
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
@@ -37,6 +36,8 @@ from mgr.models.optim import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 
 CONFUSION_KEYS = {"chunk_confusion": "confusion/test_chunk", "track_confusion": "confusion/test_track"}
+# What the test report writes to test_predictions.csv (see TrackMetrics.compute).
+PREDICTION_KEYS = ("track_ids", "track_scores", "track_labels", "chunk_predictions", "chunk_tracks")
 CHECKPOINT_TAG = "GenreClassifier"  # checkpoint["mgr_model"] of this task
 
 
@@ -81,10 +82,6 @@ class GenreClassifier(pl.LightningModule):
             self.automatic_optimization = False
             self._fit_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
             self._fit_pending = False
-        # A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma):
-        # after each fit, validation embeds all chunks first, the head chooses, then they are scored.
-        self._select_pending = False
-        self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     @classmethod
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
@@ -148,11 +145,8 @@ class GenreClassifier(pl.LightningModule):
         """Score a batch; returns the logits and targets of the chunks that count: a DDP rank with
         no evaluation chunks of its own evaluates one padding chunk, which counts nowhere."""
         wave, target, track = batch
-        return self._score(self(wave), target, track, stage)
-
-    def _score(self, logits, target, track, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         keep = target != PADDING_LABEL
-        logits, target, track = logits[keep], target[keep], track[keep]
+        logits, target, track = self(wave)[keep], target[keep], track[keep]
         # Also when empty: the gathered track state then has the same shape on every rank.
         getattr(self, f"{stage}_tracks").update(logits, target, track)
         if len(target):  # the chunk metrics reject empty batches; their sums sync as they are
@@ -172,15 +166,9 @@ class GenreClassifier(pl.LightningModule):
         return results
 
     def validation_step(self, batch, batch_idx):
-        if self._select_pending:  # scored at the epoch's end, by the head chosen on all of them
-            wave, target, track = batch
-            self._val_batches.append((self.encoder(wave), target, track))
-            return
         self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self):
-        if self._select_pending:
-            self._select_head()
         self._eval_epoch_end("val")
 
     def test_step(self, batch, batch_idx):
@@ -199,6 +187,8 @@ class GenreClassifier(pl.LightningModule):
         # callback_metrics travel back to the main process after a ddp_spawn test; attributes do not.
         for name, key in CONFUSION_KEYS.items():
             self.trainer.callback_metrics[key] = torch.tensor(self.test_results[name])
+        for name in PREDICTION_KEYS:
+            self.trainer.callback_metrics[f"predictions/test_{name}"] = results[name].cpu()
 
     def on_test_end(self):
         # Runs after the callbacks' on_test_end: the other ranks wait while rank 0 draws its
@@ -228,19 +218,6 @@ class GenreClassifier(pl.LightningModule):
             log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
             return
         self.head.fit(x, y)
-        self._select_pending = hasattr(self.head, "select")
-
-    def _select_head(self) -> None:
-        batches, self._val_batches, self._select_pending = self._val_batches, [], False
-        if not batches:
-            return
-        x, y = torch.cat([x for x, _, _ in batches]), torch.cat([y for _, y, _ in batches])
-        x, y = x[y != PADDING_LABEL], y[y != PADDING_LABEL]
-        if self.trainer.world_size > 1:  # every rank chooses on all ranks' chunks (shards differ in size)
-            x, y = torch.cat(gather_all_tensors(x)), torch.cat(gather_all_tensors(y))
-        self.head.select(x, y)
-        for embeddings, target, track in batches:
-            self._score(self.head(embeddings), target, track, "val")
 
     # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
     # copies parameters and buffers, but not torchmetrics states, which are updated in place:
@@ -272,12 +249,16 @@ class GenreClassifier(pl.LightningModule):
         if self.head.fitted:
             # The head takes no gradient steps, but Lightning counts training steps by optimizer
             # steps, and checkpoints are saved only after steps: an optimizer with a zero learning
-            # rate, stepped without gradients, keeps the count (over a placeholder when the head,
-            # like the RBF SVM, holds buffers only).
-            return torch.optim.SGD(list(self.head.parameters()) or [nn.Parameter(torch.zeros(1))], lr=0.0)
+            # rate, stepped without gradients, keeps the count.
+            return torch.optim.SGD(self.head.parameters(), lr=0.0)
         optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
         scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def test_predictions(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+    """The per-track and per-chunk test predictions of the trainer's last test run (see PREDICTION_KEYS)."""
+    return {name: torch.as_tensor(trainer.callback_metrics[f"predictions/test_{name}"]) for name in PREDICTION_KEYS}
 
 
 def test_confusions(trainer: pl.Trainer) -> dict[str, list]:
