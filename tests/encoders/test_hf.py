@@ -109,6 +109,9 @@ def test_a_wrong_path_an_empty_directory_or_another_family_is_one_clear_error(tm
     save_tiny("hubert", tmp_path / "hubert")
     with pytest.raises(MGRError, match=r"do not fit transformers' ASTModel .* is it a ast model\?"):
         BACKBONES["ast"](weights=str(tmp_path / "hubert"))
+    (tmp_path / "hubert" / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(MGRError, match=r"does not hold a hubert model that transformers can load \(SafetensorError"):
+        BACKBONES["hubert"](weights=str(tmp_path / "hubert"))
 
 
 def test_feature_extractor_normalises_as_the_family_does(tmp_path):

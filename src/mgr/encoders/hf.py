@@ -105,9 +105,12 @@ class HFBackbone(nn.Module):
             self.model, info = model_class.from_pretrained(directory, config=config, dtype=torch.float32,
                                                            output_loading_info=True)
             self.extractor = extractor_class.from_pretrained(directory)
-        except (OSError, ValueError) as e:
-            raise MGRError(f"{directory} does not hold a {family} model that transformers can load: "
-                           f"{str(e).strip().splitlines()[0]}") from None
+        except MGRError:
+            raise
+        except Exception as e:  # a missing or damaged file, a config of another family
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            raise MGRError(f"{directory} does not hold a {family} model that transformers can load "
+                           f"({type(e).__name__}: {first_line}).") from None
         if info["missing_keys"] or info["mismatched_keys"]:
             missing = sorted(info["missing_keys"]) + [k for k, *_ in info["mismatched_keys"]]
             raise MGRError(f"The weights in {directory} do not fit transformers' {model_class.__name__} "

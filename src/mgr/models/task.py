@@ -1,9 +1,10 @@
 """The classification task: one LightningModule for every architecture.
 
-It holds an encoder (waveform -> embeddings: a frontend and a net of mgr.nets)
-and builds the output layer from the encoder's embedding size. It owns the
-loss, the chunk and track metrics (a track's chunks combined by its
-`track_aggregation`), the optimizer and schedule (the `optimizer` and
+It holds an encoder (waveform -> embeddings: a frontend and a net of mgr.nets,
+or, for `model=probe`, a pretrained encoder of mgr.encoders, built from the
+`encoder` settings) and builds the output layer from the encoder's embedding
+size. It owns the loss, the chunk and track metrics (a track's chunks combined
+by its `track_aggregation`), the optimizer and schedule (the `optimizer` and
 `scheduler` config groups), training-time augmentation and the checkpoint's
 tag. A head fitted in closed form (the SVM) is fitted by the same training
 loop: the task collects the embeddings and fits the head before validation.
@@ -24,10 +25,12 @@ from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
 from mgr.data.datamodule import PADDING_LABEL
+from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.heads import build_head
 from mgr.models.metrics import TrackMetrics
@@ -36,8 +39,6 @@ from mgr.models.optim import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 
 CONFUSION_KEYS = {"chunk_confusion": "confusion/test_chunk", "track_confusion": "confusion/test_track"}
-# What the test report writes to test_predictions.csv (see TrackMetrics.compute).
-PREDICTION_KEYS = ("track_ids", "track_scores", "track_labels", "chunk_predictions", "chunk_tracks")
 CHECKPOINT_TAG = "GenreClassifier"  # checkpoint["mgr_model"] of this task
 
 
@@ -54,13 +55,18 @@ class GenreClassifier(pl.LightningModule):
         scheduler: dict | None = None,
         track_aggregation: str = TrackAggregation.name,
         vote_threshold: float = TrackAggregation.vote_threshold,
+        encoder: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
-        self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
-        self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
+        if encoder is None:
+            self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
+            self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
+        else:  # a probe: `net` is {"name": "probe"}, and `feature` goes unused
+            self.encoder = PretrainedEncoder(encoder, sample_rate, chunk_seconds)
+            self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes)
         # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
         # It holds no weights, so checkpoints and inference do not depend on it.
@@ -82,11 +88,16 @@ class GenreClassifier(pl.LightningModule):
             self.automatic_optimization = False
             self._fit_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
             self._fit_pending = False
+        # A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma):
+        # after each fit, validation embeds all chunks first, the head chooses, then they are scored.
+        self._select_pending = False
+        self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     @classmethod
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
         """The task of a training config: `model` (the net's name and settings, and its `head`),
-        `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length."""
+        `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length, and the
+        `encoder` of a probe (conf/model/probe.yaml selects it)."""
         from mgr.utils.tasks import resolved_dict
 
         net = resolved_dict(cfg.model)
@@ -95,14 +106,17 @@ class GenreClassifier(pl.LightningModule):
                    resolved_dict(cfg.optimizer) if cfg.get("optimizer") else None,
                    resolved_dict(cfg.scheduler) if cfg.get("scheduler") else None,
                    cfg.get("track_aggregation") or TrackAggregation.name,
-                   cfg.get("vote_threshold", TrackAggregation.vote_threshold))
+                   cfg.get("vote_threshold", TrackAggregation.vote_threshold),
+                   resolved_dict(cfg.encoder) if cfg.get("encoder") else None)
 
     # --- model -----------------------------------------------------------------
     @property
     def architecture(self) -> str:
         """What the model is, for people: the net's name, and the head's when it is not a trained linear layer."""
         head = (self.hparams.head or {}).get("name", "linear")
-        return self.hparams.net["name"] + ("" if head == "linear" else f" + {head}")
+        encoder = self.hparams.get("encoder")
+        name = self.hparams.net["name"] if encoder is None else f"{encoder['name']} probe"
+        return name + ("" if head == "linear" else f" + {head}")
 
     @property
     def chunk_samples(self) -> int:
@@ -145,8 +159,11 @@ class GenreClassifier(pl.LightningModule):
         """Score a batch; returns the logits and targets of the chunks that count: a DDP rank with
         no evaluation chunks of its own evaluates one padding chunk, which counts nowhere."""
         wave, target, track = batch
+        return self._score(self(wave), target, track, stage)
+
+    def _score(self, logits, target, track, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         keep = target != PADDING_LABEL
-        logits, target, track = self(wave)[keep], target[keep], track[keep]
+        logits, target, track = logits[keep], target[keep], track[keep]
         # Also when empty: the gathered track state then has the same shape on every rank.
         getattr(self, f"{stage}_tracks").update(logits, target, track)
         if len(target):  # the chunk metrics reject empty batches; their sums sync as they are
@@ -166,9 +183,15 @@ class GenreClassifier(pl.LightningModule):
         return results
 
     def validation_step(self, batch, batch_idx):
+        if self._select_pending:  # scored at the epoch's end, by the head chosen on all of them
+            wave, target, track = batch
+            self._val_batches.append((self.encoder(wave), target, track))
+            return
         self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self):
+        if self._select_pending:
+            self._select_head()
         self._eval_epoch_end("val")
 
     def test_step(self, batch, batch_idx):
@@ -187,8 +210,6 @@ class GenreClassifier(pl.LightningModule):
         # callback_metrics travel back to the main process after a ddp_spawn test; attributes do not.
         for name, key in CONFUSION_KEYS.items():
             self.trainer.callback_metrics[key] = torch.tensor(self.test_results[name])
-        for name in PREDICTION_KEYS:
-            self.trainer.callback_metrics[f"predictions/test_{name}"] = results[name].cpu()
 
     def on_test_end(self):
         # Runs after the callbacks' on_test_end: the other ranks wait while rank 0 draws its
@@ -218,6 +239,19 @@ class GenreClassifier(pl.LightningModule):
             log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
             return
         self.head.fit(x, y)
+        self._select_pending = hasattr(self.head, "select")
+
+    def _select_head(self) -> None:
+        batches, self._val_batches, self._select_pending = self._val_batches, [], False
+        if not batches:
+            return
+        x, y = torch.cat([x for x, _, _ in batches]), torch.cat([y for _, y, _ in batches])
+        x, y = x[y != PADDING_LABEL], y[y != PADDING_LABEL]
+        if self.trainer.world_size > 1:  # every rank chooses on all ranks' chunks (shards differ in size)
+            x, y = torch.cat(gather_all_tensors(x)), torch.cat(gather_all_tensors(y))
+        self.head.select(x, y)
+        for embeddings, target, track in batches:
+            self._score(self.head(embeddings), target, track, "val")
 
     # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
     # copies parameters and buffers, but not torchmetrics states, which are updated in place:
@@ -249,16 +283,24 @@ class GenreClassifier(pl.LightningModule):
         if self.head.fitted:
             # The head takes no gradient steps, but Lightning counts training steps by optimizer
             # steps, and checkpoints are saved only after steps: an optimizer with a zero learning
-            # rate, stepped without gradients, keeps the count.
-            return torch.optim.SGD(self.head.parameters(), lr=0.0)
-        optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
+            # rate, stepped without gradients, keeps the count (over a placeholder when the head,
+            # like the RBF SVM, holds buffers only).
+            return torch.optim.SGD(list(self.head.parameters()) or [nn.Parameter(torch.zeros(1))], lr=0.0)
+        optimizer = build_optimizer(self.hparams.optimizer, self._parameter_groups())
         scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-
-def test_predictions(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
-    """The per-track and per-chunk test predictions of the trainer's last test run (see PREDICTION_KEYS)."""
-    return {name: torch.as_tensor(trainer.callback_metrics[f"predictions/test_{name}"]) for name in PREDICTION_KEYS}
+    def _parameter_groups(self) -> list[dict]:
+        """The trainable parameters; a fine-tuned pretrained encoder's at its lr_scale of the learning
+        rate. A frozen one's need no gradient and are not given to the optimizer."""
+        backbone = getattr(self.encoder, "backbone", None)
+        scaled = [p for p in backbone.parameters() if p.requires_grad] if backbone is not None else []
+        ids = {id(p) for p in scaled}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
+        if scaled:
+            lr = (self.hparams.optimizer or {}).get("lr", 1e-3)  # build_optimizer's default
+            groups.append({"params": scaled, "lr": lr * self.encoder.lr_scale})
+        return groups
 
 
 def test_confusions(trainer: pl.Trainer) -> dict[str, list]:

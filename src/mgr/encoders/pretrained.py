@@ -1,0 +1,116 @@
+"""The encoder of a probe (`model=probe encoder=<name>`): a pretrained backbone of BACKBONES as
+an mgr encoder, waveform [B, samples at the data's rate] -> embeddings [B, embedding_dim].
+
+It resamples the waveform to the backbone's rate, runs the backbone and combines its layers:
+`layer=<int>` one layer (negative counts from the last), `mean` the mean of all, `weighted` a
+learned softmax-weighted sum (the SUPERB/MARBLE practice; the weights start equal).
+
+Frozen (the default): no gradients, always in eval mode, and its weights are kept out of the
+checkpoint, which holds their sha256 (`weights_sha256`) instead; a model built with a stored
+hash loads only weights of that hash. `finetune=true` trains the backbone too, at `lr_scale`
+times the head's learning rate (GenreClassifier.configure_optimizers), and the checkpoint then
+holds its weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mgr import MGRError
+from mgr.encoders import BACKBONES
+from mgr.encoders.resample import Resampler
+
+LAYER_CHOICES = ("mean", "weighted")
+
+
+def weights_sha256(files: list[Path]) -> str:
+    """One sha256 over the weight files, each by name and content."""
+    digest = hashlib.sha256()
+    for path in files:
+        file_digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                file_digest.update(block)
+        digest.update(f"{Path(path).name}\0{file_digest.hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+class PretrainedEncoder(nn.Module):
+    # No feature map: mgr.train sizes its spectrogram augmentation by these (augment=none only).
+    n_bins = n_frames = None
+
+    def __init__(self, settings: dict, sample_rate: int, chunk_seconds: float):
+        super().__init__()
+        settings = dict(settings)
+        name = settings.pop("name", None)
+        self.layer = settings.pop("layer", "mean")
+        self.finetune = bool(settings.pop("finetune", False))
+        self.lr_scale = float(settings.pop("lr_scale", 0.1))
+        expected_sha256 = settings.pop("weights_sha256", None)
+        if name not in BACKBONES:
+            raise MGRError(f"Unknown encoder.name={name!r}; choose one of {', '.join(BACKBONES)}.")
+        self.chunk_samples = int(round(chunk_seconds * sample_rate))
+        self.backbone = BACKBONES[name](**settings)
+        sha256 = weights_sha256(self.backbone.weight_files)
+        if expected_sha256 is not None and sha256 != expected_sha256 and not self.finetune:
+            raise MGRError(f"The weights of encoder {name} ({', '.join(map(str, self.backbone.weight_files))}) are "
+                           "not the ones this model was trained on (their sha256 differs); give the weights it was "
+                           "trained with (encoder.weights in the checkpoint's hyperparameters).")
+        # As built, so a checkpoint rebuilds this encoder and verifies its weights.
+        self.settings = {"name": name, **settings, "layer": self.layer, "finetune": self.finetune,
+                         "lr_scale": self.lr_scale, "weights_sha256": sha256}
+        self.resample = Resampler(sample_rate, self.backbone.sample_rate)
+        self.embedding_dim = self._choose_layers(list(self.backbone.layer_dims))
+        if not self.finetune:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+            self.register_state_dict_post_hook(_drop_frozen_weights)
+            self.register_load_state_dict_pre_hook(_keep_frozen_weights)
+
+    def _choose_layers(self, dims: list[int]) -> int:
+        if isinstance(self.layer, int) and not isinstance(self.layer, bool):
+            if not -len(dims) <= self.layer < len(dims):
+                raise MGRError(f"encoder.layer={self.layer} is out of range: this encoder has {len(dims)} layers "
+                               f"(0 to {len(dims) - 1}, or negative from the last).")
+            return dims[self.layer]
+        if self.layer not in LAYER_CHOICES:
+            raise MGRError(f"encoder.layer={self.layer!r}; give a layer number or one of {', '.join(LAYER_CHOICES)}.")
+        if len(set(dims)) > 1:
+            raise MGRError(f"encoder.layer={self.layer} combines layers of equal width only, and this encoder's "
+                           f"differ ({dims}); choose one layer (encoder.layer=<0..{len(dims) - 1}>).")
+        if self.layer == "weighted":
+            self.layer_weights = nn.Parameter(torch.zeros(len(dims)))
+        return dims[0]
+
+    def train(self, mode: bool = True) -> "PretrainedEncoder":
+        super().train(mode)
+        if not self.finetune:  # no dropout or batch statistics: a frozen encoder is a fixed function
+            self.backbone.eval()
+        return self
+
+    def forward(self, wave: torch.Tensor, augment: nn.Module | None = None) -> torch.Tensor:
+        if augment is not None and not isinstance(augment, nn.Identity):
+            raise MGRError("augment= masks a spectrogram, and a pretrained encoder takes the waveform; use augment=none.")
+        with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
+            layers = self.backbone(self.resample(wave))
+        if not isinstance(self.layer, str):
+            return layers[self.layer]
+        stacked = torch.stack(layers)  # [layers, B, D]
+        if self.layer == "mean":
+            return stacked.mean(0)
+        return torch.einsum("l,lbd->bd", torch.softmax(self.layer_weights, 0), stacked)
+
+
+def _drop_frozen_weights(module: PretrainedEncoder, state_dict: dict, prefix: str, local_metadata) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "backbone.")]:
+        del state_dict[key]
+
+
+def _keep_frozen_weights(module: PretrainedEncoder, state_dict: dict, prefix: str, *args) -> None:
+    # The checkpoint holds no frozen weights: keep the verified ones loaded from disk.
+    for key, value in module.backbone.state_dict().items():
+        state_dict.setdefault(f"{prefix}backbone.{key}", value)

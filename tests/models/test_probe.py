@@ -1,0 +1,146 @@
+"""The probe (`model=probe encoder=<name>`): a head on a pretrained encoder of mgr.encoders, frozen
+or fine-tuned, one layer, the mean or a learned weighting of all; its checkpoint holds the
+head and either the fine-tuned weights or the frozen weights' hash, verified on loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from conftest import TINY_DATA, run_dir_of, save_checkpoint
+from hf_models import save_tiny
+from mgr import MGRError
+from mgr.models import GenreClassifier, load_model
+from mgr.models.heads import MLPHead
+
+pytest.importorskip("transformers")
+
+SR = 8000  # the data's rate; the tiny HuBERT runs at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def hubert_dir(tmp_path_factory):
+    return save_tiny("hubert", tmp_path_factory.mktemp("hubert"))
+
+
+def probe(weights, layer="mean", finetune=False, head=None, **kwargs) -> GenreClassifier:
+    encoder = {"name": "hubert", "weights": str(weights), "layer": layer, "finetune": finetune, "lr_scale": 0.1}
+    return GenreClassifier(["a", "b", "c"], {"name": "mel"}, SR, 0.5, {"name": "probe"}, head,
+                           encoder=encoder, **kwargs)
+
+
+@pytest.mark.parametrize("layer", [0, -1, "mean", "weighted"])
+def test_each_layer_choice_embeds_the_resampled_wave(hubert_dir, layer):
+    model = probe(hubert_dir, layer).eval()
+    wave = torch.randn(2, SR // 2)
+    assert model.embed(wave).shape == (2, 16) and model(wave).shape == (2, 3)
+    with torch.no_grad():
+        layers = model.encoder.backbone(model.encoder.resample(wave))
+    assert model.encoder.resample(wave).shape == (2, 8000)  # 0.5 s at 16 kHz
+    expected = torch.stack(layers).mean(0) if layer in ("mean", "weighted") else layers[layer]  # equal weights at first
+    torch.testing.assert_close(model.embed(wave), expected)
+    assert model.architecture == "hubert probe"
+
+
+def test_a_layer_out_of_range_or_unequal_widths_are_one_clear_error(hubert_dir, tmp_path):
+    with pytest.raises(MGRError, match=r"encoder.layer=3 is out of range: this encoder has 3 layers \(0 to 2"):
+        probe(hubert_dir, 3)
+    with pytest.raises(MGRError, match="encoder.layer='last'; give a layer number or one of mean, weighted"):
+        probe(hubert_dir, "last")
+    clap = {"name": "clap", "weights": str(save_tiny("clap", tmp_path / "clap")), "layer": "mean"}
+    with pytest.raises(MGRError, match=r"combines layers of equal width only, and this encoder's differ \(\[16, 32, 32\]\)"):
+        GenreClassifier(["a", "b"], {"name": "mel"}, SR, 0.5, {"name": "probe"}, encoder=clap)
+
+
+def test_frozen_by_default_kept_out_of_the_optimizer_and_the_checkpoint(hubert_dir, tmp_path):
+    model = probe(hubert_dir, "weighted", optimizer={"name": "adam", "lr": 0.01})
+    backbone = list(model.encoder.backbone.parameters())
+    assert not any(p.requires_grad for p in backbone)
+    model.train()
+    assert not model.encoder.backbone.training and model.head.training
+    model.trainer = pl.Trainer(max_epochs=1, logger=False)
+    (group,) = model.configure_optimizers().param_groups
+    assert {id(p) for p in group["params"]} == {id(model.encoder.layer_weights), *map(id, model.head.parameters())}
+    logits = model(torch.randn(2, SR // 2))
+    logits.sum().backward()
+    assert model.encoder.layer_weights.grad is not None and all(p.grad is None for p in backbone)
+    save_checkpoint(model, tmp_path / "frozen.ckpt")
+    stored = torch.load(tmp_path / "frozen.ckpt", weights_only=True)
+    assert not [k for k in stored["state_dict"] if k.startswith("encoder.backbone.")]
+    assert len(stored["hyper_parameters"]["encoder"]["weights_sha256"]) == 64
+
+
+def test_finetune_trains_the_encoder_at_its_lr_scale_and_checkpoints_it(hubert_dir, tmp_path):
+    model = probe(hubert_dir, -1, finetune=True, optimizer={"name": "adam", "lr": 0.01})
+    model.trainer = pl.Trainer(max_epochs=1, logger=False)
+    head, encoder = model.configure_optimizers().param_groups
+    assert head["lr"] == 0.01 and encoder["lr"] == pytest.approx(0.001)
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in model.encoder.backbone.parameters()}
+    model.train()
+    assert model.encoder.backbone.training
+    with torch.no_grad():  # a step away from the weights on disk
+        next(model.encoder.backbone.parameters()).add_(1.0)
+    save_checkpoint(model, tmp_path / "tuned.ckpt")
+    restored = load_model(tmp_path / "tuned.ckpt").eval()
+    wave = torch.randn(2, SR // 2)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(wave), model.eval()(wave))
+
+
+def test_a_frozen_probe_restores_from_its_checkpoint_and_the_weights_on_disk(hubert_dir, tmp_path):
+    model = probe(hubert_dir, 1, head={"name": "mlp", "hidden": 8, "dropout": 0.1}).eval()
+    assert isinstance(model.head, MLPHead) and model.architecture == "hubert probe + mlp"
+    save_checkpoint(model, tmp_path / "probe.ckpt")
+    wave = torch.randn(2, SR // 2)
+    for restored in (load_model(tmp_path / "probe.ckpt"), GenreClassifier.load_from_checkpoint(tmp_path / "probe.ckpt")):
+        with torch.no_grad():
+            torch.testing.assert_close(restored.eval()(wave), model(wave))
+
+
+def test_other_or_missing_weights_are_one_clear_error(tmp_path):
+    weights = save_tiny("hubert", tmp_path / "hubert")
+    save_checkpoint(probe(weights), tmp_path / "probe.ckpt")
+    torch.manual_seed(1)  # other weights of the same architecture, in the same place
+    import transformers
+
+    transformers.HubertModel(transformers.HubertConfig.from_pretrained(weights)).save_pretrained(weights)
+    with pytest.raises(MGRError, match=r"The weights of encoder hubert \(.*model.safetensors\) are not the ones this "
+                                       r"model was trained on \(their sha256 differs\)"):
+        load_model(tmp_path / "probe.ckpt")
+    (weights / "model.safetensors").unlink()
+    with pytest.raises(MGRError, match="holds no model weights"):
+        load_model(tmp_path / "probe.ckpt")
+
+
+def test_spectrogram_augmentation_is_refused_by_a_probe(hubert_dir):
+    from mgr.features import build_augment
+
+    model = probe(hubert_dir).train()
+    model.augment = build_augment({"name": "specaugment"}, 32, 16)
+    with pytest.raises(MGRError, match="a pretrained encoder takes the waveform; use augment=none"):
+        model.training_step((torch.randn(2, SR // 2), torch.tensor([0, 1]), torch.tensor([0, 1])), 0)
+
+
+@pytest.mark.slow
+def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_dir, run_mgr, tmp_path, data_dir):
+    """`python -m mgr.train -m model=probe encoder=... encoder.layer=0,mean`, then mgr.eval and
+    mgr.predict from a job's checkpoint alone."""
+    run_mgr("train", "-m", "model=probe", "encoder=hubert_base", f"encoder.weights={hubert_dir}",
+            "encoder.layer=0,mean", *TINY_DATA, "data.batch_size=8", "debug=limit", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "~callbacks.feature_images")
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").exists())
+    assert len(jobs) == 2
+    metrics = [json.loads((job / "metrics.json").read_text()) for job in jobs]
+    assert all(0.0 <= m["test/track_acc"] <= 1.0 for m in metrics)
+    checkpoint = metrics[0]["best_checkpoint"]
+    layers = {json.dumps(load_model(m["best_checkpoint"]).hparams.encoder["layer"]) for m in metrics}
+    assert layers == {"0", '"mean"'}
+    evaluated = json.loads((run_dir_of(run_mgr("eval", f"ckpt_path={checkpoint}")) / "metrics.json").read_text())
+    assert evaluated["test/track_acc"] == pytest.approx(metrics[0]["test/track_acc"])
+    audio = sorted(data_dir.rglob("*.wav"))[0]
+    predicted = run_mgr("predict", f"ckpt_path={checkpoint}", f"inputs=[{audio}]")
+    assert "Labelled 1" in predicted.stdout
