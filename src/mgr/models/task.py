@@ -1,9 +1,10 @@
 """The classification task: one LightningModule for every architecture.
 
-It holds an encoder (waveform -> embeddings: a frontend and a net of mgr.nets)
-and builds the output layer from the encoder's embedding size. It owns the
-loss, the chunk and track metrics (a track's chunks combined by its
-`track_aggregation`), the optimizer and schedule (the `optimizer` and
+It holds an encoder (waveform -> embeddings: a frontend and a net of mgr.nets,
+or, for `model=probe`, a pretrained encoder of mgr.encoders, built from the
+`encoder` settings) and builds the output layer from the encoder's embedding
+size. It owns the loss, the chunk and track metrics (a track's chunks combined
+by its `track_aggregation`), the optimizer and schedule (the `optimizer` and
 `scheduler` config groups), training-time augmentation and the checkpoint's
 tag. A head fitted in closed form (the SVM) is fitted by the same training
 loop: the task collects the embeddings and fits the head before validation.
@@ -29,6 +30,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
 from mgr.data.datamodule import PADDING_LABEL
+from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.heads import build_head
 from mgr.models.metrics import TrackMetrics
@@ -55,13 +57,18 @@ class GenreClassifier(pl.LightningModule):
         scheduler: dict | None = None,
         track_aggregation: str = TrackAggregation.name,
         vote_threshold: float = TrackAggregation.vote_threshold,
+        encoder: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
-        self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
-        self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
+        if encoder is None:
+            self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
+            self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
+        else:  # a probe: `net` is {"name": "probe"}, and `feature` goes unused
+            self.encoder = PretrainedEncoder(encoder, sample_rate, chunk_seconds)
+            self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes)
         # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
         # It holds no weights, so checkpoints and inference do not depend on it.
@@ -91,7 +98,8 @@ class GenreClassifier(pl.LightningModule):
     @classmethod
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
         """The task of a training config: `model` (the net's name and settings, and its `head`),
-        `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length."""
+        `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length, and the
+        `encoder` of a probe (conf/model/probe.yaml selects it)."""
         from mgr.utils.tasks import resolved_dict
 
         net = resolved_dict(cfg.model)
@@ -100,14 +108,17 @@ class GenreClassifier(pl.LightningModule):
                    resolved_dict(cfg.optimizer) if cfg.get("optimizer") else None,
                    resolved_dict(cfg.scheduler) if cfg.get("scheduler") else None,
                    cfg.get("track_aggregation") or TrackAggregation.name,
-                   cfg.get("vote_threshold", TrackAggregation.vote_threshold))
+                   cfg.get("vote_threshold", TrackAggregation.vote_threshold),
+                   resolved_dict(cfg.encoder) if cfg.get("encoder") else None)
 
     # --- model -----------------------------------------------------------------
     @property
     def architecture(self) -> str:
         """What the model is, for people: the net's name, and the head's when it is not a trained linear layer."""
         head = (self.hparams.head or {}).get("name", "linear")
-        return self.hparams.net["name"] + ("" if head == "linear" else f" + {head}")
+        encoder = self.hparams.get("encoder")
+        name = self.hparams.net["name"] if encoder is None else f"{encoder['name']} probe"
+        return name + ("" if head == "linear" else f" + {head}")
 
     @property
     def chunk_samples(self) -> int:
@@ -279,9 +290,21 @@ class GenreClassifier(pl.LightningModule):
             # rate, stepped without gradients, keeps the count (over a placeholder when the head,
             # like the RBF SVM, holds buffers only).
             return torch.optim.SGD(list(self.head.parameters()) or [nn.Parameter(torch.zeros(1))], lr=0.0)
-        optimizer = build_optimizer(self.hparams.optimizer, self.parameters())
+        optimizer = build_optimizer(self.hparams.optimizer, self._parameter_groups())
         scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _parameter_groups(self) -> list[dict]:
+        """The trainable parameters; a fine-tuned pretrained encoder's at its lr_scale of the learning
+        rate. A frozen one's need no gradient and are not given to the optimizer."""
+        backbone = getattr(self.encoder, "backbone", None)
+        scaled = [p for p in backbone.parameters() if p.requires_grad] if backbone is not None else []
+        ids = {id(p) for p in scaled}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
+        if scaled:
+            lr = (self.hparams.optimizer or {}).get("lr", 1e-3)  # build_optimizer's default
+            groups.append({"params": scaled, "lr": lr * self.encoder.lr_scale})
+        return groups
 
 
 def test_predictions(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
