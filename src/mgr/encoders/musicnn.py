@@ -88,8 +88,8 @@ class _FrontBlock(nn.Module):
         # ReLU and the (inference-mode) batch norm are monotone per channel, so they commute with
         # the max over frequency (the min where the norm's scale is negative): the same values,
         # with the elementwise work on 1/F-th of the map. 20 % faster on a CPU.
-        low, high = torch.aminmax(x, dim=3)
-        return self.norm(F.relu(torch.where(self.norm.weight[:, None] >= 0, high, low)))
+        top = torch.where(self.norm.weight[:, None] >= 0, x.amax(dim=3), x.amin(dim=3))  # faster than aminmax
+        return self.norm(F.relu(top))
 
 
 class _MidBlock(nn.Module):
