@@ -1,34 +1,209 @@
-"""mgr.report on a real multirun: two models x two seeds."""
+"""mgr.report: grouping and pairing on hand-made run folders (no training), and a real 3-fold x
+2-model multirun whose report must equal what mgr.stats computes from its test_predictions.csv."""
 
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import tiny
+from mgr import MGRError, report as mgr_report, stats
+from mgr.evaluation import BOOTSTRAP, per_class_scores
+
+CLASSES = ["rock", "jazz"]
+TRACKS = [f"{CLASSES[i % 2]}/{CLASSES[i % 2]}.{i:04d}.wav" for i in range(12)]  # fold k tests tracks k, k+3, ...
+WRONG = {"good": {0}, "mid": {0, 1, 2, 4}, "bad": {0, 1, 2, 3, 4, 5, 7, 9}}  # which tracks each model gets wrong
+
+
+def make_run(run_dir: Path, model: str, seed: int, fold: int, extra: tuple[str, ...] = (), wrong=None) -> Path:
+    """A finished run as mgr.train leaves it: .hydra/, metrics.json and test_predictions.csv of fold `fold` of 3."""
+    wrong = WRONG[model] if wrong is None else wrong
+    wrong = {(i + seed) % 12 for i in wrong}  # another seed, other mistakes
+    tracks = [i for i in range(12) if i % 3 == fold]
+    labels = [i % 2 for i in tracks]
+    predictions = [1 - label if i in wrong else label for i, label in zip(tracks, labels)]
+    (run_dir / ".hydra").mkdir(parents=True)
+    overrides = [f"model={model}", f"seed={seed}", "data.folds=3", f"data.fold={fold}", "trainer.max_epochs=1", *extra]
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    choices = {"data": "synth", "feature": "mel", "model": model}
+    (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    config = {"seed": seed, "data": {"split_seed": 0, "folds": 3, "fold": fold}}
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    confusion = stats.unit_confusions(labels, predictions, np.arange(len(tracks)), 2).sum(0)
+    accuracy, macro_f1 = stats.scores(confusion)
+    metrics = {"test/track_acc": float(accuracy), "test/track_f1": float(macro_f1), "test/acc": float(accuracy),
+               "test/f1": float(macro_f1), "class_names": CLASSES,
+               "track_per_class": per_class_scores(confusion.tolist(), CLASSES)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    with open(run_dir / "test_predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "prediction", "chunks", *(f"score_{c}" for c in CLASSES),
+                         "seed", "split_seed", "fold", "folds"])
+        for i, label, prediction in zip(tracks, labels, predictions):
+            writer.writerow([TRACKS[i], CLASSES[label], CLASSES[prediction], 2, *np.eye(2)[prediction], seed, 0, fold, 3])
+    return run_dir
+
+
+def make_sweep(root: Path, models=("good", "mid", "bad"), seeds=(1, 2)) -> Path:
+    for n, (model, seed, fold) in enumerate((m, s, f) for m in models for s in seeds for f in range(3)):
+        make_run(root / str(n), model, seed, fold)
+    return root
+
+
+def read_runs(root: Path) -> list[dict]:
+    runs = [mgr_report.read_run(f) for f in sorted(root.rglob("metrics.json"))]
+    mgr_report.keep_differing_overrides(runs)
+    for run in runs:
+        run["predictions"] = mgr_report.read_predictions(run)
+    return runs
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_replicate_axes_are_counted_not_grouped(tmp_path):
+    runs = read_runs(make_sweep(tmp_path))
+    groups = mgr_report.group_configurations(runs)
+    assert [key[2] for key in groups] == ["bad", "good", "mid"]
+    assert all(key[3] == "" for key in groups)  # seed and fold overrides are axes, shared ones are dropped
+    rows = mgr_report.summarize(groups, BOOTSTRAP)
+    assert [(r["n"], r["seeds"], r["split_seeds"], r["folds"]) for r in rows] == [(6, 2, 1, 3)] * 3
+    good = next(r for r in rows if r["model"] == "good")
+    accs = {(r["seed"], r["fold"]): r["test/track_acc"] for r in runs if r["model"] == "good"}
+    # along seeds: the std of the two seeds of each fold, root-mean-square over the three folds
+    expected = np.sqrt(np.mean([np.var([accs[1, f], accs[2, f]], ddof=1) for f in range(3)]))
+    assert good["test/track_acc_std_over_seeds"] == pytest.approx(expected)
+    assert good["test/track_acc_std"] == pytest.approx(np.std(list(accs.values()), ddof=1))
+    assert "test/track_acc_std_over_split_seeds" not in good  # one split seed: no std along it
+    # folds pooled: 2 seeds x 12 tracks, each track once per seed; good misses one track per seed
+    assert (good["pooled_tracks"], good["pooled_predictions"], good["pooled_track_acc"]) == (12, 24, pytest.approx(22 / 24))
+
+
+def test_runs_pair_by_seed_split_seed_and_fold_and_tracks_by_path(tmp_path):
+    make_run(tmp_path / "a0", "good", 1, 0)
+    make_run(tmp_path / "a1", "good", 1, 1)
+    make_run(tmp_path / "a2", "good", 2, 0)
+    make_run(tmp_path / "b0", "bad", 1, 0)
+    make_run(tmp_path / "b1", "bad", 1, 2)  # no good run of fold 2: unpaired
+    make_run(tmp_path / "b2", "bad", 2, 0)
+    runs = read_runs(tmp_path)
+    pairs = mgr_report.matched([r for r in runs if r["model"] == "good"], [r for r in runs if r["model"] == "bad"])
+    assert list(pairs) == [(1, 0), (2, 0)]  # (seed, split seed), fold 0 only
+    paths, good, bad = pairs[1, 0]
+    fold_0 = sorted((0, 3, 6, 9), key=TRACKS.__getitem__)  # tracks in path order
+    assert paths == [TRACKS[i] for i in fold_0]
+    assert good.tolist() == [i not in {1} for i in fold_0]  # seed 1 shifts the mistakes by one
+    assert bad.tolist() == [i not in {1, 2, 3, 4, 5, 6, 8, 10} for i in fold_0]
+
+
+def test_two_runs_of_one_replicate_are_one_clear_error(tmp_path):
+    make_run(tmp_path / "x", "good", 1, 0)
+    make_run(tmp_path / "y", "good", 1, 0)
+    with pytest.raises(MGRError, match="have the same configuration, seed, split seed and fold"):
+        mgr_report.group_configurations(read_runs(tmp_path))
+
+
+def test_report_of_three_configurations_equals_mgr_stats(run_mgr, tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")
+    proc = run_mgr("report", f"sweep_dir={sweep}", "alpha=0.1")
+    assert "18 runs in 3 groups" in proc.stdout
+    runs = read_runs(sweep)
+    pairs = {(p["a"], p["b"], p["replicate"]): p for p in read_csv(sweep / "report_pairs.csv")}
+    assert {k[:2] for k in pairs} == {("model=bad", "model=good"), ("model=bad", "model=mid"), ("model=good", "model=mid")}
+    p_values, expected = [], {}
+    for a, b in sorted({k[:2] for k in pairs}):
+        a_runs, b_runs = ([r for r in runs if f"model={r['model']}" == name] for name in (a, b))
+        correct = {}
+        for run in a_runs + b_runs:
+            for path, (label, prediction) in run["predictions"]["rows"].items():
+                correct[run["model"], run["seed"], run["fold"], path] = label == prediction
+        keys = sorted(k[1:] for k in correct if k[0] == a_runs[0]["model"])
+        a_correct = [correct[(a_runs[0]["model"], *k)] for k in keys]
+        b_correct = [correct[(b_runs[0]["model"], *k)] for k in keys]
+        difference = stats.paired_bootstrap_difference(a_correct, b_correct, [k[2] for k in keys], 1000, 0)
+        for seed in (1, 2):
+            test = stats.mcnemar_exact(*([c for k, c in zip(keys, x) if k[0] == seed] for x in (a_correct, b_correct)))
+            row = pairs[a, b, str((seed, 0))]
+            assert (int(row["only_a"]), int(row["only_b"]), float(row["p"])) == (test["only_a"], test["only_b"], pytest.approx(test["p"]))
+            assert float(row["difference"]) == pytest.approx(difference["difference"])
+            assert (float(row["lo"]), float(row["hi"])) == pytest.approx(difference["interval"])
+            p_values.append(test["p"])
+            expected[a, b, str((seed, 0))] = len(p_values) - 1
+    blocks = sorted({(r["seed"], r["fold"]) for r in runs})
+    scores = np.array([[next(r["test/track_acc"] for r in runs if r["model"] == m and (r["seed"], r["fold"]) == k)
+                        for m in ("bad", "good", "mid")] for k in blocks])
+    friedman = stats.friedman(scores)
+    holm = stats.holm([*p_values, friedman["p"]])
+    for key, i in expected.items():
+        assert float(pairs[key]["holm"]) == pytest.approx(holm[i])
+    text = (sweep / "report.md").read_text()
+    assert f"Friedman over 6 matched runs: chi2={friedman['statistic']:.3f}, p={friedman['p']:.3g} (Holm {holm[-1]:.3g})" in text
+    assert "average ranks (1 best): model=bad {:.2f}, model=good {:.2f}, model=mid {:.2f}".format(*friedman["average_ranks"]) in text
+    good_bad = pairs["model=bad", "model=good", "(1, 0)"]
+    d, lo, hi = (-100 * float(good_bad[k]) for k in ("difference", "hi", "lo"))
+    verdicts = sum(holm[expected["model=bad", "model=good", str((s, 0))]] < 0.1 for s in (1, 2))
+    assert (f"model=good beats model=bad by {d:.1f} points (95% CI {lo:.1f} to {hi:.1f}, 24 paired track predictions), "
+            f"McNemar p=") in text and f"significant at alpha=0.1 in {verdicts} of 2 replicates" in text
+    assert "| configuration | over seeds | over folds |" in text  # the std along each axis that varies
+    for name in ("report.png", "report_pairs.png"):
+        assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
-def test_report_summarizes_a_multirun(run_mgr, tmp_path):
+def test_report_of_a_fold_multirun_equals_mgr_stats_on_its_predictions(run_mgr, tmp_path):
     overrides = [o for o in tiny() if not o.startswith("model")]
-    run_mgr("train", "-m", "model=cnn,crnn", "seed=1,2", *overrides, "debug=limit")
+    run_mgr("train", "-m", "model=cnn,crnn", "data.folds=3", "data.fold=0,1,2", *overrides, "debug=limit")
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     proc = run_mgr("report", f"sweep_dir={sweep}")
-    assert "4 runs in 2 groups" in proc.stdout
-    for name in ("report.md", "report.csv", "report_runs.csv"):
+    assert "6 runs in 2 groups" in proc.stdout
+    for name in ("report.md", "report.csv", "report_runs.csv", "report_pairs.csv"):
         assert (sweep / name).stat().st_size > 0
-    assert (sweep / "report.png").read_bytes()[:4] == b"\x89PNG"
-    rows = {r["model"]: r for r in csv.DictReader(open(sweep / "report.csv"))}
+    for name in ("report.png", "report_pairs.png"):
+        assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
+    rows = {r["model"]: r for r in read_csv(sweep / "report.csv")}
     assert set(rows) == {"cnn", "crnn"}
+    jobs = {m: [j for j in sweep.iterdir() if j.is_dir() and f"model={m}" in (j / ".hydra" / "overrides.yaml").read_text()]
+            for m in rows}
+    predictions = {}
     for model, row in rows.items():
-        accs = [json.loads((job / "metrics.json").read_text())["test/track_acc"]
-                for job in sweep.iterdir() if job.is_dir() and f"model={model}" in (job / ".hydra" / "overrides.yaml").read_text()]
-        assert row["n"] == "2" and float(row["test/track_acc_mean"]) == pytest.approx(np.mean(accs))
+        accs = [json.loads((job / "metrics.json").read_text())["test/track_acc"] for job in jobs[model]]
+        assert (row["n"], row["seeds"], row["split_seeds"], row["folds"]) == ("3", "1", "1", "3")
+        assert float(row["test/track_acc_mean"]) == pytest.approx(np.mean(accs))
         assert float(row["test/track_acc_std"]) == pytest.approx(np.std(accs, ddof=1))
-    assert "| synth | mel | cnn | 2 |" in (sweep / "report.md").read_text()
+        assert float(row["test/track_acc_std_over_folds"]) == pytest.approx(np.std(accs, ddof=1))
+        # folds pooled: every track of the dataset once, scored and bootstrapped by mgr.stats
+        files = [read_csv(job / "test_predictions.csv") for job in jobs[model]]
+        pooled = sorted((r["path"], r["label"], r["prediction"], r["fold"]) for f in files for r in f)
+        assert len({p[0] for p in pooled}) == len(pooled) and {p[3] for p in pooled} == {"0", "1", "2"}
+        names = json.loads((jobs[model][0] / "metrics.json").read_text())["class_names"]
+        confusions = stats.unit_confusions([names.index(p[1]) for p in pooled], [names.index(p[2]) for p in pooled],
+                                           np.arange(len(pooled)), len(names))
+        accuracy, macro_f1 = stats.scores(confusions.sum(0))
+        interval = stats.bootstrap_scores(confusions, 1000, 0)
+        assert float(row["pooled_track_acc"]) == pytest.approx(accuracy)
+        assert float(row["pooled_track_f1"]) == pytest.approx(macro_f1)
+        assert (float(row["pooled_track_acc_lo"]), float(row["pooled_track_acc_hi"])) == pytest.approx(interval["accuracy"])
+        predictions[model] = {p[0]: p[1] == p[2] for p in pooled}
+        assert f"{accuracy:.3f} [{interval['accuracy'][0]:.3f}, {interval['accuracy'][1]:.3f}]" in proc.stdout
+    (pair,) = read_csv(sweep / "report_pairs.csv")
+    paths = sorted(predictions["cnn"])
+    cnn, crnn = ([predictions[m][p] for p in paths] for m in ("cnn", "crnn"))
+    test = stats.mcnemar_exact(cnn, crnn)
+    difference = stats.paired_bootstrap_difference(cnn, crnn, paths, 1000, 0)
+    assert (pair["a"], pair["b"], int(pair["tracks"])) == ("model=cnn", "model=crnn", len(paths))
+    assert (int(pair["only_a"]), int(pair["only_b"])) == (test["only_a"], test["only_b"])
+    assert float(pair["p"]) == float(pair["holm"]) == pytest.approx(test["p"])  # one test: Holm changes nothing
+    assert float(pair["difference"]) == pytest.approx(difference["difference"])
+    assert (float(pair["lo"]), float(pair["hi"])) == pytest.approx(difference["interval"])
+    assert f"McNemar p={test['p']:.3g} (Holm {test['p']:.3g})" in proc.stdout
+    assert "| synth | mel | cnn | 3 | 1 x 1 x 3 |" in (sweep / "report.md").read_text()
 
 
 @pytest.mark.parametrize("sweep_dir,text", [
