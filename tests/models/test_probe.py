@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -126,8 +127,8 @@ def test_spectrogram_augmentation_is_refused_by_a_probe(hubert_dir):
 
 @pytest.mark.slow
 def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_dir, run_mgr, tmp_path, data_dir):
-    """`python -m mgr.train -m model=probe encoder=... encoder.layer=0,mean`, then mgr.eval and
-    mgr.predict from a job's checkpoint alone."""
+    """`python -m mgr.train -m model=probe encoder=... encoder.layer=0,mean`, then mgr.eval,
+    mgr.predict and mgr.embed from a job's checkpoint alone."""
     run_mgr("train", "-m", "model=probe", "encoder=hubert_base", f"encoder.weights={hubert_dir}",
             "encoder.layer=0,mean", *TINY_DATA, "data.batch_size=8", "debug=limit", "trainer.max_epochs=1",
             "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "~callbacks.feature_images")
@@ -144,3 +145,6 @@ def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_di
     audio = sorted(data_dir.rglob("*.wav"))[0]
     predicted = run_mgr("predict", f"ckpt_path={checkpoint}", f"inputs=[{audio}]")
     assert "Labelled 1" in predicted.stdout
+    embed_out = run_mgr("embed", f"ckpt_path={checkpoint}").stdout.splitlines()
+    embedded = np.load(next(l for l in embed_out if l.strip().endswith("embeddings.npz")).strip())
+    assert embedded["chunk_embeddings"].shape[1] == 16  # the tiny HuBERT's width
