@@ -31,7 +31,7 @@ class FeatureImages(pl.Callback):
             wave, label, _ = dataset[i]
             if len(chosen.setdefault(label, [])) < self.per_class:
                 chosen[label].append(wave)
-        if not chosen:
+        if not chosen or not hasattr(pl_module.encoder, "frontend"):  # a pretrained encoder shows no feature map
             return
         waves = torch.stack([w for label in sorted(chosen) for w in chosen[label]]).to(pl_module.device)
         maps = pl_module.encoder.frontend(waves)[:, 0].float().cpu().numpy()
