@@ -90,3 +90,9 @@ def test_holm_step_down():
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert stats.holm([0.02]) == [0.02]
+
+
+def test_friedman_of_configurations_tied_in_every_block_finds_no_difference():
+    # scipy's statistic is 0/0 here (nan); mgr.report would print p=nan and hand Holm a nan
+    result = stats.friedman(np.full((4, 3), 0.5))
+    assert (result["statistic"], result["p"], result["average_ranks"]) == (0.0, 1.0, [2.0, 2.0, 2.0])

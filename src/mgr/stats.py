@@ -87,6 +87,8 @@ def friedman(scores_by_block: np.ndarray) -> dict:
     higher is better. Average ranks: 1 is best, ties share their mean rank."""
     x = np.asarray(scores_by_block, dtype=float)
     ranks = sps.rankdata(-x, axis=1).mean(axis=0)
+    if (x == x[:, :1]).all():  # every block a tie: scipy's statistic is 0/0, yet there is no evidence of a difference
+        return {"statistic": 0.0, "p": 1.0, "average_ranks": ranks.tolist()}
     statistic, p = sps.friedmanchisquare(*x.T)
     return {"statistic": float(statistic), "p": float(p), "average_ranks": ranks.tolist()}
 
