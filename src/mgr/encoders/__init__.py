@@ -19,8 +19,8 @@ from typing import Callable
 from torch import nn
 
 from mgr.encoders.hf import FAMILIES, hf_builder
-from mgr.encoders.musicnn import msd_musicnn, mtt_musicnn
+from mgr.encoders.musicnn import msd_musicnn, msd_vgg, mtt_musicnn, mtt_vgg
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {family: hf_builder(family) for family in FAMILIES}
 # musicnn's own trained weights, from its PyPI wheel (settings: wheel=None, cache_dir)
-BACKBONES.update(msd_musicnn=msd_musicnn, mtt_musicnn=mtt_musicnn)
+BACKBONES.update(msd_musicnn=msd_musicnn, mtt_musicnn=mtt_musicnn, msd_vgg=msd_vgg, mtt_vgg=mtt_vgg)

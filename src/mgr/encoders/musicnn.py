@@ -24,11 +24,13 @@ under TensorFlow 2.15 (tests/fixtures/musicnn/make_reference.py):
 - back end: max and mean over time of the 753 channels, interleaved (TF flattens [753, 2]),
   batch norm, dense 200 + ReLU, batch norm (the penultimate layer), dense to the 50 tags.
 
-Batch norms use the checkpoint's moving statistics with TF's epsilon 1e-3 (inference mode).
+Batch norms use the checkpoint's moving statistics with TF's epsilon 1e-3 (inference mode, also
+when fine-tuned). The wheel's VGG-like baselines (MSD_vgg, MTT_vgg) take the same input: VGGNet.
 
-Exposed layers (LAYERS, musicnn's extractor keys plus its taggram), each the mean over frames and
-patches (time-varying ones) or over patches: timbral 408, temporal 153, cnn1-3 64 each,
-mean_pool 753, max_pool 753, penultimate 200, taggram 50 (the tag probabilities).
+Exposed layers (each net's LAYERS: musicnn's extractor keys plus its taggram), each the mean
+over frames (and frequency) and patches, or over patches: musicnn: timbral 408, temporal 153,
+cnn1-3 64 each, mean_pool 753, max_pool 753, penultimate 200, taggram 50 (the tag
+probabilities); vgg: pool1-5 128 each, taggram 50 (a chunk under 3 s is padded with silence).
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 WHEEL = "musicnn==0.1.0"
 WHEEL_FILE = "musicnn-0.1.0-py3-none-any.whl"
 WHEEL_ENV = "MGR_MUSICNN_WHEEL"  # a wheel path, for machines that cannot download it
-LAYERS = ["timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate", "taggram"]
 
 # musicnn/configuration.py
 MTT_TAGS = ['guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock', 'fast', 'piano',
@@ -70,7 +71,6 @@ MSD_TAGS = ['rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalis
             'blues', 'hard rock', 'ambient', 'acoustic', 'experimental', 'female vocalist', 'guitar', 'Hip-Hop', '70s',
             'party', 'country', 'easy listening', 'sexy', 'catchy', 'funk', 'electro', 'heavy metal',
             'Progressive rock', '60s', 'rnb', 'indie pop', 'sad', 'House', 'happy']
-MODELS = {"MSD_musicnn": MSD_TAGS, "MTT_musicnn": MTT_TAGS}
 
 
 class _FrontBlock(nn.Module):
@@ -108,9 +108,23 @@ def _same(kernel: int) -> tuple[int, int]:
     return (kernel - 1) // 2, kernel // 2  # TF 'same', stride 1: the odd frame goes after
 
 
+def _tf_name(scope: str, i: int) -> str:
+    return f"{scope}_{i}" if i else scope  # TF1 numbers a scope's later layers: conv2d, conv2d_1, ...
+
+
+def _tf_norm(name: str, scope: str, tf: dict) -> dict[str, torch.Tensor]:
+    return {f"{name}.weight": tf[f"{scope}/gamma"], f"{name}.bias": tf[f"{scope}/beta"],
+            f"{name}.running_mean": tf[f"{scope}/moving_mean"], f"{name}.running_var": tf[f"{scope}/moving_variance"],
+            f"{name}.num_batches_tracked": torch.tensor(0)}
+
+
 class MusicnnNet(nn.Module):
     """build_musicnn of the wheel's models.py on log-mel patches [N, frames, 96]; returns every
     layer of LAYERS per patch (time-varying ones as [N, channels, frames])."""
+
+    LAYERS = ["timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate", "taggram"]
+    layer_dims = [408, 153, 64, 64, 64, 753, 753, 200, 50]
+    any_length = True  # fully convolutional, then pooled over time
 
     def __init__(self, n_tags: int = 50, midend_filters: int = 64, dense_units: int = 200):
         super().__init__()
@@ -141,6 +155,67 @@ class MusicnnNet(nn.Module):
         return dict(timbral=timbral, temporal=temporal, cnn1=cnn1, cnn2=cnn2, cnn3=cnn3, mean_pool=mean_pool,
                     max_pool=max_pool, penultimate=penultimate, taggram=taggram)
 
+    @staticmethod
+    def state_dict_from_tf(tensors: dict) -> dict[str, torch.Tensor]:
+        """From a musicnn checkpoint. TF1 names layers by creation order (conv2d, conv2d_1, ...;
+        batch_normalization, ..._1, ...), which models.py fixes; kernels are [time, freq, in, out]
+        (conv) and [in, out] (dense)."""
+        convs = ["timbral.0", "timbral.1", "temporal.0", "temporal.1", "temporal.2", "mid.0", "mid.1", "mid.2"]
+        norms = ["input_norm"] + [f"{name}.norm" for name in convs] + ["pool_norm", "dense_norm"]
+        tf = {name: torch.from_numpy(value) for name, value in tensors.items()}
+        out = {}
+        for i, name in enumerate(convs):
+            kernel = tf[f"{_tf_name('conv2d', i)}/kernel"]
+            kernel = kernel[:, :, 0].permute(2, 1, 0) if name.startswith("mid") else kernel.permute(3, 2, 0, 1)
+            out[f"{name}.conv.weight"], out[f"{name}.conv.bias"] = kernel, tf[f"{_tf_name('conv2d', i)}/bias"]
+        for i, name in enumerate(norms):
+            out.update(_tf_norm(name, _tf_name("batch_normalization", i), tf))
+        for scope, name in (("dense", "dense"), ("dense_1", "out")):
+            out[f"{name}.weight"], out[f"{name}.bias"] = tf[f"{scope}/kernel"].T, tf[f"{scope}/bias"]
+        return {name: value.contiguous() for name, value in out.items()}
+
+
+class VGGNet(nn.Module):
+    """The wheel's vgg baseline (models.py, 128 filters) on patches [N, 187, 96] (its dense layer
+    needs that length): five 3 x 3 'same' convs, each ReLU, batch norm, max pool ([4, 1] stride 2,
+    then [2, 2] thrice, then [4, 4]; TF's 'valid' pooling floors as torch's does), then a dense
+    layer to the tags on pool5 flattened as TF flattens [time, freq, channels]."""
+
+    LAYERS = ["pool1", "pool2", "pool3", "pool4", "pool5", "taggram"]
+    layer_dims = [128, 128, 128, 128, 128, 50]
+    any_length = False
+    POOLS = [((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4))]
+
+    def __init__(self, n_tags: int = 50, filters: int = 128):
+        super().__init__()
+        self.input_norm = nn.BatchNorm2d(1, eps=BN_EPS)
+        self.convs = nn.ModuleList([nn.Conv2d(1 if i == 0 else filters, filters, 3, padding=1) for i in range(5)])
+        self.norms = nn.ModuleList([nn.BatchNorm2d(filters, eps=BN_EPS) for _ in range(5)])
+        self.out = nn.Linear(filters * 2, n_tags)  # pool5 of 187 x 96 is 2 x 1
+
+    def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        x, layers = self.input_norm(patches.unsqueeze(1)), {}
+        for i, (conv, norm, (kernel, stride)) in enumerate(zip(self.convs, self.norms, self.POOLS)):
+            x = layers[f"pool{i + 1}"] = F.max_pool2d(norm(F.relu(conv(x))), kernel, stride)
+        layers["taggram"] = torch.sigmoid(self.out(x.permute(0, 2, 3, 1).flatten(1)))
+        return layers
+
+    @staticmethod
+    def state_dict_from_tf(tensors: dict) -> dict[str, torch.Tensor]:
+        """From a vgg checkpoint: convs named 1CNN-5CNN, batch norms by creation order."""
+        tf = {name: torch.from_numpy(value) for name, value in tensors.items()}
+        out = {"out.weight": tf["dense/kernel"].T, "out.bias": tf["dense/bias"],
+               **_tf_norm("input_norm", "batch_normalization", tf)}
+        for i in range(5):
+            out[f"convs.{i}.weight"] = tf[f"{i + 1}CNN/kernel"].permute(3, 2, 0, 1)
+            out[f"convs.{i}.bias"] = tf[f"{i + 1}CNN/bias"]
+            out.update(_tf_norm(f"norms.{i}", _tf_name("batch_normalization", i + 1), tf))
+        return {name: value.contiguous() for name, value in out.items()}
+
+
+MODELS = {"MSD_musicnn": (MSD_TAGS, MusicnnNet), "MTT_musicnn": (MTT_TAGS, MusicnnNet),
+          "MSD_vgg": (MSD_TAGS, VGGNet), "MTT_vgg": (MTT_TAGS, VGGNet)}
+
 
 def log_mel(wave: torch.Tensor, spectrogram: nn.Module) -> torch.Tensor:
     """musicnn's input, [B, frames, 96]: see the module docstring for why float16 then float32."""
@@ -149,21 +224,20 @@ def log_mel(wave: torch.Tensor, spectrogram: nn.Module) -> torch.Tensor:
 
 
 class MusicnnBackbone(nn.Module):
-    """A wheel model as an mgr backbone: waveform at 16 kHz [B, T] -> LAYERS, each [B, dims]."""
+    """A wheel model as an mgr backbone: waveform at 16 kHz [B, T] -> its net's LAYERS, each [B, dims]."""
 
     sample_rate = SAMPLE_RATE
-    layer_names = LAYERS
 
     def __init__(self, model: str, state_dict: dict[str, torch.Tensor], wheel: Path):
         super().__init__()
-        self.model, self.tags = model, MODELS[model]
+        self.model, (self.tags, net) = model, MODELS[model]
         self.weight_files = [wheel]  # what a probe's checkpoint hashes to name these weights
         filters = torch.from_numpy(mel_filters(SAMPLE_RATE, N_FFT, N_MELS))
         self.spectrogram = BlockedSpectrogram(N_FFT, HOP, "hann", filters)
-        self.net = MusicnnNet(len(self.tags))
+        self.net = net(len(self.tags))
         self.net.load_state_dict(state_dict)
         self.net.eval()
-        self.layer_dims = [408, 153, 64, 64, 64, 753, 753, 200, len(self.tags)]
+        self.layer_names, self.layer_dims = list(net.LAYERS), list(net.layer_dims)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -173,44 +247,24 @@ class MusicnnBackbone(nn.Module):
     def forward(self, wave: torch.Tensor) -> list[torch.Tensor]:
         mel = log_mel(wave, self.spectrogram)
         batch, frames = mel.shape[:2]
+        if frames < PATCH_FRAMES and not self.net.any_length:  # log-mel 0 is silence
+            mel, frames = F.pad(mel, (0, 0, 0, PATCH_FRAMES - frames)), PATCH_FRAMES
         length = min(frames, PATCH_FRAMES)
         n_patches = frames // length
         patches = mel[:, :n_patches * length].reshape(batch * n_patches, length, N_MELS)
         layers = self.net(patches)
-        return [_pool(layers[name], batch) for name in LAYERS]
+        return [_pool(layers[name], batch) for name in self.layer_names]
 
 
 def _pool(layer: torch.Tensor, batch: int) -> torch.Tensor:
-    """[B * patches, C(, frames)] -> [B, C]: the mean over frames, then over each chunk's patches."""
-    if layer.dim() == 3:
-        layer = layer.mean(dim=2)
+    """[B * patches, C(, time(, freq))] -> [B, C]: the mean over time (and frequency), then over
+    each chunk's patches."""
+    if layer.dim() > 2:
+        layer = layer.flatten(2).mean(dim=2)
     return layer.reshape(batch, -1, layer.shape[1]).mean(dim=1)
 
 
 # --- weights: the wheel's TF checkpoints -> a cached PyTorch state dict ---
-
-
-def state_dict_from_tf(tensors: dict) -> dict[str, torch.Tensor]:
-    """MusicnnNet's state dict from a musicnn checkpoint. TF1 layers are named by creation order
-    (conv2d, conv2d_1, ...; batch_normalization, ..._1, ...), which models.py fixes; kernels are
-    [time, freq, in, out] (conv) and [in, out] (dense)."""
-    convs = ["timbral.0", "timbral.1", "temporal.0", "temporal.1", "temporal.2", "mid.0", "mid.1", "mid.2"]
-    norms = ["input_norm"] + [f"{name}.norm" for name in convs] + ["pool_norm", "dense_norm"]
-    tf = {name: torch.from_numpy(value) for name, value in tensors.items()}
-    out = {}
-    for i, name in enumerate(convs):
-        kernel = tf[f"conv2d{'_' * (i > 0)}{i or ''}/kernel"]
-        kernel = kernel[:, :, 0].permute(2, 1, 0) if name.startswith("mid") else kernel.permute(3, 2, 0, 1)
-        out[f"{name}.conv.weight"], out[f"{name}.conv.bias"] = kernel, tf[f"conv2d{'_' * (i > 0)}{i or ''}/bias"]
-    for i, name in enumerate(norms):
-        scope = f"batch_normalization{'_' * (i > 0)}{i or ''}"
-        out.update({f"{name}.weight": tf[f"{scope}/gamma"], f"{name}.bias": tf[f"{scope}/beta"],
-                    f"{name}.running_mean": tf[f"{scope}/moving_mean"],
-                    f"{name}.running_var": tf[f"{scope}/moving_variance"],
-                    f"{name}.num_batches_tracked": torch.tensor(0)})
-    for scope, name in (("dense", "dense"), ("dense_1", "out")):
-        out[f"{name}.weight"], out[f"{name}.bias"] = tf[f"{scope}/kernel"].T, tf[f"{scope}/bias"]
-    return {name: value.contiguous() for name, value in out.items()}
 
 
 def find_wheel(wheel: str | None, cache_dir: str) -> Path:
@@ -252,7 +306,7 @@ def converted_weights(model: str, wheel: Path, cache_dir: str) -> dict[str, torc
                     index, data = (archive.read(f"musicnn/{model}/{name}") for name in (".index", ".data-00000-of-00001"))
                 except KeyError:
                     raise MGRError(f"{wheel} holds no musicnn/{model} checkpoint; is it the {WHEEL} wheel?") from None
-            state = state_dict_from_tf(read_bundle(index, data, f"{wheel}:musicnn/{model}"))
+            state = MODELS[model][1].state_dict_from_tf(read_bundle(index, data, f"{wheel}:musicnn/{model}"))
             tmp = target.with_name(target.name + ".tmp")
             torch.save(state, tmp)
             os.replace(tmp, target)
@@ -272,3 +326,13 @@ def msd_musicnn(wheel: str | None = None, cache_dir: str = "data/cache") -> Musi
 def mtt_musicnn(wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
     """musicnn trained on MagnaTagATune's 50 most common tags."""
     return build("MTT_musicnn", wheel, cache_dir)
+
+
+def msd_vgg(wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
+    """The wheel's VGG-like baseline trained on the Million Song Dataset's 50 most common tags."""
+    return build("MSD_vgg", wheel, cache_dir)
+
+
+def mtt_vgg(wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
+    """The wheel's VGG-like baseline trained on MagnaTagATune's 50 most common tags."""
+    return build("MTT_vgg", wheel, cache_dir)
