@@ -119,7 +119,7 @@ def test_chunks_of_a_batch_are_independent_and_short_ones_run(wheel, cache_dir):
 
 def test_weights_are_converted_once_and_cached(wheel, tmp_path, monkeypatch):
     musicnn.build("MSD_musicnn", str(wheel), str(tmp_path))
-    (converted,) = (tmp_path / "encoders").glob("musicnn-*/MSD_musicnn.pt")
+    (converted,) = (tmp_path / "encoders").glob("musicnn-*/MSD_musicnn-v*.pt")
     monkeypatch.setattr(musicnn, "read_bundle", lambda *a: pytest.fail("the wheel was converted again"))
     backbone = musicnn.build("MSD_musicnn", str(wheel), str(tmp_path))
     assert backbone.weight_files == [wheel] and backbone.tags == musicnn.MSD_TAGS

@@ -58,6 +58,7 @@ BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 WHEEL = "musicnn==0.1.0"
 WHEEL_FILE = "musicnn-0.1.0-py3-none-any.whl"
 WHEEL_ENV = "MGR_MUSICNN_WHEEL"  # a wheel path, for machines that cannot download it
+CONVERSION = 1  # part of the converted file's name: raise it when the state dict's layout changes
 
 # musicnn/configuration.py
 MTT_TAGS = ['guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock', 'fast', 'piano',
@@ -297,7 +298,7 @@ def find_wheel(wheel: str | None, cache_dir: str) -> Path:
 def converted_weights(model: str, wheel: Path, cache_dir: str) -> dict[str, torch.Tensor]:
     """`model`'s state dict, converted from the wheel once and cached."""
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    target = Path(cache_dir).expanduser() / "encoders" / f"musicnn-{digest[:16]}" / f"{model}.pt"
+    target = Path(cache_dir).expanduser() / "encoders" / f"musicnn-{digest[:16]}" / f"{model}-v{CONVERSION}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # parallel runs convert once
         if not target.is_file():
