@@ -78,7 +78,8 @@ def mgr_in_process(task: str, *overrides: str, cwd: Path, data_dir: Path, check:
     from hydra.core.global_hydra import GlobalHydra
 
     main = importlib.import_module(f"mgr.{task}").main
-    argv = [f"mgr.{task}", *overrides, f"paths.data_dir={data_dir}", f"paths.log_dir={cwd / 'logs'}"]
+    paths = [f"paths.data_dir={data_dir}", f"paths.log_dir={cwd / 'logs'}"]
+    argv = [f"mgr.{task}", *overrides, *(p for p in paths if not any(o.startswith(p.split("=")[0] + "=") for o in overrides))]
     saved_argv, saved_cwd, root = sys.argv, os.getcwd(), logging.getLogger()
     saved_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MGR_")}
     saved_logging = root.handlers[:], root.level
@@ -184,12 +185,12 @@ def cache_files(tmp_path) -> list[str]:
 
 
 def verify_command(*overrides: str) -> subprocess.CompletedProcess:
-    """python -m mgr.data.verify, its run directory (<log_dir>/verify/runs/...) in a temporary folder."""
+    """python -m mgr.data.verify (in this process), its run directory (<log_dir>/verify/runs/...) in a
+    temporary folder."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as logs:
-        return subprocess.run([sys.executable, "-m", "mgr.data.verify", *overrides, f"paths.log_dir={logs}"],
-                              capture_output=True, text=True, timeout=120)
+        return mgr_in_process("data.verify", *overrides, cwd=Path(logs), data_dir=Path(logs) / "data", check=False)
 
 
 TONE_RATE = 8000

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -14,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import mgr_in_process
 from mgr import MGRError
 from mgr.data import download as dl
 
@@ -140,8 +140,9 @@ def test_interrupted_download_resumes_on_the_next_run(archives, tmp_path):
 
 
 def _download(*overrides: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mgr.data.download", *overrides, f"paths.log_dir={cwd / 'logs'}"],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+    """python -m mgr.data.download in this process: its Hydra main, output and exit code (the CLI of
+    every entry point is the same @task wrapper, run in a new process by tests/test_train.py)."""
+    return mgr_in_process("data.download", *overrides, cwd=cwd, data_dir=cwd / "data", check=False)
 
 
 def test_command_line_reports_a_bad_checksum_in_one_line(tmp_path):

@@ -11,7 +11,7 @@ def _untimed(stdout: str) -> list[str]:
 
 
 def test_verify_command_summarises_good_caches(cache_files, tmp_path):
-    first = _build(cache_files, tmp_path / "cache")
+    first = WaveformCache.build(cache_files, 8000, tmp_path / "cache", "folder")
     second = WaveformCache.build(cache_files[:3], 8000, tmp_path / "cache", "folder")
     check = verify_command(f"paths.data_dir={tmp_path}")  # by default the caches under paths.cache_dir
     assert check.returncode == 0, check.stderr
