@@ -51,7 +51,8 @@ def zoo_runs(tmp_path_factory, data_dir) -> dict[tuple[str, str], Path]:
         mgr_in_process("train", f"model=tiny_{model}", f"feature={feature}", *common, cwd=cwd, data_dir=data_dir)
     runs = {}
     for job in [*(cwd / "logs" / "train" / "multiruns").glob("*/*/"), *(cwd / "logs" / "train" / "runs").glob("*/")]:
-        choices = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        choices = dict(o.split("=", 1) for o in overrides if "=" in o)  # not ~callbacks.early_stopping
         runs[choices["model"].removeprefix("tiny_"), choices["feature"]] = job
     return runs
 
