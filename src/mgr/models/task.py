@@ -309,7 +309,12 @@ class GenreClassifier(pl.LightningModule):
 
 def test_predictions(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
     """The per-track and per-chunk test predictions of the trainer's last test run (see PREDICTION_KEYS)."""
-    return {name: torch.as_tensor(trainer.callback_metrics[f"predictions/test_{name}"]) for name in PREDICTION_KEYS}
+    # Lightning may hand a one-element tensor back as a scalar (a test split of one track after
+    # ddp_spawn): the shapes are restored here, every key 1-D but the scores [tracks, classes].
+    out = {name: torch.as_tensor(trainer.callback_metrics[f"predictions/test_{name}"]) for name in PREDICTION_KEYS}
+    out = {name: value.reshape(-1) for name, value in out.items()}
+    out["track_scores"] = out["track_scores"].reshape(len(out["track_ids"]), -1)
+    return out
 
 
 def test_confusions(trainer: pl.Trainer) -> dict[str, list]:
