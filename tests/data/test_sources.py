@@ -42,26 +42,6 @@ def package_modules(package) -> dict[str, Path]:
     return found
 
 
-def test_mgr_data_has_no_import_cycle():
-    modules = package_modules(mgr.data)
-    graph = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        graph[name] = imported_modules(path, package, set(modules)) - {name}
-
-    def cycle_from(name, trail):
-        for nxt in sorted(graph[name]):
-            if nxt in trail:
-                return trail[trail.index(nxt):] + [nxt]
-            if (found := cycle_from(nxt, trail + [nxt])) is not None:
-                return found
-        return None
-
-    for name in graph:
-        cycle = cycle_from(name, [name])
-        assert cycle is None, " -> ".join(cycle)
-
-
 def test_the_registry_holds_every_source_and_no_source_imports_it():
     defined = {cls for name, path in package_modules(sources).items() if path.name != "__init__.py"
                for cls in vars(__import__(name, fromlist=["_"])).values()

@@ -22,6 +22,8 @@ FEATURES = {  # settings -> expected number of bins
     "gammatone": ({"n_fft": 512, "hop_length": 256, "n_bins": 32}, 32),
     "chroma": ({"hop_length": 256, "n_fft": 512}, 12),
     "tempogram": ({"hop_length": 256, "n_fft": 512, "win_length": 64}, 64),
+    # 20 MFCCs, 7 contrast bands, 12 chroma, ZCR, centroid
+    "descriptors": ({"hop_length": 256, "n_fft": 512, "n_mels": 40}, 41),
 }
 
 
