@@ -236,8 +236,7 @@ class GenreClassifier(pl.LightningModule):
             return
         x = torch.cat([x for x, _ in self._fit_batches])
         y = torch.cat([y for _, y in self._fit_batches])
-        if self.trainer.world_size > 1:  # every rank fits the same head on all ranks' embeddings
-            x, y = self.all_gather(x).flatten(0, 1), self.all_gather(y).flatten(0, 1)
+        x, y = self._all_ranks(x), self._all_ranks(y)  # every rank fits the same head on all ranks' embeddings
         self._fit_pending = False
         if len(y.unique()) < 2:
             log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
@@ -251,11 +250,13 @@ class GenreClassifier(pl.LightningModule):
             return
         x, y = torch.cat([x for x, _, _ in batches]), torch.cat([y for _, y, _ in batches])
         x, y = x[y != PADDING_LABEL], y[y != PADDING_LABEL]
-        if self.trainer.world_size > 1:  # every rank chooses on all ranks' chunks (shards differ in size)
-            x, y = torch.cat(gather_all_tensors(x)), torch.cat(gather_all_tensors(y))
-        self.head.select(x, y)
+        self.head.select(self._all_ranks(x), self._all_ranks(y))  # every rank chooses on all ranks' chunks
         for embeddings, target, track in batches:
             self._score(self.head(embeddings), target, track, "val")
+
+    def _all_ranks(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` of every DDP rank, concatenated in rank order (shards may differ in size); `t` alone in one process."""
+        return torch.cat(gather_all_tensors(t)) if self.trainer.world_size > 1 else t
 
     # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
     # copies parameters and buffers, but not torchmetrics states, which are updated in place:
