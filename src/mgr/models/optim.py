@@ -11,10 +11,11 @@ from mgr import MGRError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULERS = ("none", "cosine", "plateau")
+DEFAULT_OPTIMIZER = {"name": "adam", "lr": 1e-3}  # without an optimizer group (a task built in code)
 
 
 def build_optimizer(settings: dict | None, parameters) -> torch.optim.Optimizer:
-    settings = dict(settings or {"name": "adam", "lr": 1e-3})
+    settings = dict(settings or DEFAULT_OPTIMIZER)
     name = settings.pop("name", "adam")
     if name not in OPTIMIZERS:
         raise MGRError(f"Unknown optimizer.name={name!r}; choose one of {', '.join(OPTIMIZERS)}.")

@@ -34,7 +34,7 @@ from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.heads import build_head
 from mgr.models.metrics import TrackMetrics
-from mgr.models.optim import build_optimizer, build_scheduler
+from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class GenreClassifier(pl.LightningModule):
         ids = {id(p) for p in scaled}
         groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
         if scaled:
-            lr = (self.hparams.optimizer or {}).get("lr", 1e-3)  # build_optimizer's default
+            lr = (self.hparams.optimizer or DEFAULT_OPTIMIZER).get("lr", DEFAULT_OPTIMIZER["lr"])
             groups.append({"params": scaled, "lr": lr * self.encoder.lr_scale})
         return groups
 
