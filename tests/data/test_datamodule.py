@@ -1,15 +1,22 @@
 """mgr.data.datamodule: a missing dataset names its download command; evaluation shards across
-DDP ranks without repeating a chunk."""
+DDP ranks without repeating a chunk, training's audio-sized epochs without losing one."""
 
 from __future__ import annotations
+
+import logging
+import re
 
 import pytest
 import torch
 import torch.distributed as dist
 
+from conftest import tiny
 from mgr import MGRError
 from mgr.data import GenreDataModule
+from mgr.data.cache import WaveformCache
 from mgr.data.datamodule import PADDING_LABEL, _shard
+from mgr.data.datasets import RandomChunks
+from mgr.data.sources.folder import FolderSource
 
 
 def test_missing_dataset_names_the_download_command(run_mgr, tmp_path):
@@ -31,3 +38,55 @@ def test_a_rank_without_evaluation_chunks_scores_one_padding_chunk(monkeypatch):
         monkeypatch.setattr(dist, "get_rank", lambda: rank)
         dataset, sampler = _shard(one_chunk, shuffle=False)
         assert [dataset[i][1:] for i in sampler] == expected
+
+
+def _small_cache(small_folder, tmp_path) -> WaveformCache:
+    """small_folder's 8 tracks of 8000, 10000, 12000, 14000 samples (twice)."""
+    return WaveformCache.build(FolderSource(str(small_folder)).list().files, 8000, tmp_path / "cache", "folder")
+
+
+def test_an_audio_epoch_shards_across_ddp_ranks(small_folder, tmp_path, monkeypatch):
+    train = RandomChunks(_small_cache(small_folder, tmp_path), [0, 1, 2, 3, 7], [0] * 8, chunk=4000,
+                         chunks_per_track="audio")  # 2 + 3 + 3 + 4 + 4 crops
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setenv("PL_GLOBAL_SEED", "3")
+    epochs = []
+    for epoch in (0, 1):
+        shares = []
+        for rank in (0, 1):
+            monkeypatch.setattr(dist, "get_rank", lambda: rank)
+            _, sampler = _shard(train, shuffle=True)
+            sampler.set_epoch(epoch)  # as Lightning does
+            shares.append(list(sampler))
+        # Each rank gets half of the epoch's crops, no crop twice, every track its share.
+        assert len(shares[0]) == len(shares[1]) == 8 and sorted(shares[0] + shares[1]) == list(range(16))
+        epochs.append(shares)
+    assert epochs[0] != epochs[1]
+
+
+def test_a_bad_chunks_per_track_stops_the_datamodule_before_any_decoding(run_mgr, tmp_path):
+    with pytest.raises(MGRError, match="data.train_chunks_per_track must be a whole number >= 1 or 'audio', got 0."):
+        GenreDataModule(source="gtzan", root=str(tmp_path / "nope"), cache_dir=str(tmp_path), train_chunks_per_track=0)
+    proc = run_mgr("train", "data=synth", "data.train_chunks_per_track=x", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "mgr: error: data.train_chunks_per_track must be a whole number >= 1 or 'audio', got 'x'." in proc.stderr
+
+
+def test_setup_logs_the_training_epoch(small_folder, tmp_path, caplog):
+    data = GenreDataModule(source="folder", root=str(small_folder), cache_dir=str(tmp_path / "cache"), sample_rate=8000,
+                           chunk_seconds=0.5, split={"train": 0.5, "val": 0.25, "test": 0.25}, train_chunks_per_track="audio")
+    data.prepare_data()
+    data.setup("fit")
+    with caplog.at_level(logging.INFO, logger="mgr.data.datamodule"):
+        loader = data.train_dataloader()
+    train = data.split_tracks["train"]
+    assert len(loader.dataset) == sum(-(-data.cache.lengths[t] // 4000) for t in train)
+    assert f"Training epoch: {len(loader.dataset)} crops of 0.5 s from {len(train)} tracks." in caplog.messages
+
+
+@pytest.mark.slow
+def test_training_with_audio_sized_epochs(run_mgr):
+    proc = run_mgr("train", *tiny(), "debug=fast_dev_run", "data.train_chunks_per_track=audio")
+    crops, tracks = map(int, re.search(r"Training epoch: (\d+) crops of 1.0 s from (\d+) tracks\.", proc.stdout).groups())
+    assert 2 * tracks <= crops <= 4 * tracks  # the tiny synth tracks are 2 to 3.5 s

@@ -4,25 +4,55 @@ mgr.data.chunking.TrackAggregation), both cut by mgr.data.chunking."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mgr import MGRError
 from mgr.data.cache import WaveformCache
 from mgr.data.chunking import chunk_starts, crop
 
 
-class RandomChunks(Dataset):
-    """`chunks_per_track` random chunks of every track per epoch."""
+# data.train_chunks_per_track: as many crops per epoch as chunks fit in the track.
+AUDIO = "audio"
 
-    def __init__(self, cache: WaveformCache, tracks: list[int], labels: list[int], chunk: int, chunks_per_track: int = 1):
+
+def check_chunks_per_track(chunks_per_track: int | str) -> None:
+    if chunks_per_track != AUDIO and (isinstance(chunks_per_track, bool) or not isinstance(chunks_per_track, int)
+                                      or chunks_per_track < 1):
+        raise MGRError(f"data.train_chunks_per_track must be a whole number >= 1 or '{AUDIO}', got {chunks_per_track!r}.")
+
+
+def crops_per_track(lengths: np.ndarray, chunk: int, chunks_per_track: int | str) -> np.ndarray:
+    """Random crops of each track (of `lengths` samples) per epoch: `chunks_per_track`, or with
+    "audio" ceil(length / chunk), at least 1, as many as evaluation's chunks covering the track."""
+    check_chunks_per_track(chunks_per_track)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if chunks_per_track == AUDIO:
+        return np.maximum(1, -(-lengths // chunk))
+    return np.full(len(lengths), chunks_per_track, dtype=np.int64)
+
+
+class RandomChunks(Dataset):
+    """Random chunks of the training tracks, each drawn uniformly over its track anew every time it
+    is read: `crops_per_track` of each track per epoch."""
+
+    def __init__(self, cache: WaveformCache, tracks: list[int], labels: list[int], chunk: int,
+                 chunks_per_track: int | str = 1):
         self.cache, self.tracks, self.labels, self.chunk = cache, tracks, labels, chunk
-        self.chunks_per_track = chunks_per_track
+        counts = crops_per_track(cache.lengths[np.asarray(tracks, dtype=np.int64)], chunk, chunks_per_track)
+        # The position in `tracks` of every item, round by round: round r holds every track with more
+        # than r crops. The sampler shuffles, so the order only keeps integer counts' items where they
+        # were (item i is track i % len(tracks)), and with them a seeded run's batches.
+        positions = np.repeat(np.arange(len(tracks)), counts)
+        rounds = np.arange(len(positions)) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.items = positions[np.argsort(rounds, kind="stable")]
 
     def __len__(self) -> int:
-        return len(self.tracks) * self.chunks_per_track
+        return len(self.items)
 
     def __getitem__(self, i: int):
-        k = i % len(self.tracks)
+        k = int(self.items[i])
         wave = self.cache.waveform(self.tracks[k])
         # torch's RNG: seeded per worker by Lightning's seed_everything(workers=True).
         start = int(torch.randint(0, max(len(wave) - self.chunk, 0) + 1, ()).item())
