@@ -41,6 +41,7 @@ def train(cfg: DictConfig) -> float | None:
         logger.log_hyperparams({**resolved_dict(cfg), "environment": environment()})
     define_summaries(loggers)
     fresh_rendezvous_port(trainer)
+    cache_embeddings(model, datamodule, trainer.strategy.root_device, cfg.data.get("eval_batch_size") or cfg.data.batch_size)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -55,6 +56,25 @@ def train(cfg: DictConfig) -> float | None:
     if value is None:  # nothing monitored: the last epoch's value
         value = trainer.callback_metrics.get(cfg.optimized_metric)
     return None if value is None else float(value)
+
+
+def cache_embeddings(model, datamodule, device, batch_size: int) -> None:
+    """A frozen pretrained encoder is a fixed function of the chunk: its layers are computed once per
+    chunk into the embedding cache (mgr.data.embeddings), on the device the run trains on, and the
+    data module feeds the probe those instead of waveforms."""
+    from mgr.data.embeddings import ChunkEmbeddings
+    from mgr.encoders.pretrained import PretrainedEncoder
+
+    encoder = model.encoder
+    if not isinstance(encoder, PretrainedEncoder) or encoder.finetune or not encoder.cache_embeddings:
+        return
+    datamodule.setup("fit")
+    encoder.to(device)
+    store = ChunkEmbeddings.build(datamodule.cache, datamodule.embedding_chunks(), datamodule.chunk, encoder.identity,
+                                  list(encoder.backbone.layer_dims), encoder.layers, datamodule.hparams.cache_dir,
+                                  device=device, batch_size=batch_size, name=encoder.settings["name"])
+    encoder.cpu()
+    datamodule.use_embeddings(store, encoder.layer_indices)
 
 
 def best_score(checkpoint) -> float | None:

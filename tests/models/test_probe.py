@@ -44,6 +44,19 @@ def test_each_layer_choice_embeds_the_resampled_wave(hubert_dir, layer):
     expected = torch.stack(layers).mean(0) if layer in ("mean", "weighted") else layers[layer]  # equal weights at first
     torch.testing.assert_close(model.embed(wave), expected)
     assert model.architecture == "hubert probe"
+    # What mgr.train feeds it from the embedding cache: the chosen layers, stacked per chunk.
+    cached = torch.stack([layers[i] for i in model.encoder.layer_indices], dim=1)
+    assert cached.shape == (2, 1 if isinstance(layer, int) else 3, 16)
+    torch.testing.assert_close(model.embed(cached), expected)
+
+
+def test_the_embedding_cache_key_leaves_out_where_the_weights_lie_and_how_they_are_probed(hubert_dir, tmp_path):
+    import shutil
+
+    moved = shutil.copytree(hubert_dir, tmp_path / "elsewhere")
+    identities = {json.dumps(probe(w, layer).encoder.identity, sort_keys=True)
+                  for w, layer in [(hubert_dir, 0), (moved, "mean")]}
+    assert len(identities) == 1 and "weights_sha256" in json.loads(identities.pop())
 
 
 def test_a_layer_out_of_range_or_unequal_widths_are_one_clear_error(hubert_dir, tmp_path):
@@ -129,9 +142,10 @@ def test_spectrogram_augmentation_is_refused_by_a_probe(hubert_dir):
 def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_dir, run_mgr, tmp_path, data_dir):
     """`python -m mgr.train -m model=probe encoder=... encoder.layer=0,mean`, then mgr.eval,
     mgr.predict and mgr.embed from a job's checkpoint alone."""
+    caches_before = set(data_dir.rglob("embeddings/*/meta.json"))
     run_mgr("train", "-m", "model=probe", "encoder=hubert_base", f"encoder.weights={hubert_dir}",
             "encoder.layer=0,mean", *TINY_DATA, "data.batch_size=8", "debug=limit", "trainer.max_epochs=1",
-            "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "~callbacks.feature_images")
+            "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false")
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").exists())
     assert len(jobs) == 2
@@ -140,8 +154,13 @@ def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_di
     checkpoint = metrics[0]["best_checkpoint"]
     layers = {json.dumps(load_model(m["best_checkpoint"]).hparams.encoder["layer"]) for m in metrics}
     assert layers == {"0", '"mean"'}
+    # Both jobs read one embedding cache, computed once; training tested on its cached test chunks,
+    # and mgr.eval, from the waveforms, scores the same.
+    (cache,) = [p.parent for p in set(data_dir.rglob("embeddings/*/meta.json")) - caches_before]
+    assert json.loads((cache / "meta.json").read_text())["rows"] > 0
     evaluated = json.loads((run_dir_of(run_mgr("eval", f"ckpt_path={checkpoint}")) / "metrics.json").read_text())
-    assert evaluated["test/track_acc"] == pytest.approx(metrics[0]["test/track_acc"])
+    for key in ("test/track_acc", "test/acc", "test/loss"):
+        assert evaluated[key] == pytest.approx(metrics[0][key], rel=1e-4, abs=1e-6)
     audio = sorted(data_dir.rglob("*.wav"))[0]
     predicted = run_mgr("predict", f"ckpt_path={checkpoint}", f"inputs=[{audio}]")
     assert "Labelled 1" in predicted.stdout

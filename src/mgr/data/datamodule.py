@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from mgr import MGRError
 from mgr.data.cache import WaveformCache
 from mgr.data.datasets import EvenChunks, RandomChunks, check_chunks_per_track
+from mgr.data.embeddings import ChunkEmbeddings, EmbeddedChunks
 from mgr.data.sources import TrackList, build_source
 from mgr.data.splits import SPLITS, check_split
 
@@ -59,6 +60,7 @@ class GenreDataModule(pl.LightningDataModule):
         self._tracks: TrackList | None = None
         self.cache: WaveformCache | None = None
         self.split_tracks: dict[str, list[int]] = {}
+        self.embeddings: tuple[ChunkEmbeddings, list[int]] | None = None  # see use_embeddings
 
     @property
     def tracks(self) -> TrackList:
@@ -117,12 +119,36 @@ class GenreDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
+        if self.embeddings is not None:  # every chunk of every training track once per epoch, shuffled
+            return self._loader(self.eval_dataset("train", max_chunks=None), h.batch_size, shuffle=True)
         ds = RandomChunks(self.cache, self.split_tracks["train"], self.tracks.labels, self.chunk, h.train_chunks_per_track)
         log.info("Training epoch: %d crops of %s s from %d tracks.", len(ds), h.chunk_seconds, len(ds.tracks))
         return self._loader(ds, h.batch_size, shuffle=True)
 
-    def eval_dataset(self, split: str) -> EvenChunks:
-        return EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, self.hparams.eval_max_chunks)
+    def eval_dataset(self, split: str, max_chunks: int | None | str = "eval") -> Dataset:
+        """The evenly spaced chunks of a split (`max_chunks`: at most that many per track; "eval":
+        data.eval_max_chunks), as waveforms or, after use_embeddings, as their cached layers."""
+        max_chunks = self.hparams.eval_max_chunks if max_chunks == "eval" else max_chunks
+        chunks = EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, max_chunks)
+        if self.embeddings is None:
+            return chunks
+        store, layers = self.embeddings
+        return EmbeddedChunks(store, chunks.tracks, chunks.labels, chunks.items, layers)
+
+    def use_embeddings(self, store: ChunkEmbeddings, layers: list[int]) -> None:
+        """From now on, give the cached `layers` of each chunk instead of its waveform (a frozen
+        encoder's probe; mgr.train.cache_embeddings)."""
+        self.embeddings = (store, list(layers))
+
+    def embedding_chunks(self) -> list[tuple[int, int]]:
+        """The (track, start) chunks the embedding cache must hold: every chunk of every split, and
+        those data.eval_max_chunks picks."""
+        wanted = []
+        for split in SPLITS:
+            for max_chunks in {None, self.hparams.eval_max_chunks}:
+                chunks = EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, max_chunks)
+                wanted += [(chunks.tracks[k], s) for k, s in chunks.items]
+        return wanted
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_dataset("val"), self.hparams.eval_batch_size or self.hparams.batch_size, False)

@@ -10,6 +10,10 @@ checkpoint, which holds their sha256 (`weights_sha256`) instead; a model built w
 hash loads only weights of that hash. `finetune=true` trains the backbone too, at `lr_scale`
 times the head's learning rate (GenreClassifier.configure_optimizers), and the checkpoint then
 holds its weights.
+
+A frozen encoder is a fixed function of the chunk, so mgr.train computes its layers once per chunk
+(`cache_embeddings=true`, the default; mgr.data.embeddings) and feeds the probe those: `forward`
+takes either a waveform [B, T] or the cached layers [B, len(layer_indices), D].
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class PretrainedEncoder(nn.Module):
         self.layer = settings.pop("layer", "mean")
         self.finetune = bool(settings.pop("finetune", False))
         self.lr_scale = float(settings.pop("lr_scale", 0.1))
+        self.cache_embeddings = bool(settings.pop("cache_embeddings", True))
         expected_sha256 = settings.pop("weights_sha256", None)
         if name not in BACKBONES:
             raise MGRError(f"Unknown encoder.name={name!r}; choose one of {', '.join(BACKBONES)}.")
@@ -62,7 +67,7 @@ class PretrainedEncoder(nn.Module):
                            "trained with (encoder.weights in the checkpoint's hyperparameters).")
         # As built, so a checkpoint rebuilds this encoder and verifies its weights.
         self.settings = {"name": name, **settings, "layer": self.layer, "finetune": self.finetune,
-                         "lr_scale": self.lr_scale, "weights_sha256": sha256}
+                         "lr_scale": self.lr_scale, "cache_embeddings": self.cache_embeddings, "weights_sha256": sha256}
         self.resample = Resampler(sample_rate, self.backbone.sample_rate)
         self.embedding_dim = self._choose_layers(list(self.backbone.layer_dims))
         if not self.finetune:
@@ -92,14 +97,35 @@ class PretrainedEncoder(nn.Module):
             self.backbone.eval()
         return self
 
-    def forward(self, wave: torch.Tensor, augment: nn.Module | None = None) -> torch.Tensor:
+    @property
+    def layer_indices(self) -> list[int]:
+        """The backbone's layers this encoder combines, in order."""
+        n = len(self.backbone.layer_dims)
+        return list(range(n)) if isinstance(self.layer, str) else [self.layer % n]
+
+    @property
+    def identity(self) -> dict:
+        """What determines the backbone's outputs, for the embedding cache's key: its name, its settings
+        but the places its weights were read from, and the weights' hash."""
+        where = {"wheel", "cache_dir", "weights"}
+        return {k: v for k, v in self.settings.items()
+                if k not in where and k not in {"layer", "finetune", "lr_scale", "cache_embeddings"}}
+
+    def layers(self, wave: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer of the backbone on a waveform [B, T] at the data's rate: [B, layer_dims[i]] each."""
+        with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
+            return self.backbone(self.resample(wave))
+
+    def forward(self, x: torch.Tensor, augment: nn.Module | None = None) -> torch.Tensor:
         if augment is not None and not isinstance(augment, nn.Identity):
             raise MGRError("augment= masks a spectrogram, and a pretrained encoder takes the waveform; use augment=none.")
-        with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
-            layers = self.backbone(self.resample(wave))
+        if x.dim() == 3:  # cached layers [B, len(layer_indices), D]
+            stacked = x.transpose(0, 1)
+        else:
+            layers = self.layers(x)
+            stacked = torch.stack([layers[i] for i in self.layer_indices])  # [layers, B, D]
         if not isinstance(self.layer, str):
-            return layers[self.layer]
-        stacked = torch.stack(layers)  # [layers, B, D]
+            return stacked[0]
         if self.layer == "mean":
             return stacked.mean(0)
         return torch.einsum("l,lbd->bd", torch.softmax(self.layer_weights, 0), stacked)

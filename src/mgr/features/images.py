@@ -20,6 +20,8 @@ class FeatureImages(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or not hasattr(trainer.datamodule, "eval_dataset"):
             return
+        if not hasattr(pl_module.encoder, "frontend"):  # a pretrained encoder shows no feature map
+            return
         trainer.datamodule.setup("fit")
         dataset = trainer.datamodule.eval_dataset("val")
         chosen: dict[int, list[torch.Tensor]] = {}
@@ -31,7 +33,7 @@ class FeatureImages(pl.Callback):
             wave, label, _ = dataset[i]
             if len(chosen.setdefault(label, [])) < self.per_class:
                 chosen[label].append(wave)
-        if not chosen or not hasattr(pl_module.encoder, "frontend"):  # a pretrained encoder shows no feature map
+        if not chosen:
             return
         waves = torch.stack([w for label in sorted(chosen) for w in chosen[label]]).to(pl_module.device)
         maps = pl_module.encoder.frontend(waves)[:, 0].float().cpu().numpy()

@@ -1,0 +1,192 @@
+"""The embedding cache: a frozen encoder's layers for every chunk, computed once.
+
+A probe of a frozen pretrained encoder (`model=probe`) would run the encoder on every chunk of
+every epoch, and a sweep over layers or learning rates would run it again per run. Instead its
+embeddings are computed once per chunk and memory-mapped, like the waveform cache they come from:
+a probe then trains in seconds, and every layer choice of a sweep reads the same cache.
+
+What is cached: every layer the encoder exposes (so `encoder.layer` can change freely), for the
+chunks evaluation scores (`EvenChunks`: the evenly spaced chunks that cover each track; with
+data.eval_max_chunks, also those). Training reads every chunk of its tracks once per epoch, in a
+random order: epochs sized by the audio, where the waveform path draws random crops.
+
+The folder's name carries a key over what determines the values: the waveform cache (itself keyed
+by the file list and decode settings), the chunk length, and the encoder's identity (its name,
+settings and weights' sha256; `identity` of mgr.encoders.pretrained.PretrainedEncoder).
+
+Building is crash-safe and resumable: chunk rows are appended to one file per layer, and
+`meta.json`, written atomically after the rows are on disk, says how many rows count. A killed
+build resumes at the last committed row; a later run that needs chunks the cache lacks (another
+eval_max_chunks) appends only those. A file lock lets one process build while others wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from mgr import MGRError
+from mgr.data.cache import WaveformCache
+from mgr.data.chunking import crop
+
+log = logging.getLogger(__name__)
+
+EMBEDDINGS_VERSION = 1  # in the key: changes only when the stored values would differ
+META = "meta.json"
+ITEMS = "items.i64"  # (track, start sample) per row
+COMMIT_SECONDS = 2.0  # how much extraction a kill can lose
+
+LayersFn = Callable[[torch.Tensor], list[torch.Tensor]]  # waveform [B, T] -> layers [B, D_i]
+
+
+def embeddings_key(waveforms: WaveformCache, chunk: int, identity: dict) -> str:
+    text = json.dumps({"v": EMBEDDINGS_VERSION, "waveforms": waveforms.directory.name, "chunk": chunk,
+                       "encoder": identity}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+class ChunkEmbeddings:
+    """Read access to a built embedding cache; `ChunkEmbeddings.build` makes, extends or finds one."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        try:
+            meta = json.loads((self.directory / META).read_text())
+            self.layer_dims: list[int] = [int(d) for d in meta["layer_dims"]]
+            self.n_rows = int(meta["rows"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise self._damaged(f"its {META} is missing or cannot be read") from None
+        for path, width in self._files():
+            size = path.stat().st_size if path.exists() else 0
+            if size < self.n_rows * width * _itemsize(path):
+                raise self._damaged(f"{path.name} holds fewer rows than {META} says")
+        items = np.fromfile(self.directory / ITEMS, dtype=np.int64, count=2 * self.n_rows).reshape(-1, 2) \
+            if self.n_rows else np.zeros((0, 2), np.int64)
+        self.row_of: dict[tuple[int, int], int] = {(int(t), int(s)): r for r, (t, s) in enumerate(items)}
+        self._layers: list[np.ndarray] | None = None
+
+    def _files(self) -> list[tuple[Path, int]]:
+        return [(self.directory / ITEMS, 2)] + [(self.directory / f"layer{i}.f32", d) for i, d in enumerate(self.layer_dims)]
+
+    def _damaged(self, reason: str) -> MGRError:
+        return MGRError(f"The embedding cache {self.directory} is damaged: {reason}; delete that folder and the "
+                        "next run computes it again.")
+
+    def layer(self, i: int) -> np.ndarray:
+        """Layer i of every committed row, [rows, layer_dims[i]], memory-mapped."""
+        if self._layers is None:
+            self._layers = [np.memmap(self.directory / f"layer{k}.f32", dtype=np.float32, mode="r",
+                                      shape=(self.n_rows, d)) if self.n_rows else np.zeros((0, d), np.float32)
+                            for k, d in enumerate(self.layer_dims)]
+        return self._layers[i]
+
+    def rows(self, items: list[tuple[int, int]]) -> np.ndarray:
+        """The row of each (track, start) chunk."""
+        return np.array([self.row_of[(int(t), int(s))] for t, s in items], dtype=np.int64)
+
+    def __getstate__(self):  # DataLoader workers and spawned DDP ranks re-open the memmaps
+        return {**self.__dict__, "_layers": None}
+
+    @classmethod
+    def build(cls, waveforms: WaveformCache, wanted: list[tuple[int, int]], chunk: int, identity: dict,
+              layer_dims: list[int], layers_of: LayersFn, cache_root: str | Path, *, device: torch.device,
+              batch_size: int = 32, name: str = "encoder") -> "ChunkEmbeddings":
+        """The cache of `identity`'s embeddings of the `wanted` (track, start) chunks of `waveforms`,
+        computing (on `device`) only the chunks it lacks."""
+        directory = Path(cache_root) / "embeddings" / f"{waveforms.directory.name}-{name}-" \
+            f"{embeddings_key(waveforms, chunk, identity)}"
+        directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(directory) + ".lock"):
+            if not (directory / META).exists():
+                _write_meta(directory, {"version": EMBEDDINGS_VERSION, "encoder": identity, "chunk": chunk,
+                                        "waveforms": str(waveforms.directory), "layer_dims": list(layer_dims), "rows": 0})
+            store = cls(directory)
+            if store.layer_dims != list(layer_dims):
+                raise store._damaged(f"its layer widths {store.layer_dims} are not the encoder's {list(layer_dims)}")
+            todo = list(dict.fromkeys((int(t), int(s)) for t, s in wanted if (int(t), int(s)) not in store.row_of))
+            if todo:
+                _extend(store, todo, waveforms, chunk, layers_of, device, batch_size, name)
+                store = cls(directory)
+        return store
+
+
+def _extend(store: ChunkEmbeddings, todo, waveforms, chunk, layers_of, device, batch_size, name) -> None:
+    """Append the rows of `todo` after the committed ones, committing every few seconds."""
+    rows = store.n_rows
+    handles = []
+    for path, width in store._files():  # drop rows a killed build wrote but never committed
+        f = open(path, "r+b" if path.exists() else "w+b")
+        f.truncate(rows * width * _itemsize(path))
+        f.seek(0, os.SEEK_END)
+        handles.append(f)
+    done = 0
+    desc = f"Embedding chunks with {name}" + (f" (resumed after {rows})" if rows else "")
+    last_commit = time.monotonic()
+    try:
+        with tqdm(total=len(todo), desc=desc, unit="chunk", smoothing=0.1) as bar, torch.inference_mode():
+            for begin in range(0, len(todo), batch_size):
+                batch = todo[begin:begin + batch_size]
+                wave = torch.stack([crop(waveforms.waveform(t), s, chunk) for t, s in batch]).to(device)
+                layers = layers_of(wave)
+                handles[0].write(np.asarray(batch, dtype=np.int64).tobytes())
+                for f, values in zip(handles[1:], layers):
+                    f.write(values.float().cpu().numpy().astype(np.float32, copy=False).tobytes())
+                done += len(batch)
+                bar.update(len(batch))
+                if time.monotonic() - last_commit > COMMIT_SECONDS or done == len(todo):
+                    _commit(store, handles, rows + done)
+                    last_commit = time.monotonic()
+    finally:
+        for f in handles:
+            f.close()
+    log.info("Embeddings of %d chunks written to %s.", done, store.directory)
+
+
+def _itemsize(path: Path) -> int:
+    return 8 if path.name == ITEMS else 4  # int64 items, float32 layers
+
+
+def _commit(store: ChunkEmbeddings, handles, rows: int) -> None:
+    for f in handles:
+        f.flush()
+        os.fsync(f.fileno())
+    meta = json.loads((store.directory / META).read_text())
+    _write_meta(store.directory, {**meta, "rows": rows})
+
+
+def _write_meta(directory: Path, meta: dict) -> None:
+    tmp = directory / (META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, directory / META)
+
+
+class EmbeddedChunks(Dataset):
+    """The chunks of a chunk dataset (`items`: (position in `tracks`, start) as EvenChunks lists them),
+    as their cached layers: an item is (layers [len(layers), D], label, position), in the same order
+    and with the same labels and positions as the waveform dataset it replaces."""
+
+    def __init__(self, store: ChunkEmbeddings, tracks: list[int], labels: list[int], items: list[tuple[int, int]],
+                 layers: list[int]):
+        self.store, self.layers = store, list(layers)
+        self.positions = [k for k, _ in items]
+        self.labels = [labels[tracks[k]] for k, _ in items]
+        self.row = store.rows([(tracks[k], s) for k, s in items])
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, i: int):
+        r = self.row[i]
+        layers = torch.from_numpy(np.stack([self.store.layer(j)[r] for j in self.layers]))
+        return layers, self.labels[i], self.positions[i]
