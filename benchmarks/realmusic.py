@@ -3,6 +3,8 @@ reference baseline.
 
     python benchmarks/realmusic.py build [--root data/realmusic]
     python benchmarks/realmusic.py reference [--root data/realmusic] [--clips 10 0]
+    python benchmarks/realmusic.py run [--root data/realmusic] [--seeds 0 1 2] [--systems NAME ...]
+        [--reference] [--out DIR] [-- mgr.train overrides for every run]
     python -m mgr.train data=folder data.root=data/realmusic/manifest.csv
 
 **The task** is composer/source identification in the spirit of artist20: one class per
@@ -80,6 +82,21 @@ nothing and each figure is one run (refitting with the training clips in three r
 and random_state 0-2, whole-track protocol, moved no test decision value by more than 3e-4
 and no prediction).
 It takes about 18 minutes for `--clips 3 10 0` on 2 shared cores, nearly all of it librosa.
+
+**The comparison.** `run` trains each system of SYSTEMS (`--systems`, default all) with each
+seed on the manifest's split, one `python -m mgr.train data=folder data.root=<root>/manifest.csv
+seed=S <the system's overrides> <the overrides after -->` per run into `<out>/<system>/seed<S>`
+(default out: `<root>/runs`; mgr.train's output in its output.log), seed by seed so that a
+partial table has every system. It prints one markdown table, also written to `<out>/table.md`
+(every run's figures in `<out>/results.json`): per system the test clip (chunk) and track
+accuracy and macro-F1 of each run's metrics.json, mean ± sample std over the seeds, the number
+of seeds and the mean wall seconds of a run (the whole mgr.train process, so the first run to
+need them also decodes the audio into mgr's waveform cache and fills the probe's embedding
+cache). `--reference` adds the reference's row (3 s clips, base features; deterministic, so one
+run; its wall is the whole reference, both feature sets). A run is finished once its
+metrics.json and wall_seconds.txt are there: a rerun reads it instead of training again (and
+stops if it was trained with other overrides); an unfinished one starts again from scratch. A
+failed run stops the comparison after printing the table of the runs before it.
 """
 
 from __future__ import annotations
@@ -100,6 +117,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from omegaconf import OmegaConf
 
 from mgr import MGRError
 from mgr.data.audio import DecodeError, is_audio_file, load_audio
@@ -360,6 +378,16 @@ def fit_and_score(x: dict, y: dict, clip_track: dict) -> dict:
     return out
 
 
+def split_manifest(manifest: Path):
+    """The manifest's tracks; one clear error where `build` has not written it."""
+    if not manifest.is_file():
+        raise MGRError(f"{manifest} does not exist; run python benchmarks/realmusic.py build first.")
+    tracks = read_manifest(manifest)
+    if tracks.given_splits is None:
+        raise MGRError(f"{manifest} has no split column; the benchmark uses the manifest's split.")
+    return tracks
+
+
 def reference(manifest: Path, clips: list[float], sample_rate: int = 22050) -> list[dict]:
     """The table rows: one per clip protocol and feature set (see the module docstring)."""
     try:
@@ -367,11 +395,7 @@ def reference(manifest: Path, clips: list[float], sample_rate: int = 22050) -> l
         import sklearn  # noqa: F401
     except ImportError as e:
         raise MGRError(f"The reference needs librosa and scikit-learn ({e}); pip install '.[test]'.") from None
-    if not manifest.is_file():
-        raise MGRError(f"{manifest} does not exist; run python benchmarks/realmusic.py build first.")
-    tracks = read_manifest(manifest)
-    if tracks.given_splits is None:
-        raise MGRError(f"{manifest} has no split column; the reference uses the manifest's split.")
+    tracks = split_manifest(manifest)
     splits = assigned_split(tracks.given_splits)
     start = time.perf_counter()
     per_track = defaultdict(dict)  # track index -> {(feature set, clip seconds): [clips, dims]}
@@ -414,6 +438,124 @@ def print_table(rows: list[dict], tracks, splits: dict, feature_seconds: float, 
           f"{total_seconds - feature_seconds:.0f} s SVM grids)")
 
 
+# ---------------------------------------------------------------- run
+
+# name -> (what it is, its mgr.train overrides after data=folder data.root=<manifest> seed=S)
+SYSTEMS = {
+    "classic": ("mgr's classic baseline: descriptor statistics + RBF SVM",
+                ["model=stats_rbf_svm", "feature=descriptors", "data.chunk_seconds=3",
+                 "data.train_chunks_per_track=audio"]),
+    "default": ("the README's own-data command (defaults)", []),
+    "probe": ("linear probe on MSD musicnn embeddings",
+              ["model=probe", "encoder=msd_musicnn", "trainer.max_epochs=30"]),
+}
+# The table's figures: their names in mgr's metrics.json, and in a reference row
+METRICS = {"test/acc": "test_clip_acc", "test/f1": "test_clip_f1", "test/track_acc": "test_track_acc",
+           "test/track_f1": "test_track_f1"}
+REFERENCE_CLIPS = 3.0
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether a run succeeded: wall_seconds.txt is written only then, after mgr.train's metrics.json."""
+    return (run_dir / "metrics.json").is_file() and (run_dir / "wall_seconds.txt").is_file()
+
+
+def train(run_dir: Path, overrides: list[str]) -> None:
+    """One mgr.train run into `run_dir` (emptied first: what is there is an unfinished run), timed."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    output = run_dir / "output.log"
+    start = time.perf_counter()
+    with open(output, "w") as out:
+        code = subprocess.run([sys.executable, "-m", "mgr.train", *overrides, f"hydra.run.dir={run_dir}"], stdout=out,
+                              stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - start
+    if code != 0 or not (run_dir / "metrics.json").is_file():
+        errors = [l.removeprefix("mgr: error: ").rstrip(".") for l in output.read_text(errors="replace").splitlines()
+                  if l.startswith("mgr: error: ")]  # mgr's one-sentence errors; others are in the output
+        why = f"exit {code}" + (f": {errors[-1]}" if errors else "")
+        if code == 0:
+            why = "exit 0 without a metrics.json: test=false?"
+        raise MGRError(f"mgr.train failed in {run_dir} ({why}); see {run_dir / 'train.log'} and {output}.")
+    (run_dir / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
+
+
+def read_run(run_dir: Path, seed: int, overrides: list[str]) -> dict:
+    """A finished run's figures, if it was trained with `overrides` (its run directory aside)."""
+    given = [o for o in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+             if not o.startswith("hydra.run.dir=")]
+    if given != overrides:
+        raise MGRError(f"{run_dir} was trained with other overrides ({' '.join(given)}); "
+                       "give another --out, or delete it to train it again.")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"seed": seed, **{k: metrics[k] for k in METRICS},
+            "wall_seconds": float((run_dir / "wall_seconds.txt").read_text())}
+
+
+def reference_run(manifest: Path, saved: Path) -> dict:
+    """The reference's base-features row of REFERENCE_CLIPS clips as a run, computed once into `saved`."""
+    if not saved.is_file():
+        start = time.perf_counter()
+        (row,) = [r for r in reference(manifest, [REFERENCE_CLIPS]) if r["features"] == "base"]
+        run = {"seed": None, **{k: row[name] for k, name in METRICS.items()},
+               "wall_seconds": time.perf_counter() - start}
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(run, indent=2))
+    return json.loads(saved.read_text())
+
+
+def results_table(results: dict[str, dict]) -> str:
+    """Markdown: a row per system (`results`: name -> description and runs), mean ± sample std over its runs."""
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")
+
+    lines = ["| system | what | test clip acc | test clip F1 | test track acc | test track F1 | seeds | wall s/run |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, system in results.items():
+        runs = system["runs"]
+        figures = " | ".join(cell([r[k] for r in runs]) for k in METRICS)
+        lines.append(f"| {name} | {system['description']} | {figures} | {len(runs)} "
+                     f"| {np.mean([r['wall_seconds'] for r in runs]):.0f} |")
+    return "\n".join(lines)
+
+
+def run_benchmark(manifest: Path, systems: list[str], seeds: list[int], out: Path, extra: list[str],
+                  with_reference: bool = False) -> dict[str, dict]:
+    """Train every system with every seed (see the module docstring); the table's results."""
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise MGRError(f"No system named {', '.join(unknown)}; --systems chooses from {', '.join(SYSTEMS)}.")
+    split_manifest(manifest)
+    results = {}
+    if with_reference:
+        results["reference"] = {"description": f"librosa + scikit-learn reference ({REFERENCE_CLIPS:g} s clips, base "
+                                               "features, RBF SVM)", "overrides": [],
+                                "runs": [reference_run(manifest, out / "reference" / "run.json")]}
+    jobs = [(seed, name) for seed in dict.fromkeys(seeds) for name in dict.fromkeys(systems)]
+    try:
+        for k, (seed, name) in enumerate(jobs, 1):
+            description, own = SYSTEMS[name]
+            overrides = ["data=folder", f"data.root={manifest}", f"seed={seed}", *own, *extra]
+            run_dir, step = out / name / f"seed{seed}", f"[{k}/{len(jobs)}] {name} seed {seed}"
+            done = finished(run_dir)
+            if not done:
+                print(f"{step} ...", flush=True)
+                train(run_dir, overrides)
+            run = read_run(run_dir, seed, overrides)
+            print(f"{step}: {'finished before, ' if done else ''}test track acc {run['test/track_acc']:.3f}, "
+                  f"{run['wall_seconds']:.0f} s", flush=True)
+            system = results.setdefault(name, {"description": description, "overrides": own + extra, "runs": []})
+            system["runs"].append(run)
+    finally:  # also after a failed run: the runs before it
+        if results:
+            table = results_table(results)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "table.md").write_text(table + "\n")
+            (out / "results.json").write_text(json.dumps(results, indent=2))
+            print(f"\n{table}\n\ntable: {out / 'table.md'}, every run: {out / 'results.json'}")
+    return results
+
+
 # ---------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,12 +567,25 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="benchmark folder (default: %(default)s)")
     ref.add_argument("--clips", type=float, nargs="+", default=[10.0, 0.0],
                      help="clip lengths in seconds, 0 for whole tracks (default: %(default)s)")
+    run_cmd = commands.add_parser("run", help="train each system with each seed on the manifest's split; one table")
+    run_cmd.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="benchmark folder (default: %(default)s)")
+    run_cmd.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: %(default)s)")
+    run_cmd.add_argument("--systems", nargs="+", default=list(SYSTEMS), metavar="NAME",
+                         help=f"of {', '.join(SYSTEMS)} (default: all)")
+    run_cmd.add_argument("--reference", action="store_true",
+                         help=f"add the reference's row ({REFERENCE_CLIPS:g} s clips, base features)")
+    run_cmd.add_argument("--out", type=Path, help="the runs' folder (default: <root>/runs)")
+    run_cmd.add_argument("overrides", nargs="*", help="after --: mgr.train overrides for every run")
     args = parser.parse_args(argv)
     try:
+        root = args.root.expanduser().resolve()
         if args.command == "build":
-            build(args.root.expanduser().resolve())
+            build(root)
+        elif args.command == "reference":
+            reference(root / "manifest.csv", args.clips)
         else:
-            reference(args.root.expanduser().resolve() / "manifest.csv", args.clips)
+            out = args.out.expanduser().resolve() if args.out else root / "runs"
+            run_benchmark(root / "manifest.csv", args.systems, args.seeds, out, args.overrides, args.reference)
     except MGRError as e:
         print(f"mgr: error: {e}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 """benchmarks/realmusic.py: the build on tiny local .deb packages (no download), the manifest and
-its split, and the librosa reference's features and SVM on tiny generated audio."""
+its split, the librosa reference's features and SVM on tiny generated audio, and `run`'s table,
+resumption and errors (with tiny mgr.train runs)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import tiny
 from mgr import MGRError
 from mgr.data.sources.folder import FolderSource
 from mgr.data.splits import check_split
@@ -218,3 +220,107 @@ def test_reference_without_a_build_is_one_clear_error(tmp_path, capsys):
     assert realmusic.main(["reference", "--root", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == (f"mgr: error: {tmp_path / 'manifest.csv'} does not exist; "
                                    "run python benchmarks/realmusic.py build first.")
+
+
+def test_the_table_gives_mean_and_sample_std_over_seeds():
+    runs = [{"seed": s, "test/acc": a, "test/f1": 0.5, "test/track_acc": t, "test/track_f1": 0.25, "wall_seconds": w}
+            for s, a, t, w in ((0, 0.6, 0.7, 100.0), (1, 0.8, 0.9, 200.0), (2, 0.7, 0.8, 300.0))]
+    table = realmusic.results_table({"two": {"description": "two seeds", "runs": runs[:2]},
+                                     "one": {"description": "one seed", "runs": runs[2:]}}).splitlines()
+    assert table[0] == ("| system | what | test clip acc | test clip F1 | test track acc | test track F1 | seeds "
+                        "| wall s/run |")
+    # std over two seeds with ddof=1: |0.8 - 0.6| / sqrt(2)
+    assert table[2] == "| two | two seeds | 0.700 ± 0.141 | 0.500 ± 0.000 | 0.800 ± 0.141 | 0.250 ± 0.000 | 2 | 150 |"
+    assert table[3] == "| one | one seed | 0.700 | 0.500 | 0.800 | 0.250 | 1 | 300 |"
+
+
+def test_run_rejects_an_unknown_system_by_listing_the_choices(tmp_path, capsys):
+    assert realmusic.main(["run", "--root", str(tmp_path), "--systems", "default", "crnn"]) == 1
+    assert capsys.readouterr().err.strip() == ("mgr: error: No system named crnn; --systems chooses from "
+                                               f"{', '.join(realmusic.SYSTEMS)}.")
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_without_a_build_is_one_clear_error(tmp_path, capsys):
+    assert realmusic.main(["run", "--root", str(tmp_path)]) == 1
+    assert "manifest.csv does not exist; run python benchmarks/realmusic.py build first." in capsys.readouterr().err
+
+
+def test_the_reference_row_is_its_base_features_at_3_s_computed_once(tmp_path, monkeypatch):
+    calls = []
+
+    def reference(manifest, clips):
+        calls.append(clips)
+        return [{"clips": "3 s", "features": name, "test_clip_acc": acc, "test_clip_f1": 0.5, "test_track_acc": 0.75,
+                 "test_track_f1": 0.25} for name, acc in (("base", 0.625), ("+bw+rolloff", 0.875))]
+
+    monkeypatch.setattr(realmusic, "reference", reference)
+    saved = tmp_path / "reference" / "run.json"
+    first = realmusic.reference_run(tmp_path / "manifest.csv", saved)
+    assert {k: first[k] for k in realmusic.METRICS} == {"test/acc": 0.625, "test/f1": 0.5, "test/track_acc": 0.75,
+                                                       "test/track_f1": 0.25}
+    assert realmusic.reference_run(tmp_path / "manifest.csv", saved) == first and calls == [[3.0]]
+
+
+def failing_mgr_train(command, stdout, **kwargs):
+    """subprocess.run of an mgr.train that stops with a user error."""
+    stdout.write("Traceback and log lines\nmgr: error: data.root /x does not exist.\n")
+    return subprocess.CompletedProcess(command, 1)
+
+
+def test_a_failed_run_names_its_directory_and_mgr_s_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(realmusic.subprocess, "run", failing_mgr_train)
+    run_dir = tmp_path / "default" / "seed0"
+    with pytest.raises(MGRError) as e:
+        realmusic.train(run_dir, ["data=folder"])
+    assert str(e.value) == (f"mgr.train failed in {run_dir} (exit 1: data.root /x does not exist); "
+                            f"see {run_dir / 'train.log'} and {run_dir / 'output.log'}.")
+    assert not (run_dir / "wall_seconds.txt").exists()
+
+
+@pytest.mark.slow
+def test_run_trains_each_seed_once_and_tabulates_them(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "bench"
+    records = {}
+    for label, freq in (("low", 220.0), ("high", 1760.0)):
+        (root / label).mkdir(parents=True)
+        for i in range(5):
+            sf.write(root / label / f"t{i}.wav", tone(2.0, freq * (1 + 0.02 * i)), SR)
+        records[label] = {"tracks": [{"path": f"t{i}.wav", "group": f"t{i}"} for i in range(5)]}
+    realmusic.write_manifest(root, records)
+    overrides = [*(o for o in tiny() if not o.startswith("data.source_options")),  # options of synth only
+                 "callbacks=none", "data.num_workers=0"]
+    monkeypatch.setenv("MGR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MGR_LOG_DIR", str(tmp_path / "logs"))
+    # In this process: each mgr.train is a process of its own anyway, and main() parses the same argv.
+    argv = ["run", "--root", str(root), "--systems", "default", "--seeds", "0", "1", "--", *overrides]
+    assert realmusic.main(argv) == 0, capsys.readouterr()
+    printed = capsys.readouterr().out
+    out = root / "runs"
+    for seed in (0, 1):
+        assert "test/track_acc" in realmusic.json.loads((out / "default" / f"seed{seed}" / "metrics.json").read_text())
+    assert "[1/2] default seed 0 ..." in printed and "[2/2] default seed 1: test track acc" in printed
+    (row,) = [l for l in printed.splitlines() if l.startswith("| default |")]
+    assert row.split(" | ")[-2] == "2" and " ± " in row
+    assert (out / "table.md").read_text().strip() in printed
+    results = realmusic.json.loads((out / "results.json").read_text())
+    assert [r["seed"] for r in results["default"]["runs"]] == [0, 1]
+
+    # A failed run stops the comparison after the table of the runs before it.
+    monkeypatch.setitem(realmusic.SYSTEMS, "broken", ("fails", []))
+    monkeypatch.setattr(realmusic.subprocess, "run", failing_mgr_train)
+    assert realmusic.main(["run", "--root", str(root), "--systems", "default", "broken", "--seeds", "0", "--",
+                           *overrides]) == 1
+    failed = capsys.readouterr()
+    assert failed.err.startswith(f"mgr: error: mgr.train failed in {out / 'broken' / 'seed0'} (exit 1: ")
+    assert "| default |" in failed.out and "| broken |" not in failed.out
+
+    # A second invocation reads both runs and trains nothing.
+    monkeypatch.setattr(realmusic.subprocess, "run", lambda *a, **k: pytest.fail("trained again"))
+    assert realmusic.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "[1/2] default seed 0: finished before" in again and " ..." not in again
+    assert row in again
+    # ... and refuses runs trained otherwise rather than tabulating them as these
+    assert realmusic.main([*argv, "trainer.max_epochs=2"]) == 1
+    assert "was trained with other overrides" in capsys.readouterr().err
