@@ -11,10 +11,16 @@ from collections import Counter
 from importlib.resources import files
 from pathlib import Path
 
-import numpy as np
-import pytest
-import soundfile as sf
-import torch
+# OpenMP threads that wait for work sleep instead of spinning: on a 2-core machine shared with other
+# work, spinning threads of torch's 2-thread pool stall each other (tests/nets, stft, frontends and
+# heads took 3x as long under load), while an idle machine still runs big ops on both cores. Set
+# before torch loads its OpenMP runtime; the entry points the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
 
 # Small audio, small features, small models: seconds per run on a 2-core CPU.
 TINY_DATA = [
