@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import verify_command
 from mgr.data.cache import WaveformCache
 
@@ -21,7 +23,12 @@ def test_verify_command_summarises_good_caches(cache_files, tmp_path):
     assert all(line.startswith("ok ") and "every checksum matches" in line for line in lines[:2])
     both = verify_command(f"caches=[{first.directory},{second.directory}]")
     assert both.returncode == 0 and _untimed(both.stdout) == _untimed(check.stdout)
-    helped = verify_command("--help")
-    assert "python -m mgr.data.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
     missing = verify_command(f"caches={tmp_path / 'nothing_here'}")
     assert missing.returncode == 1 and missing.stderr.startswith(f"mgr: error: {tmp_path / 'nothing_here'} is no waveform cache")
+
+
+@pytest.mark.slow  # Hydra's help lists every config group of mgr: seconds
+def test_help_names_the_command_and_its_settings():
+    helped = verify_command("--help")
+    assert helped.returncode == 0
+    assert "python -m mgr.data.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
