@@ -3,6 +3,7 @@ modules build alike (audio files, miniature datasets, composed configs, chunk lo
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -237,12 +238,20 @@ def options(group: str) -> list[str]:
 
 
 def compose_resolved(config_name: str, overrides: list[str]):
+    """The config `python -m mgr.<config_name> <overrides>` would run with, resolved. Composed once per
+    session for each config and overrides (a compose takes Hydra a quarter of a second, and test
+    modules compose the same ones), so it is read-only."""
+    return _compose_resolved(config_name, tuple(overrides))
+
+
+@functools.cache
+def _compose_resolved(config_name: str, overrides: tuple[str, ...]):
     from hydra import compose, initialize_config_module
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
     with initialize_config_module("mgr.conf", version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = "/tmp/mgr-test-run"
             cfg.hydra.runtime.cwd = "/tmp"
@@ -250,6 +259,7 @@ def compose_resolved(config_name: str, overrides: list[str]):
         with open_dict(cfg):
             del cfg.hydra
         OmegaConf.resolve(cfg)
+        OmegaConf.set_readonly(cfg, True)
         return cfg
 
 

@@ -3,11 +3,13 @@ runs one step of everything on synth."""
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib.resources import files
 
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from conftest import TINY_DATA
 from mgr.nets import NETS
@@ -21,12 +23,21 @@ def _compose(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
+@functools.cache
+def _experiment(name: str):
+    """The experiment as it composes with its own dataset (at a root of the right layout), once for
+    the tests that read it."""
+    cfg = _compose([f"experiment={name}", "data.root=/music"])
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_with_its_own_dataset(name):
     text = files("mgr.conf").joinpath("experiment", f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_\n# "), "a header comment names the source"
     assert "Differs" in text or "as experiment=" in text, "the header says what differs from the source"
-    cfg = _compose([f"experiment={name}", "data.root=/music"])
+    cfg = _experiment(name)
     assert cfg.data.source in {"gtzan", "fma", "artist20", "folder"}
     assert cfg.model.name in NETS
 
@@ -53,8 +64,5 @@ def test_experiment_runs_one_step_on_synth(name, data_dir, tmp_path):
     ("won2020_short_chunk_resnet_gtzan", "mean_probs", 0.5), ("seed002_gtzan_spectrogram", "mean_logits", 0.5),
 ])
 def test_experiments_combine_chunks_as_their_papers_did(name, rule, threshold):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module("mgr.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={name}", "data.root=/music"])
+    cfg = _experiment(name)
     assert (cfg.track_aggregation, cfg.vote_threshold) == (rule, threshold)
