@@ -1,7 +1,7 @@
 """Feature throughput: mgr's frontends on batches of 30 s clips versus librosa
 computing the same feature clip by clip on the CPU, as the seed reports did.
 
-    python benchmarks/feature_benchmark.py [--device cuda] [--clips 16] [--features mel cqt ...]
+    python benchmarks/feature_benchmark.py [--device cuda] [--clips 16] [--features mel cqt ...] [--repeats 10]
 
 Prints a Markdown table: clips/s of each frontend and backend, librosa's
 clips/s, and the speed-up.
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16, help="clips per batch")
     parser.add_argument("--features", nargs="+",
                         default=["stft", "mel", "mfcc", "cqt", "vqt", "gammatone", "chroma", "chroma:cqt", "tempogram"])
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per figure, after a warm-up; the fastest counts")
     parser.add_argument("--no-librosa", action="store_true")
     parser.add_argument("--floor", action="store_true",
                         help="also time the two steps no STFT can skip: the FFT of every frame, and writing a fresh output")
@@ -68,7 +69,7 @@ def main() -> None:
     for spec in args.features:
         name, _, source = spec.partition(":")
         reference = None if args.no_librosa else librosa_reference(name, source or None)
-        lib_rate = clips_per_second(lambda: [reference(c) for c in clips[:4]], 4) if reference else None
+        lib_rate = clips_per_second(lambda: [reference(c) for c in clips[:4]], 4, args.repeats) if reference else None
         backends = [None] if name == "gammatone" else ["nnaudio", "torch"]
         for backend in backends:
             settings = {"name": name, "sample_rate": SR, **({"backend": backend} if backend else {}),
@@ -81,7 +82,7 @@ def main() -> None:
                 if args.device.startswith("cuda"):
                     torch.cuda.synchronize()
 
-            rate = clips_per_second(run, args.clips)
+            rate = clips_per_second(run, args.clips, args.repeats)
             lib = f"{lib_rate:.1f}" if lib_rate else "n/a"
             ratio = f"{rate / lib_rate:.1f}x" if lib_rate else "n/a"
             print(f"| {spec} | {backend or 'nnaudio'} | {args.device} | {rate:.1f} | {lib} | {ratio} |", flush=True)

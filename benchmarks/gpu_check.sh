@@ -76,7 +76,8 @@ if [ "$smoke" = 1 ]; then
     tiny="data.source_options.tracks_per_class=4 data.source_options.seconds=[2.0,3.0] data.sample_rate=8000
           data.chunk_seconds=1.0 feature.n_fft=256 feature.hop_length=128 feature.n_mels=32 model=cnn
           model.channels=[4,8,8] model.hidden=8 trainer.max_epochs=1"
-    features="--clips 1 --features mel" throughput="--models cnn --steps 1 --batch-size 2"
+    features="--clips 1 --features mel --repeats 1"
+    throughput="--models cnn --steps 1 --batch-size 2 --sample-rate 8000 --chunk-seconds 1.0"
     predict="--model cnn --files 2 --seconds 4"
 else
     device=cuda gpu="trainer=gpu" ddp="trainer=ddp trainer.devices=1" tiny="" features="" throughput="--models crnn cnn --steps 20"
@@ -103,10 +104,22 @@ step() {  # step <title> <seconds allowed on a GPU> <command...>: its table into
 
 {
     echo "# GPU check $(date -u +%Y-%m-%dT%H:%M:%SZ)$([ "$smoke" = 1 ] && echo ' (smoke, CPU)')"
-    python -c "import torch; print(f'torch {torch.__version__}, CUDA {torch.version.cuda}, device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
+    # The torch line and environment.json from one interpreter: each start imports torch anew.
+    python - "$out/environment.json" <<'EOF'
+import json
+import sys
+
+import torch
+
+from mgr.environment import environment
+
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, device",
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
+with open(sys.argv[1], "w") as f:
+    f.write(json.dumps(environment(), indent=2) + "\n")
+EOF
     [ -n "$librosa" ] && echo "librosa could not be imported: features without the librosa column."
 } > "$results"
-python -c "import json; from mgr.environment import environment; print(json.dumps(environment(), indent=2))" > "$out/environment.json"
 
 # shellcheck disable=SC2086
 step "Features on $device against librosa on the CPU" 100 python benchmarks/feature_benchmark.py --device $device $features $librosa

@@ -1,7 +1,8 @@
 """Training throughput (chunks/s) of each model with its default config and a
-feature, forward + backward + optimizer step, on random 3 s chunks at 22.05 kHz.
+feature, forward + backward + optimizer step, on random chunks (3 s at 22.05 kHz unless told).
 
     python benchmarks/train_throughput.py [--device cuda] [--features mel stft mfcc] [--precision bf16]
+                                          [--sample-rate 22050] [--chunk-seconds 3.0]
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")
+    parser.add_argument("--sample-rate", type=int, default=22050)
+    parser.add_argument("--chunk-seconds", type=float, default=3.0)
     args = parser.parse_args()
     print("| model | feature | backend | params | device | precision | batch | train chunks/s | frontend share |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, feature, backend in itertools.product(args.models, args.features, args.backends):
-        model = build(name, feature, backend, 22050, 3.0).to(args.device).train()
+        model = build(name, feature, backend, args.sample_rate, args.chunk_seconds).to(args.device).train()
         optimizer = torch.optim.Adam(model.parameters())
         wave = torch.randn(args.batch_size, model.chunk_samples, device=args.device)
         target = torch.randint(0, 10, (args.batch_size,), device=args.device)
