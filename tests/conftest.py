@@ -164,6 +164,31 @@ def trained_run(trained_proc) -> Path:
     return run_dir_of(trained_proc)
 
 
+def check_predictions_match_metrics(run_dir: Path) -> list[dict]:
+    """test_predictions.csv holds every test track once and gives back metrics.json's track scores."""
+    import csv
+
+    from mgr import stats
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with open(run_dir / "test_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = metrics["class_names"]
+    assert len(rows) == sum(map(sum, metrics["track_confusion"])) == len({r["path"] for r in rows})
+    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows)
+    assert sum(int(r["chunks"]) for r in rows) == sum(map(sum, metrics["chunk_confusion"]))
+    confusion = np.zeros((len(names), len(names)), dtype=int)
+    for r in rows:
+        scores = [float(r[f"score_{c}"]) for c in names]
+        assert r["prediction"] == names[int(np.argmax(scores))]
+        confusion[names.index(r["label"]), names.index(r["prediction"])] += 1
+    assert confusion.tolist() == metrics["track_confusion"]
+    accuracy, macro_f1 = stats.scores(confusion)
+    assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
+    assert macro_f1 == pytest.approx(metrics["test/track_f1"], abs=1e-6)
+    return rows
+
+
 # --- audio files and miniature datasets --------------------------------------------------------
 
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> Path:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_dir_of, tiny
-from mgr import evaluation, stats
+from conftest import check_predictions_match_metrics, run_dir_of, tiny
+from mgr import evaluation
 
 
 def test_per_class_scores_from_a_confusion_matrix():
@@ -93,31 +92,6 @@ CI_TABLE = re.compile(r"Test results \(best checkpoint\)\n\s+chunk\s+track\n\s+a
                       r"\s+macro-F1\s+[\d.]+\s+[\d.]+\n\s+run directory: \S+")
 
 
-def read_predictions(run_dir: Path) -> list[dict]:
-    with open(run_dir / "test_predictions.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def check_predictions_match_metrics(run_dir: Path) -> list[dict]:
-    """test_predictions.csv holds every test track once and gives back metrics.json's track scores."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    rows = read_predictions(run_dir)
-    names = metrics["class_names"]
-    assert len(rows) == sum(map(sum, metrics["track_confusion"])) == len({r["path"] for r in rows})
-    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows)
-    assert sum(int(r["chunks"]) for r in rows) == sum(map(sum, metrics["chunk_confusion"]))
-    confusion = np.zeros((len(names), len(names)), dtype=int)
-    for r in rows:
-        scores = [float(r[f"score_{c}"]) for c in names]
-        assert r["prediction"] == names[int(np.argmax(scores))]
-        confusion[names.index(r["label"]), names.index(r["prediction"])] += 1
-    assert confusion.tolist() == metrics["track_confusion"]
-    accuracy, macro_f1 = stats.scores(confusion)
-    assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
-    assert macro_f1 == pytest.approx(metrics["test/track_f1"], abs=1e-6)
-    return rows
-
-
 @pytest.mark.slow
 def test_a_training_run_keeps_its_predictions_and_intervals(run_mgr):
     proc = run_mgr("train", *tiny(), "seed=3")
@@ -134,20 +108,3 @@ def test_a_training_run_keeps_its_predictions_and_intervals(run_mgr):
     assert "95% intervals: bootstrap over test tracks (chunk: each track with its chunks), 1000 resamples, seed 0" in out
     lo, hi = intervals["test/track_acc"]
     assert re.search(rf"accuracy\s+\[[\d.]+, [\d.]+\]\s+\[{lo:.4f}, {hi:.4f}\]", out)
-
-
-@pytest.mark.slow
-def test_ddp_spawn_predictions_equal_a_single_process_eval(run_mgr):
-    # Two ranks, several chunks per track: each rank scores a share of the chunks, and the file
-    # must still list every track once, in the same order and with the same scores as one process.
-    trained = run_dir_of(run_mgr("train", "trainer=ddp_cpu", *tiny(), "data.eval_batch_size=3"))
-    checkpoint = json.loads((trained / "metrics.json").read_text())["best_checkpoint"]
-    evaluated = run_dir_of(run_mgr("eval", f"ckpt_path={checkpoint}"))
-    spawned, single = check_predictions_match_metrics(trained), check_predictions_match_metrics(evaluated)
-    assert [r["path"] for r in spawned] == [r["path"] for r in single]
-    for a, b in zip(spawned, single):
-        assert (a["label"], a["prediction"], a["chunks"]) == (b["label"], b["prediction"], b["chunks"])
-        assert [float(v) for k, v in a.items() if k.startswith("score_")] == \
-            pytest.approx([float(v) for k, v in b.items() if k.startswith("score_")], abs=1e-4)
-    intervals = [json.loads((d / "metrics.json").read_text())["intervals"] for d in (trained, evaluated)]
-    assert intervals[0]["test/track_acc"] == intervals[1]["test/track_acc"]
