@@ -56,6 +56,18 @@ def tiny(model: str = "cnn", feature: str = "mel", epochs: int = 1) -> list[str]
             f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"]
 
 
+def write_tiny_model_configs(root: Path) -> None:
+    """<root>/model/tiny_<name>.yaml: each shipped model config with TINY_MODEL's sizes, so one Hydra
+    multirun can sweep models at their tiny sizes (per-model overrides cannot ride on one sweep); runs
+    find them with hydra.searchpath=[file://<root>]."""
+    from omegaconf import OmegaConf
+
+    (root / "model").mkdir(parents=True)
+    for name, overrides in TINY_MODEL.items():
+        sizes = OmegaConf.to_yaml(OmegaConf.from_dotlist([o.removeprefix("model.") for o in overrides]))
+        (root / "model" / f"tiny_{name}.yaml").write_text(f"defaults:\n  - {name}\n  - _self_\n\n{sizes}")
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One data folder for the whole session, so synth audio is generated once."""

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY_DATA, metrics_of, options, run_dir_of, tiny
+from conftest import TINY_DATA, metrics_of, options, run_dir_of, tiny, write_tiny_model_configs
 from mgr.data import synth
 from mgr.features import FRONTENDS
 from mgr.models import GenreClassifier, load_model
@@ -126,11 +126,14 @@ def test_multirun_runs_every_job(run_mgr, tmp_path):
 
 @pytest.mark.slow
 def test_every_feature_trains_with_crnn_and_cnn(run_mgr, tmp_path):
+    # Each feature at its default sizes; the nets at their tiny sizes, whose layers and pools are the
+    # default ones. The confusion plots are test_plots' (they do not depend on the feature).
+    write_tiny_model_configs(tmp_path / "conf")
     features = ",".join(sorted(FRONTENDS))
     data = [o for o in TINY_DATA if not o.startswith(("data.sample_rate", "data.batch_size"))]
-    proc = run_mgr("train", "-m", "model=crnn,cnn", f"feature={features}", *data, "data.sample_rate=16000",
+    proc = run_mgr("train", "-m", "model=tiny_crnn,tiny_cnn", f"feature={features}", *data, "data.sample_rate=16000",
                    "data.batch_size=8", "data.eval_batch_size=8", "augment=specaugment", "debug=fast_dev_run",
-                   "trainer.enable_progress_bar=false")
+                   "trainer.enable_progress_bar=false", "~callbacks.plots", f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 2 * len(FRONTENDS)

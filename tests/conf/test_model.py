@@ -11,23 +11,13 @@ import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
-from conftest import TINY_DATA, TINY_MODEL, mgr_in_process
+from conftest import TINY_DATA, TINY_MODEL, mgr_in_process, write_tiny_model_configs
 from mgr.models import GenreClassifier, load_model
 from mgr.nets import NETS
 
 
 ZOO = sorted(TINY_MODEL)
-
-
-def write_tiny_model_configs(root: Path) -> None:
-    """<root>/model/tiny_<name>.yaml: each shipped model config with conftest's tiny sizes, so one
-    Hydra multirun can sweep every model (per-model overrides cannot ride on one sweep)."""
-    (root / "model").mkdir(parents=True)
-    for name, overrides in TINY_MODEL.items():
-        sizes = OmegaConf.to_yaml(OmegaConf.from_dotlist([o.removeprefix("model.") for o in overrides]))
-        (root / "model" / f"tiny_{name}.yaml").write_text(f"defaults:\n  - {name}\n  - _self_\n\n{sizes}")
 
 
 # Every model on log-mel, and seed 004's MFCC + SVM. Every net on 13 MFCC bins is tests/nets' (one
