@@ -47,11 +47,13 @@ def test_experiment_composes_with_its_own_dataset(name):
 def test_experiment_runs_one_step_on_synth(name, data_dir, tmp_path):
     from mgr.train import train
 
-    # The experiment's own sample rate, chunk length, feature and model; only the data is swapped.
+    # The experiment's own sample rate, chunk length, feature and model; only the data is swapped. No
+    # plots: they took 60 % of a run and do not depend on the experiment (test_plots, test_train draw them).
     cfg = _compose([
         f"experiment={name}", "data=synth", *TINY_DATA[:2], "data.split={train: 0.6, val: 0.2, test: 0.2}",
         "data.batch_size=2", "data.eval_batch_size=2", "debug=fast_dev_run", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
+        "trainer.enable_progress_bar=false", "~callbacks.plots", "~callbacks.feature_images",
+        f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
     ])
     train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
