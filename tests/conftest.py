@@ -51,6 +51,11 @@ TINY_MODEL = {
 }
 
 
+# For runs whose test checks no plot: drawing them takes about 2 s a run, a third of a tiny run. Where
+# they are checked: test_plots (the TRAINED run), test_train's feature images, test_tracking (W&B).
+NO_PLOTS = ["~callbacks.plots", "~callbacks.feature_images"]
+
+
 def tiny(model: str = "cnn", feature: str = "mel", epochs: int = 1) -> list[str]:
     return [f"model={model}", f"feature={feature}", *TINY_DATA, *TINY_FEATURE[feature], *TINY_MODEL[model],
             f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"]

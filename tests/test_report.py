@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import tiny
+from conftest import NO_PLOTS, tiny
 from mgr import MGRError, report as mgr_report, stats
 from mgr.evaluation import BOOTSTRAP, per_class_scores
 
@@ -159,7 +159,7 @@ def test_report_of_three_configurations_equals_mgr_stats(run_mgr, tmp_path):
 @pytest.mark.slow
 def test_report_of_a_fold_multirun_equals_mgr_stats_on_its_predictions(run_mgr, tmp_path):
     overrides = [o for o in tiny() if not o.startswith("model")]
-    run_mgr("train", "-m", "model=cnn,crnn", "data.folds=3", "data.fold=0,1,2", *overrides, "debug=limit")
+    run_mgr("train", "-m", "model=cnn,crnn", "data.folds=3", "data.fold=0,1,2", *overrides, "debug=limit", *NO_PLOTS)
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     proc = run_mgr("report", f"sweep_dir={sweep}")
     assert "6 runs in 2 groups" in proc.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_DATA, compose_resolved, mgr_in_process, tiny
+from conftest import NO_PLOTS, TINY_DATA, compose_resolved, mgr_in_process, tiny
 
 SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
 
@@ -18,7 +18,7 @@ SWEEPS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
 def test_optuna_sweep(run_mgr, tmp_path):
     overrides = [o for o in tiny() if not o.startswith(("feature.n_mels", "data.batch_size"))]
     run_mgr("train", "hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
-            *overrides, "debug=limit")
+            *overrides, "debug=limit", *NO_PLOTS)
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     assert len([p for p in sweep.iterdir() if (p / "metrics.json").exists()]) == 3
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -29,7 +29,7 @@ def test_optuna_sweep(run_mgr, tmp_path):
 @pytest.mark.slow
 def test_submitit_local_multirun(run_mgr, tmp_path):
     run_mgr("train", "-m", "hydra/launcher=local", "model=cnn,crnn", *[o for o in tiny() if not o.startswith("model")],
-            "debug=limit")
+            "debug=limit", *NO_PLOTS)
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     assert all((sweep / job / "metrics.json").exists() for job in ("0", "1"))
     assert list(sweep.glob(".submitit/*/*_result.pkl"))
@@ -74,7 +74,7 @@ def test_every_sweep_runs_as_an_agent_would(path, tmp_path, data_dir, monkeypatc
     args = agent_args(sweep)
     chosen = dict(a.split("=", 1) for a in args)
     # A tiny budget: small data and the model's/feature's tiny sizes, one short epoch.
-    budget = [*TINY_DATA, "debug=limit", "trainer.enable_progress_bar=false"]
+    budget = [*TINY_DATA, "debug=limit", "trainer.enable_progress_bar=false", *NO_PLOTS]
     budget += [o for o in tiny(chosen["model"], chosen["feature"]) if o.startswith(("model.", "feature."))
                and o.split("=")[0] not in chosen]
     proc = mgr_in_process("train", *args, *budget, cwd=tmp_path, data_dir=data_dir)

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY_DATA, metrics_of, options, run_dir_of, tiny, write_tiny_model_configs
+from conftest import NO_PLOTS, TINY_DATA, metrics_of, options, run_dir_of, tiny, write_tiny_model_configs
 from mgr.data import synth
 from mgr.features import FRONTENDS
 from mgr.models import GenreClassifier, load_model
@@ -49,7 +49,7 @@ def test_checkpoint_loads_without_arguments(trained_proc):
 @pytest.mark.slow
 @pytest.mark.parametrize("model,feature", [("crnn", "mel"), ("cnn", "stft"), ("crnn", "mfcc")])
 def test_named_combinations_train(run_mgr, model, feature):
-    proc = run_mgr("train", *tiny(model, feature), "debug=limit")
+    proc = run_mgr("train", *tiny(model, feature), "debug=limit", *NO_PLOTS)
     metrics = metrics_of(proc)
     assert 0.0 <= metrics["test/track_acc"] <= 1.0
     assert (run_dir_of(proc) / "checkpoints" / "last.ckpt").exists()
@@ -57,8 +57,8 @@ def test_named_combinations_train(run_mgr, model, feature):
 
 @pytest.mark.slow
 def test_second_run_reuses_the_cache(run_mgr):
-    first = run_mgr("train", *tiny(), "data.sample_rate=7000", "debug=fast_dev_run")
-    second = run_mgr("train", *tiny(), "data.sample_rate=7000", "debug=fast_dev_run")
+    first = run_mgr("train", *tiny(), "data.sample_rate=7000", "debug=fast_dev_run", *NO_PLOTS)
+    second = run_mgr("train", *tiny(), "data.sample_rate=7000", "debug=fast_dev_run", *NO_PLOTS)
     assert "Decoding audio at 7000 Hz" in first.stderr
     assert "Decoding audio" not in second.stderr + second.stdout
     assert "no decoding" in second.stdout + second.stderr
@@ -103,7 +103,7 @@ def test_corrupt_files_are_skipped_and_reported(run_mgr, tmp_path, data_dir):
     (root / synth.CLASSES[1] / "empty.flac").write_bytes(b"")
     (root / synth.CLASSES[2] / "notes.wav").write_text("not audio, just text\n" * 50)
     overrides = [o for o in tiny() if not o.startswith("data.source_options")]
-    proc = run_mgr("train", "data=folder", f"data.root={root}", *overrides)  # data.num_workers=auto
+    proc = run_mgr("train", "data=folder", f"data.root={root}", *overrides, *NO_PLOTS)  # data.num_workers=auto
     assert "Skipped 3 file(s) that could not be decoded" in proc.stdout + proc.stderr
     # No DataLoader advice that is false here: workers within the CPUs, no pinning without a GPU.
     assert "worker processes in total" not in proc.stderr and "pin_memory" not in proc.stderr
@@ -117,7 +117,8 @@ def test_corrupt_files_are_skipped_and_reported(run_mgr, tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_multirun_runs_every_job(run_mgr, tmp_path):
-    proc = run_mgr("train", "-m", "model=cnn,crnn", *[o for o in tiny() if not o.startswith("model")], "debug=limit")
+    proc = run_mgr("train", "-m", "model=cnn,crnn", *[o for o in tiny() if not o.startswith("model")], "debug=limit",
+                   *NO_PLOTS)
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     for job in ("0", "1"):
         assert "test/track_acc" in json.loads((sweep / job / "metrics.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from conftest import TINY_DATA
+from conftest import NO_PLOTS, TINY_DATA
 from mgr.nets import NETS
 
 
@@ -48,11 +48,11 @@ def test_experiment_runs_one_step_on_synth(name, data_dir, tmp_path):
     from mgr.train import train
 
     # The experiment's own sample rate, chunk length, feature and model; only the data is swapped. No
-    # plots: they took 60 % of a run and do not depend on the experiment (test_plots, test_train draw them).
+    # plots: they took 60 % of a run and do not depend on the experiment.
     cfg = _compose([
         f"experiment={name}", "data=synth", *TINY_DATA[:2], "data.split={train: 0.6, val: 0.2, test: 0.2}",
         "data.batch_size=2", "data.eval_batch_size=2", "debug=fast_dev_run", "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false", "~callbacks.plots", "~callbacks.feature_images",
+        "trainer.enable_progress_bar=false", *NO_PLOTS,
         f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path}",
     ])
     train(cfg)

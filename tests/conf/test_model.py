@@ -12,7 +12,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_module
 
-from conftest import TINY_DATA, TINY_MODEL, mgr_in_process, write_tiny_model_configs
+from conftest import NO_PLOTS, TINY_DATA, TINY_MODEL, mgr_in_process, write_tiny_model_configs
 from mgr.models import GenreClassifier, load_model
 from mgr.nets import NETS
 
@@ -34,8 +34,7 @@ def zoo_runs(tmp_path_factory, data_dir) -> dict[tuple[str, str], Path]:
     common = [f"hydra.searchpath=[file://{cwd / 'conf'}]", *TINY_DATA, "feature.n_fft=256", "feature.hop_length=128",
               "feature.n_mels=32", "debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
               "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
-              # Half of a run here was drawing plots, which do not depend on the net: test_plots checks them.
-              "~callbacks.early_stopping", "~callbacks.plots", "~callbacks.feature_images"]
+              "~callbacks.early_stopping", *NO_PLOTS]  # plots were half of a run here
     mgr_in_process("train", "-m", "model=" + ",".join(f"tiny_{m}" for m, f in ZOO_RUNS if f == "mel"), "feature=mel",
                    *common, cwd=cwd, data_dir=data_dir)
     for model, feature in (r for r in ZOO_RUNS if r[1] != "mel"):

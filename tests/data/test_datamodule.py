@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from conftest import tiny
+from conftest import NO_PLOTS, tiny
 from mgr import MGRError
 from mgr.data import GenreDataModule
 from mgr.data.cache import WaveformCache
@@ -87,6 +87,6 @@ def test_setup_logs_the_training_epoch(small_folder, tmp_path, caplog):
 
 @pytest.mark.slow
 def test_training_with_audio_sized_epochs(run_mgr):
-    proc = run_mgr("train", *tiny(), "debug=fast_dev_run", "data.train_chunks_per_track=audio")
+    proc = run_mgr("train", *tiny(), "debug=fast_dev_run", "data.train_chunks_per_track=audio", *NO_PLOTS)
     crops, tracks = map(int, re.search(r"Training epoch: (\d+) crops of 1.0 s from (\d+) tracks\.", proc.stdout).groups())
     assert 2 * tracks <= crops <= 4 * tracks  # the tiny synth tracks are 2 to 3.5 s

@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import tiny
+from conftest import NO_PLOTS, tiny
 from mgr import MGRError
 from mgr.data import GenreDataModule
 from mgr.data.sources import FMASource, TrackList, build_source
@@ -160,7 +160,7 @@ def test_every_fold_uses_one_waveform_cache_and_the_fold_is_stored(data_dir, mon
 
 @pytest.mark.slow
 def test_a_fold_multirun_trains_every_fold_and_each_checkpoint_rebuilds_its_fold(run_mgr, tmp_path):
-    run_mgr("train", "-m", "data.fold=range(3)", "data.folds=3", *tiny(), "debug=limit")
+    run_mgr("train", "-m", "data.fold=range(3)", "data.folds=3", *tiny(), "debug=limit", *NO_PLOTS)
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     tested = []
     for job in ("0", "1", "2"):

@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import TINY_DATA, metrics_of, run_dir_of
+from conftest import NO_PLOTS, TINY_DATA, metrics_of, run_dir_of
 from mgr.models import GenreClassifier, load_model
 from mgr.models.heads import RBFSVMHead
 from mgr.models.task import CHECKPOINT_TAG
@@ -149,7 +149,7 @@ def test_train_eval_and_predict_of_the_classic_baseline(run_mgr, data_dir):
     checkpoint gives the same test metrics, mgr.predict labels a file."""
     proc = run_mgr("train", "model=stats_rbf_svm", "feature=descriptors", *TINY_DATA,
                    *[f"feature.{k}={v}" for k, v in FEATURE.items() if k != "name"], "data.train_chunks_per_track=3",
-                   "trainer.enable_progress_bar=false")
+                   "trainer.enable_progress_bar=false", *NO_PLOTS)
     assert "Test results (best checkpoint)" in proc.stdout
     assert "RBF SVM chosen on" in (run_dir_of(proc) / "train.log").read_text()
     metrics = metrics_of(proc)
