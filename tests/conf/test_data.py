@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from conftest import compose_resolved, options
+from conftest import compose_option, options
 from mgr.data.datamodule import GenreDataModule
 
 DATASETS = [o for o in options("data") if o != "base"]
@@ -25,7 +25,7 @@ def raw(option: str) -> dict:
 
 @pytest.mark.parametrize("option", DATASETS)
 def test_every_dataset_composes_into_the_datamodule_arguments(option):
-    cfg = compose_resolved("train", [f"data={option}"]).data
+    cfg = compose_option("data", option).data
     assert cfg._target_ == "mgr.data.GenreDataModule"
     assert set(cfg) - {"_target_"} == ARGUMENTS  # every knob overridable as data.<key>=, none unknown
     assert not OmegaConf.missing_keys(cfg)
@@ -43,7 +43,7 @@ def test_every_dataset_extends_base_and_states_only_what_differs(option):
 
 
 def test_base_is_no_dataset():
-    cfg = compose_resolved("train", ["data=base"]).data
+    cfg = compose_option("data", "base").data
     assert sorted(OmegaConf.missing_keys(cfg)) == ["data.root", "data.source"]
     with pytest.raises((MissingMandatoryValue, InstantiationException), match="data.source"):
         instantiate(cfg)
