@@ -147,26 +147,23 @@ def test_every_feature_trains_with_crnn_and_cnn(run_mgr, tmp_path):
     assert all(any(f"feature={name}" in o for o in overrides) for name in FRONTENDS)
 
 
-def _cli(*args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mgr.train", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.slow
-def test_help_and_cfg_job_work_from_any_directory(tmp_path):
-    proc = _cli("--help", cwd=tmp_path)
+def test_help_and_cfg_job_work_from_any_directory(run_mgr, tmp_path):
+    # --help in a new process, as the shell runs it; --cfg job needs no process of its own.
+    proc = subprocess.run([sys.executable, "-m", "mgr.train", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0
     listed = {line.split(":")[0]: line.split(":")[1].split(", ") for line in proc.stdout.splitlines() if ": " in line}
     assert {"cnn", "crnn"} <= {o.strip() for o in listed["model"]}
     assert {o.strip() for o in listed["feature"]} == set(options("feature"))
-    proc = _cli("--cfg", "job", "model=cnn", "feature=stft", cwd=tmp_path)
+    proc = run_mgr("train", "--cfg", "job", "model=cnn", "feature=stft")
     assert proc.returncode == 0
     cfg = OmegaConf.create(proc.stdout)
     assert cfg.model.name == "cnn" and cfg.model.channels == [32, 64, 128] and cfg.feature.name == "stft"
 
 
-@pytest.mark.slow
-def test_unknown_group_option_gives_hydras_error(tmp_path):
-    proc = _cli("model=nosuchmodel", cwd=tmp_path)
+def test_unknown_group_option_gives_hydras_error(run_mgr):
+    proc = run_mgr("train", "model=nosuchmodel", check=False)
     assert proc.returncode != 0
     assert "Could not find 'model/nosuchmodel'" in proc.stderr
     assert "Available options" in proc.stderr
