@@ -128,16 +128,17 @@ benchmarks() {  # steps 1-3: processes of their own
     step 3 "Training throughput on $device, bf16" 40 python benchmarks/train_throughput.py --device $device --precision bf16 $throughput
 }
 # shellcheck disable=SC2086
-runs() {  # steps 4-6: the two runs share the synth data
+runs() {  # steps 4-5: the two runs share the synth data
     step 4 "Default run, ${gpu:-trainer=default}" 110 python benchmarks/default_run.py $gpu $tiny
     step 5 "Default run, $ddp" 110 python benchmarks/default_run.py $ddp $tiny
-    step 6 "mgr.predict on $device" 60 python benchmarks/predict_benchmark.py --device $device $predict
 }
-if [ "$smoke" = 1 ]; then  # no figure counts: both groups at once, a core each (most of a step is imports)
-    benchmarks & runs; wait
+# shellcheck disable=SC2086
+prediction() { step 6 "mgr.predict on $device" 60 python benchmarks/predict_benchmark.py --device $device $predict; }
+if [ "$smoke" = 1 ]; then  # no figure counts: two groups at once, a core each (most of a step is imports)
+    { benchmarks; prediction; } & runs; wait
     set +f && cat "$sections"/?.md >> "$results" && set -f
 else
-    benchmarks; runs
+    benchmarks; runs; prediction
 fi
 rm -rf "$sections"
 
