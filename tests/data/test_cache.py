@@ -5,6 +5,7 @@ were whole (extents checked on open, per-file checksums on first read)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,9 @@ def _child(args: list[str], tmp_path: Path) -> "subprocess.Popen":
 
     script = tmp_path / "child_build.py"
     script.write_text(CHILD_BUILD)
-    return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A session of its own: a kill takes the decoding workers with it, as it takes a job's whole group.
+    return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def test_cache_reports_each_kind_of_bad_file(tmp_path):
@@ -137,7 +140,7 @@ def test_killed_build_resumes_to_identical_data(many_files, tmp_path, workers, m
             journal = journals[0]
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the workers too: killing the builder alone left them running
     proc.wait()
     assert journal is not None and not list((tmp_path / "cache").glob("*Hz-????????????????"))  # nothing final
     done_before = journal.read_text().count("\n")
