@@ -120,16 +120,20 @@ class GenreDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         h = self.hparams
         if self.embeddings is not None:  # every chunk of every training track once per epoch, shuffled
-            return self._loader(self.eval_dataset("train", max_chunks=None), h.batch_size, shuffle=True)
+            return self._loader(self._as_fed(self._even_chunks("train", None)), h.batch_size, shuffle=True)
         ds = RandomChunks(self.cache, self.split_tracks["train"], self.tracks.labels, self.chunk, h.train_chunks_per_track)
         log.info("Training epoch: %d crops of %s s from %d tracks.", len(ds), h.chunk_seconds, len(ds.tracks))
         return self._loader(ds, h.batch_size, shuffle=True)
 
-    def eval_dataset(self, split: str, max_chunks: int | None | str = "eval") -> Dataset:
-        """The evenly spaced chunks of a split (`max_chunks`: at most that many per track; "eval":
-        data.eval_max_chunks), as waveforms or, after use_embeddings, as their cached layers."""
-        max_chunks = self.hparams.eval_max_chunks if max_chunks == "eval" else max_chunks
-        chunks = EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, max_chunks)
+    def eval_dataset(self, split: str) -> Dataset:
+        """The chunks a split is scored on (at most data.eval_max_chunks per track), as waveforms or,
+        after use_embeddings, as their cached layers."""
+        return self._as_fed(self._even_chunks(split, self.hparams.eval_max_chunks))
+
+    def _even_chunks(self, split: str, max_chunks: int | None) -> EvenChunks:
+        return EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, max_chunks)
+
+    def _as_fed(self, chunks: EvenChunks) -> Dataset:
         if self.embeddings is None:
             return chunks
         store, layers = self.embeddings
@@ -146,7 +150,7 @@ class GenreDataModule(pl.LightningDataModule):
         wanted = []
         for split in SPLITS:
             for max_chunks in {None, self.hparams.eval_max_chunks}:
-                chunks = EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, max_chunks)
+                chunks = self._even_chunks(split, max_chunks)
                 wanted += [(chunks.tracks[k], s) for k, s in chunks.items]
         return wanted
 

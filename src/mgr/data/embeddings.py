@@ -62,9 +62,9 @@ class ChunkEmbeddings:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         try:
-            meta = json.loads((self.directory / META).read_text())
-            self.layer_dims: list[int] = [int(d) for d in meta["layer_dims"]]
-            self.n_rows = int(meta["rows"])
+            self.meta: dict = json.loads((self.directory / META).read_text())
+            self.layer_dims: list[int] = [int(d) for d in self.meta["layer_dims"]]
+            self.n_rows = int(self.meta["rows"])
         except (OSError, ValueError, KeyError, TypeError):
             raise self._damaged(f"its {META} is missing or cannot be read") from None
         for path, width in self._files():
@@ -161,8 +161,7 @@ def _commit(store: ChunkEmbeddings, handles, rows: int) -> None:
     for f in handles:
         f.flush()
         os.fsync(f.fileno())
-    meta = json.loads((store.directory / META).read_text())
-    _write_meta(store.directory, {**meta, "rows": rows})
+    _write_meta(store.directory, {**store.meta, "rows": rows})
 
 
 def _write_meta(directory: Path, meta: dict) -> None:

@@ -29,6 +29,8 @@ from mgr.encoders import BACKBONES
 from mgr.encoders.resample import Resampler
 
 LAYER_CHOICES = ("mean", "weighted")
+# Settings that change no layer's values: where the weights were read from, and how they are probed.
+NOT_IN_IDENTITY = {"wheel", "cache_dir", "weights", "layer", "finetune", "lr_scale", "cache_embeddings"}
 
 
 def weights_sha256(files: list[Path]) -> str:
@@ -107,9 +109,7 @@ class PretrainedEncoder(nn.Module):
     def identity(self) -> dict:
         """What determines the backbone's outputs, for the embedding cache's key: its name, its settings
         but the places its weights were read from, and the weights' hash."""
-        where = {"wheel", "cache_dir", "weights"}
-        return {k: v for k, v in self.settings.items()
-                if k not in where and k not in {"layer", "finetune", "lr_scale", "cache_embeddings"}}
+        return {k: v for k, v in self.settings.items() if k not in NOT_IN_IDENTITY}
 
     def layers(self, wave: torch.Tensor) -> list[torch.Tensor]:
         """Every layer of the backbone on a waveform [B, T] at the data's rate: [B, layer_dims[i]] each."""
