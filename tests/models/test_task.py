@@ -87,6 +87,43 @@ def test_fitted_head_takes_no_optimizer_steps_but_the_trainable_one_does():
     assert cosine.configure_optimizers()["lr_scheduler"]["scheduler"].T_max == 5
 
 
+def test_onecycle_warms_up_to_the_learning_rate_and_anneals_per_step():
+    from mgr.models.optim import build_optimizer, build_scheduler
+
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = build_optimizer({"name": "adamw", "lr": 0.01}, params)
+    entry = build_scheduler({"name": "onecycle", "pct_start": 0.25}, optimizer, 5, total_steps=100)
+    assert entry["interval"] == "step"
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        entry["scheduler"].step()
+    peak = int(np.argmax(rates))
+    assert rates[0] < 0.001 and abs(max(rates) - 0.01) < 1e-6 and 20 <= peak <= 26 and rates[-1] < 1e-5
+    assert all(a <= b for a, b in zip(rates[:peak], rates[1:peak + 1]))  # rises, then
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))   # falls
+    with pytest.raises(MGRError, match="scheduler=onecycle needs a bounded run"):
+        build_scheduler({"name": "onecycle"}, optimizer, -1, total_steps=float("inf"))
+
+
+def test_mixup_mixes_each_example_with_another_and_keeps_its_own_label_ahead():
+    torch.manual_seed(0)
+    model = task({"name": "cnn", "channels": [4, 8, 8], "hidden": 8}, mixup_alpha=0.4)
+    wave, target = torch.randn(16, SR), torch.arange(16) % 3
+    mixed, other, weight = model._mixup(wave, target)
+    assert 0.5 <= weight < 1.0 and sorted(other.tolist()) == sorted(target.tolist())
+    # Each mix is weight * its own example + (1 - weight) * the example whose label is `other`.
+    partner = [next(j for j in range(16) if torch.allclose(mixed[i], weight * wave[i] + (1 - weight) * wave[j], atol=1e-6))
+               for i in range(16)]
+    assert [target[j].item() for j in partner] == other.tolist()
+    plain = task({"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
+    assert plain._mixup(wave, target)[2] == 1.0 and plain._mixup(wave, target)[0] is wave
+    assert plain.hparams["mixup_alpha"] == 0.0 and plain.hparams["label_smoothing"] == 0.0  # a checkpoint's defaults
+    with pytest.raises(MGRError, match="label_smoothing must lie in"):
+        task({"name": "cnn"}, label_smoothing=1.0)
+
+
 def test_unknown_optimizer_scheduler_or_head_is_one_clear_error():
     model = task({"name": "cnn"}, optimizer={"name": "lion"})
     with pytest.raises(MGRError, match="Unknown optimizer.name='lion'; choose one of adam, adamw, sgd"):

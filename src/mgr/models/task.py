@@ -58,6 +58,8 @@ class GenreClassifier(pl.LightningModule):
         track_aggregation: str = TrackAggregation.name,
         vote_threshold: float = TrackAggregation.vote_threshold,
         encoder: dict | None = None,
+        label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -70,6 +72,11 @@ class GenreClassifier(pl.LightningModule):
             self.encoder = PretrainedEncoder(encoder, sample_rate, chunk_seconds)
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes)
+        if not 0.0 <= label_smoothing < 1.0 or mixup_alpha < 0.0:
+            raise MGRError(f"label_smoothing must lie in [0, 1) and mixup_alpha be >= 0 (got {label_smoothing} "
+                           f"and {mixup_alpha}).")
+        # Training objective only (evaluation's loss is the plain cross-entropy, comparable across runs).
+        self.label_smoothing, self.mixup_alpha = float(label_smoothing), float(mixup_alpha)
         # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
         # It holds no weights, so checkpoints and inference do not depend on it.
         self.augment: nn.Module = nn.Identity()
@@ -109,7 +116,8 @@ class GenreClassifier(pl.LightningModule):
                    resolved_dict(cfg.scheduler) if cfg.get("scheduler") else None,
                    cfg.get("track_aggregation") or TrackAggregation.name,
                    cfg.get("vote_threshold", TrackAggregation.vote_threshold),
-                   resolved_dict(cfg.encoder) if cfg.get("encoder") else None)
+                   resolved_dict(cfg.encoder) if cfg.get("encoder") else None,
+                   cfg.get("label_smoothing", 0.0), cfg.get("mixup_alpha", 0.0))
 
     # --- model -----------------------------------------------------------------
     @property
@@ -150,12 +158,27 @@ class GenreClassifier(pl.LightningModule):
             self._fit_pending = True
             self.optimizers().step()  # changes nothing (see configure_optimizers); counts the step
             return None
+        wave, mixed, weight = self._mixup(wave, target)
         logits = self.head(self.encoder(wave, self.augment))  # augmented in training only
-        loss = F.cross_entropy(logits, target)
-        self.train_metrics.update(logits, target)
+        loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        if weight < 1.0:
+            loss = weight * loss + (1.0 - weight) * F.cross_entropy(logits, mixed, label_smoothing=self.label_smoothing)
+        self.train_metrics.update(logits, target)  # against each mix's larger part
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(target))
         return loss
+
+    def _mixup(self, wave: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Mixup (Zhang et al. 2018) of the batch's inputs, as AST and PANNs train on few labels: each
+        example mixed with another of the batch by one weight ~ Beta(alpha, alpha), kept >= 0.5 so the
+        example's own label weighs more. Mixing waveforms mixes the sounds themselves (the probe's cached
+        layers mix linearly). Returns the inputs, the other examples' labels and the weight."""
+        if self.mixup_alpha <= 0.0 or len(target) < 2:
+            return wave, target, 1.0
+        weight = torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample().item()
+        weight = max(weight, 1.0 - weight)
+        other = torch.randperm(len(target), device=target.device)
+        return weight * wave + (1.0 - weight) * wave[other], target[other], weight
 
     def _eval_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Score a batch; returns the logits and targets of the chunks that count: a DDP rank with
@@ -292,7 +315,9 @@ class GenreClassifier(pl.LightningModule):
             # like the RBF SVM, holds buffers only).
             return torch.optim.SGD(list(self.head.parameters()) or [nn.Parameter(torch.zeros(1))], lr=0.0)
         optimizer = build_optimizer(self.hparams.optimizer, self._parameter_groups())
-        scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs)
+        per_step = (self.hparams.scheduler or {}).get("name") == "onecycle"  # asks Lightning to size the loader
+        scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs,
+                                    self.trainer.estimated_stepping_batches if per_step else None)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def _parameter_groups(self) -> list[dict]:
