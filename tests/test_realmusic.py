@@ -278,6 +278,35 @@ def test_a_failed_run_names_its_directory_and_mgr_s_sentence(tmp_path, monkeypat
     assert not (run_dir / "wall_seconds.txt").exists()
 
 
+def train_in_process(args: list[str], out) -> int:
+    """`python -m mgr.train <args>` in this process, with this environment (the MGR_ paths realmusic's
+    process would get), its output to `out`: its exit code. As conftest's mgr_in_process, which adds
+    paths overrides that the run's overrides.yaml would record and realmusic compare."""
+    import contextlib
+    import logging
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mgr.train import main
+
+    saved_argv, root = sys.argv, logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        sys.argv = ["mgr.train", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            main()
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = saved_argv
+        GlobalHydra.instance().clear()
+        for handler in set(root.handlers) - set(saved_handlers):
+            handler.close()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
 @pytest.mark.slow
 def test_run_trains_each_seed_once_and_tabulates_them(tmp_path, capsys, monkeypatch):
     root = tmp_path / "bench"
@@ -292,9 +321,23 @@ def test_run_trains_each_seed_once_and_tabulates_them(tmp_path, capsys, monkeypa
                  "callbacks=none", "data.num_workers=0"]
     monkeypatch.setenv("MGR_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MGR_LOG_DIR", str(tmp_path / "logs"))
-    # In this process: each mgr.train is a process of its own anyway, and main() parses the same argv.
+    # In this process: main() parses the same argv. The first mgr.train is a process of its own, as
+    # realmusic starts it; the second, the same command, runs in this process (one start fewer).
+    commands, run = [], subprocess.run  # realmusic.subprocess is the subprocess module: patched for all
+
+    def first_in_a_process(command, *args, **kwargs):
+        if command[1:3] != ["-m", "mgr.train"]:  # not realmusic's (platform's uname, git)
+            return run(command, *args, **kwargs)
+        commands.append(command)
+        if len(commands) == 1:
+            return run(command, *args, **kwargs)
+        assert command[0] == sys.executable and kwargs["stderr"] == subprocess.STDOUT
+        return subprocess.CompletedProcess(command, train_in_process(command[3:], kwargs["stdout"]))
+
+    monkeypatch.setattr(realmusic.subprocess, "run", first_in_a_process)
     argv = ["run", "--root", str(root), "--systems", "default", "--seeds", "0", "1", "--", *overrides]
     assert realmusic.main(argv) == 0, capsys.readouterr()
+    assert [[a for a in c if a.startswith("seed=")] for c in commands] == [["seed=0"], ["seed=1"]]
     printed = capsys.readouterr().out
     out = root / "runs"
     for seed in (0, 1):
