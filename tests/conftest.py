@@ -280,7 +280,7 @@ def options(group: str) -> list[str]:
 
 
 # The groups of conf/train.yaml a user picks options of.
-GROUPS = ["data", "feature", "augment", "model", "trainer", "logger", "callbacks", "paths", "hydra", "debug"]
+GROUPS = ["data", "feature", "augment", "model", "recipe", "trainer", "logger", "callbacks", "paths", "hydra", "debug"]
 
 
 def _sets_keys_elsewhere(group: str, option: str) -> bool:

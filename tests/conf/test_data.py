@@ -12,10 +12,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from conftest import compose_option, options
+from conftest import compose_option, compose_resolved, options
 from mgr.data.datamodule import GenreDataModule
 
 DATASETS = [o for o in options("data") if o != "base"]
+REAL = [o for o in DATASETS if o != "synth"]  # recorded music: the small-data recipe and audio-sized epochs
 ARGUMENTS = set(inspect.signature(GenreDataModule.__init__).parameters) - {"self"}
 
 
@@ -34,12 +35,27 @@ def test_every_dataset_composes_into_the_datamodule_arguments(option):
 @pytest.mark.parametrize("option", DATASETS)
 def test_every_dataset_extends_base_and_states_only_what_differs(option):
     own = raw(option)
-    assert own.pop("defaults") == ["base", "_self_"]
+    recipe = [{"override /recipe@_global_.recipe": "small_data"}] if option in REAL else []
+    assert own.pop("defaults") == ["base", *recipe, "_self_"]
     base = raw("base")
     assert set(own) <= set(base), f"data/{option}.yaml adds keys the base lacks: {set(own) - set(base)}"
     restated = [k for k, v in own.items() if base[k] == v]
     assert not restated, f"data/{option}.yaml restates the base's {restated}"
     assert {"source", "root"} <= set(own)  # the base's ??? keys
+
+
+@pytest.mark.parametrize("option", DATASETS)
+def test_real_music_trains_by_the_small_data_recipe_and_synth_as_before(option):
+    cfg = compose_resolved("train", [f"data={option}"])
+    if option in REAL:
+        assert cfg.data.train_chunks_per_track == "audio" and cfg.recipe.mixup_alpha > 0
+        assert (cfg.model.name, cfg.feature.n_mels, cfg.optimizer.name, cfg.scheduler.name) == ("cnn", 64, "adamw", "onecycle")
+        # The command line still chooses, and recipe=none is the house defaults again.
+        assert compose_resolved("train", [f"data={option}", "model=crnn"]).model.name == "crnn"
+        plain = compose_resolved("train", [f"data={option}", "recipe=none"])
+        assert (plain.model.name, plain.optimizer.name, plain.recipe.mixup_alpha) == ("crnn", "adam", 0.0)
+    else:
+        assert (cfg.model.name, cfg.optimizer.name, cfg.scheduler.name, cfg.recipe.label_smoothing) == ("crnn", "adam", "none", 0.0)
 
 
 def test_base_is_no_dataset():

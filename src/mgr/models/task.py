@@ -105,8 +105,8 @@ class GenreClassifier(pl.LightningModule):
     @classmethod
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
         """The task of a training config: `model` (the net's name and settings, and its `head`),
-        `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length, and the
-        `encoder` of a probe (conf/model/probe.yaml selects it)."""
+        `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length, the `encoder`
+        of a probe (conf/model/probe.yaml selects it) and the `recipe`'s label smoothing and mixup."""
         from mgr.utils.tasks import resolved_dict
 
         net = resolved_dict(cfg.model)
@@ -117,7 +117,7 @@ class GenreClassifier(pl.LightningModule):
                    cfg.get("track_aggregation") or TrackAggregation.name,
                    cfg.get("vote_threshold", TrackAggregation.vote_threshold),
                    resolved_dict(cfg.encoder) if cfg.get("encoder") else None,
-                   cfg.get("label_smoothing", 0.0), cfg.get("mixup_alpha", 0.0))
+                   *(float((cfg.get("recipe") or {}).get(key, 0.0)) for key in ("label_smoothing", "mixup_alpha")))
 
     # --- model -----------------------------------------------------------------
     @property
