@@ -29,8 +29,13 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
     model = GenreClassifier.from_config(cfg, datamodule.class_names)
-    model.augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
-                                  model.encoder.n_frames)
+    augment = resolved_dict(cfg.augment) if cfg.get("augment") else {}
+    if augment and model.encoder.n_bins is None:  # a pretrained encoder: no spectrogram to mask
+        # Said, not refused: a dataset's recipe (conf/recipe/) chooses SpecAugment for every model.
+        log.warning("augment=%s masks a spectrogram, and this model's pretrained encoder takes the waveform: "
+                    "it trains without it.", augment.get("name"))
+        augment = {}
+    model.augment = build_augment(augment, model.encoder.n_bins, model.encoder.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if cfg.get("logger") and "wandb" in cfg.logger:
         choose_wandb_mode()

@@ -145,10 +145,14 @@ def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_di
     caches_before = set(data_dir.rglob("embeddings/*/meta.json"))
     run_mgr("train", "-m", "model=probe", "encoder=hubert_base", f"encoder.weights={hubert_dir}",
             "encoder.layer=0,mean", *TINY_DATA, "data.batch_size=8", "debug=limit", "trainer.max_epochs=1",
-            "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false")
+            "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",
+            # As a real dataset's recipe chooses them: mixup mixes the cached layers, SpecAugment is left out.
+            "augment=specaugment", "recipe.mixup_alpha=0.2", "recipe.label_smoothing=0.1")
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").exists())
     assert len(jobs) == 2
+    assert "augment=specaugment masks a spectrogram, and this model's pretrained encoder takes the waveform: " \
+           "it trains without it." in (jobs[0] / "train.log").read_text()
     metrics = [json.loads((job / "metrics.json").read_text()) for job in jobs]
     assert all(0.0 <= m["test/track_acc"] <= 1.0 for m in metrics)
     checkpoint = metrics[0]["best_checkpoint"]
