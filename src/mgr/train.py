@@ -7,6 +7,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from mgr import MGRError
 from mgr.evaluation import test_and_report
 from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, resolved_dict, task
 
@@ -30,11 +31,9 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
     model = GenreClassifier.from_config(cfg, datamodule.class_names)
     augment = resolved_dict(cfg.augment) if cfg.get("augment") else {}
-    if augment and model.encoder.n_bins is None:  # a pretrained encoder: no spectrogram to mask
-        # Said, not refused: a dataset's recipe (conf/recipe/) chooses SpecAugment for every model.
-        log.warning("augment=%s masks a spectrogram, and this model's pretrained encoder takes the waveform: "
-                    "it trains without it.", augment.get("name"))
-        augment = {}
+    if augment and model.encoder.n_bins is None:  # refused here, before a probe's embedding extraction
+        raise MGRError(f"augment={augment.get('name')} masks a spectrogram, and a pretrained encoder takes the "
+                       "waveform; use augment=none.")
     model.augment = build_augment(augment, model.encoder.n_bins, model.encoder.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if cfg.get("logger") and "wandb" in cfg.logger:

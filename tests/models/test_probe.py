@@ -129,8 +129,16 @@ def test_other_or_missing_weights_are_one_clear_error(tmp_path):
         load_model(tmp_path / "probe.ckpt")
 
 
-def test_spectrogram_augmentation_is_refused_by_a_probe(hubert_dir):
+def test_spectrogram_augmentation_is_refused_by_a_probe(hubert_dir, run_mgr, data_dir):
     from mgr.features import build_augment
+
+    # By mgr.train before anything is extracted, and by the task itself.
+    caches = set(data_dir.rglob("embeddings/*"))
+    failed = run_mgr("train", "model=probe", "encoder=hubert_base", f"encoder.weights={hubert_dir}", *TINY_DATA,
+                     "augment=specaugment", check=False)
+    assert failed.returncode == 1 and set(data_dir.rglob("embeddings/*")) == caches
+    assert "mgr: error: augment=specaugment masks a spectrogram, and a pretrained encoder takes the waveform; " \
+           "use augment=none." in failed.stderr
 
     model = probe(hubert_dir).train()
     model.augment = build_augment({"name": "specaugment"}, 32, 16)
@@ -146,13 +154,10 @@ def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_di
     run_mgr("train", "-m", "model=probe", "encoder=hubert_base", f"encoder.weights={hubert_dir}",
             "encoder.layer=0,mean", *TINY_DATA, "data.batch_size=8", "debug=limit", "trainer.max_epochs=1",
             "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",
-            # As a real dataset's recipe chooses them: mixup mixes the cached layers, SpecAugment is left out.
-            "augment=specaugment", "recipe.mixup_alpha=0.2", "recipe.label_smoothing=0.1")
+            "recipe.mixup_alpha=0.2", "recipe.label_smoothing=0.1")  # as a real dataset's recipe: mixup of cached layers
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").exists())
     assert len(jobs) == 2
-    assert "augment=specaugment masks a spectrogram, and this model's pretrained encoder takes the waveform: " \
-           "it trains without it." in (jobs[0] / "train.log").read_text()
     metrics = [json.loads((job / "metrics.json").read_text()) for job in jobs]
     assert all(0.0 <= m["test/track_acc"] <= 1.0 for m in metrics)
     checkpoint = metrics[0]["best_checkpoint"]
