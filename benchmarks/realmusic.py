@@ -445,7 +445,8 @@ SYSTEMS = {
     "classic": ("mgr's classic baseline: descriptor statistics + RBF SVM",
                 ["model=stats_rbf_svm", "feature=descriptors", "data.chunk_seconds=3",
                  "data.train_chunks_per_track=audio"]),
-    "default": ("the README's own-data command (defaults)", []),
+    "default": ("the README's own-data command (defaults: recipe=small_data)", []),
+    "plain": ("the default's net and input trained without its recipe", ["recipe=none", "model=cnn", "feature=mel64"]),
     "probe": ("linear probe on MSD musicnn embeddings",
               ["model=probe", "encoder=msd_musicnn", "trainer.max_epochs=30", "recipe=none"]),  # as measured
 }
