@@ -23,7 +23,9 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     def wrapper(cfg: DictConfig) -> Any:
         from mgr.environment import write_environment
         from mgr.tracking import finish_wandb
+        from mgr.utils.allocator import keep_freed_memory
 
+        keep_freed_memory()
         _quiet_warnings()
         failed = True
         try:
