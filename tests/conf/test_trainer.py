@@ -68,7 +68,8 @@ def write_ddp_cases(root: Path, cases: dict[str, tuple[str, dict]]) -> None:
     for case, (model, settings) in cases.items():
         sizes = OmegaConf.from_dotlist([o.removeprefix("model.") for o in TINY_MODEL[model]])
         body = OmegaConf.merge({"model": sizes}, settings)
-        data = "  - override /data: folder\n" if settings["data"].get("source") == "folder" else ""
+        # A folder trains by the small-data recipe; these cases keep the house defaults they were written for.
+        data = "  - override /data: folder\n  - override /recipe: none\n" if settings["data"].get("source") == "folder" else ""
         (root / "ddp_case" / f"{case}.yaml").write_text(
             f"# @package _global_\ndefaults:\n  - override /model: {model}\n{data}\n{OmegaConf.to_yaml(body)}")
 
