@@ -7,7 +7,6 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from mgr import MGRError
 from mgr.evaluation import test_and_report
 from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, resolved_dict, task
 
@@ -30,11 +29,9 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
     model = GenreClassifier.from_config(cfg, datamodule.class_names)
-    augment = resolved_dict(cfg.augment) if cfg.get("augment") else {}
-    if augment and model.encoder.n_bins is None:  # refused here, before a probe's embedding extraction
-        raise MGRError(f"augment={augment.get('name')} masks a spectrogram, and a pretrained encoder takes the "
-                       "waveform; use augment=none.")
-    model.augment = build_augment(augment, model.encoder.n_bins, model.encoder.n_frames)
+    # Before a probe's embedding extraction: a pretrained encoder's n_bins is None, which build_augment refuses.
+    model.augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
+                                  model.encoder.n_frames)
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if cfg.get("logger") and "wandb" in cfg.logger:
         choose_wandb_mode()

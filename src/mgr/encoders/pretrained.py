@@ -27,6 +27,7 @@ from torch import nn
 from mgr import MGRError
 from mgr.encoders import BACKBONES
 from mgr.encoders.resample import Resampler
+from mgr.features.augment import NO_SPECTROGRAM
 
 LAYER_CHOICES = ("mean", "weighted")
 # Settings that change no layer's values: where the weights were read from, and how they are probed.
@@ -118,7 +119,7 @@ class PretrainedEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, augment: nn.Module | None = None) -> torch.Tensor:
         if augment is not None and not isinstance(augment, nn.Identity):
-            raise MGRError("augment= masks a spectrogram, and a pretrained encoder takes the waveform; use augment=none.")
+            raise MGRError(NO_SPECTROGRAM.format(""))
         if x.dim() == 3:  # cached layers [B, len(layer_indices), D]
             stacked = x.transpose(0, 1)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from mgr import MGRError
-from mgr.features.augment import SpecAugment
+from mgr.features.augment import NO_SPECTROGRAM, SpecAugment
 from mgr.features.base import Frontend
 from mgr.features.chroma import ChromaFrontend
 from mgr.features.constant_q import CQTFrontend, VQTFrontend
@@ -40,12 +40,14 @@ def build_frontend(feature: dict) -> Frontend:
         raise MGRError(f"Bad setting for feature={name}: {e}.") from None
 
 
-def build_augment(augment: dict | None, n_bins: int, n_frames: int) -> nn.Module:
+def build_augment(augment: dict | None, n_bins: int | None, n_frames: int | None) -> nn.Module:
     """Training-time augmentation of the feature map from `augment` config values; identity when empty."""
     augment = dict(augment or {})
     name = augment.pop("name", None)
     if name is None:
         return nn.Identity()
+    if n_bins is None:  # an encoder without a feature map (a pretrained one)
+        raise MGRError(NO_SPECTROGRAM.format(name))
     if name != "specaugment":
         raise MGRError(f"Unknown augment name {name!r}; available: specaugment.")
     try:

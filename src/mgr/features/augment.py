@@ -14,6 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Said by mgr.train before a probe's embeddings are extracted, and by a pretrained encoder given a mask.
+NO_SPECTROGRAM = "augment={} masks a spectrogram, and a pretrained encoder takes the waveform; use augment=none."
+
 
 def mask_band(spec: torch.Tensor, max_width: int, dim: int) -> torch.Tensor:
     """Zero one random band along `dim` (-2 frequency, -1 time) of each [.., F, T] map."""
