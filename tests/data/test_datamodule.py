@@ -14,6 +14,7 @@ from conftest import NO_PLOTS, tiny
 from mgr import MGRError
 from mgr.data import GenreDataModule
 from mgr.data.cache import WaveformCache
+from mgr.data.chunking import chunk_starts
 from mgr.data.datamodule import PADDING_LABEL, _shard
 from mgr.data.datasets import RandomChunks
 from mgr.data.sources.folder import FolderSource
@@ -66,11 +67,11 @@ def test_an_audio_epoch_shards_across_ddp_ranks(small_folder, tmp_path, monkeypa
 
 
 def test_a_bad_chunks_per_track_stops_the_datamodule_before_any_decoding(run_mgr, tmp_path):
-    with pytest.raises(MGRError, match="data.train_chunks_per_track must be a whole number >= 1 or 'audio', got 0."):
+    with pytest.raises(MGRError, match="data.train_chunks_per_track must be a whole number >= 1, 'audio' or 'even', got 0."):
         GenreDataModule(source="gtzan", root=str(tmp_path / "nope"), cache_dir=str(tmp_path), train_chunks_per_track=0)
     proc = run_mgr("train", "data=synth", "data.train_chunks_per_track=x", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "mgr: error: data.train_chunks_per_track must be a whole number >= 1 or 'audio', got 'x'." in proc.stderr
+    assert "mgr: error: data.train_chunks_per_track must be a whole number >= 1, 'audio' or 'even', got 'x'." in proc.stderr
 
 
 def test_setup_logs_the_training_epoch(small_folder, tmp_path, caplog):
@@ -84,6 +85,21 @@ def test_setup_logs_the_training_epoch(small_folder, tmp_path, caplog):
     assert len(loader.dataset) == sum(-(-data.cache.lengths[t] // 4000) for t in train)
     assert f"Training epoch: {len(loader.dataset)} crops of 0.5 s from {len(train)} tracks." in caplog.messages
 
+
+
+def test_even_training_chunks_are_evaluations_chunks_every_epoch(small_folder, tmp_path, caplog):
+    data = GenreDataModule(source="folder", root=str(small_folder), cache_dir=str(tmp_path / "cache"), sample_rate=8000,
+                           chunk_seconds=0.5, split={"train": 0.5, "val": 0.25, "test": 0.25}, train_chunks_per_track="even")
+    data.prepare_data()
+    data.setup("fit")
+    with caplog.at_level(logging.INFO, logger="mgr.data.datamodule"):
+        loader = data.train_dataloader()
+    train = data.split_tracks["train"]
+    expected = [(k, int(s)) for k, t in enumerate(train) for s in chunk_starts(int(data.cache.lengths[t]), 4000)]
+    assert loader.dataset.items == expected  # every chunk once, as evaluation cuts them
+    assert f"Training epoch: the {len(expected)} evenly spaced chunks of 0.5 s of {len(train)} tracks." in caplog.messages
+    first, second = ([int(i) for b in loader for i in b[2]] for _ in range(2))
+    assert sorted(first) == sorted(second) == sorted(k for k, _ in expected) and first != second  # shuffled
 
 @pytest.mark.slow
 def test_training_with_audio_sized_epochs(run_mgr):

@@ -83,5 +83,5 @@ def test_audio_crops_through_dataloader_workers(small_folder, tmp_path):
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "x", "4"])
 def test_a_bad_chunks_per_track_is_one_clear_error(small_folder, tmp_path, bad):
-    with pytest.raises(MGRError, match=r"^data.train_chunks_per_track must be a whole number >= 1 or 'audio', got .+\.$"):
+    with pytest.raises(MGRError, match=r"^data.train_chunks_per_track must be a whole number >= 1, 'audio' or 'even', got .+\.$"):
         RandomChunks(_cache(small_folder, tmp_path), [0], [0] * 8, chunk=4000, chunks_per_track=bad)

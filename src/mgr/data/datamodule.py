@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from mgr import MGRError
 from mgr.data.cache import WaveformCache
-from mgr.data.datasets import EvenChunks, RandomChunks, check_chunks_per_track
+from mgr.data.datasets import EVEN, EvenChunks, RandomChunks, check_chunks_per_track
 from mgr.data.embeddings import ChunkEmbeddings, EmbeddedChunks
 from mgr.data.sources import TrackList, build_source
 from mgr.data.splits import SPLITS, check_split
@@ -121,8 +121,14 @@ class GenreDataModule(pl.LightningDataModule):
         h = self.hparams
         if self.embeddings is not None:  # every chunk of every training track once per epoch, shuffled
             return self._loader(self._as_fed(self._even_chunks("train", None)), h.batch_size, shuffle=True)
-        ds = RandomChunks(self.cache, self.split_tracks["train"], self.tracks.labels, self.chunk, h.train_chunks_per_track)
-        log.info("Training epoch: %d crops of %s s from %d tracks.", len(ds), h.chunk_seconds, len(ds.tracks))
+        if h.train_chunks_per_track == EVEN:
+            ds = self._even_chunks("train", None)
+            log.info("Training epoch: the %d evenly spaced chunks of %s s of %d tracks.", len(ds), h.chunk_seconds,
+                     len(ds.tracks))
+        else:
+            ds = RandomChunks(self.cache, self.split_tracks["train"], self.tracks.labels, self.chunk,
+                              h.train_chunks_per_track)
+            log.info("Training epoch: %d crops of %s s from %d tracks.", len(ds), h.chunk_seconds, len(ds.tracks))
         return self._loader(ds, h.batch_size, shuffle=True)
 
     def eval_dataset(self, split: str) -> Dataset:

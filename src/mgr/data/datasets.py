@@ -13,20 +13,27 @@ from mgr.data.cache import WaveformCache
 from mgr.data.chunking import chunk_starts, crop
 
 
-# data.train_chunks_per_track: as many crops per epoch as chunks fit in the track.
+# data.train_chunks_per_track: as many random crops per epoch as chunks fit in the track.
 AUDIO = "audio"
+# data.train_chunks_per_track: evaluation's evenly spaced chunks of each track, the same every
+# epoch (EvenChunks): what a classifier fitted once in closed form wants, as a classic
+# baseline's clips are cut.
+EVEN = "even"
 
 
 def check_chunks_per_track(chunks_per_track: int | str) -> None:
-    if chunks_per_track != AUDIO and (isinstance(chunks_per_track, bool) or not isinstance(chunks_per_track, int)
-                                      or chunks_per_track < 1):
-        raise MGRError(f"data.train_chunks_per_track must be a whole number >= 1 or '{AUDIO}', got {chunks_per_track!r}.")
+    if chunks_per_track not in (AUDIO, EVEN) and (isinstance(chunks_per_track, bool)
+                                                  or not isinstance(chunks_per_track, int) or chunks_per_track < 1):
+        raise MGRError(f"data.train_chunks_per_track must be a whole number >= 1, '{AUDIO}' or '{EVEN}', "
+                       f"got {chunks_per_track!r}.")
 
 
 def crops_per_track(lengths: np.ndarray, chunk: int, chunks_per_track: int | str) -> np.ndarray:
     """Random crops of each track (of `lengths` samples) per epoch: `chunks_per_track`, or with
     "audio" ceil(length / chunk), at least 1, as many as evaluation's chunks covering the track."""
     check_chunks_per_track(chunks_per_track)
+    if chunks_per_track == EVEN:
+        raise MGRError(f"data.train_chunks_per_track='{EVEN}' draws no random crops: use EvenChunks.")
     lengths = np.asarray(lengths, dtype=np.int64)
     if chunks_per_track == AUDIO:
         return np.maximum(1, -(-lengths // chunk))

@@ -3,7 +3,9 @@
 `linear` and `mlp` are trained with the net by gradient descent. The SVM heads are fitted
 in closed form (`fitted = True`): the task collects the training embeddings for
 `passes` epochs, each with new random chunks, and fits after each epoch on all
-collected so far, so every validation sees the SVM as it stands. The embeddings
+collected so far, so every validation sees the SVM as it stands. With
+`data.train_chunks_per_track=even` every epoch gives the same chunks (evaluation's,
+as a classic baseline cuts its clips), so one pass is all there is to collect. The embeddings
 are standardised first; the logits are the SVM's decision values, so the logged
 loss is no probability loss. Their checkpoints are plain tensors.
 
