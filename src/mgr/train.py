@@ -24,6 +24,7 @@ def train(cfg: DictConfig) -> float | None:
     from mgr.features import build_augment
     from mgr.models import GenreClassifier
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
+    from mgr.utils.progress import progress_for_logs
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -32,7 +33,7 @@ def train(cfg: DictConfig) -> float | None:
     # Before a probe's embedding extraction: a pretrained encoder's n_bins is None, which build_augment refuses.
     model.augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
                                   model.encoder.n_frames)
-    callbacks = instantiate_dict(cfg.get("callbacks"))
+    callbacks = instantiate_dict(cfg.get("callbacks")) + progress_for_logs(cfg.trainer.get("enable_progress_bar", True))
     if cfg.get("logger") and "wandb" in cfg.logger:
         choose_wandb_mode()
         continue_wandb_run(cfg)
