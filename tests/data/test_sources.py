@@ -3,7 +3,6 @@ root handling every source shares (one sentence when data.root is unset or wrong
 
 from __future__ import annotations
 
-import ast
 import inspect
 import pkgutil
 from pathlib import Path
@@ -14,23 +13,9 @@ import mgr.data
 from mgr import MGRError
 from mgr.data import sources
 from mgr.data.sources import SOURCES, Source, build_source
+from test_layout import import_graph
 
 OPTIONS = {"synth": {"tracks_per_class": 1}}  # what a source needs besides its root to be built
-
-
-def imported_modules(path: Path, package: str, modules: set[str]) -> set[str]:
-    """The modules of `modules` that a file imports (top level or inside functions): `from pkg
-    import name` imports pkg.name where that is a module, else pkg; relative imports made absolute."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
-            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
-    return found & modules
 
 
 def package_modules(package) -> dict[str, Path]:
@@ -47,11 +32,10 @@ def test_the_registry_holds_every_source_and_no_source_imports_it():
                for cls in vars(__import__(name, fromlist=["_"])).values()
                if inspect.isclass(cls) and issubclass(cls, Source) and cls is not Source}
     assert set(SOURCES.values()) == defined
-    modules = package_modules(sources)
-    for name, path in modules.items():
+    graph = import_graph()  # imports inside functions count too
+    for name, path in package_modules(sources).items():
         if path.name != "__init__.py":
-            assert "mgr.data.sources" not in imported_modules(path, "mgr.data.sources", set(modules)), \
-                f"{name} imports the registry"
+            assert "mgr.data.sources" not in graph[name], f"{name} imports the registry"
 
 
 def test_build_source_names_the_choices_and_bad_options():
