@@ -32,7 +32,7 @@ class LogProgress(ProgressBar):
     def __init__(self, every_s: float | None = None):
         super().__init__()
         self.every_s, self.enabled = self.EVERY_S if every_s is None else every_s, True
-        self._started = self._last = 0.0
+        self._epoch_started = self._stage_started = self._last = 0.0
 
     def disable(self) -> None:
         self.enabled = False
@@ -40,8 +40,8 @@ class LogProgress(ProgressBar):
     def enable(self) -> None:
         self.enabled = True
 
-    def _start(self) -> None:
-        self._started = self._last = time.monotonic()
+    def _start_stage(self) -> None:
+        self._stage_started = time.monotonic()  # the batches/s of this stage count from here
 
     def _batch(self, trainer, stage: str, done: int, total: float) -> None:
         now = time.monotonic()
@@ -50,20 +50,24 @@ class LogProgress(ProgressBar):
         self._last = now
         of = f"/{int(total)}" if math.isfinite(total) else ""
         epoch = f"{_epoch(trainer)}, " if stage == "training" else ""
-        log.info("%s%s: batch %d%s, %.2f batches/s.", epoch, stage, done, of, done / max(now - self._started, 1e-9))
+        log.info("%s%s: batch %d%s, %.2f batches/s.", epoch, stage, done, of, done / max(now - self._stage_started, 1e-9))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start()
+        self._start_stage()
+        self._epoch_started = self._last = self._stage_started
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._batch(trainer, "training", batch_idx + 1, self.total_train_batches)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        # Validation runs inside the training epoch: its lines keep the epoch's clock.
         self._batch(trainer, "validating", batch_idx + 1, _total(trainer.num_val_batches, dataloader_idx))
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._start_stage()
+
     def on_test_start(self, trainer, pl_module) -> None:
-        self._start()
+        self._start_stage()
+        self._last = self._stage_started
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._batch(trainer, "testing", batch_idx + 1, _total(trainer.num_test_batches, dataloader_idx))
@@ -74,7 +78,7 @@ class LogProgress(ProgressBar):
         metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items())
                    if k.startswith(("train/", "val/")) and isinstance(v, torch.Tensor) and v.numel() == 1}
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        log.info("%s done in %.0f s%s.", _epoch(trainer), time.monotonic() - self._started,
+        log.info("%s done in %.0f s%s.", _epoch(trainer), time.monotonic() - self._epoch_started,
                  f": {shown}" if shown else "")
         self._last = time.monotonic()
 
