@@ -62,6 +62,7 @@ def test_second_run_reuses_the_cache(run_mgr):
     assert "Decoding audio at 7000 Hz" in first.stderr
     assert "Decoding audio" not in second.stderr + second.stdout
     assert "no decoding" in second.stdout + second.stderr
+    assert "mgr.progress" not in first.stdout  # tiny() turns progress off: no log lines either
 
 
 def _assert_one_clear_error(proc, text):
