@@ -74,26 +74,27 @@ def test_a_bad_chunks_per_track_stops_the_datamodule_before_any_decoding(run_mgr
     assert "mgr: error: data.train_chunks_per_track must be a whole number >= 1, 'audio' or 'even', got 'x'." in proc.stderr
 
 
-def test_setup_logs_the_training_epoch(small_folder, tmp_path, caplog):
+def _training_loader(small_folder, tmp_path, caplog, chunks_per_track):
+    """A set-up data module over the small folder (0.5 s chunks at 8 kHz) and its training loader,
+    whose log lines caplog holds."""
     data = GenreDataModule(source="folder", root=str(small_folder), cache_dir=str(tmp_path / "cache"), sample_rate=8000,
-                           chunk_seconds=0.5, split={"train": 0.5, "val": 0.25, "test": 0.25}, train_chunks_per_track="audio")
+                           chunk_seconds=0.5, split={"train": 0.5, "val": 0.25, "test": 0.25},
+                           train_chunks_per_track=chunks_per_track)
     data.prepare_data()
     data.setup("fit")
     with caplog.at_level(logging.INFO, logger="mgr.data.datamodule"):
-        loader = data.train_dataloader()
+        return data, data.train_dataloader()
+
+
+def test_setup_logs_the_training_epoch(small_folder, tmp_path, caplog):
+    data, loader = _training_loader(small_folder, tmp_path, caplog, "audio")
     train = data.split_tracks["train"]
     assert len(loader.dataset) == sum(-(-data.cache.lengths[t] // 4000) for t in train)
     assert f"Training epoch: {len(loader.dataset)} crops of 0.5 s from {len(train)} tracks." in caplog.messages
 
 
-
 def test_even_training_chunks_are_evaluations_chunks_every_epoch(small_folder, tmp_path, caplog):
-    data = GenreDataModule(source="folder", root=str(small_folder), cache_dir=str(tmp_path / "cache"), sample_rate=8000,
-                           chunk_seconds=0.5, split={"train": 0.5, "val": 0.25, "test": 0.25}, train_chunks_per_track="even")
-    data.prepare_data()
-    data.setup("fit")
-    with caplog.at_level(logging.INFO, logger="mgr.data.datamodule"):
-        loader = data.train_dataloader()
+    data, loader = _training_loader(small_folder, tmp_path, caplog, "even")
     train = data.split_tracks["train"]
     expected = [(k, int(s)) for k, t in enumerate(train) for s in chunk_starts(int(data.cache.lengths[t]), 4000)]
     assert loader.dataset.items == expected  # every chunk once, as evaluation cuts them
