@@ -3,7 +3,7 @@ output.log): Lightning's rich progress bar draws only on a terminal, so such a l
 nothing between "Training epoch: ..." and the test, however long the training.
 
 `LogProgress` is a Lightning progress bar that writes plain log lines instead (so they reach
-train.log too): where a stage stands at most once every `every_s` seconds, and one line per
+train.log too): where a stage stands at most once every `EVERY_S` seconds (a minute), and one line per
 finished training epoch with its time and train/val metrics. The entry points use it in place
 of the rich bar when stdout is not a terminal; `trainer.enable_progress_bar=false` turns off both.
 """
@@ -27,11 +27,11 @@ def progress_for_logs(enabled: bool) -> list:
 
 
 class LogProgress(ProgressBar):
-    EVERY_S = 60.0  # between a stage's lines
+    EVERY_S = 60.0  # at least this many seconds between a stage's lines
 
-    def __init__(self, every_s: float | None = None):
+    def __init__(self):
         super().__init__()
-        self.every_s, self.enabled = self.EVERY_S if every_s is None else every_s, True
+        self.enabled = True
         self._epoch_started = self._stage_started = self._last = 0.0
 
     def disable(self) -> None:
@@ -45,12 +45,13 @@ class LogProgress(ProgressBar):
 
     def _batch(self, trainer, stage: str, done: int, total: float) -> None:
         now = time.monotonic()
-        if not self.enabled or not trainer.is_global_zero or trainer.sanity_checking or now - self._last < self.every_s:
+        if not self.enabled or not trainer.is_global_zero or trainer.sanity_checking or now - self._last < self.EVERY_S:
             return
         self._last = now
         of = f"/{int(total)}" if math.isfinite(total) else ""
         epoch = f"{_epoch(trainer)}, " if stage == "training" else ""
-        log.info("%s%s: batch %d%s, %.2f batches/s.", epoch, stage, done, of, done / max(now - self._stage_started, 1e-9))
+        rate = done / max(now - self._stage_started, 1e-9)
+        log.info("%s%s: batch %d%s, %.2f batches/s.", epoch, stage, done, of, rate)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start_stage()
