@@ -102,6 +102,7 @@ def test_even_training_chunks_are_evaluations_chunks_every_epoch(small_folder, t
     first, second = ([int(i) for b in loader for i in b[2]] for _ in range(2))
     assert sorted(first) == sorted(second) == sorted(k for k, _ in expected) and first != second  # shuffled
 
+
 @pytest.mark.slow
 def test_training_with_audio_sized_epochs(run_mgr):
     proc = run_mgr("train", *tiny(), "debug=fast_dev_run", "data.train_chunks_per_track=audio", *NO_PLOTS)
