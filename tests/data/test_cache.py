@@ -334,3 +334,158 @@ def test_bytes_beyond_the_index_are_dropped_without_decoding(cache_files, tmp_pa
     repaired = _build(cache_files, tmp_path / "cache")
     assert "400 bytes more than its index accounts for" in caplog.text and decoded == []
     assert _same_data(repaired, _build(cache_files, tmp_path / "fresh"))
+
+
+class _Killed(BaseException):
+    """A kill, as the build sees one: nothing after it runs (decode_checked catches only Exception)."""
+
+
+def _killed_build_after(cache_files, root, monkeypatch, decoded_files: int) -> Path:
+    """A build killed while decoding file `decoded_files`, every file before it committed; its `.partial` folder."""
+    monkeypatch.setattr(cache_module, "COMMIT_SECONDS", -1.0)  # commit after every file
+    real, seen = cache_module.load_audio, []
+
+    def dies(path, rate):
+        if len(seen) == decoded_files:
+            raise _Killed
+        seen.append(path)
+        return real(path, rate)
+
+    with monkeypatch.context() as m:
+        m.setattr(cache_module, "load_audio", dies)
+        with pytest.raises(_Killed):
+            _build(cache_files, root)
+    (partial,) = root.glob("*.partial")
+    assert (partial / "journal.jsonl").read_text().count("\n") == decoded_files
+    return partial
+
+
+def test_a_corrupt_journal_line_is_dropped_with_a_warning_and_the_build_resumes(cache_files, tmp_path, monkeypatch, caplog):
+    partial = _killed_build_after(cache_files, tmp_path / "cache", monkeypatch, decoded_files=6)
+    journal = partial / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[4] = '[4000, "", 12\x00\x00\n'  # a line garbled on disk: every later build died on it with JSONDecodeError
+    journal.write_text("".join(lines))
+
+    decoded = _count_decoding(monkeypatch)
+    resumed = _build(cache_files, tmp_path / "cache")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "journal" in r.getMessage()]
+    assert len(warnings) == 1 and f"Line 5 of {journal}" in warnings[0].getMessage()
+    assert decoded == cache_files[4:]  # resumed after the last good line
+    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh"))
+    assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+def test_a_journal_line_whose_samples_do_not_match_resumes_before_it(cache_files, tmp_path, monkeypatch, caplog):
+    partial = _killed_build_after(cache_files, tmp_path / "cache", monkeypatch, decoded_files=6)
+    data = partial / "waveforms.f32"
+    raw = bytearray(data.read_bytes())
+    raw[4 * (4000 + 4500 + 5000) + 17] ^= 0x01  # a sample of file 3, journaled but no longer what was decoded
+    data.write_bytes(bytes(raw))
+
+    decoded = _count_decoding(monkeypatch)
+    resumed = _build(cache_files, tmp_path / "cache")
+    assert decoded == cache_files[3:] and "Line 4 of" in caplog.text
+    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh"))
+
+
+def test_a_full_disk_stops_with_one_sentence_and_the_build_resumes(cache_files, tmp_path, monkeypatch):
+    """The disk fills while file 5 is written: part of its samples reach the file, then ENOSPC."""
+    import builtins
+    import errno
+
+    monkeypatch.setattr(cache_module, "COMMIT_SECONDS", -1.0)
+    room = {"bytes": 4 * sum(4000 + 500 * i for i in range(5)) + 1000}
+
+    class FillingDisk:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            fits = min(len(data), room["bytes"])
+            room["bytes"] -= fits
+            self._f.write(bytes(data)[:fits])
+            if fits < len(data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return fits
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._f.__exit__(*exc)
+
+    def open_on_a_small_disk(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        return FillingDisk(f) if Path(path).name == "waveforms.f32" and mode != "rb" else f
+
+    with monkeypatch.context() as m:
+        m.setattr(cache_module, "open", open_on_a_small_disk, raising=False)
+        with pytest.raises(MGRError) as caught:
+            _build(cache_files, tmp_path / "cache")
+    message = str(caught.value)
+    (partial,) = (tmp_path / "cache").glob("*.partial")
+    assert "\n" not in message and message.count(". ") == 0, message
+    assert message.startswith(f"The disk holding the waveform cache {partial.with_suffix('')} is full"), message
+    assert "free" in message and "paths.cache_dir" in message and "resumes" in message
+    assert (partial / "journal.jsonl").read_text().count("\n") == 5  # the torn file 5 is not counted as done
+
+    decoded = _count_decoding(monkeypatch)
+    resumed = _build(cache_files, tmp_path / "cache")
+    assert decoded == cache_files[5:]
+    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh"))
+
+
+# The workers record that they started decoding, then decode for longer than the test waits.
+SLOW_WORKERS = """
+import os, sys, time
+from pathlib import Path
+from mgr.data import cache
+def stuck(path, rate):
+    (Path(sys.argv[3]) / str(os.getpid())).touch()
+    time.sleep(120)
+cache.load_audio = stuck
+if __name__ == "__main__":
+    cache.WaveformCache.build(open(sys.argv[1]).read().split(), 8000, sys.argv[2], "folder", num_workers=2)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; whoever adopted it may not reap it at once
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_decode_workers_die_with_their_parent(many_files, tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "files.txt").write_text("\n".join(many_files[:8]))
+    (tmp_path / "started").mkdir()
+    script = tmp_path / "slow_workers.py"
+    script.write_text(SLOW_WORKERS)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "files.txt"), str(tmp_path / "cache"),
+                             str(tmp_path / "started")], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((tmp_path / "started").iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = [int(p.name) for p in (tmp_path / "started").iterdir()]
+        assert len(workers) == 2 and all(map(_alive, workers))
+        os.kill(proc.pid, signal.SIGKILL)  # the builder only, as the OOM killer or a kill -9 of its pid does
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, workers)), "decode workers outlived their parent"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the process group this test started
+        except ProcessLookupError:
+            pass

@@ -8,9 +8,12 @@ or sample rate gets a new cache and an unchanged one is never decoded twice.
 Building is crash-safe and resumable: files are decoded (in worker processes
 when `num_workers` > 0) in order and appended to `<cache>.partial/`, whose
 journal records each file only after its samples are on disk. A killed build
-resumes from the journal; the folder gets its final name only when complete,
-so a half-written cache is never used. A file lock lets one process build while
-any other (a second run, a DDP rank) waits and then reads the result.
+resumes from the journal's last line that can be read and whose samples match
+their checksum; the folder gets its final name only when complete, so a
+half-written cache is never used. A full disk stops the build with one sentence
+and leaves it resumable. Decode workers die with the process that started them.
+A file lock lets one process build while any other (a second run, a DDP rank)
+waits and then reads the result.
 
 A finished cache is never trusted blindly: opening it checks that the index's
 extents tile the data file exactly (a full disk or an interrupted copy leaves
@@ -22,11 +25,16 @@ mismatch found while reading stops the run, naming the folder to delete.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 import zlib
 from collections import deque
@@ -254,6 +262,15 @@ class _Build:
 
     def run(self) -> None:
         self.tmp.mkdir(exist_ok=True)
+        try:
+            self._decode_all()
+            self._finish()
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise self._disk_full() from e
+
+    def _decode_all(self) -> None:
         offset = self._resume()
         start = len(self.entries)
         todo = range(start, len(self.files))
@@ -275,26 +292,43 @@ class _Build:
                         self._commit(data, journal, pending)
                         last_commit = time.monotonic()
             self._commit(data, journal, pending)
-        self._finish()
+
+    def _disk_full(self) -> MGRError:
+        """What to do when the disk filled: free how much, judging by the files decoded so far. Only journaled
+        files count as done (their samples were on disk first), so the next build resumes after them."""
+        decoded = [length for length, _, _ in self.entries]
+        left = len(self.files) - len(decoded)
+        if not left:
+            needed = "room for its index"
+        elif decoded:
+            needed = f"about {_size(4 * sum(decoded) / len(decoded) * left)} more for the {left} files left"
+        else:
+            needed = f"room for {left} decoded files"
+        return MGRError(f"The disk holding the waveform cache {self.directory} is full "
+                        f"({_size(shutil.disk_usage(self.tmp).free)} free, {needed}): free space there or set "
+                        "paths.cache_dir to a larger disk, and the next run resumes the build.")
 
     def _resume(self) -> int:
         """Entries journaled by a killed build; returns the byte offset where their samples end."""
         journal, data = self.tmp / JOURNAL, self.tmp / WAVEFORMS
         if journal.exists() and data.exists():
             valid_bytes = 0
-            with open(journal, "rb") as f:
-                for line in f:
-                    if not line.endswith(b"\n") or len(json.loads(line)) != 3:
-                        break  # the torn last line of a killed build, or a line without checksum (older mgr)
-                    self.entries.append(json.loads(line))
+            with open(journal, "rb") as lines, open(data, "rb") as samples:
+                for number, line in enumerate(lines, 1):
+                    if not line.endswith(b"\n"):
+                        break  # the torn last line of a killed build: expected, no warning
+                    entry, problem = _journal_entry(line, samples)
+                    if problem:
+                        log.warning("Line %d of %s %s; the build resumes after the %d files before it.",
+                                    number, journal, problem, len(self.entries))
+                        break
+                    self.entries.append(entry)
                     valid_bytes += len(line)
-            offset = 4 * sum(length for length, _, _ in self.entries)
-            if os.path.getsize(data) >= offset:
-                os.truncate(journal, valid_bytes)
-                if self.entries:
-                    log.info("Resuming the waveform cache build at file %d of %d.", len(self.entries), len(self.files))
-                return offset
-        self.entries = []  # nothing trustworthy to resume from
+            os.truncate(journal, valid_bytes)  # later lines vouch for samples placed after the dropped one
+            if self.entries:
+                log.info("Resuming the waveform cache build at file %d of %d.", len(self.entries), len(self.files))
+            return 4 * sum(length for length, _, _ in self.entries)
+        self.entries = []  # nothing to resume from
         shutil.rmtree(self.tmp)
         self.tmp.mkdir()
         return 0
@@ -319,8 +353,7 @@ class _Build:
         while jobs:
             window: deque = deque()  # (path, known reason, future); bounded so memory stays flat
             try:
-                # spawn: safe with the threads torch has started.
-                with ProcessPoolExecutor(self.num_workers, mp_context=get_context("spawn")) as pool:
+                with _worker_pool(self.num_workers) as pool:
                     while jobs or window:
                         while jobs and len(window) < 4 * self.num_workers:
                             path, known = jobs[0]
@@ -347,7 +380,7 @@ class _Build:
 
     def _decode_isolated(self, path: str) -> tuple[np.ndarray | None, str]:
         try:
-            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            with _worker_pool(1) as pool:
                 return pool.submit(decode_checked, path, *self.args).result()
         except BrokenProcessPool:
             return None, "the decoder crashed on this file"
@@ -370,6 +403,60 @@ class _Build:
         self.tmp.rename(self.directory)
         (self.directory / JOURNAL).unlink()
         log.info("Decoded %d files into waveform cache %s.", len(self.files) - len(bad), self.directory)
+
+
+def _journal_entry(line: bytes, samples) -> tuple[list | None, str]:
+    """A journal line's [length, reason, checksum], checked against the samples it vouches for (read on
+    from `samples`, the data file at the line's offset); or None and why the line cannot be trusted."""
+    try:
+        entry = json.loads(line)
+    except ValueError:  # a garbled line (UnicodeDecodeError is one too)
+        return None, "cannot be read"
+    if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], int) and entry[0] >= 0
+            and isinstance(entry[1], str) and isinstance(entry[2], int)):
+        return None, "is no entry of this mgr's journal"
+    data = samples.read(4 * entry[0])
+    if len(data) != 4 * entry[0] or checksum(data) != entry[2]:
+        return None, "vouches for samples that are missing or do not match its checksum"
+    return entry, ""
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn: safe with the threads torch has started.
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this decode worker when the process that started it dies, even by kill -9
+    (which runs no cleanup, so the pool cannot stop its workers).
+
+    On Linux the kernel does it: PR_SET_PDEATHSIG sends SIGKILL at once, costs nothing while decoding,
+    and works while a decoder holds the GIL in C code. A thread that polls the parent's pid is the
+    fallback elsewhere. Either way the parent may have died before this ran: then the worker has been
+    adopted by another process, so its parent pid differs, and it exits now."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _size(n: float) -> str:
+    """A byte count for people: 4.2 GB."""
+    units = ["bytes", "KB", "MB", "GB", "TB"]
+    power = 0
+    while n >= 1000 and power < len(units) - 1:
+        n, power = n / 1000, power + 1
+    return f"{n:.0f} bytes" if power == 0 else f"{n:.1f} {units[power]}"
 
 
 def partial_of(directory: Path) -> Path:
