@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from mgr.models import load_model
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
 from mgr.models.metrics import TrackMetrics
-from mgr.predict import predict, predict_files
+from mgr.predict import predict, predict_files, write_outputs
 
 # (extension, soundfile format, subtype, sample rate, channels): every format mgr decodes,
 # mono and stereo, at the rates users' files come in. Opus exists at 48 kHz only.
@@ -129,6 +131,75 @@ def test_file_probabilities_are_the_softmax_of_mean_chunk_logits(best_checkpoint
         expected = torch.softmax(model(torch.from_numpy(wave).reshape(4, chunk)).mean(0), 0)
     assert p.chunks == 4
     assert p.probabilities == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def finished_within(seconds: float, fifos: list[Path], run):
+    """run()'s result, or a failure if it is still running after `seconds`: then the FIFOs get a
+    writer, so that a reader blocked on one returns and the test session is not left hanging."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=run()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for fifo in fifos:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(30)
+        pytest.fail(f"still running after {seconds} s: opening a FIFO blocked it")
+    return result["value"]
+
+
+@pytest.mark.slow
+def test_fifos_devices_and_symlink_loops_are_listed_as_failed_and_the_good_file_is_labelled(
+        best_checkpoint, tmp_path, data_dir):
+    """Given directly or found in a folder: none is opened, none stops the batch (opening a FIFO
+    blocks until a writer comes; resolving a symlink loop raises)."""
+    music = tmp_path / "music"
+    music.mkdir()
+    write_audio(music / "good.wav", 1, 3, 2.0, 22050, 1, "WAV", "PCM_16")
+    fifos = [music / "stream.wav", tmp_path / "direct.flac"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    for loop in (music / "loop.mp3", tmp_path / "direct_loop.wav"):
+        loop.symlink_to(loop.name)  # points at itself
+    inputs = f"inputs=[{music},{fifos[1]},{tmp_path / 'direct_loop.wav'},/dev/zero]"
+
+    proc = finished_within(60, fifos, lambda: predict_cli(tmp_path, data_dir, f"ckpt_path={best_checkpoint}", inputs))
+    assert proc.returncode == 2, proc.stderr  # some failed, the others labelled
+    rows, report = read_outputs(proc)
+    status = {r["path"].rsplit("/", 1)[1]: (r["status"], r["error"]) for r in rows}
+    assert status == {
+        "good.wav": ("ok", ""),
+        "stream.wav": ("failed", "not a regular file (FIFO)"),
+        "loop.mp3": ("failed", "symlink loop"),
+        "direct.flac": ("failed", "not a regular file (FIFO)"),
+        "direct_loop.wav": ("failed", "symlink loop"),
+        "zero": ("failed", "not a regular file (character device)"),
+    }
+    assert [f["status"] for f in report["files"]] == [r["status"] for r in rows]
+    assert "FAILED: symlink loop" in proc.stdout and "Labelled 1 file(s), 5 failed" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_silent_file_is_marked_silent_not_labelled(best_checkpoint, tmp_path):
+    """Silent: no sample above the floor the waveform cache drops silent files at (-80 dBFS)."""
+    model = load_model(best_checkpoint)
+    rate = model.hparams.sample_rate
+    quiet = np.random.default_rng(0).uniform(-9e-5, 9e-5, 2 * rate).astype(np.float32)
+    sf.write(str(tmp_path / "zeros.wav"), np.zeros(2 * rate, dtype=np.float32), rate, subtype="FLOAT")
+    sf.write(str(tmp_path / "below_floor.wav"), quiet, rate, subtype="FLOAT")
+    sf.write(str(tmp_path / "above_floor.wav"), quiet * 2, rate, subtype="FLOAT")  # peaks near -75 dBFS
+    paths = [tmp_path / n for n in ("zeros.wav", "below_floor.wav", "above_floor.wav")]
+    predictions = list(predict_files(model, paths))
+    assert [len(p.probabilities) for p in predictions] == [0, 0, len(model.class_names)]
+    assert [p.status for p in predictions] == ["silent", "silent", "ok"]
+    assert predictions[0].seconds == pytest.approx(2.0)
+
+    csv_path, json_path = write_outputs(predictions, model.class_names, 2, tmp_path, {})
+    rows = list(csv.DictReader(open(csv_path)))
+    assert [(r["status"], r["genre"], r["seconds"]) for r in rows[:2]] == [("silent", "", "2.00")] * 2
+    assert rows[2]["status"] == "ok" and rows[2]["genre"] in model.class_names
+    files = json.loads(json_path.read_text())["files"]
+    assert [(f["status"], f["top"]) for f in files[:2]] == [("silent", [])] * 2
 
 
 def evaluate_in_process(*overrides: str) -> dict:

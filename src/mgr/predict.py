@@ -13,6 +13,11 @@ voting chunks per genre. overlap=0 cuts the chunks evaluation cuts
 (EvenChunks), so a file of a test split gets the scores its track-level test
 score was computed from; the default 0.5 lets neighbouring chunks share at
 least half a chunk (about twice as many chunks).
+
+A file with no sample above the floor at which the waveform cache drops silent
+files (mgr.data.cache.SILENCE_PEAK, -80 dBFS) is marked `silent`, not labelled. A
+path that is not a regular file (a FIFO, a device, a symlink loop) is listed as
+failed with its reason, found by stat before anything opens it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
+import os
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +40,8 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from mgr import MGRError
-from mgr.data.audio import DecodeError, is_audio_file, load_audio
+from mgr.data.audio import DecodeError, has_audio_name, load_audio
+from mgr.data.cache import SILENCE_PEAK
 from mgr.data.chunking import chunk_starts, cut
 from mgr.utils.tasks import require, task
 
@@ -50,6 +58,11 @@ class FilePrediction:
     # In the order of the model's class names; with majority_vote, the share of the voting chunks.
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None
+    silent: bool = False  # no sample above the floor the waveform cache drops silent files at: not labelled
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "silent" if self.silent else "ok"
 
     def top(self, class_names: list[str], k: int) -> list[tuple[str, float]]:
         order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k]  # ties: class order
@@ -57,12 +70,15 @@ class FilePrediction:
 
 
 def find_audio_files(inputs: Iterable[str]) -> list[Path]:
-    """Files as given, folders searched recursively; a missing path is kept so it is reported as failed."""
-    found: dict[Path, Path] = {}  # resolved path -> path as shown: ordered, each file once
+    """Files as given, folders searched recursively for audio names (symlinked folders are not
+    entered). Nothing is opened here: a missing path, a FIFO or a symlink loop is kept, so that
+    decoding reports it as failed with its reason."""
+    found: dict[str, Path] = {}  # real path -> path as shown: ordered, each file once
     for item in inputs:
         path = Path(item).expanduser()
-        for p in sorted(p for p in path.rglob("*") if is_audio_file(p)) if path.is_dir() else [path]:
-            found.setdefault(p.resolve(), p)
+        files = sorted(p for p in path.rglob("*") if has_audio_name(p) and not p.is_dir()) if path.is_dir() else [path]
+        for p in files:
+            found.setdefault(os.path.realpath(p), p)  # Path.resolve raises on a symlink loop; realpath keeps it
     return list(found.values())
 
 
@@ -77,10 +93,8 @@ def chunk_logits(model, wave: np.ndarray, overlap: float, batch_size: int, devic
 
 
 def _decode(path: Path, sample_rate: int) -> np.ndarray | str:
-    if not path.exists():
-        return "does not exist"
     try:
-        return load_audio(path, sample_rate)
+        return load_audio(path, sample_rate)  # refuses what is not a regular file before opening it
     except DecodeError as e:
         return str(e)
     except Exception as e:  # an unreadable file must not stop the others
@@ -114,17 +128,26 @@ def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: in
         if isinstance(wave, str):
             yield FilePrediction(str(path), error=wave)
             continue
+        if np.abs(wave).max() < SILENCE_PEAK:  # a model labels silence with confidence: say what it is
+            yield FilePrediction(str(path), len(wave) / sample_rate, silent=True)
+            continue
         logits = chunk_logits(model, wave, overlap, batch_size, device)
         (probabilities,) = model.track_aggregation.probabilities(logits, torch.zeros(len(logits), dtype=torch.long), 1)
         yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist())
+
+
+SILENT = f"no sample above {20 * math.log10(SILENCE_PEAK):.0f} dBFS; not labelled"
 
 
 def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int) -> str:
     if p.error:
         return f"  {p.path:{width}s}  FAILED: {p.error}"
     minutes, seconds = divmod(round(p.seconds, 1), 60)  # 59.96 s shows as 1:00.0, not 0:60.0
+    length = f"{int(minutes):3d}:{seconds:04.1f}"
+    if p.silent:
+        return f"  {p.path:{width}s}  {length}  {'':6s}  SILENT: {SILENT}"
     genres = "  ".join(f"{name} {prob:.2f}" for name, prob in p.top(class_names, top_k))
-    return f"  {p.path:{width}s}  {int(minutes):3d}:{seconds:04.1f}  {p.chunks:6d}  {genres}"
+    return f"  {p.path:{width}s}  {length}  {p.chunks:6d}  {genres}"
 
 
 def write_outputs(predictions: list[FilePrediction], class_names: list[str], top_k: int, run_dir: Path,
@@ -135,21 +158,23 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
         writer = csv.writer(f)
         writer.writerow(["path", "status", "genre", "probability", "seconds", "chunks", *class_names, "error"])
         for p in predictions:
-            path = str(Path(p.path).resolve())  # the run directory is elsewhere: no relative paths
+            path = os.path.realpath(p.path)  # the run directory is elsewhere: no relative paths
             if p.error:
                 writer.writerow([path, "failed", "", "", "", "", *[""] * len(class_names), p.error])
+            elif p.silent:
+                writer.writerow([path, "silent", "", "", f"{p.seconds:.2f}", "", *[""] * len(class_names), ""])
             else:
                 (genre, prob), = p.top(class_names, 1)
                 writer.writerow([path, "ok", genre, f"{prob:.4f}", f"{p.seconds:.2f}", p.chunks,
                                  *(f"{q:.4f}" for q in p.probabilities), ""])
     files = [
         {
-            "path": str(Path(p.path).resolve()),
-            "status": "failed" if p.error else "ok",
+            "path": os.path.realpath(p.path),
+            "status": p.status,
             "error": p.error,
             "seconds": p.seconds,
             "chunks": p.chunks,
-            "top": [] if p.error else [{"genre": g, "probability": q} for g, q in p.top(class_names, top_k)],
+            "top": [{"genre": g, "probability": q} for g, q in p.top(class_names, top_k)] if p.probabilities else [],
             "probabilities": dict(zip(class_names, p.probabilities)),
         }
         for p in predictions
@@ -187,8 +212,9 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     provenance = {"checkpoint": str(cfg.ckpt_path), "model": model.architecture, "sample_rate": h.sample_rate,
              "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict()}
     csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, provenance)
-    failed = sum(p.error is not None for p in predictions)
-    print(f"Labelled {len(predictions) - failed} file(s), {failed} failed; {csv_path.name} and {json_path.name} "
+    counts = {s: sum(p.status == s for p in predictions) for s in ("ok", "silent", "failed")}
+    silent = f", {counts['silent']} silent" if counts["silent"] else ""
+    print(f"Labelled {counts['ok']} file(s){silent}, {counts['failed']} failed; {csv_path.name} and {json_path.name} "
           f"in {run_dir}", flush=True)
     return predictions
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +19,42 @@ class DecodeError(Exception):
     """A file that cannot be turned into a usable waveform."""
 
 
+# What a path is when it is not a regular file, for the reason a file is not read.
+NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+               (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+
+
+def has_audio_name(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+
+
 def is_audio_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+    """A regular file with an audio name; found by stat alone, so nothing is opened."""
+    return has_audio_name(path) and file_problem(path) is None
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` must not be opened as audio, or None for a regular file. By stat, before any open:
+    opening a FIFO blocks until something writes to it, and a device can stream without end."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "broken symlink" if os.path.islink(path) else "does not exist"
+        return f"cannot read: {e.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for is_kind, name in NOT_REGULAR if is_kind(mode)), "unknown file type")
+    return f"not a regular file ({kind})"
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Decode `path`, mix down to mono and resample to `sample_rate` (soxr, high quality)."""
+    problem = file_problem(path)
+    if problem:
+        raise DecodeError(problem)
     try:
         with sf.SoundFile(str(path)) as f:
             declared = f.frames
