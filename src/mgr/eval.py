@@ -20,13 +20,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
 
     from mgr.evaluation import test_and_report
+    from mgr.models import CheckpointIO
     from mgr.restore import restore
     from mgr.utils.progress import progress_for_logs
 
     require(cfg, "ckpt_path", usage="python -m mgr.eval ckpt_path=<best>.ckpt [data=...]")
     model, datamodule = restore(cfg)
     datamodule.prepare_data()
-    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False,
+    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False, plugins=[CheckpointIO()],
                           callbacks=instantiate_dict(cfg.get("callbacks"))
                           + progress_for_logs(cfg.trainer.get("enable_progress_bar", True)))
     return test_and_report(cfg, trainer, model, datamodule, f"Test results of {cfg.ckpt_path}",

@@ -22,10 +22,11 @@ def train(cfg: DictConfig) -> float | None:
 
     from mgr.environment import environment
     from mgr.features import build_augment
-    from mgr.models import GenreClassifier
+    from mgr.models import CheckpointIO, GenreClassifier
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
     from mgr.utils.progress import progress_for_logs
 
+    ckpt_path = checked_checkpoint(cfg.get("ckpt_path"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
@@ -38,13 +39,13 @@ def train(cfg: DictConfig) -> float | None:
         choose_wandb_mode()
         continue_wandb_run(cfg)
     loggers = instantiate_dict(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[CheckpointIO()])
     for logger in loggers:
         logger.log_hyperparams({**resolved_dict(cfg), "environment": environment()})
     define_summaries(loggers)
     fresh_rendezvous_port(trainer)
     cache_embeddings(model, datamodule, trainer.strategy.root_device, cfg.data.get("eval_batch_size") or cfg.data.batch_size)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint else ""
@@ -58,6 +59,18 @@ def train(cfg: DictConfig) -> float | None:
     if value is None:  # nothing monitored: the last epoch's value
         value = trainer.callback_metrics.get(cfg.optimized_metric)
     return None if value is None else float(value)
+
+
+def checked_checkpoint(ckpt_path: str | None) -> str | None:
+    """The checkpoint to resume from, read and checked before any data work (a URL fetched and
+    verified once), as the local file Lightning then reads again through mgr's CheckpointIO;
+    Lightning's keywords (`last`) as they are."""
+    from mgr.models.checkpoints import local_checkpoint, read_checkpoint
+
+    if ckpt_path is None or str(ckpt_path) in ("last", "best", "hpc", "registry"):
+        return ckpt_path
+    read_checkpoint(ckpt_path)
+    return str(local_checkpoint(ckpt_path))
 
 
 def cache_embeddings(model, datamodule, device, batch_size: int) -> None:

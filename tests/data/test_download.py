@@ -15,6 +15,7 @@ import pytest
 
 from conftest import mgr_in_process
 from mgr import MGRError
+from mgr import remote
 from mgr.data import download as dl
 
 
@@ -83,7 +84,7 @@ def archives(monkeypatch):
         if archive.filename in files:
             digest = hashlib.sha1(files[archive.filename]).hexdigest()
             monkeypatch.setitem(dl.ARCHIVES, name, dl.Archive(archive.url, f"sha1:{digest}", archive.extracts_to))
-    monkeypatch.setattr(dl.time, "sleep", lambda s: None)
+    monkeypatch.setattr(remote.time, "sleep", lambda s: None)
     return files
 
 

@@ -1,5 +1,6 @@
 """Checkpoints are data (mgr.models.checkpoints): one that names code, or a class outside mgr, is
-refused before anything runs; checkpoints of the 2026-11 model classes load into today's task and
+refused before anything runs, also from a URL, which is read only with its digest; a checkpoint is
+written whole or not at all, and a torn one is one sentence; checkpoints of the 2026-11 model classes load into today's task and
 give the same logits, and training cannot resume from them."""
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch
 
 from conftest import mgr_in_process
 from mgr import MGRError
-from mgr.models import GenreClassifier, load_model, read_checkpoint
+from mgr.models import CheckpointIO, GenreClassifier, load_model, read_checkpoint
+from mgr.models.checkpoints import save_atomically
 
 
 OLD = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints_2026_11"
@@ -52,10 +54,12 @@ def test_the_svm_under_its_first_name_loads_too(tmp_path):
 
 def test_resuming_from_an_old_checkpoint_is_refused():
     model = load_model(OLD / "cnn.ckpt")
-    old = torch.load(OLD / "cnn.ckpt", weights_only=True)
-    with pytest.raises(MGRError, match="before 2026-12.*cannot resume"):
-        model.on_load_checkpoint(old)
-    model.on_load_checkpoint(read_checkpoint(OLD / "cnn.ckpt"))  # today's layout: accepted
+    for old in (torch.load(OLD / "cnn.ckpt", weights_only=True), read_checkpoint(OLD / "cnn.ckpt")):  # raw, upgraded
+        with pytest.raises(MGRError, match="before 2026-12.*cannot resume"):
+            model.on_load_checkpoint(old)
+    today = {}
+    model.on_save_checkpoint(today)
+    model.on_load_checkpoint(today)  # today's layout: accepted
 
 
 def test_load_errors_are_clear(tmp_path):
@@ -141,3 +145,97 @@ def test_predict_refuses_a_malicious_checkpoint_in_one_sentence(tmp_path, data_d
     errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
     assert len(errors) == 1 and "Refused to load" in errors[0] and "posix.system" in errors[0], proc.stderr
     assert not marker.exists()
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A folder served over HTTP on 127.0.0.1, and an empty checkpoint cache."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MGR_CHECKPOINT_CACHE", str(tmp_path / "cache"))
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_checkpoint_url_runs_no_code(served, tmp_path):
+    root, url = served
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": {}, "mgr_model": "GenreClassifier", "payload": RunsACommand(f"touch {marker}")},
+               root / "evil.ckpt")
+    with pytest.raises(MGRError, match=r"only over http\(s\) and with its SHA-256 digest"):
+        GenreClassifier.load_from_checkpoint(f"{url}/evil.ckpt")  # no digest: nothing is fetched
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(MGRError, match=r"Refused to load .*names posix\.system"):
+        GenreClassifier.load_from_checkpoint(f"{url}/evil.ckpt#sha256={sha256(root / 'evil.ckpt')}")
+    assert not marker.exists()
+
+
+def test_a_checkpoint_url_is_verified_then_read_as_a_local_file(served):
+    root, url = served
+    torch.save(torch.load(OLD / "cnn.ckpt", weights_only=True), root / "cnn.ckpt")
+    with pytest.raises(MGRError, match="does not match its published sha256 checksum"):
+        load_model(f"{url}/cnn.ckpt#sha256={'0' * 64}")
+    model = GenreClassifier.load_from_checkpoint(f"{url}/cnn.ckpt#sha256={sha256(root / 'cnn.ckpt')}")
+    assert model.hparams.net["name"] == "cnn"
+    (root / "cnn.ckpt").unlink()  # read from the cache from now on
+    assert load_model(f"{url}/cnn.ckpt#sha256={sha256(OLD / 'cnn.ckpt')}").hparams.net["name"] == "cnn"
+    with pytest.raises(MGRError, match="Refused to read the checkpoint s3://"):
+        load_model("s3://bucket/cnn.ckpt")
+
+
+def test_train_refuses_a_checkpoint_url_before_any_work(served, tmp_path, data_dir):
+    root, url = served
+    marker = tmp_path / "ran"
+    torch.save({"state_dict": {}, "mgr_model": "GenreClassifier", "payload": RunsACommand(f"touch {marker}")},
+               root / "evil.ckpt")
+    for ckpt in (f"{url}/evil.ckpt", f"'{url}/evil.ckpt#sha256={sha256(root / 'evil.ckpt')}'"):  # quoted for Hydra
+        proc = mgr_in_process("train", f"ckpt_path={ckpt}", f"paths.data_dir={tmp_path / 'data'}", cwd=tmp_path,
+                              data_dir=data_dir, check=False)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+        assert proc.returncode == 1 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "posix.system" in errors[0]
+    assert not marker.exists() and not (tmp_path / "data").exists()  # stopped before any data work
+
+
+def test_a_torn_checkpoint_is_one_sentence_naming_it(tmp_path, data_dir):
+    torn = tmp_path / "last.ckpt"
+    torn.write_bytes((OLD / "cnn.ckpt").read_bytes()[:5000])
+    with pytest.raises(MGRError, match=r"last\.ckpt is not a readable PyTorch checkpoint .*truncated"):
+        CheckpointIO().load_checkpoint(torn)  # Lightning's resume and test read through it
+    proc = mgr_in_process("train", f"ckpt_path={torn}", f"paths.data_dir={tmp_path / 'data'}", cwd=tmp_path,
+                          data_dir=data_dir, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and str(torn) in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_a_checkpoint_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    save_atomically({"epoch": 1}, path)
+    real_save = torch.save
+
+    def fills_the_disk(obj, f):
+        real_save(obj, f)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    with pytest.raises(MGRError, match=r"the disk holding .*checkpoints is full .*MB free"):
+        CheckpointIO().save_checkpoint({"epoch": 2}, path)
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary file left
+    assert torch.load(path, weights_only=True) == {"epoch": 1}  # the previous checkpoint, whole

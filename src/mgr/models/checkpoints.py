@@ -1,8 +1,11 @@
-"""Reading checkpoints, apart from building models: `read_checkpoint` loads a file
-with weights_only=True (tensors and plain values only, no code runs), refuses any
-checkpoint that names a class outside mgr, and brings a checkpoint of the
-2026-11 layout into today's; `load_model` then builds the task from its
-hyperparameters and loads its weights.
+"""Reading and writing checkpoint files, apart from building models. Every checkpoint mgr reads
+goes through `read_checkpoint`: mgr.eval, predict and embed, `GenreClassifier.load_from_checkpoint`
+and, through the `CheckpointIO` plugin of every mgr trainer, Lightning's resume and test. It loads
+with weights_only=True (tensors and plain values only: no code runs), refuses any checkpoint that
+names a class outside mgr, and brings a checkpoint of the 2026-11 layout into today's. A URL is
+read only with its `#sha256=` digest: fetched into a local cache and checked first (Lightning itself
+would unpickle a remote file with weights_only=False). `save_atomically` writes a checkpoint whole
+or not at all.
 
 Old checkpoints: until 2026-11 every architecture was its own LightningModule
 (`mgr_model` named the class: CNN, CRNN, StatsLinearSVM, ...) with the net's
@@ -15,14 +18,20 @@ parameter order).
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
 import re
+import shutil
 from pathlib import Path
+from urllib.parse import urldefrag, urlparse
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mgr import MGRError
-from mgr.models.task import CHECKPOINT_TAG, GenreClassifier
+
+CHECKPOINT_TAG = "GenreClassifier"  # checkpoint["mgr_model"] of mgr's task
 
 # The 2026-11 class names: the net they are today and settings that name its variant.
 OLD_CLASSES: dict[str, tuple[str, dict]] = {
@@ -37,8 +46,9 @@ TASK_SETTINGS = ("class_names", "feature", "sample_rate", "chunk_seconds", "opti
 
 def read_checkpoint(ckpt_path: str | Path) -> dict:
     """A checkpoint's contents in today's layout, loaded with weights_only=True, after checking
-    that it names nothing to build but mgr's own task."""
-    path = Path(ckpt_path).expanduser()
+    that it names nothing to build but mgr's own task. `ckpt_path`: a file, or an http(s) URL
+    ending in #sha256=<digest>."""
+    path = local_checkpoint(ckpt_path)
     if not path.is_file():
         raise MGRError(f"Checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/<name>.ckpt.")
     try:
@@ -51,13 +61,80 @@ def read_checkpoint(ckpt_path: str | Path) -> dict:
                 f"Refused to load {path}: it names {', '.join(dict.fromkeys(named))}, code that a checkpoint of "
                 "plain values never holds; use only checkpoints written by mgr.train."
             ) from None
-        raise MGRError(f"{path} cannot be read as a checkpoint of plain values: {_first_line(e)}") from None
-    except Exception as e:  # not a torch file at all, or a damaged one
-        raise MGRError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)}).") from None
+        raise MGRError(f"{path} cannot be read as a checkpoint of plain values: {first_line(e)}") from None
+    except Exception as e:  # not a torch file at all, or a damaged one (torn by a full disk, truncated)
+        raise MGRError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {first_line(e)}); "
+                       "it may be truncated: use another checkpoint of the run.") from None
     if not isinstance(checkpoint, dict):
         raise MGRError(f"{path} is not an mgr checkpoint (it holds a {type(checkpoint).__name__}).")
     _refuse_foreign_code(checkpoint, path)
     return upgrade(checkpoint)
+
+
+def local_checkpoint(ckpt_path: str | Path) -> Path:
+    """The local file of `ckpt_path`: a path as it is; an http(s) URL with `#sha256=<hex digest>`
+    downloaded once into the checkpoint cache (MGR_CHECKPOINT_CACHE, else ~/.cache/mgr/checkpoints)
+    and checked against its digest. Any other URL is refused."""
+    text = str(ckpt_path)
+    scheme = urlparse(text).scheme
+    if "://" not in text or len(scheme) < 2:  # a path (a Windows drive letter is no scheme)
+        return Path(text).expanduser()
+    url, fragment = urldefrag(text)
+    digest = fragment.removeprefix("sha256=").lower() if fragment.startswith("sha256=") else ""
+    if scheme not in ("http", "https") or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise MGRError(f"Refused to read the checkpoint {text}: mgr reads a checkpoint URL only over http(s) and "
+                       "with its SHA-256 digest (sha256sum prints it), as <url>#sha256=<64 hex digits>, quoted for "
+                       "Hydra: \"ckpt_path='<url>#sha256=<digest>'\"; or download it yourself and pass the file.")
+    from mgr.remote import fetch, verify
+
+    cache = Path(os.environ.get("MGR_CHECKPOINT_CACHE") or Path.home() / ".cache" / "mgr" / "checkpoints")
+    target = cache / f"{digest}.ckpt"
+    if not target.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        fetch(url, target.with_name(f"{digest}.download"))
+        verify(target.with_name(f"{digest}.download"), f"sha256:{digest}")  # deletes it on a mismatch
+        target.with_name(f"{digest}.download").rename(target)
+    return target
+
+
+def save_atomically(checkpoint: dict, path: str | Path) -> None:
+    """torch.save into a temporary file beside `path`, synced, then renamed over it: a reader sees
+    the old file or the new one, never a torn one, also where the temporary directory is on another
+    file system (Lightning's own save then copies). A full disk leaves no file and is one sentence."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a crash
+        finally:
+            os.close(directory)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free / 1e6
+            raise MGRError(f"Cannot write the checkpoint {path}: the disk holding {path.parent} is full "
+                           f"({free:.0f} MB free); free some space and resume with ckpt_path=last.") from None
+        raise MGRError(f"Cannot write the checkpoint {path} ({e.strerror or e}).") from None
+
+
+class CheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reading and writing, through mgr's: every trainer mgr builds uses it,
+    so a resume or a test of a checkpoint path reads as mgr.eval does and every save is atomic."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options.")
+        save_atomically(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return read_checkpoint(path)
 
 
 def _refuse_foreign_code(checkpoint: dict, path: Path) -> None:
@@ -113,16 +190,5 @@ def upgrade(checkpoint: dict) -> dict:
             "mgr_upgraded_from": old_class}
 
 
-def load_model(ckpt_path: str | Path, checkpoint: dict | None = None) -> GenreClassifier:
-    """Build mgr's task from a checkpoint alone (read once: pass `checkpoint` if already read)."""
-    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
-    try:
-        model = GenreClassifier(**checkpoint["hyper_parameters"])
-        model.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, KeyError, RuntimeError, ValueError) as e:
-        raise MGRError(f"{ckpt_path} does not fit mgr's GenreClassifier: {_first_line(e)}") from None
-    return model
-
-
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -9,8 +9,9 @@ by its `track_aggregation`), the optimizer and schedule (the `optimizer` and
 tag. A head fitted in closed form (the SVM) is fitted by the same training
 loop: the task collects the embeddings and fits the head before validation.
 
-Every hyperparameter is a plain value, so `GenreClassifier.load_from_checkpoint
-(path)` needs no arguments and checkpoints load with weights_only=True.
+Every hyperparameter is a plain value, so a checkpoint alone builds the task: `load_model(path)`
+(or `GenreClassifier.load_from_checkpoint(path)`, the same) reads it through
+mgr.models.checkpoints, with weights_only=True.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mgr.data.chunking import TrackAggregation
 from mgr.data.datamodule import PADDING_LABEL
 from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.models.encoder import SpectrogramEncoder
+from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
 from mgr.models.heads import build_head
 from mgr.models.metrics import TrackMetrics
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 CONFUSION_KEYS = {"chunk_confusion": "confusion/test_chunk", "track_confusion": "confusion/test_track"}
 # What the test report writes to test_predictions.csv (see TrackMetrics.compute).
 PREDICTION_KEYS = ("track_ids", "track_scores", "track_labels", "chunk_predictions", "chunk_tracks")
-CHECKPOINT_TAG = "GenreClassifier"  # checkpoint["mgr_model"] of this task
 
 
 class GenreClassifier(pl.LightningModule):
@@ -297,9 +298,24 @@ class GenreClassifier(pl.LightningModule):
         for metric in (self.test_metrics, self.test_tracks, self.test_loss, self.test_confusion):
             metric.reset()
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             **overrides) -> "GenreClassifier":
+        """Lightning's classmethod, read as mgr reads every checkpoint (`load_model`): Lightning's own
+        would unpickle a URL with weights_only=False. `overrides` replace stored hyperparameters."""
+        if hparams_file is not None or strict is False or not isinstance(map_location, (str, torch.device, type(None))):
+            raise MGRError("GenreClassifier.load_from_checkpoint takes a checkpoint path, a device as map_location "
+                           "and hyperparameter overrides; hparams_file, strict=False and mapping functions are "
+                           "not supported.")
+        checkpoint = read_checkpoint(checkpoint_path)
+        checkpoint["hyper_parameters"] = {**checkpoint.get("hyper_parameters", {}), **overrides}
+        model = load_model(checkpoint_path, checkpoint)
+        return model if map_location is None else model.to(map_location)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Lightning calls this when resuming (or testing a checkpoint path) on a built task.
-        if checkpoint.get("mgr_model") != CHECKPOINT_TAG:
+        # Lightning calls this when resuming (or testing a checkpoint path) on a built task; the
+        # checkpoint has been read by mgr.models.checkpoints, which upgrades the old layout.
+        if checkpoint.get("mgr_model") != CHECKPOINT_TAG or "mgr_upgraded_from" in checkpoint:
             raise MGRError("This checkpoint was written by mgr before 2026-12: mgr.eval, mgr.predict and mgr.embed "
                            "load it, but training cannot resume from it; start a new run.")
 
@@ -331,6 +347,17 @@ class GenreClassifier(pl.LightningModule):
             lr = (self.hparams.optimizer or DEFAULT_OPTIMIZER).get("lr", DEFAULT_OPTIMIZER["lr"])
             groups.append({"params": scaled, "lr": lr * self.encoder.lr_scale})
         return groups
+
+
+def load_model(ckpt_path, checkpoint: dict | None = None) -> GenreClassifier:
+    """Build mgr's task from a checkpoint alone (read once: pass `checkpoint` if already read)."""
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
+    try:
+        model = GenreClassifier(**checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as e:
+        raise MGRError(f"{ckpt_path} does not fit mgr's GenreClassifier: {first_line(e)}") from None
+    return model
 
 
 def test_predictions(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
