@@ -135,3 +135,91 @@ def test_the_store_pickles_without_its_memory_maps(waveforms, tmp_path):
     assert copy._layers is None
     np.testing.assert_array_equal(copy.layer(1), store.layer(1))
     assert json.loads((store.directory / "meta.json").read_text())["rows"] == 5
+
+
+def _overwrite_with_random_values(path) -> None:
+    """What the red team did: a layer file of the same size, holding other (finite, plausible) values."""
+    path.write_bytes(np.random.default_rng(3).standard_normal(path.stat().st_size // 4).astype(np.float32).tobytes())
+
+
+def test_a_corrupted_layer_stops_its_first_read_and_the_next_build_computes_it_again(waveforms, tmp_path, caplog):
+    wanted = chunks_of(waveforms, [1, 2])
+    store = build(waveforms, wanted, ToyEncoder(), tmp_path)
+    layer = store.directory / "layer1.f32"
+    _overwrite_with_random_values(layer)
+
+    opened = ChunkEmbeddings(store.directory)  # the sizes still match: opened as before
+    opened.layer(0)
+    with pytest.raises(MGRError, match=rf"^The embedding cache {store.directory} is damaged: layer1.f32 does not "
+                                       r"match the checksum written when it was computed; delete that folder"):
+        opened.layer(1)
+
+    encoder = ToyEncoder()
+    repaired = build(waveforms, wanted, encoder, tmp_path)
+    assert "layer1.f32 does not match the checksum" in caplog.text and "computing its chunks again" in caplog.text
+    assert encoder.calls == len(wanted) and repaired.directory == store.directory
+    fresh = build(waveforms, wanted, ToyEncoder(), tmp_path / "fresh")
+    for i in range(len(DIMS)):
+        np.testing.assert_array_equal(repaired.layer(i)[repaired.rows(wanted)], fresh.layer(i)[fresh.rows(wanted)])
+
+
+def test_corrupted_chunk_positions_are_found_on_open(waveforms, tmp_path):
+    store = build(waveforms, chunks_of(waveforms, [2]), ToyEncoder(), tmp_path)
+    items = store.directory / "items.i64"
+    raw = bytearray(items.read_bytes())
+    raw[8] ^= 0x01  # the start of the first chunk: its row would be fed for another chunk
+    items.write_bytes(bytes(raw))
+    with pytest.raises(MGRError, match="items.i64 does not match the checksum"):
+        ChunkEmbeddings(store.directory)
+
+
+def test_checksums_follow_appended_and_resumed_rows(waveforms, tmp_path, monkeypatch):
+    monkeypatch.setattr(embeddings_module, "COMMIT_SECONDS", 0.0)  # a commit after every batch
+    first = build(waveforms, chunks_of(waveforms, [1]), ToyEncoder(), tmp_path)
+    more = build(waveforms, chunks_of(waveforms, [0, 1, 2]), ToyEncoder(), tmp_path)
+    assert more.directory == first.directory and more.n_rows == 8
+    reopened = ChunkEmbeddings(more.directory)
+    for i in range(len(DIMS)):
+        reopened.layer(i)  # no mismatch
+    sums = json.loads((more.directory / "meta.json").read_text())["crc32"]
+    fresh = build(waveforms, chunks_of(waveforms, [1]) + chunks_of(waveforms, [0, 2]), ToyEncoder(), tmp_path / "fresh")
+    assert sums == json.loads((fresh.directory / "meta.json").read_text())["crc32"]
+
+
+def test_each_layer_is_verified_once_per_process_not_per_item(waveforms, tmp_path, monkeypatch):
+    tracks, labels = [1, 2], [0, 1, 2]
+    store = build(waveforms, chunks_of(waveforms, tracks), ToyEncoder(), tmp_path)
+    checked = []
+    real = embeddings_module.checksum
+    monkeypatch.setattr(embeddings_module, "checksum", lambda data, *a: checked.append(len(data)) or real(data, *a))
+    opened = ChunkEmbeddings(store.directory)
+    assert len(checked) == 1  # the chunk positions, on open
+    dataset = EmbeddedChunks(opened, tracks, labels, EvenChunks(waveforms, tracks, labels, CHUNK).items, layers=[1])
+    for _ in range(3):
+        for i in range(len(dataset)):
+            dataset[i]
+    assert len(checked) == 2  # layer 1, once
+    import pickle
+
+    pickle.loads(pickle.dumps(dataset))[0]
+    assert len(checked) == 2  # a DataLoader worker's copy trusts what this process checked
+    build(waveforms, chunks_of(waveforms, tracks), ToyEncoder(), tmp_path)
+    assert len(checked) == 2 + 1 + len(DIMS)  # a build checks every file: once per run, before training
+
+
+def test_a_cache_from_before_checksums_gets_them_with_a_warning(waveforms, tmp_path, caplog):
+    wanted = chunks_of(waveforms, [1, 2])
+    store = build(waveforms, wanted, ToyEncoder(), tmp_path)
+    meta_path = store.directory / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    sums = meta.pop("crc32")
+    meta_path.write_text(json.dumps(meta))  # as mgr wrote it before checksums
+    ChunkEmbeddings(store.directory).layer(1)  # unchecked, but usable
+
+    encoder = ToyEncoder()
+    upgraded = build(waveforms, wanted, encoder, tmp_path)
+    assert encoder.calls == 0 and "written before mgr recorded checksums" in caplog.text
+    assert json.loads(meta_path.read_text())["crc32"] == sums
+    _overwrite_with_random_values(store.directory / "layer0.f32")
+    with pytest.raises(MGRError, match="layer0.f32 does not match the checksum"):
+        ChunkEmbeddings(upgraded.directory).layer(0)
