@@ -20,7 +20,8 @@ TRACKS = [f"{CLASSES[i % 2]}/{CLASSES[i % 2]}.{i:04d}.wav" for i in range(12)]  
 WRONG = {"good": {0}, "mid": {0, 1, 2, 4}, "bad": {0, 1, 2, 3, 4, 5, 7, 9}}  # which tracks each model gets wrong
 
 
-def make_run(run_dir: Path, model: str, seed: int, fold: int, extra: tuple[str, ...] = (), wrong=None) -> Path:
+def make_run(run_dir: Path, model: str, seed: int, fold: int, extra: tuple[str, ...] = (), wrong=None,
+             dataset: str = "synth") -> Path:
     """A finished run as mgr.train leaves it: .hydra/, metrics.json and test_predictions.csv of fold `fold` of 3."""
     wrong = WRONG[model] if wrong is None else wrong
     wrong = {(i + seed) % 12 for i in wrong}  # another seed, other mistakes
@@ -28,9 +29,10 @@ def make_run(run_dir: Path, model: str, seed: int, fold: int, extra: tuple[str, 
     labels = [i % 2 for i in tracks]
     predictions = [1 - label if i in wrong else label for i, label in zip(tracks, labels)]
     (run_dir / ".hydra").mkdir(parents=True)
-    overrides = [f"model={model}", f"seed={seed}", "data.folds=3", f"data.fold={fold}", "trainer.max_epochs=1", *extra]
+    overrides = [f"data={dataset}", f"model={model}", f"seed={seed}", "data.folds=3", f"data.fold={fold}",
+                 "trainer.max_epochs=1", *extra]
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    choices = {"data": "synth", "feature": "mel", "model": model}
+    choices = {"data": dataset, "feature": "mel", "model": model}
     (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
     config = {"seed": seed, "data": {"split_seed": 0, "folds": 3, "fold": fold}}
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
@@ -98,7 +100,7 @@ def test_runs_pair_by_seed_split_seed_and_fold_and_tracks_by_path(tmp_path):
     assert list(pairs) == [(1, 0), (2, 0)]  # (seed, split seed), fold 0 only
     paths, good, bad = pairs[1, 0]
     fold_0 = sorted((0, 3, 6, 9), key=TRACKS.__getitem__)  # tracks in path order
-    assert paths == [TRACKS[i] for i in fold_0]
+    assert paths == [f"synth:{TRACKS[i]}" for i in fold_0]  # a track is a path within its dataset
     assert good.tolist() == [i not in {1} for i in fold_0]  # seed 1 shifts the mistakes by one
     assert bad.tolist() == [i not in {1, 2, 3, 4, 5, 6, 8, 10} for i in fold_0]
 
@@ -154,6 +156,60 @@ def test_report_of_three_configurations_equals_mgr_stats(run_mgr, tmp_path):
     assert "| configuration | over seeds | over folds |" in text  # the std along each axis that varies
     for name in ("report.png", "report_pairs.png"):
         assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_suite_is_paired_within_each_dataset_and_pooled_over_them(run_mgr, tmp_path):
+    # Two tasks whose tracks have the same paths and labels: a path is a track only within its dataset.
+    sweep = tmp_path / "sweep"
+    for n, (dataset, model, fold) in enumerate((d, m, f) for d in ("long", "short") for m in ("good", "bad")
+                                               for f in range(3)):
+        wrong = WRONG[model] if dataset == "long" else {5, 6, 7, 8, 9, 10, 11} - WRONG[model]
+        make_run(sweep / str(n), model, 1, fold, wrong=wrong, dataset=dataset)
+    proc = run_mgr("report", f"sweep_dir={sweep}")
+    assert "12 runs in 4 groups" in proc.stdout and "report_suite.csv" in proc.stdout
+    runs = read_runs(sweep)
+    correct = {(r["dataset"], r["model"], path): label == prediction for r in runs
+               for path, (label, prediction) in r["predictions"]["rows"].items()}
+    pairs = {(p["view"], p["a"], p["b"]): p for p in read_csv(sweep / "report_pairs.csv")}
+    assert set(pairs) == {("per dataset", "dataset=long model=bad", "dataset=long model=good"),
+                          ("per dataset", "dataset=short model=bad", "dataset=short model=good"),
+                          ("pooled over datasets", "model=bad", "model=good")}  # never long against short
+    keys = sorted((d, path) for d, m, path in correct if m == "bad")
+    assert len(keys) == 24  # 12 tracks in each dataset, kept apart
+    bad, good = ([correct[d, m, path] for d, path in keys] for m in ("bad", "good"))
+    pooled_pair = pairs["pooled over datasets", "model=bad", "model=good"]
+    test = stats.mcnemar_exact(bad, good)
+    difference = stats.paired_bootstrap_difference(bad, good, [f"{d}:{p}" for d, p in keys], 1000, 0)
+    assert (int(pooled_pair["tracks"]), int(pooled_pair["only_a"]), int(pooled_pair["only_b"])) == (
+        24, test["only_a"], test["only_b"])
+    assert float(pooled_pair["p"]) == pytest.approx(test["p"])
+    assert float(pooled_pair["difference"]) == pytest.approx(difference["difference"])
+    assert (float(pooled_pair["lo"]), float(pooled_pair["hi"])) == pytest.approx(difference["interval"])
+    p_values = [float(pairs[k]["p"]) for k in sorted(pairs)]  # Holm over the three tests together
+    assert [float(pairs[k]["holm"]) for k in sorted(pairs)] == pytest.approx(stats.holm(p_values))
+
+    suite = {r["name"]: r for r in read_csv(sweep / "report_suite.csv")}
+    per_dataset = {(r["dataset"], r["model"]): float(r["pooled_track_acc"]) for r in read_csv(sweep / "report.csv")}
+    good_row = suite["model=good"]
+    assert (good_row["datasets"], good_row["runs"], good_row["pooled_tracks"]) == ("2", "6", "24")
+    assert float(good_row["long_pooled_track_acc"]) == per_dataset["long", "good"]
+    assert float(good_row["mean_over_datasets"]) == pytest.approx((per_dataset["long", "good"]
+                                                                   + per_dataset["short", "good"]) / 2)
+    assert float(good_row["pooled_track_acc"]) == pytest.approx(np.mean(good))
+    units = [np.array([correct[d, "good", p] for d, p in keys])]
+    confusions = stats.unit_confusions(np.ones(24, int), units[0].astype(int), np.arange(24), 2)
+    interval = stats.bootstrap_scores(confusions, 1000, 0)["accuracy"]
+    assert (float(good_row["pooled_track_acc_lo"]), float(good_row["pooled_track_acc_hi"])) == pytest.approx(interval)
+    text = (sweep / "report.md").read_text()
+    assert "## Pooled over datasets" in text
+    assert (f"| model=good | 2 | 6 | {per_dataset['long', 'good']:.3f} | {per_dataset['short', 'good']:.3f} | "
+            f"{float(good_row['mean_over_datasets']):.3f} | {np.mean(good):.3f} [{interval[0]:.3f}, {interval[1]:.3f}] |") in text
+    assert "- Pooled over datasets: model=good beats model=bad by" in text
+
+
+def test_one_dataset_has_no_suite_view(tmp_path):
+    groups = mgr_report.group_configurations(read_runs(make_sweep(tmp_path, seeds=(1,))))
+    assert mgr_report.systems(groups) == {}
 
 
 @pytest.mark.slow

@@ -5,11 +5,14 @@ runs into configurations: dataset x feature x model and any other override that 
 runs, except the replicate axes (AXES: seed, data.split_seed, data.fold), which are counted and
 summarised one by one, never mixed silently. Per configuration: mean +/- std over all runs, the std
 along each axis, the pooled (cross-validated) track scores over the runs' test_predictions.csv with
-a bootstrap interval over test tracks, and per-class F1 across runs. Between configurations on the
-same test tracks: McNemar's exact test per replicate, the paired bootstrap of the accuracy
-difference, Friedman's test over the matched runs for more than two configurations, all p-values
-Holm-corrected, and one sentence per pair at `alpha`. Writes report.md, report.csv,
-report_runs.csv, report_pairs.csv, report.png and report_pairs.png next to the runs.
+a bootstrap interval over test tracks, and per-class F1 across runs. Between configurations of one
+dataset on the same test tracks: McNemar's exact test per replicate, the paired bootstrap of the
+accuracy difference, Friedman's test over the matched runs for more than two configurations. With
+several datasets (a suite of tasks), each system (a configuration but for its dataset) is also pooled
+over the datasets: the mean of its per-dataset pooled accuracies, the accuracy over every test track
+of every dataset with its interval, and the same paired tests on tracks matched within each dataset.
+All p-values are Holm-corrected together, with one sentence per pair at `alpha`. Writes report.md,
+report.csv, report_runs.csv, report_pairs.csv, report.png and report_pairs.png next to the runs.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def labels(configurations: list[tuple]) -> list[str]:
     """A short name per configuration: the parts that differ between configurations."""
     varied = [i for i in range(len(KEYS)) if len({c[i] for c in configurations}) > 1]
     names = [" ".join([*(f"{KEYS[i]}={c[i]}" for i in varied), c[-1]]).strip() for c in configurations]
-    return [name or "/".join(map(str, c[:3])) for name, c in zip(names, configurations)]
+    return [name or "/".join(str(k) for k in c[:3] if k is not None) for name, c in zip(names, configurations)]
 
 
 def read_predictions(run: dict) -> dict | None:
@@ -152,50 +155,59 @@ def summarize(groups: dict[tuple, list[dict]], bootstrap: dict) -> list[dict]:
 
 
 def matched(a_runs: list[dict], b_runs: list[dict]) -> dict[tuple, tuple[list, np.ndarray, np.ndarray]]:
-    """Paired test predictions of two configurations: runs matched by seed, split seed and fold,
-    tracks by path; replicates by (seed, split seed) with their folds pooled, so no track counts
-    twice in one McNemar test. {(seed, split_seed): (paths, a correct, b correct)}."""
-    b_by_replicate = {replicate(r): r["predictions"] for r in b_runs if r["predictions"]}
+    """Paired test predictions of two configurations (or systems over several datasets): runs matched
+    by dataset, seed, split seed and fold, tracks by path within their dataset; replicates by (seed,
+    split seed) with their folds (and datasets) pooled, so no track counts twice in one McNemar test.
+    {(seed, split_seed): (tracks as "dataset:path", a correct, b correct)}."""
+    b_by_replicate = {(r["dataset"], *replicate(r)): r["predictions"] for r in b_runs if r["predictions"]}
     replicates: dict[tuple, list] = defaultdict(list)
     for run in a_runs:
-        a, b = run["predictions"], b_by_replicate.get(replicate(run))
+        a, b = run["predictions"], b_by_replicate.get((run["dataset"], *replicate(run)))
         if a and b:
             for path in sorted(a["rows"].keys() & b["rows"].keys()):
                 (label, a_pred), (b_label, b_pred) = a["rows"][path], b["rows"][path]
                 if a["classes"][label] != b["classes"][b_label]:
                     raise MGRError(f"{path} is labelled {a['classes'][label]} in {run['run']} but "
                                    f"{b['classes'][b_label]} in the run it is paired with; they test different data.")
-                replicates[replicate(run)[:2]].append((path, a_pred == label, b_pred == b_label))
+                replicates[replicate(run)[:2]].append((f"{run['dataset']}:{path}", a_pred == label, b_pred == b_label))
     return {k: ([r[0] for r in v], np.array([r[1] for r in v]), np.array([r[2] for r in v]))
             for k, v in sorted(replicates.items(), key=lambda kv: str(kv[0]))}
 
 
-def compare(groups: dict[tuple, list[dict]], bootstrap: dict) -> tuple[list[dict], dict | None]:
-    """McNemar per replicate and the paired bootstrap for every pair of configurations on shared test
-    tracks, and Friedman over the runs every configuration has (more than two configurations). The
-    Holm correction covers every p-value of the report."""
+def paired(a: str, b: str, pairs_of: dict, bootstrap: dict) -> dict:
+    """The paired bootstrap of a's accuracy minus b's over matched tracks (`matched`), and McNemar per replicate."""
+    tracks = [t for v in pairs_of.values() for t in v[0]]
+    a_correct = np.concatenate([v[1] for v in pairs_of.values()])
+    b_correct = np.concatenate([v[2] for v in pairs_of.values()])
+    difference = stats.paired_bootstrap_difference(a_correct, b_correct, tracks, int(bootstrap["resamples"]),
+                                                   int(bootstrap["seed"]))
+    tests = [{"replicate": k, **stats.mcnemar_exact(v[1], v[2]), "tracks": len(v[0])} for k, v in pairs_of.items()]
+    return {"a": a, "b": b, "tracks": len(tracks), "replicates": len(tests), "difference": difference["difference"],
+            "lo": difference["interval"][0], "hi": difference["interval"][1], "mcnemar": tests}
+
+
+def by_dataset(keys) -> dict[str, list]:
+    """Configuration keys (or runs) by their dataset, in their order."""
+    out: dict[str, list] = defaultdict(list)
+    for key in keys:
+        out[key[0] if isinstance(key, tuple) else key["dataset"]].append(key)
+    return dict(out)
+
+
+def compare(groups: dict[tuple, list[dict]], bootstrap: dict) -> tuple[list[dict], list[dict]]:
+    """Within each dataset: McNemar per replicate and the paired bootstrap for every pair of its
+    configurations on shared test tracks, and Friedman over the runs every one of its configurations
+    has (more than two). Configurations of two datasets are two tasks and are not paired: the pooled
+    view (`compare_systems`) pairs them per dataset."""
     names = dict(zip(groups, labels(list(groups))))
-    pairs = []
-    for a, b in itertools.combinations(groups, 2):
-        if not (pairs_of := matched(groups[a], groups[b])):
-            continue
-        paths = [p for v in pairs_of.values() for p in v[0]]
-        a_correct = np.concatenate([v[1] for v in pairs_of.values()])
-        b_correct = np.concatenate([v[2] for v in pairs_of.values()])
-        difference = stats.paired_bootstrap_difference(a_correct, b_correct, paths, int(bootstrap["resamples"]),
-                                                       int(bootstrap["seed"]))
-        tests = [{"replicate": k, **stats.mcnemar_exact(v[1], v[2]), "tracks": len(v[0])} for k, v in pairs_of.items()]
-        pairs.append({"a": names[a], "b": names[b], "tracks": len(paths), "replicates": len(tests),
-                      "difference": difference["difference"], "lo": difference["interval"][0],
-                      "hi": difference["interval"][1], "mcnemar": tests})
-    ranking = friedman(groups, names)
-    p_values = [t["p"] for pair in pairs for t in pair["mcnemar"]] + ([ranking["p"]] if ranking else [])
-    adjusted = iter(stats.holm(p_values)) if p_values else iter(())
-    for test in (t for pair in pairs for t in pair["mcnemar"]):
-        test["holm"] = next(adjusted)
-    if ranking:
-        ranking["holm"] = next(adjusted)
-    return pairs, ranking
+    pairs, rankings = [], []
+    for keys in by_dataset(groups).values():
+        for a, b in itertools.combinations(keys, 2):
+            if pairs_of := matched(groups[a], groups[b]):
+                pairs.append(paired(names[a], names[b], pairs_of, bootstrap))
+        if ranking := friedman({k: groups[k] for k in keys}, names):
+            rankings.append(ranking)
+    return pairs, rankings
 
 
 def friedman(groups: dict[tuple, list[dict]], names: dict) -> dict | None:
@@ -208,7 +220,62 @@ def friedman(groups: dict[tuple, list[dict]], names: dict) -> dict | None:
         return None
     scores = np.array([[b[k] for b in by_replicate] for k in blocks])
     result = stats.friedman(scores)
-    return {**result, "blocks": len(blocks), "names": list(names.values())}
+    return {**result, "blocks": len(blocks), "names": [names[k] for k in groups]}
+
+
+def systems(groups: dict[tuple, list[dict]]) -> dict[str, list[dict]]:
+    """The suite view: each system (a configuration but for its dataset) with its runs on every dataset,
+    named by what differs between systems; empty unless the report holds several datasets and some
+    system ran on more than one of them."""
+    if len(by_dataset(groups)) < 2:
+        return {}
+    runs: dict[tuple, list[dict]] = defaultdict(list)
+    for key, members in groups.items():
+        runs[(None, *key[1:])] += members
+    runs = {k: v for k, v in runs.items() if len(by_dataset(v)) > 1}
+    return dict(zip(labels(list(runs)), runs.values())) if runs else {}
+
+
+def pooled_over_datasets(members: list[dict], bootstrap: dict) -> dict:
+    """One system over its datasets: the mean of its per-dataset pooled track accuracies (each dataset
+    weighs the same), and the accuracy over all their test predictions (each track the same) with a
+    bootstrap interval that draws (dataset, track) units. Accuracy only: macro-F1 over two tasks' classes
+    means nothing."""
+    per_dataset = {d: pooled(runs, bootstrap) for d, runs in by_dataset(members).items()}
+    per_dataset = {d: p for d, p in per_dataset.items() if p}
+    rows = [(f"{r['dataset']}:{path}", label == prediction) for r in members if r["predictions"]
+            for path, (label, prediction) in r["predictions"]["rows"].items()]
+    if not rows:
+        return {}
+    _, units = np.unique([r[0] for r in rows], return_inverse=True)
+    correct = np.array([r[1] for r in rows], dtype=np.int64)
+    # a right/wrong confusion per (dataset, track): label 1, prediction 1 where right
+    confusions = stats.unit_confusions(np.ones_like(correct), correct, units, 2)
+    interval = stats.bootstrap_scores(confusions, int(bootstrap["resamples"]), int(bootstrap["seed"]))
+    return {"datasets": len(per_dataset), "runs": len(members), "pooled_tracks": int(units.max()) + 1,
+            "pooled_predictions": len(rows),
+            "mean_over_datasets": float(np.mean([p["pooled_track_acc"] for p in per_dataset.values()])),
+            "per_dataset": {d: p["pooled_track_acc"] for d, p in per_dataset.items()},
+            "pooled_track_acc": float(correct.mean()), "pooled_track_acc_lo": interval["accuracy"][0],
+            "pooled_track_acc_hi": interval["accuracy"][1]}
+
+
+def compare_systems(suite: dict[str, list[dict]], bootstrap: dict) -> tuple[list[dict], list[dict]]:
+    """The suite's rows (`pooled_over_datasets`) and its pairs: every two systems on the tracks they
+    share, matched within each dataset, McNemar per replicate with datasets and folds pooled."""
+    rows = [{"name": name, **pooled_over_datasets(members, bootstrap)} for name, members in suite.items()]
+    pairs = []
+    for a, b in itertools.combinations(suite, 2):
+        if pairs_of := matched(suite[a], suite[b]):
+            pairs.append(paired(a, b, pairs_of, bootstrap))
+    return rows, pairs
+
+
+def correct_together(pairs: list[dict], rankings: list[dict]) -> None:
+    """Holm's correction over every p-value of the report: each pair's McNemar tests and each Friedman test."""
+    tests = [t for pair in pairs for t in pair["mcnemar"]] + rankings
+    for test, adjusted in zip(tests, stats.holm([t["p"] for t in tests]) if tests else []):
+        test["holm"] = adjusted
 
 
 def percent(x: float) -> str:
@@ -237,7 +304,33 @@ def interval(row: dict, key: str) -> str:
     return f"{row[key]:.3f} [{row[key + '_lo']:.3f}, {row[key + '_hi']:.3f}]" if key in row else "-"
 
 
-def markdown(rows: list[dict], pairs: list[dict], ranking: dict | None, alpha: float) -> str:
+def pairs_table(pairs: list[dict]) -> list[str]:
+    return ["| a | b | paired tracks | a - b [95% CI] | McNemar: a only, b only, p, Holm |", "|---|---|---|---|---|",
+            *(f"| {p['a']} | {p['b']} | {p['tracks']} | {percent(p['difference'])} [{percent(p['lo'])}, "
+              f"{percent(p['hi'])}] | " + "; ".join(f"{t['only_a']}, {t['only_b']}, {t['p']:.3g}, {t['holm']:.3g}"
+                                                    for t in p["mcnemar"]) + " |" for p in pairs)]
+
+
+def suite_markdown(rows: list[dict], pairs: list[dict]) -> list[str]:
+    """The systems pooled over the datasets, and their paired comparisons."""
+    datasets = list(dict.fromkeys(d for r in rows for d in r.get("per_dataset", {})))
+    lines = ["", "## Pooled over datasets (each system on every dataset it ran)", "",
+             "| system | datasets | runs | " + " | ".join(f"{d} pooled track acc" for d in datasets)
+             + " | mean over datasets | pooled track acc over all tracks [95% CI] |",
+             "|" + "---|" * (len(datasets) + 5)]
+    for r in rows:
+        per = [f"{r['per_dataset'][d]:.3f}" if d in r.get("per_dataset", {}) else "-" for d in datasets]
+        mean = f"{r['mean_over_datasets']:.3f}" if "mean_over_datasets" in r else "-"
+        lines.append(f"| {r['name']} | {r.get('datasets', 0)} | {r.get('runs', 0)} | " + " | ".join(per)
+                     + f" | {mean} | {interval(r, 'pooled_track_acc')} |")
+    if pairs:
+        lines += ["", "### Paired over datasets (tracks matched within each dataset, datasets and folds pooled)", "",
+                  *pairs_table(pairs)]
+    return lines
+
+
+def markdown(rows: list[dict], pairs: list[dict], rankings: list[dict], alpha: float,
+             suite_rows: list[dict] = (), suite_pairs: list[dict] = ()) -> str:
     show_other = any(r["other"] for r in rows)
     head = ["dataset", "feature", "model", *(["other overrides"] if show_other else []), "runs",
             "seeds x split seeds x folds", "track acc", "track macro-F1", "chunk acc", "chunk macro-F1",
@@ -263,17 +356,16 @@ def markdown(rows: list[dict], pairs: list[dict], ranking: dict | None, alpha: f
         lines += [f"| {r['name']} | " + " | ".join(f"{r[f'f1_{c}_mean']:.3f} ± {r[f'f1_{c}_std']:.3f}"
                                                    if f"f1_{c}_mean" in r else "-" for c in classes) + " |" for r in rows]
     if pairs:
-        lines += ["", "## Paired comparisons on the same test tracks (track accuracy)", "",
-                  "| a | b | paired tracks | a - b [95% CI] | McNemar: a only, b only, p, Holm |", "|---|---|---|---|---|"]
-        lines += [f"| {p['a']} | {p['b']} | {p['tracks']} | {percent(p['difference'])} [{percent(p['lo'])}, "
-                  f"{percent(p['hi'])}] | " + "; ".join(f"{t['only_a']}, {t['only_b']}, {t['p']:.3g}, {t['holm']:.3g}"
-                                                        for t in p["mcnemar"]) + " |" for p in pairs]
-    if ranking:
+        lines += ["", "## Paired comparisons on the same test tracks (track accuracy)", "", *pairs_table(pairs)]
+    for ranking in rankings:
         ranks = ", ".join(f"{n} {r:.2f}" for n, r in zip(ranking["names"], ranking["average_ranks"]))
         lines += ["", f"Friedman over {ranking['blocks']} matched runs: chi2={ranking['statistic']:.3f}, "
                   f"p={ranking['p']:.3g} (Holm {ranking['holm']:.3g}); average ranks (1 best): {ranks}."]
-    if pairs:
+    if suite_rows:
+        lines += suite_markdown(suite_rows, suite_pairs)
+    if pairs or suite_pairs:
         lines += ["", "## In words", "", *(f"- {sentence(p, alpha)}" for p in pairs)]
+        lines += [f"- Pooled over datasets: {sentence(p, alpha)}" for p in suite_pairs]
     lines += ["", "Differences are points of track accuracy; intervals: percentile bootstrap over test tracks "
               "(a track drawn with all its predictions); McNemar's exact test per replicate (seed x split seed, "
               "folds pooled); Holm over every p-value of this report."]
@@ -349,20 +441,27 @@ def report(cfg: DictConfig) -> Path:
     bootstrap = {**BOOTSTRAP, **(cfg.get("bootstrap") or {})}
     groups = group_configurations(runs)
     rows = summarize(groups, bootstrap)
-    pairs, ranking = compare(groups, bootstrap)
-    text = markdown(rows, pairs, ranking, float(cfg.alpha))
+    pairs, rankings = compare(groups, bootstrap)
+    suite_rows, suite_pairs = compare_systems(systems(groups), bootstrap)
+    correct_together(pairs + suite_pairs, rankings)
+    text = markdown(rows, pairs, rankings, float(cfg.alpha), suite_rows, suite_pairs)
     (directory / "report.md").write_text(f"# Report of {directory}\n\n{text}")
     write_csv(directory / "report.csv", rows)
+    if suite_rows:
+        write_csv(directory / "report_suite.csv", [{k: v for k, v in r.items() if k != "per_dataset"}
+                                                   | {f"{d}_pooled_track_acc": a for d, a in r.get("per_dataset", {}).items()}
+                                                   for r in suite_rows])
     write_csv(directory / "report_runs.csv", [{k: v for k, v in r.items() if k not in ("predictions", "per_class_f1")}
                                               for r in runs])
-    written = ["report.md", "report.csv", "report_runs.csv", "report.png"]
+    written = ["report.md", "report.csv", "report_runs.csv", "report.png", *(["report_suite.csv"] if suite_rows else [])]
     bar_chart(rows, directory / "report.png")
-    if pairs:
+    if pairs or suite_pairs:
         write_csv(directory / "report_pairs.csv", [
-            {**{k: v for k, v in p.items() if k != "mcnemar"}, "replicate": t["replicate"], "only_a": t["only_a"],
-             "only_b": t["only_b"], "replicate_tracks": t["tracks"], "p": t["p"], "holm": t["holm"]}
-            for p in pairs for t in p["mcnemar"]])
-        pairs_chart(pairs, directory / "report_pairs.png")
+            {"view": view, **{k: v for k, v in p.items() if k != "mcnemar"}, "replicate": t["replicate"],
+             "only_a": t["only_a"], "only_b": t["only_b"], "replicate_tracks": t["tracks"], "p": t["p"], "holm": t["holm"]}
+            for view, some in (("per dataset", pairs), ("pooled over datasets", suite_pairs)) for p in some
+            for t in p["mcnemar"]])
+        pairs_chart(pairs + [{**p, "a": f"{p['a']} (pooled)"} for p in suite_pairs], directory / "report_pairs.png")
         written += ["report_pairs.csv", "report_pairs.png"]
     print(text)
     without = sum(r["predictions"] is None for r in runs)
