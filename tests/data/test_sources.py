@@ -4,6 +4,7 @@ root handling every source shares (one sentence when data.root is unset or wrong
 from __future__ import annotations
 
 import inspect
+import os
 import pkgutil
 from pathlib import Path
 
@@ -68,3 +69,18 @@ def test_every_source_with_a_missing_root_says_so_and_how_to_get_the_data(name, 
 def test_a_root_with_a_tilde_is_expanded_once_for_every_source():
     for name in SOURCES:
         assert build_source(name, "~/music", OPTIONS.get(name, {})).root == Path.home() / "music"
+
+
+@pytest.mark.parametrize("kind", ["file", "FIFO"])
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_source_given_a_root_that_is_not_a_folder_says_so_in_one_sentence(name, kind, tmp_path):
+    """Where a folder must be, a file or a FIFO is one sentence, not a NotADirectoryError traceback
+    from writing or listing in it (the folder source reads a regular file as its manifest)."""
+    if (name, kind) == ("folder", "file"):
+        pytest.skip("a manifest")
+    root = tmp_path / "not_a_folder"
+    os.mkfifo(root) if kind == "FIFO" else root.write_text("a file")
+    source = build_source(name, str(root), OPTIONS.get(name, {}))
+    with pytest.raises(MGRError, match=rf"^data.root={root} is not a folder") as caught:
+        source.list()
+    assert str(caught.value).endswith(".") and "\n" not in str(caught.value)

@@ -46,6 +46,7 @@ class GenreDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         min_seconds: float = 0.0,
         max_bad_fraction: float = 0.25,
+        allow_outside_root: bool = False,
     ):
         super().__init__()
         check_chunks_per_track(train_chunks_per_track)  # before the cache, which can take hours to decode
@@ -54,7 +55,7 @@ class GenreDataModule(pl.LightningDataModule):
         cache_dir = str(Path(cache_dir).expanduser().resolve())
         # Plain values only: the checkpoint stores them so mgr.eval can rebuild this module.
         self.save_hyperparameters()
-        self.source = build_source(source, root, source_options or {})
+        self.source = build_source(source, root, source_options or {}, allow_outside_root)
         self.chunk = int(round(chunk_seconds * sample_rate))
         self.num_workers = resolve_workers(num_workers)
         self._tracks: TrackList | None = None

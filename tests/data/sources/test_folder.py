@@ -4,11 +4,13 @@ mistake is one clear error."""
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 
 from conftest import mini_datamodule, split_sizes, write_tone
 from mgr import MGRError
+from mgr.data.sources import build_source
 from mgr.data.sources.folder import FolderSource
 
 
@@ -88,5 +90,56 @@ def test_manifest_errors_are_clear(tmp_path):
     with pytest.raises(MGRError, match="columns path,label"):
         FolderSource(str(manifest)).list()
     manifest.write_text("path,label\nmissing.wav,rock\n")
-    with pytest.raises(MGRError, match="Line 2 of .* names .*missing.wav, which does not exist"):
+    with pytest.raises(MGRError, match="Line 2 of .* names .*missing.wav: does not exist; fix the path"):
         FolderSource(str(manifest)).list()
+
+
+def two_tones(folder):
+    return [write_tone(folder / "a.wav").name, write_tone(folder / "b.wav", seed=1).name]
+
+
+@pytest.mark.parametrize("outside", ["../elsewhere/c.wav", "{tmp}/elsewhere/c.wav", "linked.wav"])
+def test_a_manifest_path_leading_out_of_its_folder_is_refused_unless_allowed(tmp_path, outside):
+    """By `..`, an absolute path or a symlink: a manifest from someone else must not make mgr read
+    (decode, cache) other files; data.allow_outside_root=true lets a trusted one."""
+    music = tmp_path / "music"
+    a, b = two_tones(music)
+    c = write_tone(tmp_path / "elsewhere" / "c.wav", seed=2)
+    (music / "linked.wav").symlink_to(c)
+    manifest = music / "m.csv"
+    manifest.write_text(f"path,label\n{a},rock\n{b},jazz\n{outside.format(tmp=tmp_path)},jazz\n")
+    with pytest.raises(MGRError, match=rf"^Line 4 of {manifest} names {c}, outside the manifest's folder {music}; "
+                                       r".*data.allow_outside_root=true if you trust the manifest.$"):
+        FolderSource(str(manifest)).list()
+    allowed = build_source("folder", str(manifest), {}, allow_outside_root=True).list()
+    assert allowed.files[2] == str(c) and allowed.class_names == ["jazz", "rock"]
+    # data.allow_outside_root reaches the source through the data module
+    with pytest.raises(MGRError, match="outside the manifest's folder"):
+        mini_datamodule("folder", manifest, tmp_path)
+    assert len(mini_datamodule("folder", manifest, tmp_path, allow_outside_root=True).tracks.files) == 3
+
+
+@pytest.mark.parametrize("line,error", [
+    ("a.wav,,train", r"^Line 3 of \S+ has an empty label; give the file its genre or drop the line.$"),
+    ("a.wav,rock", r"^Line 3 of \S+ has 2 field\(s\) but the header has 3 \(path,label,split\); fill in"),
+    (",rock,train", r"^Line 3 of \S+ has an empty path; "),
+    ("stream.wav,rock,train", r"^Line 3 of \S+ names \S+stream.wav: not a regular file \(FIFO\); "),
+])
+def test_a_bad_manifest_row_is_one_sentence_naming_its_line(tmp_path, line, error):
+    """Not a class named '', not a traceback (a short row's missing values were None), not a hang."""
+    a, b = two_tones(tmp_path)
+    os.mkfifo(tmp_path / "stream.wav")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label,split\n\n{line}\n{b},jazz,test\n")  # line 2 blank: lines are counted
+    with pytest.raises(MGRError, match=error):
+        FolderSource(str(manifest)).list()
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read(tmp_path):
+    """Spreadsheets save "CSV UTF-8" with a BOM, which otherwise becomes part of the first column's name."""
+    a, b = two_tones(tmp_path)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label\n{a},rock\n{b},jazz\n", encoding="utf-8-sig")
+    assert manifest.read_bytes().startswith(b"\xef\xbb\xbfpath")
+    tracks = FolderSource(str(manifest)).list()
+    assert tracks.class_names == ["jazz", "rock"] and tracks.files == [str(tmp_path / a), str(tmp_path / b)]

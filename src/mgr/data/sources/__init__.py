@@ -20,10 +20,14 @@ SOURCES: dict[str, type[Source]] = {s.name: s for s in (FolderSource, SynthSourc
                                                          Artist20Source)}
 
 
-def build_source(name: str, root: str | None, options: dict) -> Source:
+def build_source(name: str, root: str | None, options: dict, allow_outside_root: bool = False) -> Source:
+    """data.source built with data.root and data.source_options; data.allow_outside_root is set on
+    every source alike (Source.allow_outside_root), so no source's own options need to take it."""
     if name not in SOURCES:
         raise MGRError(f"Unknown data.source={name!r}; choose one of {sorted(SOURCES)}.")
     try:
-        return SOURCES[name](root, **options)
+        source = SOURCES[name](root, **options)
     except TypeError as e:
         raise MGRError(f"Bad data.source_options for data.source={name}: {e}.") from None
+    source.allow_outside_root = bool(allow_outside_root)
+    return source

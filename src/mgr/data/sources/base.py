@@ -3,6 +3,7 @@ data.root (and the one-sentence error when it is not there), and its splits."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,11 @@ class Source:
     layout = "<root>/..."
     download: str | None = None
     how_to_get = "put it there"
+    # Whether data.root may name a file rather than a folder (the folder source's CSV manifest).
+    root_may_be_file = False
+    # data.allow_outside_root (build_source sets it on every source): whether a manifest's paths may
+    # lead out of its folder; off, a manifest from someone else cannot make mgr read other files.
+    allow_outside_root = False
 
     def __init__(self, root: str | None):
         self.root = Path(root).expanduser() if root else None
@@ -51,6 +57,10 @@ class Source:
     def require_root(self) -> Path:
         if self.root is None:
             raise MGRError(f"data.source={type(self).name} needs data.root=PATH; {self.advice()}.")
+        # lexists: a broken link or a symlink loop is there, but no folder either.
+        if os.path.lexists(self.root) and not self.root.is_dir() and not (self.root_may_be_file and self.root.is_file()):
+            wanted = "a folder or a CSV manifest" if self.root_may_be_file else "a folder"
+            raise MGRError(f"data.root={self.root} is not {wanted}; {self.advice()}.")
         return self.root
 
     def find(self, *candidates: str, accept: Callable[[Path], bool] = Path.exists, what: str | None = None,

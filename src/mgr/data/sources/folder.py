@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from mgr import MGRError
-from mgr.data.audio import AUDIO_EXTENSIONS, is_audio_file
+from mgr.data.audio import AUDIO_EXTENSIONS, file_problem, is_audio_file
 from mgr.data.sources.base import Source, TrackList
 from mgr.data.splits import SPLIT_ALIASES, assign_from_lists
 
@@ -21,6 +22,7 @@ class FolderSource(Source):
     """
 
     name = "folder"
+    root_may_be_file = True  # a manifest
     title = "Music"
     layout = "<root>/<genre>/<file>, <root>/{train,val,test}/<genre>/<file>, or a CSV manifest path,label[,split][,group]"
     how_to_get = "point it at your music"
@@ -40,7 +42,7 @@ class FolderSource(Source):
     def list(self) -> TrackList:
         root = self.folder()
         if root.is_file():
-            return read_manifest(root)
+            return read_manifest(root, self.allow_outside_root)
         split_dirs = {d.name: d for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLIT_ALIASES}
         if any(SPLIT_ALIASES[n.lower()] == "train" for n in split_dirs):
             return self._list_presplit(root, split_dirs)
@@ -76,26 +78,26 @@ class FolderSource(Source):
         return TrackList(list(where), [names.index(g) for g in genres], names, given_splits=list(where.values()))
 
 
-def read_manifest(path: Path) -> TrackList:
-    """A CSV with a header `path,label[,split][,group]`; relative paths are relative to the CSV."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = set(rows[0]) if rows else set()
-    if not {"path", "label"} <= columns:
-        raise MGRError(f"The manifest {path} needs a header with the columns path,label[,split][,group].")
+def read_manifest(path: Path, allow_outside_root: bool = False) -> TrackList:
+    """A CSV with a header `path,label[,split][,group]`; relative paths are relative to the CSV.
+    Every path must lead into the CSV's folder (after `..` and symlinks) unless `allow_outside_root`
+    (data.allow_outside_root): a manifest from someone else must not make mgr read, decode and
+    cache whatever else the user may read."""
+    columns, rows = manifest_rows(path)
     entries, labels, groups = [], [], []
-    for n, row in enumerate(rows, start=2):
-        file = (path.parent / row["path"].strip()).resolve()
-        if not file.is_file():
-            raise MGRError(f"Line {n} of {path} names {file}, which does not exist; fix the path or drop the line.")
-        labels.append(row["label"].strip())
-        groups.append((row.get("group") or "").strip() or str(file))  # no group: the track is its own group
+    for n, row in rows:
+        file = manifest_file(path, n, row["path"], allow_outside_root)
+        label = row["label"].strip()
+        if not label:
+            raise MGRError(f"Line {n} of {path} has an empty label; give the file its genre or drop the line.")
+        labels.append(label)
+        groups.append((row.get("group") or "").strip() or file)  # no group: the track is its own group
         split = None
         if "split" in columns:
-            split = SPLIT_ALIASES.get((row["split"] or "").strip().lower())
+            split = SPLIT_ALIASES.get(row["split"].strip().lower())
             if split is None:
                 raise MGRError(f"Line {n} of {path} has split {row['split']!r}; use train, val or test.")
-        entries.append((str(file), split, path, n))
+        entries.append((file, split, path, n))
     where = assign_from_lists(entries, "File")  # a path listed twice is an error, split column or not
     names = sorted(set(labels))
     if len(names) < 2:
@@ -103,3 +105,46 @@ def read_manifest(path: Path) -> TrackList:
     return TrackList(list(where), [names.index(l) for l in labels], names,
                      groups=groups if "group" in columns else None,
                      given_splits=list(where.values()) if "split" in columns else None)
+
+
+def manifest_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header's columns, and each row that is not blank with the line it starts on; a header
+    without path and label, a row short of the header's columns, or text that is not UTF-8 CSV stops
+    with one sentence. utf-8-sig: the byte-order mark spreadsheets write is not part of the first name."""
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            columns = [c.strip() for c in next(reader, [])]
+            if not {"path", "label"} <= set(columns):
+                raise MGRError(f"The manifest {path} needs a header with the columns path,label[,split][,group].")
+            start = reader.line_num + 1
+            for values in reader:
+                line, start = start, reader.line_num + 1  # a quoted field may span lines
+                if not any(v.strip() for v in values):
+                    continue
+                if len(values) < len(columns):
+                    raise MGRError(f"Line {line} of {path} has {len(values)} field(s) but the header has "
+                                   f"{len(columns)} ({','.join(columns)}); fill in the missing ones.")
+                rows.append((line, dict(zip(columns, values))))
+    except UnicodeDecodeError as e:
+        raise MGRError(f"The manifest {path} is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV.") from None
+    except csv.Error as e:
+        raise MGRError(f"Line {reader.line_num} of {path} is not CSV ({e}); fix it or drop the line.") from None
+    return columns, rows
+
+
+def manifest_file(manifest: Path, line: int, entry: str, allow_outside_root: bool) -> str:
+    """The real path of the file a manifest line names, a regular file inside the manifest's folder
+    (anywhere with `allow_outside_root`); else one sentence naming the line."""
+    if not entry.strip():
+        raise MGRError(f"Line {line} of {manifest} has an empty path; name the file or drop the line.")
+    folder = os.path.realpath(manifest.parent)
+    file = os.path.realpath(manifest.parent / entry.strip())  # Path.resolve raises on a symlink loop
+    if not allow_outside_root and os.path.commonpath([folder, file]) != folder:
+        raise MGRError(f"Line {line} of {manifest} names {file}, outside the manifest's folder {folder}; move "
+                       "the file under that folder, or set data.allow_outside_root=true if you trust the manifest.")
+    problem = file_problem(file)
+    if problem:
+        raise MGRError(f"Line {line} of {manifest} names {file}: {problem}; fix the path or drop the line.")
+    return file

@@ -16,6 +16,7 @@ class SynthSource(FolderSource):
     title = "The synth dataset"
     layout = "<root>/<its settings>/<class>/<file>"
     how_to_get = "mgr writes it there on first use"
+    root_may_be_file = False  # the folder it writes into, never a manifest
 
     def __init__(self, root: str | None, tracks_per_class: int = 40, seconds=(6.0, 10.0), seed: int = 0):
         super().__init__(root)
