@@ -24,7 +24,7 @@ def test_verify_command_summarises_good_caches(cache_files, tmp_path):
     both = verify_command(f"caches=[{first.directory},{second.directory}]")
     assert both.returncode == 0 and _untimed(both.stdout) == _untimed(check.stdout)
     missing = verify_command(f"caches={tmp_path / 'nothing_here'}")
-    assert missing.returncode == 1 and missing.stderr.startswith(f"mgr: error: {tmp_path / 'nothing_here'} is no waveform cache")
+    assert missing.returncode == 1 and missing.stderr.startswith(f"mgr: error: {tmp_path / 'nothing_here'} is no cache")
 
 
 @pytest.mark.slow  # Hydra's help lists every config group of mgr: seconds
@@ -32,3 +32,27 @@ def test_help_names_the_command_and_its_settings():
     helped = verify_command("--help")
     assert helped.returncode == 0
     assert "python -m mgr.data.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
+
+
+def test_verify_command_checks_embedding_caches_too(cache_files, tmp_path):
+    import torch
+
+    from mgr.data import embeddings, verify
+    from mgr.data.embeddings import ChunkEmbeddings
+
+    assert verify.META == embeddings.META
+    waveforms = WaveformCache.build(cache_files, 8000, tmp_path / "cache", "folder")
+    store = ChunkEmbeddings.build(waveforms, [(0, 0), (1, 0)], 2000, {"name": "toy"}, [2, 3],
+                                  lambda wave: [wave[:, :2], wave[:, :3]], tmp_path / "cache", device=torch.device("cpu"))
+    check = verify_command(f"caches={tmp_path / 'cache'}")  # the embeddings/ folder within is searched too
+    assert check.returncode == 0, check.stderr
+    lines = check.stdout.strip().splitlines()
+    assert f"ok {store.directory}: 2 chunks, 2 layers, every checksum matches" in check.stdout
+    assert len(lines) == 3 and lines[-1].startswith("2 caches, every checksum matches")
+
+    layer = store.directory / "layer1.f32"
+    layer.write_bytes(bytes(reversed(layer.read_bytes())))
+    damaged = verify_command(f"caches={store.directory}")
+    assert damaged.returncode == 1
+    assert damaged.stdout.strip() == f"DAMAGED {store.directory}: layer1.f32 does not match the checksum written when " \
+                                     "it was computed; delete that folder and the next run computes it again."

@@ -1,9 +1,10 @@
-"""Check waveform caches against their index and checksums: python -m mgr.data.verify [caches=PATH]
+"""Check caches against their checksums: python -m mgr.data.verify [caches=PATH]
 
-`caches` is one cache (data/cache/<source>-<rate>Hz-<key>), a folder of caches
-(default: paths.cache_dir, data/cache) or a list of them. Each cache gets one
-line: ok, DAMAGED (with what to delete) or unchecked (written before mgr
-recorded checksums). Exit code 1 when any cache is damaged. Every sample is
+`caches` is one cache (a waveform cache, data/cache/<source>-<rate>Hz-<key>, or an
+embedding cache, data/cache/embeddings/<waveform cache>-<encoder>-<key>), a folder of
+caches (default: paths.cache_dir, data/cache, with its embeddings/) or a list of them.
+Each cache gets one line: ok, DAMAGED (with what to delete) or unchecked (written
+before mgr recorded checksums). Exit code 1 when any cache is damaged. Every sample is
 read: about 0.1 s per audio-hour at 22050 Hz from the page cache, more from
 disk. Nothing is changed: a training run repairs or upgrades a cache.
 """
@@ -22,22 +23,31 @@ from mgr import MGRError
 from mgr.data.cache import INDEX, REBUILD_ADVICE, WAVEFORMS, CacheDamaged, WaveformCache
 from mgr.utils.tasks import task
 
+# mgr.data.embeddings.META (a test keeps them equal): importing that module imports torch, 3 s that
+# checking waveform caches does without.
+META = "meta.json"
+
 
 def caches_in(path: Path) -> list[Path]:
     def is_cache(p: Path) -> bool:
-        return p.is_dir() and not p.name.endswith(".partial") and ((p / INDEX).exists() or (p / WAVEFORMS).exists())
+        return p.is_dir() and not p.name.endswith(".partial") and \
+            any((p / name).exists() for name in (INDEX, WAVEFORMS, META))
 
     if is_cache(path):
         return [path]
-    found = sorted(p for p in path.iterdir() if is_cache(p)) if path.is_dir() else []
+    folders = [path, path / "embeddings"]  # the embedding caches lie in the waveform caches' folder's embeddings/
+    found = sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir() if is_cache(p))
     if not found:
-        raise MGRError(f"{path} is no waveform cache and holds none (a cache is a folder with {INDEX} and "
-                       f"{WAVEFORMS}, such as data/cache/<source>-<rate>Hz-<key>).")
+        raise MGRError(f"{path} is no cache and holds none (a waveform cache is a folder with {INDEX} and "
+                       f"{WAVEFORMS}, such as data/cache/<source>-<rate>Hz-<key>; an embedding cache one with {META}, "
+                       "such as data/cache/embeddings/<waveform cache>-<encoder>-<key>).")
     return found
 
 
 def verify(directory: Path) -> tuple[bool, str]:
     """Whether the cache is whole, and its summary line."""
+    if (directory / META).exists():
+        return verify_embeddings(directory)
     started = time.monotonic()
     with FileLock(str(directory) + ".lock"):  # not while a training run builds or repairs it
         try:
@@ -55,6 +65,24 @@ def verify(directory: Path) -> tuple[bool, str]:
     seconds = time.monotonic() - started
     return True, (f"ok {directory}: {len(cache.files)} files, {hours:.2f} h of audio, every checksum matches "
                   f"({seconds:.2f} s)")
+
+
+def verify_embeddings(directory: Path) -> tuple[bool, str]:
+    """Whether the embedding cache is whole, and its summary line."""
+    from mgr.data.embeddings import ChunkEmbeddings
+
+    started = time.monotonic()
+    with FileLock(str(directory) + ".lock"):  # not while a training run builds or extends it
+        try:
+            cache = ChunkEmbeddings(directory)
+            cache.verify()
+        except CacheDamaged as e:
+            return False, f"DAMAGED {directory}: {e.reason}; delete that folder and the next run computes it again."
+    size = f"{cache.n_rows} chunks, {len(cache.layer_dims)} layers"
+    if cache.checksums is None:
+        return True, (f"unchecked {directory}: {size}, sizes match its {META}; written before mgr recorded checksums, "
+                      "which the next training run on it records")
+    return True, f"ok {directory}: {size}, every checksum matches ({time.monotonic() - started:.2f} s)"
 
 
 @task
