@@ -433,9 +433,11 @@ def _die_with_parent(parent: int) -> None:
     (which runs no cleanup, so the pool cannot stop its workers).
 
     On Linux the kernel does it: PR_SET_PDEATHSIG sends SIGKILL at once, costs nothing while decoding,
-    and works while a decoder holds the GIL in C code. A thread that polls the parent's pid is the
-    fallback elsewhere. Either way the parent may have died before this ran: then the worker has been
-    adopted by another process, so its parent pid differs, and it exits now."""
+    and works while a decoder holds the GIL in C code. (It fires when the thread that started the
+    worker ends: the pool starts its workers from submit(), in the thread that builds, which outlives
+    the pool.) A thread that polls the parent's pid is the fallback elsewhere. Either way the parent
+    may have died before this ran: then the worker has been adopted by another process, so its parent
+    pid differs, and it exits now."""
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
