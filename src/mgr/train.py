@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mgr.evaluation import test_and_report
+from mgr.utils.resume import prepare_run_directory
 from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, resolved_dict, task
 
 log = logging.getLogger("mgr.train")
@@ -26,6 +27,7 @@ def train(cfg: DictConfig) -> float | None:
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
     from mgr.utils.progress import progress_for_logs
 
+    prepare_run_directory(cfg)  # a used directory or a missing last checkpoint stops here
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")

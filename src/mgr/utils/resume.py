@@ -1,0 +1,97 @@
+"""Which run a training run writes: a new run in a directory of its own, or the run of its
+directory continued from one of its checkpoints. Settled before any data work, so that a mistake
+costs nothing and loses nothing:
+
+- a run without `ckpt_path` does not start in a directory that holds another run's results (Hydra
+  makes a fresh directory per run and per multirun job: this stops a reused `hydra.run.dir`);
+- `ckpt_path=last` needs the run's `checkpoints/last.ckpt` (Lightning would train from scratch);
+- a resumed run keeps its directory's history, cut back to its checkpoint (see mgr.utils.csv_logger).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mgr import MGRError
+
+log = logging.getLogger(__name__)
+
+# What a run leaves in its directory once it has trained (Hydra's .hydra/ and train.log are
+# there before the run starts): checkpoints, metrics.csv of the CSV logger, the test results.
+RUN_RESULTS = ("checkpoints/*.ckpt", "hpc_ckpt_*.ckpt", "*/metrics.csv", "metrics.json", "test_predictions.csv")
+
+
+def prepare_run_directory(cfg: DictConfig) -> None:
+    """Stop a run that would overwrite another run or resume from nothing; cut a resumed run's
+    metrics.csv back to its checkpoint. Once, in the process that starts the run: Lightning's DDP
+    ranks start mgr.train again in the same directory once the run has begun."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return
+    run_dir = Path(cfg.paths.output_dir)
+    checkpoint = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
+    results = run_results(run_dir)
+    if checkpoint is None and results:
+        raise MGRError(f"{run_dir} already holds a run ({results[0].relative_to(run_dir)}); resume it with "
+                       "ckpt_path=last, or choose another directory (another hydra.run.dir, or none for a new one).")
+    if checkpoint is not None and results:
+        continue_history(run_dir, checkpoint)
+
+
+def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """The checkpoint the fit resumes from, as Lightning will choose it: `last` is the newest
+    last*.ckpt of the run's checkpoints/; without ckpt_path, a requeued SLURM job resumes from
+    the newest hpc_ckpt_<n>.ckpt that Lightning saved in the run directory."""
+    if ckpt_path == "last":
+        last = sorted((run_dir / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not last:
+            raise MGRError(f"ckpt_path=last found no checkpoint at {run_dir / 'checkpoints' / 'last.ckpt'}; pass "
+                           "hydra.run.dir=<the run to resume>, the run directory that holds checkpoints/last.ckpt.")
+        return str(last[-1])
+    if ckpt_path:
+        return str(ckpt_path)
+    return _requeued_slurm_checkpoint(run_dir)
+
+
+def _requeued_slurm_checkpoint(run_dir: Path) -> str | None:
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    versions = {int(m[1]): p for p in run_dir.glob("hpc_ckpt_*.ckpt") if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))}
+    return str(versions[max(versions)]) if versions and SLURMEnvironment.detect() else None
+
+
+def run_results(run_dir: Path) -> list[Path]:
+    return [path for pattern in RUN_RESULTS for path in sorted(run_dir.glob(pattern))]
+
+
+def continue_history(run_dir: Path, checkpoint: str) -> None:
+    """Keep the rows of the run's metrics.csv logged before `checkpoint` was saved; the resumed
+    run logs the rest again. Only from the run's own checkpoint: another run's would splice two
+    histories into one."""
+    from mgr.models import read_checkpoint
+    from mgr.utils.csv_logger import keep_rows_before
+
+    if run_dir.resolve() not in Path(checkpoint).resolve().parents:
+        raise MGRError(f"{run_dir} holds a run that {checkpoint} is not part of; continue that run with "
+                       f"ckpt_path=last, or start from {checkpoint} in another directory (another hydra.run.dir, "
+                       "or none for a new one).")
+    histories = sorted(run_dir.glob("*/metrics.csv"))
+    if not histories:
+        return
+    step = batches_stepped(read_checkpoint(checkpoint))
+    for history in histories:
+        dropped = keep_rows_before(history, step)
+        if dropped:
+            log.info("Resuming at step %d: %d row(s) of %s logged after the checkpoint are logged again by this run.",
+                     step, dropped, history)
+
+
+def batches_stepped(checkpoint: dict) -> int:
+    """The training step a checkpoint resumes at, counted as Lightning counts the `step` of logged rows."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return int(loop.get("_batches_that_stepped", checkpoint.get("global_step", 0)))
