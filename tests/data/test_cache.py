@@ -140,7 +140,7 @@ def test_killed_build_resumes_to_identical_data(many_files, tmp_path, workers, m
             journal = journals[0]
             break
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the workers too: killing the builder alone left them running
+    os.killpg(proc.pid, signal.SIGKILL)  # a job's whole group (test_decode_workers_die_with_their_parent kills the builder alone)
     proc.wait()
     assert journal is not None and not list((tmp_path / "cache").glob("*Hz-????????????????"))  # nothing final
     done_before = journal.read_text().count("\n")
