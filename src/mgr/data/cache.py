@@ -262,8 +262,8 @@ class _Build:
         self.entries: list[list] = []  # [length, reason, checksum] per file, in order
 
     def run(self) -> None:
-        self.tmp.mkdir(exist_ok=True)
         try:
+            self.tmp.mkdir(exist_ok=True)
             self._decode_all()
             self._finish()
         except OSError as e:
@@ -306,7 +306,7 @@ class _Build:
         else:
             needed = f"room for {left} decoded files"
         return MGRError(f"The disk holding the waveform cache {self.directory} is full "
-                        f"({_size(shutil.disk_usage(self.tmp).free)} free, {needed}): free space there or set "
+                        f"({_size(shutil.disk_usage(self.directory.parent).free)} free, {needed}): free space there or set "
                         "paths.cache_dir to a larger disk, and the next run resumes the build.")
 
     def _resume(self) -> int:
