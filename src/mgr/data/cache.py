@@ -296,18 +296,21 @@ class _Build:
 
     def _disk_full(self) -> MGRError:
         """What to do when the disk filled: free how much, judging by the files decoded so far. Only journaled
-        files count as done (their samples were on disk first), so the next build resumes after them."""
+        files count as done (their samples were on disk first), so the next build resumes after them; the
+        samples written after them are overwritten, so their space counts as free."""
         decoded = [length for length, _, _ in self.entries]
-        left = len(self.files) - len(decoded)
-        if not left:
+        n = len(self.files)
+        if len(decoded) == n:
             needed = "room for its index"
         elif decoded:
-            needed = f"about {_size(4 * sum(decoded) / len(decoded) * left)} more for the {left} files left"
+            data = self.tmp / WAVEFORMS
+            written = os.path.getsize(data) if data.exists() else 0
+            needed = f"about {_size(max(4 * sum(decoded) / len(decoded) * n - written, 0))} more for its {n} files"
         else:
-            needed = f"room for {left} decoded files"
+            needed = f"room for {n} decoded files"
         return MGRError(f"The disk holding the waveform cache {self.directory} is full "
-                        f"({_size(shutil.disk_usage(self.directory.parent).free)} free, {needed}): free space there or set "
-                        "paths.cache_dir to a larger disk, and the next run resumes the build.")
+                        f"({_size(shutil.disk_usage(self.directory.parent).free)} free, {needed}): free space there or "
+                        "set paths.cache_dir to a larger disk, and the next run resumes the build.")
 
     def _resume(self) -> int:
         """Entries journaled by a killed build; returns the byte offset where their samples end."""
