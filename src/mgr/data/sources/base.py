@@ -57,8 +57,9 @@ class Source:
     def require_root(self) -> Path:
         if self.root is None:
             raise MGRError(f"data.source={type(self).name} needs data.root=PATH; {self.advice()}.")
+        manifest = self.root_may_be_file and self.root.is_file()
         # lexists: a broken link or a symlink loop is there, but no folder either.
-        if os.path.lexists(self.root) and not self.root.is_dir() and not (self.root_may_be_file and self.root.is_file()):
+        if os.path.lexists(self.root) and not self.root.is_dir() and not manifest:
             wanted = "a folder or a CSV manifest" if self.root_may_be_file else "a folder"
             raise MGRError(f"data.root={self.root} is not {wanted}; {self.advice()}.")
         return self.root
