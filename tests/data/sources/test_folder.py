@@ -92,6 +92,12 @@ def test_manifest_errors_are_clear(tmp_path):
     manifest.write_text("path,label\nmissing.wav,rock\n")
     with pytest.raises(MGRError, match="Line 2 of .* names .*missing.wav: does not exist; fix the path"):
         FolderSource(str(manifest)).list()
+    manifest.write_bytes("path,label\nchanson/é.wav,chanson\n".encode("latin-1"))
+    with pytest.raises(MGRError, match=r"^The manifest \S+ is not UTF-8 text \(invalid continuation byte\); save it"):
+        FolderSource(str(manifest)).list()
+    manifest.write_text(f'path,label\n"{"x" * 200_000}.wav",rock\n')
+    with pytest.raises(MGRError, match=r"^Line 2 of \S+ is not CSV \(field larger than field limit"):
+        FolderSource(str(manifest)).list()
 
 
 def two_tones(folder):

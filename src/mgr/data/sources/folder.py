@@ -128,7 +128,7 @@ def manifest_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]
                                    f"{len(columns)} ({','.join(columns)}); fill in the missing ones.")
                 rows.append((line, dict(zip(columns, values))))
     except UnicodeDecodeError as e:
-        raise MGRError(f"The manifest {path} is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV.") from None
+        raise MGRError(f"The manifest {path} is not UTF-8 text ({e.reason}); save it as UTF-8 CSV.") from None
     except csv.Error as e:
         raise MGRError(f"Line {reader.line_num} of {path} is not CSV ({e}); fix it or drop the line.") from None
     return columns, rows
