@@ -405,14 +405,16 @@ def pairs_chart(pairs: list[dict], path: Path) -> None:
     """Each pair's accuracy difference with its 95 % paired bootstrap interval; zero is no difference."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.0, 1.2 + 0.45 * len(pairs)), layout="constrained")
+    names = [f"{p['a']} - {p['b']}" for p in pairs]
+    # wide enough for the longest name beside a plot of about 4 inches (suite systems have long names)
+    fig = Figure(figsize=(max(7.0, 4.0 + 0.075 * max(map(len, names))), 1.2 + 0.45 * len(pairs)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(pairs))[::-1]
     d = np.array([100 * p["difference"] for p in pairs])
     errors = np.array([[d_ - 100 * p["lo"], 100 * p["hi"] - d_] for d_, p in zip(d, pairs)]).T
     ax.errorbar(d, y, xerr=errors, fmt="o", capsize=4)
     ax.axvline(0, color="grey", lw=1, ls="--")
-    ax.set_yticks(y, [f"{p['a']} - {p['b']}" for p in pairs])
+    ax.set_yticks(y, names)
     ax.set_xlabel("track accuracy difference, points (95% paired bootstrap CI)")
     fig.savefig(path, dpi=120)
 
