@@ -84,3 +84,13 @@ def test_every_source_given_a_root_that_is_not_a_folder_says_so_in_one_sentence(
     with pytest.raises(MGRError, match=rf"^data.root={root} is not a folder") as caught:
         source.list()
     assert str(caught.value).endswith(".") and "\n" not in str(caught.value)
+
+
+def test_a_data_root_that_is_a_symlink_loop_is_one_sentence(tmp_path):
+    from mgr.data import GenreDataModule
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    datamodule = GenreDataModule(source="folder", root=str(loop), cache_dir=str(tmp_path / "cache"))  # no RuntimeError
+    with pytest.raises(MGRError, match=rf"^data.root={loop} is not a folder or a CSV manifest"):
+        datamodule.prepare_data()

@@ -50,9 +50,10 @@ class GenreDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         check_chunks_per_track(train_chunks_per_track)  # before the cache, which can take hours to decode
-        # Absolute paths, so mgr.eval finds the data from any working directory.
-        root = str(Path(root).expanduser().resolve()) if root else None
-        cache_dir = str(Path(cache_dir).expanduser().resolve())
+        # Absolute paths, so mgr.eval finds the data from any working directory (realpath, not
+        # resolve: a symlink loop is left for the source to refuse in one sentence).
+        root = os.path.realpath(Path(root).expanduser()) if root else None
+        cache_dir = os.path.realpath(Path(cache_dir).expanduser())
         # Plain values only: the checkpoint stores them so mgr.eval can rebuild this module.
         self.save_hyperparameters()
         self.source = build_source(source, root, source_options or {}, allow_outside_root)
