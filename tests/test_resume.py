@@ -88,6 +88,7 @@ def test_resume_last_without_the_runs_last_checkpoint_stops_before_any_data_work
     assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("metrics.*"))
 
 
+@pytest.mark.slow
 def test_a_used_run_directory_stops_a_new_run_and_keeps_its_results(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     run = [*tiny(), *NO_PLOTS, f"hydra.run.dir={run_dir}"]
