@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from conftest import mgr_command, save_checkpoint
+from conftest import mgr_command, mgr_in_process, save_checkpoint
 from mgr import MGRError
 from mgr.data import synth
 from mgr.embed import embed
@@ -38,7 +38,8 @@ def synth_data(data_dir, **changes) -> dict:
 
 
 def entry_cfg(checkpoint, data=None, **keys):
-    return OmegaConf.create({"ckpt_path": checkpoint, "data": data, "device": "cpu", "split": "test", **keys})
+    return OmegaConf.create({"ckpt_path": checkpoint, "data": data, "device": "cpu", "split": "test",
+                             "paths": {"data_dir": "data", "cache_dir": "data/cache"}, **keys})
 
 
 def test_a_fitting_data_override_is_built_and_not_yet_decoded(checkpoint, data_dir):
@@ -87,3 +88,18 @@ def test_stored_data_settings_of_another_version_are_one_clear_error(checkpoint,
     torch.save(stored, tmp_path / "old.ckpt")
     with pytest.raises(MGRError, match="stores data settings this mgr cannot rebuild .*old_option.*pass data=<group>"):
         restore(entry_cfg(str(tmp_path / "old.ckpt")))
+
+
+def test_eval_writes_only_where_the_users_paths_say_not_where_the_checkpoint_says(checkpoint, tmp_path):
+    """The stored data settings name a cache and a synth root elsewhere: eval reads the dataset the
+    checkpoint names, but generates it and caches it under the user's paths.data_dir."""
+    elsewhere, user_data = tmp_path / "elsewhere", tmp_path / "user_data"
+    stored = torch.load(checkpoint, weights_only=True)
+    stored["datamodule_hyper_parameters"] = {
+        "source": "synth", "root": str(elsewhere / "synth"), "cache_dir": str(elsewhere / "cache"),
+        "source_options": {"tracks_per_class": 10, "seconds": [1.0, 1.0]}, "sample_rate": RATE, "chunk_seconds": CHUNK}
+    torch.save(stored, tmp_path / "elsewhere.ckpt")
+    mgr_in_process("eval", f"ckpt_path={tmp_path / 'elsewhere.ckpt'}", "trainer.enable_progress_bar=false",
+                   "callbacks=none", cwd=tmp_path, data_dir=user_data)
+    assert not elsewhere.exists()
+    assert list((user_data / "synth").glob("v*-seed0-10x1-1s/settings.json")) and (user_data / "cache").is_dir()

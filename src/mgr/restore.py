@@ -2,16 +2,23 @@
 (combining a track's chunks as asked), the data it runs on, checked to fit it, and the device.
 
 Without a `data=...` override the data module is rebuilt from the values the checkpoint stores
-(dataset, root, split, sample rate, chunking), so the checkpoint alone is enough.
+(dataset, root, split, sample rate, chunking), so the checkpoint alone is enough. It reads the
+dataset where the checkpoint says, but writes only where the user's paths say: the waveform cache
+goes to `paths.cache_dir`, and a generated dataset (synth), which mgr writes on first use, is
+generated under `paths.data_dir` (a function of its stored settings alone: the same tracks).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
 from mgr import MGRError
 from mgr.data import GenreDataModule
+from mgr.data.sources import SOURCES, Source
+from mgr.data.sources.synth import SynthSource
 from mgr.models import GenreClassifier, load_model, read_checkpoint
 
 
@@ -43,10 +50,20 @@ def _datamodule(cfg: DictConfig, checkpoint: dict) -> GenreDataModule:
         raise MGRError(f"{cfg.ckpt_path} does not say which data it was trained on; pass data=<group> "
                        "(e.g. data=folder data.root=...) to choose.")
     try:
-        return GenreDataModule(**stored)
+        return GenreDataModule(**{**stored, **_where_to_write(cfg, stored)})
     except TypeError as e:  # settings of another mgr version
         raise MGRError(f"{cfg.ckpt_path} stores data settings this mgr cannot rebuild ({e}); "
                        "pass data=<group> to choose.") from None
+
+
+def _where_to_write(cfg: DictConfig, stored: dict) -> dict:
+    """The stored data settings that name where to write, replaced by the user's paths: the cache
+    directory, and the root of a source that writes its dataset there (where data=synth puts it,
+    conf/data/synth.yaml)."""
+    paths = {"cache_dir": cfg.paths.cache_dir}
+    if isinstance(stored.get("source"), str) and issubclass(SOURCES.get(stored["source"], Source), SynthSource):
+        paths["root"] = str(Path(cfg.paths.data_dir) / "synth")
+    return paths
 
 
 def check_fits(model: GenreClassifier, datamodule: GenreDataModule, same_classes: bool = True) -> None:

@@ -239,3 +239,70 @@ def test_a_checkpoint_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         CheckpointIO().save_checkpoint({"epoch": 2}, path)
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary file left
     assert torch.load(path, weights_only=True) == {"epoch": 1}  # the previous checkpoint, whole
+
+
+def tiny_checkpoint(path: Path, **hparams) -> Path:
+    """A tiny untrained CNN's checkpoint, its stored hyperparameters changed by `hparams`."""
+    from conftest import save_checkpoint
+
+    model = GenreClassifier(["a", "b"], {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, 8000, 1.0,
+                            {"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
+    save_checkpoint(model, path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], **hparams}
+    torch.save(checkpoint, path)
+    return path
+
+
+ABSURD = {
+    # 10^6 channels: 9e12 parameters, 36 TB
+    "net": ({"net": {"name": "cnn", "channels": [10**6, 10**6, 8], "hidden": 8}}, r"ask for 9,\d{3},\d{3},\d{3},\d{3} parameters"),
+    # 10^8 s at 8 kHz: a 3.2 TB chunk, and its feature map
+    "chunk": ({"chunk_seconds": 1e8}, r"GiB of activations per chunk \(mgr builds at most 1,000,000,000 and 16 GiB\)"),
+    # a hop of one sample over 2.8 hours: a frame per sample, tens of GiB through frontend and net
+    "hop": ({"chunk_seconds": 10**4, "feature": {"name": "mel", "n_fft": 256, "hop_length": 1, "n_mels": 32}},
+            r"\d GiB of activations per chunk"),
+    # the filter banks themselves: a 2^30-point FFT
+    "n_fft": ({"feature": {"name": "mel", "n_fft": 2**30, "hop_length": 128, "n_mels": 32}},
+              r"its feature settings n_fft=1073741824 are beyond what mgr builds \(at most 8192 for a size"),
+}
+
+
+@pytest.mark.parametrize("case", ABSURD)
+def test_a_checkpoint_asking_for_an_absurd_model_is_refused_before_anything_is_built(tmp_path, case):
+    import resource
+    import time
+
+    hparams, message = ABSURD[case]
+    path = tiny_checkpoint(tmp_path / "absurd.ckpt", **hparams)
+    peak_before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.monotonic()
+    with pytest.raises(MGRError, match=rf"^Refused to build the model of {path}: .*{message}"):
+        load_model(path)
+    assert time.monotonic() - start < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 200 * 1024  # kB: nothing large allocated
+
+
+def test_a_sane_checkpoint_is_sized_quickly_and_loads(tmp_path):
+    import time
+
+    from mgr.models.checkpoints import check_model_size
+
+    path = tiny_checkpoint(tmp_path / "sane.ckpt", chunk_seconds=1.0)
+    hparams = torch.load(path, weights_only=True)["hyper_parameters"]
+    start = time.monotonic()
+    check_model_size(hparams, path)
+    assert time.monotonic() - start < 0.5
+    assert load_model(path).hparams.net["name"] == "cnn"
+
+
+@pytest.mark.parametrize("feature", ["mel", "stft", "mfcc", "cqt", "vqt", "chroma", "tempogram", "descriptors",
+                                     "gammatone"])
+def test_every_net_and_feature_can_be_sized_on_the_meta_device(feature):
+    """check_model_size runs frontend and net on PyTorch's meta device: every op of every shipped net
+    and frontend must work there, or a sane checkpoint could not load."""
+    from mgr.models.checkpoints import check_model_size
+    from mgr.nets import NETS
+
+    for net in NETS:
+        check_model_size({"class_names": ["a", "b"], "feature": {"name": feature}, "sample_rate": 22050,
+                          "chunk_seconds": 3.0, "net": {"name": net}}, "sane.ckpt")

@@ -5,7 +5,10 @@ with weights_only=True (tensors and plain values only: no code runs), refuses an
 names a class outside mgr, and brings a checkpoint of the 2026-11 layout into today's. A URL is
 read only with its `#sha256=` digest: fetched into a local cache and checked first (Lightning itself
 would unpickle a remote file with weights_only=False). `save_atomically` writes a checkpoint whole
-or not at all.
+or not at all. Weights that are not all finite (a run that diverged) are neither written nor read
+(mgr.models.finite). `check_model_size` sizes the model a checkpoint's hyperparameters ask for,
+without building it, before `load_model` builds it: a checkpoint from someone else cannot make mgr
+allocate hundreds of gigabytes.
 
 Old checkpoints: until 2026-11 every architecture was its own LightningModule
 (`mgr_model` named the class: CNN, CRNN, StatsLinearSVM, ...) with the net's
@@ -23,6 +26,7 @@ import os
 import pickle
 import re
 import shutil
+from functools import partial
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
@@ -30,6 +34,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mgr import MGRError
+from mgr.models.finite import first_non_finite, lower_lr_advice
 
 CHECKPOINT_TAG = "GenreClassifier"  # checkpoint["mgr_model"] of mgr's task
 
@@ -49,6 +54,20 @@ def read_checkpoint(ckpt_path: str | Path) -> dict:
     that it names nothing to build but mgr's own task. `ckpt_path`: a file, or an http(s) URL
     ending in #sha256=<digest>."""
     path = local_checkpoint(ckpt_path)
+    return checked(load_plain_values(path), path)
+
+
+def checked(checkpoint, path: Path) -> dict:
+    """The contents of the checkpoint file `path`, checked (see read_checkpoint) and upgraded."""
+    if not isinstance(checkpoint, dict):
+        raise MGRError(f"{path} is not an mgr checkpoint (it holds a {type(checkpoint).__name__}).")
+    _refuse_foreign_code(checkpoint, path)
+    _refuse_non_finite(checkpoint, path)
+    return upgrade(checkpoint)
+
+
+def load_plain_values(path: Path):
+    """torch.load with weights_only=True (no code runs), every failure one sentence naming `path`."""
     if not path.is_file():
         raise MGRError(f"Checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/<name>.ckpt.")
     try:
@@ -65,10 +84,7 @@ def read_checkpoint(ckpt_path: str | Path) -> dict:
     except Exception as e:  # not a torch file at all, or a damaged one (torn by a full disk, truncated)
         raise MGRError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {first_line(e)}); "
                        "it may be truncated: use another checkpoint of the run.") from None
-    if not isinstance(checkpoint, dict):
-        raise MGRError(f"{path} is not an mgr checkpoint (it holds a {type(checkpoint).__name__}).")
-    _refuse_foreign_code(checkpoint, path)
-    return upgrade(checkpoint)
+    return checkpoint
 
 
 def local_checkpoint(ckpt_path: str | Path) -> Path:
@@ -100,8 +116,15 @@ def local_checkpoint(ckpt_path: str | Path) -> Path:
 def save_atomically(checkpoint: dict, path: str | Path) -> None:
     """torch.save into a temporary file beside `path`, synced, then renamed over it: a reader sees
     the old file or the new one, never a torn one, also where the temporary directory is on another
-    file system (Lightning's own save then copies). A full disk leaves no file and is one sentence."""
+    file system (Lightning's own save then copies). A full disk leaves no file and is one sentence;
+    so are weights that are not all finite (the run diverged)."""
     path = Path(path)
+    bad = first_non_finite(checkpoint.get("state_dict") or {})
+    if bad is not None:  # never a checkpoint that eval, predict or a resume would have to refuse
+        optimizer = (checkpoint.get("hyper_parameters") or {}).get("optimizer")
+        raise MGRError(f"Training diverged: at epoch {checkpoint.get('epoch')}, step {checkpoint.get('global_step')} "
+                       f"the weights hold NaN or infinite values (first: {bad}), so mgr did not write {path}; "
+                       f"{lower_lr_advice(optimizer)}.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -134,7 +157,13 @@ class CheckpointIO(TorchCheckpointIO):
         save_atomically(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
-        return read_checkpoint(path)
+        path = local_checkpoint(path)
+        contents = load_plain_values(path)
+        # ddp_spawn hands the trained weights back to the main process as a bare state dict
+        # (tensors only, nothing to name code): that needs no mgr checkpoint's checks.
+        if isinstance(contents, dict) and contents and all(isinstance(v, torch.Tensor) for v in contents.values()):
+            return contents
+        return checked(contents, path)
 
 
 def _refuse_foreign_code(checkpoint: dict, path: Path) -> None:
@@ -148,6 +177,13 @@ def _refuse_foreign_code(checkpoint: dict, path: Path) -> None:
     name = checkpoint.get("mgr_model")
     if name != CHECKPOINT_TAG and name not in OLD_CLASSES:
         raise MGRError(f"{path} is not an mgr checkpoint (model {name!r}).")
+
+
+def _refuse_non_finite(checkpoint: dict, path: Path) -> None:
+    bad = first_non_finite(checkpoint.get("state_dict") or {})
+    if bad is not None:
+        raise MGRError(f"{path} holds NaN or infinite weights (first: {bad}): the run that wrote it diverged; use "
+                       "a checkpoint saved before that, or train again with a lower optimizer.lr.")
 
 
 def _names_to_instantiate(checkpoint: dict) -> list:
@@ -188,6 +224,108 @@ def upgrade(checkpoint: dict) -> dict:
             state[f"encoder.net.{key}"] = value
     return {**checkpoint, "mgr_model": CHECKPOINT_TAG, "hyper_parameters": hparams, "state_dict": state,
             "mgr_upgraded_from": old_class}
+
+
+# --- the size of the model a checkpoint asks for ---------------------------------------------
+# A checkpoint's hyperparameters say what to build, and a checkpoint may come from someone else.
+# Its weights cannot vouch for the size (they are loaded only into a model already built), so the
+# model is sized first: the frontend's settings are bounded (its filter banks are built with numpy,
+# from them), then the net and head are built on PyTorch's meta device (shapes, no memory) and one
+# chunk runs through frontend and net there, its every intermediate output counted.
+
+# 4x the largest FFT (2048) and 20x the largest bin count (win_length 384) of the shipped feature
+# configs; at this bound the largest table a frontend builds (nnAudio's Fourier kernels, n_fft
+# rows of n_fft / 2 + 1 complex values) is 0.5 GB.
+MAX_FEATURE_SETTING = 8192
+MAX_SAMPLE_RATE = 384_000  # the highest rate of studio audio; mgr's configs use 8 to 22.05 kHz
+# 4 GB of float32 weights: 300x the largest shipped net (cnn5, 2.7 M at 128 mels), and more than a
+# model trained on a genre dataset of a few thousand tracks could use.
+MAX_PARAMETERS = 1_000_000_000
+# The outputs of all layers for one chunk, the input included. mgr's nets need 0.05 to 0.4 GiB for
+# a 30-s chunk of 128 mels at 22.05 kHz, short_chunk_cnn 3 GiB on its full STFT. Training holds them
+# for a batch of 16 or more chunks: 16 GiB a chunk could not train on any one GPU.
+MAX_CHUNK_ACTIVATION_BYTES = 16 * 2**30
+
+
+def check_model_size(hparams: dict, path) -> None:
+    """Refuse, in one sentence and before anything large is allocated, a spectrogram model whose
+    hyperparameters ask for more than MAX_PARAMETERS or more than MAX_CHUNK_ACTIVATION_BYTES of
+    activations for one chunk. A probe's backbone is built from the user's own verified weight
+    files (mgr.encoders), whatever the checkpoint says, so only spectrogram models are sized."""
+    if hparams.get("encoder") is not None:
+        return
+    from mgr.features import build_frontend
+    from mgr.models.heads import build_head
+    from mgr.nets import build_net
+
+    feature, sample_rate = dict(hparams["feature"]), hparams["sample_rate"]
+    _check_feature_settings(feature, sample_rate, path)
+    samples = int(round(float(hparams["chunk_seconds"]) * sample_rate))
+    frontend = build_frontend({**feature, "sample_rate": sample_rate}).to("meta")  # small, by the bounds above
+    wave = torch.zeros(1, samples, device="meta")
+    spectrogram, frontend_bytes = _meta_outputs(frontend, frontend.compute, wave)
+    _, n_bins, n_frames = spectrogram.shape
+    with torch.device("meta"):
+        net = build_net(hparams["net"], n_bins, n_frames).eval()  # eval: batch norm takes one example
+        for rnn in (m for m in net.modules() if isinstance(m, torch.nn.RNNBase)):
+            rnn.forward = partial(_rnn_outputs, rnn)  # on meta, torch steps an RNN frame by frame in Python
+        head = build_head(hparams.get("head"), net.embedding_dim, len(hparams["class_names"]))
+        _, net_bytes = _meta_outputs(net, net, torch.zeros(1, 1, n_bins, n_frames))
+    parameters = sum(t.numel() for module in (frontend, net, head) for t in [*module.parameters(), *module.buffers()])
+    activation_bytes = wave.numel() * wave.element_size() + frontend_bytes + net_bytes
+    if parameters > MAX_PARAMETERS or activation_bytes > MAX_CHUNK_ACTIVATION_BYTES:
+        raise MGRError(f"Refused to build the model of {path}: its hyperparameters ask for {parameters:,} parameters "
+                       f"and {activation_bytes / 2**30:.3g} GiB of activations per chunk (mgr builds at most "
+                       f"{MAX_PARAMETERS:,} and {MAX_CHUNK_ACTIVATION_BYTES / 2**30:g} GiB); use a checkpoint written "
+                       "by mgr.train with sane settings.")
+
+
+def _check_feature_settings(feature: dict, sample_rate, path) -> None:
+    """The settings the frontend's filter banks are built from: every size (n_fft, n_mels, n_bins,
+    n_chroma, win_length, bins_per_octave, ...: the keys that count bins or samples) at most
+    MAX_FEATURE_SETTING, and the sample rate at most MAX_SAMPLE_RATE."""
+    limits = {k: MAX_FEATURE_SETTING for k in feature if k.startswith("n_") or k in ("win_length", "bins_per_octave")}
+    limits["sample_rate"] = MAX_SAMPLE_RATE
+    values = {**feature, "sample_rate": sample_rate}
+    large = {k: values[k] for k, limit in limits.items()
+             if isinstance(values[k], (int, float)) and not isinstance(values[k], bool) and values[k] > limit}
+    if large:
+        raise MGRError(f"Refused to build the model of {path}: its feature settings "
+                       f"{', '.join(f'{k}={v}' for k, v in large.items())} are beyond what mgr builds (at most "
+                       f"{MAX_FEATURE_SETTING} for a size, {MAX_SAMPLE_RATE} Hz for the sample rate); use a "
+                       "checkpoint written by mgr.train with sane settings.")
+
+
+def _meta_outputs(module: torch.nn.Module, run, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """`run(x)` on the meta device, and the bytes of every distinct tensor that `module` or any module
+    inside it output on the way, the result included."""
+    outputs: dict[int, torch.Tensor] = {}  # by id, each kept alive so that no id is reused
+
+    def record(_module, _args, out) -> None:
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                outputs[id(t)] = t
+
+    hooks = [m.register_forward_hook(record) for m in module.modules()]
+    try:
+        result = run(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    record(None, None, result)
+    return result, sum(t.numel() * t.element_size() for t in outputs.values())
+
+
+def _rnn_outputs(rnn: torch.nn.RNNBase, x: torch.Tensor, hx=None):
+    """What `rnn(x)` returns, as empty tensors of its shapes (output, h_n, and c_n of an LSTM)."""
+    directions = 2 if rnn.bidirectional else 1
+    out_size = rnn.proj_size if getattr(rnn, "proj_size", 0) else rnn.hidden_size
+    batch = x.shape[:-2] if rnn.batch_first or x.dim() == 2 else x.shape[1:2]
+    output = x.new_empty(*x.shape[:-1], out_size * directions)
+    h = x.new_empty(rnn.num_layers * directions, *batch[:1], out_size)
+    if isinstance(rnn, torch.nn.LSTM):
+        return output, (h, x.new_empty(rnn.num_layers * directions, *batch[:1], rnn.hidden_size))
+    return output, h
 
 
 def first_line(e: Exception) -> str:

@@ -33,7 +33,7 @@ from mgr.data.chunking import TrackAggregation
 from mgr.data.datamodule import PADDING_LABEL
 from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.models.encoder import SpectrogramEncoder
-from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
+from mgr.models.checkpoints import CHECKPOINT_TAG, check_model_size, first_line, read_checkpoint
 from mgr.models.heads import build_head
 from mgr.models.metrics import TrackMetrics
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
@@ -350,9 +350,12 @@ class GenreClassifier(pl.LightningModule):
 
 
 def load_model(ckpt_path, checkpoint: dict | None = None) -> GenreClassifier:
-    """Build mgr's task from a checkpoint alone (read once: pass `checkpoint` if already read)."""
+    """Build mgr's task from a checkpoint alone (read once: pass `checkpoint` if already read). Its
+    weights are all finite (read_checkpoint refuses others), and the model its hyperparameters ask
+    for is sized before it is built (check_model_size)."""
     checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
     try:
+        check_model_size(checkpoint["hyper_parameters"], ckpt_path)
         model = GenreClassifier(**checkpoint["hyper_parameters"])
         model.load_state_dict(checkpoint["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as e:
