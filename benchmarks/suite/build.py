@@ -242,7 +242,7 @@ def chosen_tracks(task: Task, records: dict[str, dict]) -> dict[str, list[dict]]
 def task_rows(task: Task, records: dict[str, dict], root: Path) -> list[tuple[str, str, str, float, str]]:
     """(path below root, label, group, seconds, source track) of every file of the task, its clips cut
     unless there."""
-    rows = []
+    rows, cut = [], 0
     for label, tracks in chosen_tracks(task, records).items():
         for t in tracks:
             group, source = f"{label}/{t['group']}", f"music/{label}/{t['path']}"
@@ -253,7 +253,10 @@ def task_rows(task: Task, records: dict[str, dict], root: Path) -> list[tuple[st
                 path = clip_path(label, t, k)
                 if not (root / path).is_file():
                     cut_clip(root / source, start, root / path)
+                    cut += 1
                 rows.append((path, label, group, CLIP_SECONDS, source))
+    if task.clips_per_track:
+        print(f"{task.name}: {cut} clips cut, {len(rows) - cut} there before", flush=True)
     return sorted(rows)
 
 
@@ -268,7 +271,8 @@ def check_folds(manifest: Path) -> None:
 
 def write_task(task: Task, records: dict[str, dict], root: Path) -> dict:
     """`<root>/<task>.csv` (path,label,group; paths relative to root), its folds checked first; its summary."""
-    print(f"{task.name}: choosing tracks" + (", cutting clips" if task.clips_per_track else "") + " ...", flush=True)
+    print(f"{task.name}: choosing tracks" + (" and cutting their clips" if task.clips_per_track else "") + " ...",
+          flush=True)
     rows = task_rows(task, records, root)
     manifest, part = root / f"{task.name}.csv", root / f"{task.name}.csv.part"
     with open(part, "w", newline="") as f:
