@@ -108,3 +108,17 @@ def test_training_with_audio_sized_epochs(run_mgr):
     proc = run_mgr("train", *tiny(), "debug=fast_dev_run", "data.train_chunks_per_track=audio", *NO_PLOTS)
     crops, tracks = map(int, re.search(r"Training epoch: (\d+) crops of 1.0 s from (\d+) tracks\.", proc.stdout).groups())
     assert 2 * tracks <= crops <= 4 * tracks  # the tiny synth tracks are 2 to 3.5 s
+
+
+def test_training_with_an_empty_validation_split_is_one_sentence(tmp_path):
+    from conftest import write_tone
+
+    for label in ("a", "b"):
+        write_tone(tmp_path / "music" / label / "one.wav", seconds=1.2)
+    datamodule = GenreDataModule(source="folder", root=str(tmp_path / "music"), cache_dir=str(tmp_path / "cache"),
+                                 sample_rate=8000, chunk_seconds=0.5, min_seconds=0.5)
+    datamodule.prepare_data()
+    with pytest.raises(MGRError, match=r"^The val split is empty \(tracks: train 2, val 0, test 0\); training needs"):
+        datamodule.setup("fit")
+    with pytest.raises(MGRError, match=r"^The test split is empty .*; testing needs"):
+        datamodule.setup("test")

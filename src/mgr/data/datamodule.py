@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 PADDING_LABEL = -1
 
 
+# The splits a Lightning stage cannot run without.
+STAGE_SPLITS = {"fit": ("training", ("train", "val")), "validate": ("validation", ("val",)), "test": ("testing", ("test",))}
+
+
 class GenreDataModule(pl.LightningDataModule):
     def __init__(
         self,
@@ -90,8 +94,16 @@ class GenreDataModule(pl.LightningDataModule):
         return self.cache
 
     def setup(self, stage: str | None = None) -> None:
-        if self.split_tracks:
-            return
+        if not self.split_tracks:
+            self._split()
+        doing, needed = STAGE_SPLITS.get(stage, ("", ()))
+        for name in needed:  # Lightning would train without validation, then fail at its first monitor
+            if not self.split_tracks[name]:
+                sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split_tracks.items())
+                raise MGRError(f"The {name} split is empty (tracks: {sizes}); {doing} needs tracks there: add music "
+                               "(a few tracks of each class per split) or choose data.split.")
+
+    def _split(self) -> None:
         h = self.hparams
         self._build_cache()
         # Split on all listed tracks, then drop unusable ones: a bad file never moves others.
