@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -103,3 +106,36 @@ def test_eval_writes_only_where_the_users_paths_say_not_where_the_checkpoint_say
                    "callbacks=none", cwd=tmp_path, data_dir=user_data)
     assert not elsewhere.exists()
     assert list((user_data / "synth").glob("v*-seed0-10x1-1s/settings.json")) and (user_data / "cache").is_dir()
+
+
+class ConvertsIntoItsCache(torch.nn.Module):
+    """A backbone that, like musicnn's, converts its weights into <cache_dir>/encoders/ on first use."""
+
+    sample_rate = RATE
+    layer_dims = [4]
+
+    def __init__(self, cache_dir: str):
+        super().__init__()
+        self.weight_files = [Path(cache_dir) / "encoders" / "converted.pt"]
+        if not self.weight_files[0].exists():
+            self.weight_files[0].parent.mkdir(parents=True)
+            torch.save({"scale": torch.ones(4)}, self.weight_files[0])
+        self.scale = torch.nn.Parameter(torch.load(self.weight_files[0], weights_only=True)["scale"])
+
+    def forward(self, wave):
+        return [wave.mean(1, keepdim=True) * self.scale]
+
+
+def test_a_probes_encoder_converts_its_weights_under_the_users_cache_not_the_checkpoints(tmp_path, monkeypatch):
+    from mgr.encoders import BACKBONES
+    from mgr.restore import load_trained_model
+
+    monkeypatch.setitem(BACKBONES, "converts", ConvertsIntoItsCache)
+    elsewhere, user_cache = tmp_path / "elsewhere", tmp_path / "user_cache"
+    model = GenreClassifier(sorted(synth.CLASSES), {"name": "mel"}, RATE, CHUNK, {"name": "probe"},
+                            encoder={"name": "converts", "cache_dir": str(elsewhere)})
+    save_checkpoint(model, tmp_path / "probe.ckpt")
+    shutil.rmtree(elsewhere)  # the training machine's cache
+    cfg = entry_cfg(str(tmp_path / "probe.ckpt"), paths={"data_dir": str(tmp_path), "cache_dir": str(user_cache)})
+    assert load_trained_model(cfg).encoder.settings["cache_dir"] == str(user_cache)
+    assert not elsewhere.exists() and (user_cache / "encoders" / "converted.pt").is_file()

@@ -4,8 +4,9 @@
 Without a `data=...` override the data module is rebuilt from the values the checkpoint stores
 (dataset, root, split, sample rate, chunking), so the checkpoint alone is enough. It reads the
 dataset where the checkpoint says, but writes only where the user's paths say: the waveform cache
-goes to `paths.cache_dir`, and a generated dataset (synth), which mgr writes on first use, is
-generated under `paths.data_dir` (a function of its stored settings alone: the same tracks).
+(and a probe encoder's converted weights) go to `paths.cache_dir`, and a generated dataset (synth),
+which mgr writes on first use, is generated under `paths.data_dir` (a function of its stored
+settings alone: the same tracks).
 """
 
 from __future__ import annotations
@@ -25,9 +26,21 @@ from mgr.models import GenreClassifier, load_model, read_checkpoint
 def load_trained_model(cfg: DictConfig, checkpoint: dict | None = None) -> GenreClassifier:
     """The model of cfg.ckpt_path (`checkpoint`: its contents, if already read) with the entry point's
     track_aggregation / vote_threshold (None: the checkpoint's)."""
-    model = load_model(cfg.ckpt_path, checkpoint)
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(cfg.ckpt_path)
+    model = load_model(cfg.ckpt_path, _encoder_cache_in_user_paths(cfg, checkpoint))
     model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))
     return model
+
+
+def _encoder_cache_in_user_paths(cfg: DictConfig, checkpoint: dict) -> dict:
+    """A probe's encoder settings may name the folder its weights are fetched and converted into
+    (musicnn's `cache_dir`): the user's paths.cache_dir instead. The folder is no part of the
+    encoder's identity (its weights are checked by their hash), so the model is the same."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    encoder = hparams.get("encoder")
+    if not isinstance(encoder, dict) or "cache_dir" not in encoder:
+        return checkpoint
+    return {**checkpoint, "hyper_parameters": {**hparams, "encoder": {**encoder, "cache_dir": cfg.paths.cache_dir}}}
 
 
 def restore(cfg: DictConfig, same_classes: bool = True) -> tuple[GenreClassifier, GenreDataModule]:
