@@ -1,5 +1,5 @@
 """feature=descriptors against librosa: each descriptor of DescriptorFrontend is the one
-benchmarks/realmusic.py's reference computes (librosa.feature.*, the same STFT settings).
+benchmarks/suite/reference.py computes (librosa.feature.*, the same STFT settings).
 
 Signals: the parity signals of tests/test_feature_parity.py under a noise floor 50-60 dB
 below them, as recordings have. Measured (float32 torch against librosa's float32 STFT):
@@ -47,7 +47,7 @@ SIGNALS = _signals()
 
 
 def reference(y: np.ndarray) -> dict[str, np.ndarray]:
-    """librosa's descriptors of `y`, as benchmarks/realmusic.py computes them."""
+    """librosa's descriptors of `y`, as benchmarks/suite/reference.py computes them."""
     magnitude = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
     power = magnitude**2
     mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=SR, n_mels=128))

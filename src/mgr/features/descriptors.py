@@ -5,7 +5,7 @@ bandwidth and roll-off. With net `stats` (mean and std over time) they are the c
 statistics the classic SVM baselines classify.
 
 One power spectrogram (mgr.features.stft) feeds them all. Every descriptor follows
-librosa's definition (the reference of benchmarks/realmusic.py), in float32:
+librosa's definition (the reference of benchmarks/suite/reference.py), in float32:
 MFCCs of the dB log-mel (librosa.feature.mfcc), spectral_contrast of the magnitude
 (octave bands from `contrast_fmin`, the mean of each band's top and bottom `quantile`
 of bins, in dB), chroma_stft of the power (tuning fixed, as feature=chroma),

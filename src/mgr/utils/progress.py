@@ -1,4 +1,4 @@
-"""Progress for a run whose output goes to a file (a SLURM job, nohup, benchmarks/realmusic.py's
+"""Progress for a run whose output goes to a file (a SLURM job, nohup, benchmarks/suite/reference.py's
 output.log): Lightning's rich progress bar draws only on a terminal, so such a log showed
 nothing between "Training epoch: ..." and the test, however long the training.
 
