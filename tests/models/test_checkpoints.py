@@ -306,3 +306,9 @@ def test_every_net_and_feature_can_be_sized_on_the_meta_device(feature):
     for net in NETS:
         check_model_size({"class_names": ["a", "b"], "feature": {"name": feature}, "sample_rate": 22050,
                           "chunk_seconds": 3.0, "net": {"name": net}}, "sane.ckpt")
+
+
+def test_an_infinite_chunk_length_is_one_sentence(tmp_path):
+    path = tiny_checkpoint(tmp_path / "infinite.ckpt", chunk_seconds=float("inf"))
+    with pytest.raises(MGRError, match=r"does not fit mgr's GenreClassifier: cannot convert float infinity"):
+        load_model(path)
