@@ -262,6 +262,9 @@ ABSURD = {
     # a hop of one sample over 2.8 hours: a frame per sample, tens of GiB through frontend and net
     "hop": ({"chunk_seconds": 10**4, "feature": {"name": "mel", "n_fft": 256, "hop_length": 1, "n_mels": 32}},
             r"\d GiB of activations per chunk"),
+    # constant-Q filters from 0.01 Hz: 13 million samples each at 8 kHz (numpy would ask for tens of GiB)
+    "cqt": ({"feature": {"name": "cqt", "fmin": 0.01, "n_bins": 12, "hop_length": 128}},
+            r"its constant-Q filters \(fmin=0.01, bins_per_octave=12, filter_scale=1.0, 12 bins\) would hold 1.61e\+08"),
     # the filter banks themselves: a 2^30-point FFT
     "n_fft": ({"feature": {"name": "mel", "n_fft": 2**30, "hop_length": 128, "n_mels": 32}},
               r"its feature settings n_fft=1073741824 are beyond what mgr builds \(at most 8192 for a size"),
@@ -308,7 +311,10 @@ def test_every_net_and_feature_can_be_sized_on_the_meta_device(feature):
                           "chunk_seconds": 3.0, "net": {"name": net}}, "sane.ckpt")
 
 
-def test_an_infinite_chunk_length_is_one_sentence(tmp_path):
+def test_an_infinite_chunk_length_or_a_zero_frequency_is_one_sentence(tmp_path):
     path = tiny_checkpoint(tmp_path / "infinite.ckpt", chunk_seconds=float("inf"))
     with pytest.raises(MGRError, match=r"does not fit mgr's GenreClassifier: cannot convert float infinity"):
+        load_model(path)
+    path = tiny_checkpoint(tmp_path / "zero.ckpt", feature={"name": "cqt", "fmin": 0.0, "hop_length": 128})
+    with pytest.raises(MGRError, match=r"does not fit mgr's GenreClassifier: float division by zero"):
         load_model(path)

@@ -238,6 +238,9 @@ def upgrade(checkpoint: dict) -> dict:
 # rows of n_fft / 2 + 1 complex values) is 0.5 GB.
 MAX_FEATURE_SETTING = 8192
 MAX_SAMPLE_RATE = 384_000  # the highest rate of studio audio; mgr's configs use 8 to 22.05 kHz
+# A constant-Q frontend's filters: its bins times the longest filter's samples (1e6 for the shipped
+# cqt, 9e6 for chroma's). At this bound nnAudio's kernels take 2 GB, and the torch backend's 0.3 GB.
+MAX_CONSTANT_Q_SAMPLES = 2**27
 # 4 GB of float32 weights: 300x the largest shipped net (cnn5, 2.7 M at 128 mels), and more than a
 # model trained on a genre dataset of a few thousand tracks could use.
 MAX_PARAMETERS = 1_000_000_000
@@ -260,6 +263,7 @@ def check_model_size(hparams: dict, path) -> None:
 
     feature, sample_rate = dict(hparams["feature"]), hparams["sample_rate"]
     _check_feature_settings(feature, sample_rate, path)
+    _check_constant_q_filters(feature, sample_rate, path)
     samples = int(round(float(hparams["chunk_seconds"]) * sample_rate))
     frontend = build_frontend({**feature, "sample_rate": sample_rate}).to("meta")  # small, by the bounds above
     wave = torch.zeros(1, samples, device="meta")
@@ -293,6 +297,26 @@ def _check_feature_settings(feature: dict, sample_rate, path) -> None:
         raise MGRError(f"Refused to build the model of {path}: its feature settings "
                        f"{', '.join(f'{k}={v}' for k, v in large.items())} are beyond what mgr builds (at most "
                        f"{MAX_FEATURE_SETTING} for a size, {MAX_SAMPLE_RATE} Hz for the sample rate); use a "
+                       "checkpoint written by mgr.train with sane settings.")
+
+
+def _check_constant_q_filters(feature: dict, sample_rate, path) -> None:
+    """A constant-Q frontend (cqt, vqt, chroma of a CQT) builds a filter per bin, the longest at fmin:
+    filter_scale * Q * sample_rate / fmin samples (librosa's, Q = 1 / (2^(1/bins_per_octave) - 1));
+    its bins times that at most MAX_CONSTANT_Q_SAMPLES. Missing settings take the frontends' defaults."""
+    from mgr.features.constant_q import C1_HZ
+
+    name = feature.get("name")
+    if name not in ("cqt", "vqt") and not (name == "chroma" and feature.get("source") == "cqt"):
+        return
+    per_octave = feature.get("bins_per_octave", 36 if name == "chroma" else 12)
+    n_bins = feature.get("n_octaves", 7) * per_octave if name == "chroma" else feature.get("n_bins", 84)
+    q = feature.get("filter_scale", 1.0) / (2 ** (1 / per_octave) - 1)
+    samples = n_bins * q * sample_rate / feature.get("fmin", C1_HZ)
+    if not 0 < samples <= MAX_CONSTANT_Q_SAMPLES:
+        raise MGRError(f"Refused to build the model of {path}: its constant-Q filters (fmin={feature.get('fmin', C1_HZ)}, "
+                       f"bins_per_octave={per_octave}, filter_scale={feature.get('filter_scale', 1.0)}, {n_bins} bins) "
+                       f"would hold {samples:.3g} samples, and mgr builds at most {MAX_CONSTANT_Q_SAMPLES:.3g}; use a "
                        "checkpoint written by mgr.train with sane settings.")
 
 

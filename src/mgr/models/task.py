@@ -358,7 +358,7 @@ def load_model(ckpt_path, checkpoint: dict | None = None) -> GenreClassifier:
         check_model_size(checkpoint["hyper_parameters"], ckpt_path)
         model = GenreClassifier(**checkpoint["hyper_parameters"])
         model.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, KeyError, RuntimeError, ValueError, OverflowError) as e:  # OverflowError: an infinite length
+    except (TypeError, KeyError, RuntimeError, ValueError, ArithmeticError) as e:  # an infinite length, a zero Hz
         raise MGRError(f"{ckpt_path} does not fit mgr's GenreClassifier: {first_line(e)}") from None
     return model
 
