@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NO_PLOTS, mgr_in_process, save_checkpoint, tiny, write_wav
+from conftest import NO_PLOTS, mgr_command, mgr_in_process, save_checkpoint, tiny, write_wav
 from mgr import MGRError
 from mgr.data import synth
 from mgr.models import CheckpointIO, GenreClassifier
@@ -31,6 +31,31 @@ def test_a_diverging_run_stops_with_one_sentence(tmp_path, data_dir):
     assert "Training diverged: the training loss became NaN or infinite by step" in error
     assert "(epoch 0)" in error and "optimizer.lr=1e+12; try optimizer.lr=1e+11" in error
     assert not list(tmp_path.glob("logs/train/runs/*/checkpoints/*.ckpt"))  # nothing NaN was saved
+
+
+def test_a_diverging_run_stops_also_with_callbacks_none(tmp_path, data_dir):
+    proc = mgr_in_process("train", *tiny(epochs=2), "optimizer.lr=1e12", "callbacks=none", cwd=tmp_path,
+                          data_dir=data_dir, check=False)
+    assert "Training diverged" in one_error(proc)
+
+
+@pytest.mark.slow
+def test_a_diverging_ddp_spawn_run_stops_with_one_sentence(tmp_path, data_dir):
+    """The error is raised in a spawned rank; the main process gets it as that rank's traceback text."""
+    proc = mgr_command("train", *tiny(epochs=2), "optimizer.lr=1e12", "trainer=ddp_cpu", *NO_PLOTS, cwd=tmp_path,
+                       data_dir=data_dir, check=False)
+    assert "Training diverged" in one_error(proc)
+
+
+def test_a_spawned_ranks_error_is_read_from_its_traceback_text():
+    from mgr.utils.tasks import _error_of_rank
+
+    text = ("\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
+            '  File "x.py", line 1, in f\nmgr.data.cache.CacheDamaged: The cache is damaged; delete it.\n')
+    assert str(_error_of_rank(text)) == "The cache is damaged; delete it."
+    assert _error_of_rank(text.replace("mgr.data.cache.CacheDamaged", "ValueError")) is None
+    assert _error_of_rank(text.replace("mgr.data.cache.CacheDamaged", "mgr.data.cache.WaveformCache")) is None
+    assert _error_of_rank("") is None
 
 
 def tiny_model() -> GenreClassifier:

@@ -24,6 +24,7 @@ def train(cfg: DictConfig) -> float | None:
     from mgr.environment import environment
     from mgr.features import build_augment
     from mgr.models import CheckpointIO, GenreClassifier
+    from mgr.models.finite import StopOnNonFinite
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
     from mgr.utils.progress import progress_for_logs
 
@@ -36,7 +37,9 @@ def train(cfg: DictConfig) -> float | None:
     # Before a probe's embedding extraction: a pretrained encoder's n_bins is None, which build_augment refuses.
     model.augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
                                   model.encoder.n_frames)
-    callbacks = instantiate_dict(cfg.get("callbacks")) + progress_for_logs(cfg.trainer.get("enable_progress_bar", True))
+    # StopOnNonFinite is no option: a diverged run must never end as a success, whatever `callbacks=`.
+    callbacks = (instantiate_dict(cfg.get("callbacks")) + progress_for_logs(cfg.trainer.get("enable_progress_bar", True))
+                 + [StopOnNonFinite()])
     if cfg.get("logger") and "wandb" in cfg.logger:
         choose_wandb_mode()
         continue_wandb_run(cfg)

@@ -1,8 +1,8 @@
 """Finite or refused: a run whose loss or weights stop being finite numbers (a learning rate far
 too high, an exploding net) stops with one sentence instead of training on and reporting NaN.
 
-`StopOnNonFinite` (conf/callbacks/default.yaml) checks the training loss; the weights are checked
-wherever they leave a run or enter one: mgr.models.checkpoints refuses to write a checkpoint whose
+`StopOnNonFinite` (added by mgr.train to every run, whatever `callbacks=`) checks the training
+loss; the weights are checked wherever they leave a run or enter one: mgr.models.checkpoints refuses to write a checkpoint whose
 weights are not all finite, and `load_model` refuses to build from one. Lightning's
 `detect_anomaly` would check every operation of every step, several times slower.
 """

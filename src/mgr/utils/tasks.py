@@ -55,8 +55,27 @@ def _user_error(e: BaseException | None) -> MGRError | None:
         if isinstance(e, MissingMandatoryValue):
             key = getattr(e, "full_key", None) or "a required setting"
             return MGRError(f"{key} is missing; set {key}=... (see python -m mgr.<task> --help).")
+        if type(e).__name__ == "ProcessRaisedException":  # a ddp_spawn rank's error, as its traceback's text
+            return _error_of_rank(str(e))
         e = e.__cause__
     return e
+
+
+def _error_of_rank(traceback_text: str) -> MGRError | None:
+    """The MGRError a spawned DDP rank raised, from the last line of its traceback
+    (`mgr.<module>.<Class>: <message>`); None for any other error."""
+    import importlib
+
+    last = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else ""
+    name, _, message = last.partition(": ")
+    module, _, cls = name.rpartition(".")
+    if not module.startswith("mgr") or not message:
+        return None
+    try:
+        raised = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        return None
+    return MGRError(message) if isinstance(raised, type) and issubclass(raised, MGRError) else None
 
 
 def _quiet_warnings() -> None:
