@@ -39,8 +39,8 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, pro
                     ckpt_path: str | None = None) -> dict[str, float]:
     """Test (on `ckpt_path`'s weights if given, else the model's), then write metrics.json
     (test metrics, `provenance` (which checkpoint), class names, the track aggregation, confusion matrices, per-class
-    scores), print the table and send the report to loggers that take it (W&B). Returns the
-    test metrics."""
+    scores, under "head" the head's `report` where it has one: what it chose), print the table and send the
+    report to loggers that take it (W&B). Returns the test metrics."""
     from mgr.models import test_confusions
     from mgr.models.task import test_predictions
     from mgr.tracking import log_test_report
@@ -53,6 +53,8 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, pro
     results = {**provenance, "class_names": model.class_names, **model.track_aggregation.as_dict(),
                **test_confusions(trainer)}
     results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
+    if report := getattr(model.head, "report", None):  # what a head chose, and from what (the `select` probe)
+        results["head"] = report
     results["intervals"] = bootstrap_intervals(predictions, len(model.class_names), {**BOOTSTRAP, **(cfg.get("bootstrap") or {})})
     datamodule.setup("test")  # after ddp_spawn only the spawned processes have split: the same split here
     test_files = [datamodule.tracks.files[i] for i in datamodule.split_tracks["test"]]

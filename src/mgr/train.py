@@ -94,7 +94,7 @@ def cache_embeddings(model, datamodule, device, batch_size: int) -> None:
                                   list(encoder.backbone.layer_dims), encoder.layers, datamodule.hparams.cache_dir,
                                   device=device, batch_size=batch_size, name=encoder.settings["name"])
     encoder.cpu()
-    datamodule.use_embeddings(store, encoder.layer_indices)
+    datamodule.use_embeddings(*encoder.cached_input(store))  # every layer is cached; the encoder says which it takes
 
 
 def best_score(checkpoint) -> float | None:

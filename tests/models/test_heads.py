@@ -1,5 +1,5 @@
 """The RBF SVM head (`rbf_svm`): its torch forward is scikit-learn's decision function, it
-chooses C and gamma on validation as benchmarks/realmusic.py's reference does, the task's
+chooses C and gamma on validation as benchmarks/suite/reference.py's reference does, the task's
 loop lets it choose before validation scores it, and a fitted head travels in a checkpoint
 of plain tensors. One end-to-end run of model=stats_rbf_svm feature=descriptors."""
 
@@ -25,11 +25,11 @@ from mgr.models.task import CHECKPOINT_TAG
 sklearn_svm = pytest.importorskip("sklearn.svm")
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "realmusic.py"
-spec = importlib.util.spec_from_file_location("realmusic", SCRIPT)
-realmusic = importlib.util.module_from_spec(spec)
-sys.modules.setdefault("realmusic", realmusic)
-spec.loader.exec_module(realmusic)
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "suite" / "reference.py"
+spec = importlib.util.spec_from_file_location("suite_reference", SCRIPT)
+reference_script = importlib.util.module_from_spec(spec)
+sys.modules.setdefault("suite_reference", reference_script)
+spec.loader.exec_module(reference_script)
 
 SR = 8000
 FEATURE = {"name": "descriptors", "n_fft": 256, "hop_length": 128, "n_mels": 32, "n_mfcc": 13, "n_bands": 4}
@@ -73,16 +73,16 @@ def test_binary_forward_predicts_as_sklearn():
 
 
 def test_selection_on_validation_picks_what_the_reference_grid_picks():
-    """The head's C and gamma are those of benchmarks/realmusic.py's fit_and_score on the same
+    """The head's C and gamma are those of benchmarks/suite/reference.py's fit_and_score on the same
     embeddings (its grids, the model config's; ties: smaller C, then smaller gamma)."""
     config = yaml.safe_load(files("mgr.conf").joinpath("model/stats_rbf_svm.yaml").read_text())["head"]
-    assert (tuple(config["C"]), tuple(config["gamma"])) == (realmusic.C_GRID, realmusic.GAMMA_GRID)
+    assert (tuple(config["C"]), tuple(config["gamma"])) == (reference_script.C_GRID, reference_script.GAMMA_GRID)
     for seed in range(3):
         x, y = blobs(240, 4, spread=3.0, seed=seed)
         split = {"train": slice(0, 120), "val": slice(120, 180), "test": slice(180, 240)}
         xs = {k: x[s].double().numpy() for k, s in split.items()}
         ys = {k: y[s].numpy() for k, s in split.items()}
-        reference = realmusic.fit_and_score(xs, ys, {k: np.arange(len(v)) for k, v in ys.items()})
+        reference = reference_script.fit_and_score(xs, ys, {k: np.arange(len(v)) for k, v in ys.items()})
         head = RBFSVMHead(x.shape[1], 4, C=config["C"], gamma=config["gamma"])
         head.fit(x[split["train"]], y[split["train"]])
         assert head.select(x[split["val"]], y[split["val"]]) == pytest.approx(reference["val_clip_acc"])

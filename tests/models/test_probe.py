@@ -176,3 +176,31 @@ def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_di
     embed_out = run_mgr("embed", f"ckpt_path={checkpoint}").stdout.splitlines()
     embedded = np.load(next(l for l in embed_out if l.strip().endswith("embeddings.npz")).strip())
     assert embedded["chunk_embeddings"].shape[1] == 16  # the tiny HuBERT's width
+
+
+def test_layer_all_puts_every_layer_side_by_side_from_the_wave_and_from_the_cache(tmp_path):
+    """encoder.layer=all on layers of unequal widths (the tiny CLAP's 16, 32, 32): the waveform path
+    and the embedding cache's datasets (through cached_input's view) give the same concatenation."""
+    from mgr.data.embeddings import EmbeddedChunks
+
+    clap = {"name": "clap", "weights": str(save_tiny("clap", tmp_path / "clap")), "layer": "all"}
+    model = GenreClassifier(["a", "b"], {"name": "mel"}, SR, 0.5, {"name": "probe"}, encoder=clap).eval()
+    assert model.encoder.embedding_layers == [(0, 16), (1, 32), (2, 32)] and model.encoder.embedding_dim == 80
+    wave = torch.randn(3, SR // 2)
+    with torch.no_grad():
+        layers = model.encoder.layers(wave)
+        expected = torch.cat(layers, dim=1)
+        torch.testing.assert_close(model.embed(wave), expected)
+
+    class Store:  # what the embedding cache answers: rows of chunks, each layer's rows
+        def rows(self, items):
+            return np.array([start for _, start in items])
+
+        def layer(self, i):
+            return layers[i].numpy()
+
+    store, fed = model.encoder.cached_input(Store())
+    chunks = EmbeddedChunks(store, [0, 1, 2], [0, 1, 0], [(k, k) for k in range(3)], fed)
+    cached = torch.stack([chunks[k][0] for k in range(3)])
+    assert cached.shape == (3, 1, 80)
+    torch.testing.assert_close(model.embed(cached), expected)

@@ -3,7 +3,10 @@ an mgr encoder, waveform [B, samples at the data's rate] -> embeddings [B, embed
 
 It resamples the waveform to the backbone's rate, runs the backbone and combines its layers:
 `layer=<int>` one layer (negative counts from the last), `mean` the mean of all, `weighted` a
-learned softmax-weighted sum (the SUPERB/MARBLE practice; the weights start equal).
+learned softmax-weighted sum (the SUPERB/MARBLE practice; the weights start equal), `all` every
+layer side by side (of any widths: [B, sum of widths]), for a head that uses them apart (the
+`select` head chooses its layer on validation, mgr.models.heads.ProbeSelectionHead).
+`embedding_layers` says which layers the embedding holds, in order, and how wide each is.
 
 Frozen (the default): no gradients, always in eval mode, and its weights are kept out of the
 checkpoint, which holds their sha256 (`weights_sha256`) instead; a model built with a stored
@@ -13,7 +16,8 @@ holds its weights.
 
 A frozen encoder is a fixed function of the chunk, so mgr.train computes its layers once per chunk
 (`cache_embeddings=true`, the default; mgr.data.embeddings) and feeds the probe those: `forward`
-takes either a waveform [B, T] or the cached layers [B, len(layer_indices), D].
+takes either a waveform [B, T] or the cached layers [B, len(layer_indices), D] (`layer=all`: the
+layers side by side, [B, 1, sum of widths], as `cached_input` has the data module feed them).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,7 +34,8 @@ from mgr.encoders import BACKBONES
 from mgr.encoders.resample import Resampler
 from mgr.features.augment import NO_SPECTROGRAM
 
-LAYER_CHOICES = ("mean", "weighted")
+ALL = "all"
+LAYER_CHOICES = ("mean", "weighted", ALL)
 # Settings that change no layer's values: where the weights were read from, and how they are probed.
 NOT_IN_IDENTITY = {"wheel", "cache_dir", "weights", "layer", "finetune", "lr_scale", "cache_embeddings"}
 
@@ -87,9 +93,12 @@ class PretrainedEncoder(nn.Module):
             return dims[self.layer]
         if self.layer not in LAYER_CHOICES:
             raise MGRError(f"encoder.layer={self.layer!r}; give a layer number or one of {', '.join(LAYER_CHOICES)}.")
+        if self.layer == ALL:
+            return sum(dims)
         if len(set(dims)) > 1:
             raise MGRError(f"encoder.layer={self.layer} combines layers of equal width only, and this encoder's "
-                           f"differ ({dims}); choose one layer (encoder.layer=<0..{len(dims) - 1}>).")
+                           f"differ ({dims}); choose one layer (encoder.layer=<0..{len(dims) - 1}>) or all of them "
+                           "side by side (encoder.layer=all).")
         if self.layer == "weighted":
             self.layer_weights = nn.Parameter(torch.zeros(len(dims)))
         return dims[0]
@@ -107,6 +116,22 @@ class PretrainedEncoder(nn.Module):
         return list(range(n)) if isinstance(self.layer, str) else [self.layer % n]
 
     @property
+    def embedding_layers(self) -> list[tuple[int | str, int]]:
+        """What the embedding holds, in order: (layer number, or `mean`/`weighted`, width) of each part."""
+        dims = list(self.backbone.layer_dims)
+        if isinstance(self.layer, str) and self.layer != ALL:
+            return [(self.layer, self.embedding_dim)]
+        return [(i, dims[i]) for i in self.layer_indices]
+
+    def cached_input(self, store) -> tuple[object, list[int]]:
+        """What the data module feeds this encoder from the embedding cache `store` (its `use_embeddings`):
+        a store and the layers of it to stack per chunk. The stacking needs equal widths, so `layer=all`
+        gets its layers side by side as the one layer of a `LayersSideBySide` view."""
+        if self.layer == ALL:
+            return LayersSideBySide(store, self.layer_indices), [0]
+        return store, self.layer_indices
+
+    @property
     def identity(self) -> dict:
         """What determines the backbone's outputs, for the embedding cache's key: its name, its settings
         but the places its weights were read from, and the weights' hash."""
@@ -120,16 +145,40 @@ class PretrainedEncoder(nn.Module):
     def forward(self, x: torch.Tensor, augment: nn.Module | None = None) -> torch.Tensor:
         if augment is not None and not isinstance(augment, nn.Identity):
             raise MGRError(NO_SPECTROGRAM.format(""))
-        if x.dim() == 3:  # cached layers [B, len(layer_indices), D]
+        if x.dim() == 3:  # cached layers [B, len(layer_indices), D], or side by side [B, 1, sum of widths]
+            if self.layer == ALL:
+                return x.flatten(1)
             stacked = x.transpose(0, 1)
         else:
             layers = self.layers(x)
+            if self.layer == ALL:
+                return torch.cat([layers[i] for i in self.layer_indices], dim=1)
             stacked = torch.stack([layers[i] for i in self.layer_indices])  # [layers, B, D]
         if not isinstance(self.layer, str):
             return stacked[0]
         if self.layer == "mean":
             return stacked.mean(0)
         return torch.einsum("l,lbd->bd", torch.softmax(self.layer_weights, 0), stacked)
+
+
+class LayersSideBySide:
+    """An embedding cache (mgr.data.embeddings.ChunkEmbeddings) seen as having one layer: each row's
+    `layers` concatenated. It answers what the cache's datasets ask of a store (`rows`, `layer(0)[row]`),
+    so a chunk's layers of unequal widths reach the model as [1, sum of widths]."""
+
+    def __init__(self, store, layers: list[int]):
+        self.store, self.layers = store, list(layers)
+
+    def rows(self, items):
+        return self.store.rows(items)
+
+    def layer(self, i: int) -> "LayersSideBySide":
+        if i != 0:
+            raise IndexError(f"the layers side by side are layer 0 only, not {i}")
+        return self
+
+    def __getitem__(self, row) -> np.ndarray:
+        return np.concatenate([self.store.layer(j)[row] for j in self.layers])
 
 
 def _drop_frozen_weights(module: PretrainedEncoder, state_dict: dict, prefix: str, local_metadata) -> None:

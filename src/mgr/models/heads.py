@@ -22,12 +22,16 @@ loss is no probability loss. Their checkpoints are plain tensors.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
 from mgr import MGRError
+from mgr.models.probe_selection import Candidate, Scorer, choose, logistic_regressions, train_mlp
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,12 @@ class LinearSVMHead(nn.Linear):
         return accuracy
 
 
+def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+    """exp(-gamma |a_i - b_j|^2) [len(a), len(b)], computed as libsvm computes it."""
+    distances = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.exp(-gamma * np.maximum(distances, 0.0))
+
+
 def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's StandardScaler of `x` [N, D]: its mean and scale, 1 where a column is constant."""
     mean, scale = x.mean(axis=0), x.std(axis=0)
@@ -104,11 +114,13 @@ class RBFSVMHead(nn.Module):
 
     fitted = True
     RESIZED = ("support_vectors", "pair_coef", "intercept", "pairs")
+    PRECOMPUTED_MAX = 8000  # training chunks up to which fit computes the kernel matrix itself (8 bytes a pair: 512 MB)
 
     def __init__(self, in_features: int, out_features: int, C: float | list[float] = 1.0,
-                 gamma: float | list[float] = 0.01, passes: int = 1):
+                 gamma: float | list[float] = 0.01, passes: int = 1, precompute: bool = False):
         super().__init__()
         self.in_features, self.out_features, self.passes = in_features, out_features, passes
+        self.precompute = precompute  # see fit
         self.C_grid = sorted(float(c) for c in np.atleast_1d(C))
         self.gamma_grid = sorted(float(g) for g in np.atleast_1d(gamma))
         self.register_buffer("mean", torch.zeros(in_features))
@@ -120,6 +132,7 @@ class RBFSVMHead(nn.Module):
         self.register_buffer("gamma", torch.tensor(0.0))
         self.register_buffer("chosen_C", torch.tensor(0.0))  # not needed to predict: kept to report
         self._candidates: list[tuple[float, float, object]] = []  # (C, gamma, fitted SVC), until select
+        self._training: np.ndarray | None = None  # the standardised training chunks of precomputed kernels, until then
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -131,10 +144,16 @@ class RBFSVMHead(nn.Module):
         self.mean.copy_(torch.as_tensor(mean))
         self.scale.copy_(torch.as_tensor(scale))
         z = (x - mean) / scale
+        # precompute: the kernel matrix, where it fits in memory, once per gamma by BLAS; libsvm's own
+        # loop takes ~50x longer, per SVM. libsvm's formula, but other roundings: the SVMs agree only to
+        # libsvm's tolerance (decision values to ~1e-4), so the classic baseline keeps libsvm's kernel.
+        self._training = z if self.precompute and len(z) <= self.PRECOMPUTED_MAX else None
+        kernels = {g: rbf_kernel(z, z, g) for g in self.gamma_grid} if self._training is not None else {}
         # libsvm is deterministic without probability estimates: every DDP rank fits the same SVMs.
-        self._candidates = [(c, g, SVC(C=c, gamma=g, kernel="rbf").fit(z, y)) for c in self.C_grid for g in self.gamma_grid]
+        self._candidates = [(c, g, SVC(C=c, kernel="precomputed").fit(kernels[g], y) if kernels
+                             else SVC(C=c, gamma=g, kernel="rbf").fit(z, y)) for c in self.C_grid for g in self.gamma_grid]
         self._load(*self._candidates[0])
-        accuracy = float(self._candidates[0][2].score(z, y))
+        accuracy = float((self._predict(self._candidates[0], z) == y).mean())
         log.info("RBF SVMs fitted on %d training chunks for %d C x %d gamma.", len(y), len(self.C_grid), len(self.gamma_grid))
         return accuracy
 
@@ -147,22 +166,41 @@ class RBFSVMHead(nn.Module):
         y = y.cpu().numpy()
         best = None
         for c, gamma, svm in self._candidates:  # C, then gamma, ascending: a tie keeps the earlier one
-            accuracy = float((svm.predict(z) == y).mean())
+            accuracy = float((self._predict((c, gamma, svm), z) == y).mean())
             if best is None or accuracy > best[0]:
                 best = (accuracy, c, gamma, svm)
         accuracy, c, gamma, svm = best
         self._load(c, gamma, svm)
-        self._candidates = []
+        self._candidates, self._training = [], None
         log.info("RBF SVM chosen on %d validation chunks: C=%g, gamma=%g (validation accuracy %.3f, %d support "
                  "vectors).", len(y), c, gamma, accuracy, len(svm.support_))
         return accuracy
 
+    def candidates(self) -> Iterator[dict]:
+        """Load each fitted SVM of the grid in turn (C, then gamma, ascending) and yield its setting,
+        for a caller that scores them itself (ProbeSelectionHead); then `keep` one."""
+        for c, gamma, svm in self._candidates:
+            self._load(c, gamma, svm)
+            yield {"C": c, "gamma": gamma}
+
+    def keep(self, setting: dict) -> "RBFSVMHead":
+        """Hold the fitted SVM of `setting` (one that `candidates` yielded) and drop the others."""
+        self._load(*next(t for t in self._candidates if (t[0], t[1]) == (setting["C"], setting["gamma"])))
+        self._candidates, self._training = [], None
+        return self
+
+    def _predict(self, candidate: tuple, z: np.ndarray) -> np.ndarray:
+        """The classes a fitted (C, gamma, SVC) predicts for standardised `z` (libsvm's votes)."""
+        _, gamma, svm = candidate
+        return svm.predict(rbf_kernel(z, self._training, gamma) if svm.kernel == "precomputed" else z)
+
     def _load(self, c: float, gamma: float, svm) -> None:
         """The fitted SVC as this head's tensors (see the class docstring)."""
         classes, n_support = svm.classes_, svm.n_support_
+        support_vectors = self._training[svm.support_] if svm.kernel == "precomputed" else svm.support_vectors_
         first = np.concatenate([[0], np.cumsum(n_support)])  # support vectors are grouped by class
         pairs = [(a, b) for a in range(len(classes)) for b in range(a + 1, len(classes))]
-        coef = np.zeros((len(svm.support_vectors_), len(pairs)))
+        coef = np.zeros((len(support_vectors), len(pairs)))
         for p, (a, b) in enumerate(pairs):  # libsvm's layout of dual_coef_ [n_classes - 1, n_sv]
             coef[first[a]:first[a + 1], p] = svm.dual_coef_[b - 1, first[a]:first[a + 1]]
             coef[first[b]:first[b + 1], p] = svm.dual_coef_[a, first[b]:first[b + 1]]
@@ -170,7 +208,7 @@ class RBFSVMHead(nn.Module):
         if len(classes) == 2:  # scikit-learn flips the sign of a binary SVC: positive means classes_[1]
             coef, intercept = -coef, -intercept
         device = self.mean.device
-        self.support_vectors = torch.as_tensor(svm.support_vectors_, dtype=torch.float32, device=device)
+        self.support_vectors = torch.as_tensor(support_vectors, dtype=torch.float32, device=device)
         self.pair_coef = torch.as_tensor(coef, dtype=torch.float32, device=device)
         self.intercept = torch.as_tensor(intercept, dtype=torch.float32, device=device)
         self.pairs = torch.as_tensor(classes[np.asarray(pairs, dtype=int).reshape(-1, 2)], dtype=torch.long,
@@ -199,12 +237,173 @@ class RBFSVMHead(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-HEADS = {"linear": LinearHead, "mlp": MLPHead, "linear_svm": LinearSVMHead, "rbf_svm": RBFSVMHead}
+class ProbeSelectionHead(nn.Module):
+    """`select`, the default head of `model=probe`: a probe as MARBLE and HEAR run one. On each of
+    its layers (the encoder's `embedding_layers`: all of them with encoder.layer=all, or the
+    `layers` named), standardised by the training chunks' mean and scale, it fits the candidates of
+    mgr.models.probe_selection (logistic regression over the grid `C`, the RBF SVM over `svm_C` x
+    `svm_gamma` (gamma in units of 1 / the layer's width, scikit-learn's gamma="scale" for
+    standardised embeddings), an MLP over `mlp_lr`; an empty grid leaves a kind out) and keeps the
+    one of best validation track accuracy (its `choose`).
+
+    The task calls `fit` with the training chunks' embeddings (one pass: cached chunks are the same
+    every epoch), then `select` with the validation chunks' and a scorer of validation logits (the
+    task's track metric). Until then (a run that never validates) the head holds the first
+    logistic regression of the grid on its first layer.
+
+    The state dict holds the chosen layer's standardisation (`mean`, `scale`), the chosen candidate
+    (`chosen`: a Linear, an MLPHead or an RBFSVMHead on standardised embeddings) and, as the extra
+    state, the choice and the grid's scores (`report`, for metrics.json): plain tensors and values
+    that loading rebuilds the head from.
+    """
+
+    fitted = True
+    passes = 1
+    per_layer = True  # build_head gives it the encoder's embedding_layers
+    selects_by_track = True  # the task gives select a scorer of validation logits
+
+    def __init__(self, in_features: int, out_features: int, embedding_layers: list | None = None,
+                 C: list[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), svm_C: list[float] = (1.0, 10.0, 100.0),
+                 svm_gamma: list[float] = (1.0,), mlp_lr: list[float] = (3e-4, 1e-3, 3e-3), mlp_hidden: int = 256,
+                 mlp_dropout: float = 0.2, mlp_epochs: int = 50, mlp_patience: int = 5, layers: list | None = None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.embedding_layers = [(name, int(width)) for name, width in (embedding_layers or [("embedding", in_features)])]
+        widths = [width for _, width in self.embedding_layers]
+        assert sum(widths) == in_features, f"layers of widths {widths} make no embedding of {in_features}"
+        self.offsets = [int(o) for o in np.cumsum([0, *widths[:-1]])]
+        self.layer_names = [name for name, _ in self.embedding_layers]
+        self.candidate_layers = list(range(len(widths))) if layers is None else self._positions(list(layers))
+        self.C, self.svm_C, self.svm_gamma, self.mlp_lr = (sorted(map(float, g)) for g in (C, svm_C, svm_gamma, mlp_lr))
+        self.mlp = {"hidden": int(mlp_hidden), "dropout": float(mlp_dropout)}
+        self.mlp_epochs, self.mlp_patience = int(mlp_epochs), int(mlp_patience)
+        if not (self.C or self.svm_C and self.svm_gamma or self.mlp_lr):
+            raise MGRError("model.head=select has no candidate: give at least one of C, svm_C with svm_gamma, mlp_lr.")
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("scale", torch.ones(0))
+        self.report: dict = {}  # the grid's scores and the choice, once chosen
+        self._hold(self.candidate_layers[0], "logistic", {"C": self.C[0] if self.C else 1.0})
+        self._training: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _positions(self, names: list) -> list[int]:
+        unknown = [n for n in names if n not in self.layer_names]
+        if unknown or not names:
+            raise MGRError(f"model.head.layers={names} names layers the embedding does not hold; it holds "
+                           f"{self.layer_names} (encoder.layer=all holds every layer of the encoder).")
+        return sorted(self.layer_names.index(n) for n in names)
+
+    def _hold(self, layer: int, kind: str, setting: dict, module: nn.Module | None = None,
+              standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Make a candidate the head's: its fitted `module` and standardisation, or (to load a checkpoint
+        into) a blank module of its kind and shape."""
+        width, device = self.embedding_layers[layer][1], self.mean.device
+        if module is None:
+            blank = {"logistic": LinearHead, "rbf_svm": RBFSVMHead, "mlp": partial(MLPHead, **self.mlp)}[kind]
+            module = blank(width, self.out_features)
+        mean, scale = standardisation or (np.zeros(width), np.ones(width))
+        self.layer, self.kind, self.setting, self.chosen = layer, kind, dict(setting), module.to(device)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device)
+        self.scale = torch.as_tensor(scale, dtype=torch.float32, device=device)
+
+    def _part(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer `layer` (a position) of embeddings [N, in_features]."""
+        return x[:, self.offsets[layer]:self.offsets[layer] + self.embedding_layers[layer][1]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.chosen((self._part(x, self.layer).float() - self.mean) / self.scale)
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Keep the training embeddings `x` [N, in_features] and labels `y` for `select`, and hold the
+        first logistic regression (see the class docstring); returns its training accuracy."""
+        with torch.inference_mode(False):  # called in validation: modules made here must load and train later
+            self._training = x.float().clone(), y.clone()
+            if not self.C:
+                return math.nan
+            z, scaler = self._standardised(self._training[0], self.candidate_layers[0])
+            (linear,) = logistic_regressions(z, self._training[1], self.C[:1], self.out_features)
+            self._hold(self.candidate_layers[0], "logistic", {"C": self.C[0]}, linear, scaler)
+            with torch.no_grad():
+                return float((linear(z).argmax(1) == self._training[1]).float().mean())
+
+    def _standardised(self, x: torch.Tensor, layer: int, scaler=None) -> tuple[torch.Tensor, tuple]:
+        """Layer `layer` of `x` standardised by `scaler` (mean, scale), by default the statistics of `x` itself."""
+        part = self._part(x, layer).double()
+        mean, scale = scaler or standardisation(part.cpu().numpy())
+        return ((part - torch.as_tensor(mean, device=x.device)) / torch.as_tensor(scale, device=x.device)).float(), \
+            (mean, scale)
+
+    def select(self, x: torch.Tensor, y: torch.Tensor, score: Scorer) -> float:
+        """Fit every candidate on the kept training embeddings, score each on validation embeddings `x`
+        with labels `y` by `score`, hold the best; returns its validation track accuracy."""
+        if self._training is None:
+            raise RuntimeError("ProbeSelectionHead.select needs fit first.")
+        with torch.inference_mode(False):
+            x_val, y_val = x.float().clone(), y.clone()
+            candidates, scalers = [], {}
+            for layer in self.candidate_layers:
+                z, scalers[layer] = self._standardised(self._training[0], layer)
+                z_val, _ = self._standardised(x_val, layer, scalers[layer])
+                candidates += self._candidates(layer, z, self._training[1], z_val, y_val, score)
+            best = choose(candidates)
+            self._hold(best.layer, best.kind, best.setting, best.build(), scalers[best.layer])
+        self.report = {
+            "rule": "highest validation track accuracy, then chunk accuracy; ties: logistic, rbf_svm, mlp, then "
+                    "the smaller setting (C, gamma; learning rate), then the lower layer",
+            "standardisation": "each layer by the mean and scale of the training chunks",
+            "train_chunks": len(self._training[1]), "val_chunks": len(y_val),
+            "grid": [c.record(self.layer_names) for c in sorted(candidates, key=Candidate.order)],
+            "chosen": best.record(self.layer_names)}
+        self._training = None
+        log.info("Probe chosen on %d validation chunks among %d candidates: %s on layer %s, %s (validation track "
+                 "accuracy %.3f).", len(y_val), len(candidates), best.kind, self.layer_names[best.layer],
+                 best.setting, best.val_track_acc)
+        return best.val_track_acc
+
+    def _candidates(self, layer, z, y, z_val, y_val, score: Scorer) -> list[Candidate]:
+        """The candidates of one layer, fitted on its standardised training embeddings `z` and scored."""
+        out, width, n = [], z.shape[1], self.out_features
+        with torch.no_grad():
+            for c, linear in zip(self.C, logistic_regressions(z, y, self.C, n)):
+                out.append(Candidate(layer, "logistic", {"C": c}, *score(linear(z_val)), build=lambda m=linear: m))
+            if self.svm_C and self.svm_gamma:
+                svm = RBFSVMHead(width, n, C=self.svm_C, gamma=[g / width for g in self.svm_gamma], precompute=True)
+                svm = svm.to(z.device)
+                svm.fit(z, y)
+                for setting in svm.candidates():
+                    out.append(Candidate(layer, "rbf_svm", setting, *score(svm(z_val)), build=partial(svm.keep, setting)))
+        for lr in self.mlp_lr:
+            mlp, epochs = train_mlp(partial(MLPHead, width, n, **self.mlp), z, y, z_val, y_val, lr, self.mlp_epochs,
+                                    self.mlp_patience, seed=torch.initial_seed())
+            with torch.no_grad():
+                out.append(Candidate(layer, "mlp", {"lr": lr}, *score(mlp(z_val)), build=lambda m=mlp: m,
+                                     details={"epochs": epochs}))
+        return out
+
+    def get_extra_state(self) -> dict:
+        return {"layer": self.layer, "kind": self.kind, "setting": self.setting, "report": self.report}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.report = state["report"]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state = state_dict.get(prefix + "_extra_state")
+        if isinstance(state, dict):  # the checkpoint's choice: a module of its kind and shape, filled by the load
+            self._hold(state["layer"], state["kind"], state["setting"])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def build_head(settings: dict | None, embedding_dim: int, num_classes: int) -> nn.Module:
+HEADS = {"linear": LinearHead, "mlp": MLPHead, "linear_svm": LinearSVMHead, "rbf_svm": RBFSVMHead,
+         "select": ProbeSelectionHead}
+
+
+def build_head(settings: dict | None, embedding_dim: int, num_classes: int,
+               embedding_layers: list[tuple] | None = None) -> nn.Module:
+    """The head `settings` name, on embeddings of `embedding_dim`; a head that works per layer
+    (`per_layer`) also gets `embedding_layers`: (name, width) of each part of the embedding, in order."""
     settings = dict(settings or {"name": "linear"})
     name = settings.pop("name", "linear")
     if name not in HEADS:
         raise MGRError(f"Unknown model.head.name={name!r}; choose one of {', '.join(HEADS)}.")
+    if getattr(HEADS[name], "per_layer", False):
+        settings["embedding_layers"] = embedding_layers
     return HEADS[name](embedding_dim, num_classes, **settings)

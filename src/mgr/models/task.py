@@ -72,7 +72,8 @@ class GenreClassifier(pl.LightningModule):
         else:  # a probe: `net` is {"name": "probe"}, and `feature` goes unused
             self.encoder = PretrainedEncoder(encoder, sample_rate, chunk_seconds)
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
-        self.head = build_head(head, self.encoder.embedding_dim, self.num_classes)
+        self.head = build_head(head, self.encoder.embedding_dim, self.num_classes,
+                               getattr(self.encoder, "embedding_layers", None))
         if not 0.0 <= label_smoothing < 1.0 or mixup_alpha < 0.0:
             raise MGRError(f"label_smoothing must lie in [0, 1) and mixup_alpha be >= 0 (got {label_smoothing} "
                            f"and {mixup_alpha}).")
@@ -98,7 +99,8 @@ class GenreClassifier(pl.LightningModule):
             self.automatic_optimization = False
             self._fit_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
             self._fit_pending = False
-        # A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma):
+        # A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma; the
+        # probe's `select` head its candidate and layer, by the validation track accuracy):
         # after each fit, validation embeds all chunks first, the head chooses, then they are scored.
         self._select_pending = False
         self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -272,11 +274,25 @@ class GenreClassifier(pl.LightningModule):
         batches, self._val_batches, self._select_pending = self._val_batches, [], False
         if not batches:
             return
-        x, y = torch.cat([x for x, _, _ in batches]), torch.cat([y for _, y, _ in batches])
-        x, y = x[y != PADDING_LABEL], y[y != PADDING_LABEL]
-        self.head.select(self._all_ranks(x), self._all_ranks(y))  # every rank chooses on all ranks' chunks
+        x, y, track = (torch.cat([batch[i] for batch in batches]) for i in range(3))
+        keep = y != PADDING_LABEL
+        x, y, track = (self._all_ranks(t[keep]) for t in (x, y, track))  # every rank chooses on all ranks' chunks
+        if getattr(self.head, "selects_by_track", False):
+            self.head.select(x, y, self._validation_scorer(y, track))
+        else:
+            self.head.select(x, y)
         for embeddings, target, track in batches:
             self._score(self.head(embeddings), target, track, "val")
+
+    def _validation_scorer(self, target: torch.Tensor, track: torch.Tensor):
+        """A function of validation chunk logits -> (track accuracy, chunk accuracy), the chunks of a
+        track combined as the val/test track metrics combine them."""
+        def score(logits: torch.Tensor) -> tuple[float, float]:
+            tracks = TrackMetrics(self.num_classes, self.track_aggregation)
+            tracks.update(logits, target, track)
+            scores, labels = tracks.track_scores()  # not compute(): the chunks are gathered from every rank already
+            return (scores.argmax(1) == labels).float().mean().item(), (logits.argmax(1) == target).float().mean().item()
+        return score
 
     def _all_ranks(self, t: torch.Tensor) -> torch.Tensor:
         """`t` of every DDP rank, concatenated in rank order (shards may differ in size); `t` alone in one process."""

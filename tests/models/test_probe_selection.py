@@ -1,0 +1,171 @@
+"""The `select` probe head (mgr.models.heads.ProbeSelectionHead, mgr.models.probe_selection): it
+chooses the layer and the candidate on validation, breaks ties toward the simpler candidate, trains
+its MLPs deterministically, keeps the chosen layer's training standardisation and the grid's scores
+in a checkpoint of plain values, and `model=probe` alone runs it, metrics.json saying what it chose."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import NO_PLOTS, TINY_DATA, metrics_of, run_dir_of, save_checkpoint
+from hf_models import save_tiny
+from mgr.models import GenreClassifier, load_model
+from mgr.models.heads import MLPHead, ProbeSelectionHead, RBFSVMHead, standardisation
+
+pytest.importorskip("sklearn")
+
+WIDTHS = (4, 6, 3)  # three layers of unequal widths, side by side as encoder.layer=all gives them
+ONLY = {"logistic": {"svm_C": [], "mlp_lr": []}, "rbf_svm": {"C": [], "svm_C": [1.0, 10.0]},
+        "mlp": {"C": [], "svm_C": [], "mlp_lr": [1e-3, 1e-2], "mlp_hidden": 8, "mlp_epochs": 20}}
+
+
+def layers(n: int, seed: int, separating: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes, 3:1. Layer `separating` holds each class around its own centre; the others are noise."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 4 == 0).astype(int)
+    parts = [rng.standard_normal((n, w)) * 3 + 10 for w in WIDTHS]  # far from standardised, on purpose
+    parts[separating] += np.where(y == 1, 8.0, -8.0)[:, None]
+    return torch.tensor(np.concatenate(parts, 1), dtype=torch.float32), torch.tensor(y)
+
+
+def chunk_scorer(y_val: torch.Tensor):
+    """Each validation chunk its own track: track and chunk accuracy are the same."""
+    def score(logits):
+        accuracy = (logits.argmax(1) == y_val).float().mean().item()
+        return accuracy, accuracy
+    return score
+
+
+def selecting_head(**settings) -> ProbeSelectionHead:
+    return ProbeSelectionHead(sum(WIDTHS), 2, [(i, w) for i, w in enumerate(WIDTHS)], **settings)
+
+
+@pytest.mark.parametrize("separating", [1, 2])
+def test_the_selection_picks_the_layer_that_separates_the_classes_and_the_C_that_uses_it(separating):
+    """C=1e-5 shrinks every weight to nothing: the majority class, 0.75 everywhere (and first in the
+    tie order). C=1 on the separating layer is right on every chunk: the one clearly best."""
+    x, y = layers(200, 0, separating)
+    x_val, y_val = layers(400, 1, separating)
+    head = selecting_head(C=[1e-5, 1.0], svm_C=[], mlp_lr=[])
+    head.fit(x, y)
+    assert head.select(x_val, y_val, chunk_scorer(y_val)) == 1.0
+    assert (head.layer, head.kind, head.setting) == (separating, "logistic", {"C": 1.0})
+    scores = {(g["layer"], g["setting"]["C"]): g["val_track_acc"] for g in head.report["grid"]}
+    assert len(scores) == 6 and scores[(separating, 1.0)] == 1.0
+    assert all(s == 0.75 for (layer, c), s in scores.items() if c == 1e-5)
+    assert head.report["chosen"] == {"layer": separating, "kind": "logistic", "setting": {"C": 1.0},
+                                     "val_track_acc": 1.0, "val_acc": 1.0}
+    with torch.no_grad():
+        assert (head(x_val).argmax(1) == y_val).all()
+
+
+def test_ties_go_to_the_simplest_candidate():
+    x, y = layers(80, 0)
+    head = selecting_head(C=[0.1, 1.0], svm_C=[1.0], mlp_lr=[1e-3], mlp_hidden=4, mlp_epochs=2)
+    head.fit(x, y)
+    head.select(*layers(40, 1), lambda logits: (0.5, 0.5))  # every candidate scores the same
+    assert (head.layer, head.kind, head.setting) == (0, "logistic", {"C": 0.1})
+    assert [(g["kind"], g["layer"]) for g in head.report["grid"][:4]] == [("logistic", 0), ("logistic", 1),
+                                                                        ("logistic", 2), ("logistic", 0)]
+    assert [g["kind"] for g in head.report["grid"][-3:]] == ["mlp"] * 3
+
+
+def test_standardisation_is_the_training_chunks_and_the_mlp_is_deterministic_under_the_seed():
+    x, y = layers(120, 0)
+    x_val, y_val = layers(60, 1)
+    heads = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        head = selecting_head(**ONLY["mlp"])
+        head.fit(x, y)
+        before = torch.get_rng_state()
+        head.select(x_val, y_val, chunk_scorer(y_val))
+        assert torch.equal(torch.get_rng_state(), before)  # the run's random state is its own
+        heads.append(head)
+    assert heads[0].kind == "mlp" and isinstance(heads[0].chosen, MLPHead)
+    for (name, a), b in zip(heads[0].state_dict().items(), heads[1].state_dict().values()):
+        assert a == b if name.endswith("_extra_state") else torch.equal(a, b), name
+    start = sum(WIDTHS[:heads[0].layer])
+    mean, scale = standardisation(x[:, start:start + WIDTHS[heads[0].layer]].double().numpy())
+    torch.testing.assert_close(heads[0].mean, torch.tensor(mean, dtype=torch.float32))
+    torch.testing.assert_close(heads[0].scale, torch.tensor(scale, dtype=torch.float32))
+    assert 1 <= heads[0].report["chosen"]["epochs"] <= 20
+
+
+def test_a_head_without_candidates_or_with_unknown_layers_is_one_clear_error():
+    from mgr import MGRError
+
+    with pytest.raises(MGRError, match="model.head=select has no candidate"):
+        selecting_head(C=[], svm_C=[], mlp_lr=[])
+    with pytest.raises(MGRError, match=r"model.head.layers=\[7\] names layers the embedding does not hold; it holds "
+                                       r"\[0, 1, 2\]"):
+        selecting_head(layers=[7])
+    head = selecting_head(layers=[2], svm_C=[], mlp_lr=[])
+    head.fit(*layers(80, 0))
+    head.select(*layers(40, 1), lambda logits: (0.5, 0.5))
+    assert {g["layer"] for g in head.report["grid"]} == {2}
+
+
+@pytest.fixture(scope="module")
+def clap_dir(tmp_path_factory):
+    return save_tiny("clap", tmp_path_factory.mktemp("clap"))  # layers of widths 16, 32, 32
+
+
+@pytest.mark.parametrize("kind", ["logistic", "rbf_svm", "mlp"])
+def test_the_chosen_probe_and_its_standardisation_restore_from_the_checkpoint(clap_dir, tmp_path, kind):
+    encoder = {"name": "clap", "weights": str(clap_dir), "layer": "all"}
+    model = GenreClassifier(["a", "b"], {"name": "mel"}, 8000, 0.5, {"name": "probe"},
+                            {"name": "select", **ONLY[kind]}, encoder=encoder).eval()
+    assert model.encoder.embedding_layers == [(0, 16), (1, 32), (2, 32)]
+    torch.manual_seed(0)
+    wave = torch.randn(24, 4000) * torch.linspace(0.1, 1, 24)[:, None]
+    y = (torch.arange(24) % 2 == 0).long()
+    with torch.no_grad():
+        x = model.embed(wave)
+    assert x.shape == (24, 80)
+    model.head.fit(x[:16], y[:16])
+    model.head.select(x[16:], y[16:], chunk_scorer(y[16:]))
+    assert model.head.kind == kind
+    save_checkpoint(model, tmp_path / "probe.ckpt")
+    stored = torch.load(tmp_path / "probe.ckpt", weights_only=True)["state_dict"]
+    assert stored["head._extra_state"]["report"]["chosen"]["kind"] == kind
+    restored = load_model(tmp_path / "probe.ckpt").eval()
+    assert (restored.head.layer, restored.head.kind, restored.head.setting) == \
+        (model.head.layer, kind, model.head.setting)
+    assert restored.head.report == model.head.report
+    torch.testing.assert_close(restored.head.mean, model.head.mean)
+    torch.testing.assert_close(restored.head.scale, model.head.scale)
+    if kind == "rbf_svm":
+        assert isinstance(restored.head.chosen, RBFSVMHead) and len(restored.head.chosen.support_vectors) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(restored(wave), model(wave))
+
+
+@pytest.mark.slow
+def test_model_probe_alone_selects_reports_the_grid_and_mgr_eval_agrees(clap_dir, run_mgr):
+    """`model=probe` with nothing but the encoder's weights: the select head on every layer (the tiny
+    CLAP's differ in width), one training pass; metrics.json lists the grid and the choice, and mgr.eval
+    of the checkpoint (from the waveforms, not the cache) reports the same."""
+    grids = ["model.head.C=[0.01,1.0]", "model.head.svm_C=[1.0]", "model.head.mlp_lr=[0.001]",
+             "model.head.mlp_hidden=16", "model.head.mlp_epochs=10"]
+    proc = run_mgr("train", "model=probe", "encoder=clap_htsat", f"encoder.weights={clap_dir}", *TINY_DATA,
+                   *grids, *NO_PLOTS, "trainer.enable_progress_bar=false")
+    metrics = metrics_of(proc)
+    report = metrics["head"]
+    assert len(report["grid"]) == 3 * (2 + 1 + 1)
+    assert {g["layer"] for g in report["grid"]} == {0, 1, 2}
+    assert {g["kind"] for g in report["grid"]} == {"logistic", "rbf_svm", "mlp"}
+    best = max(g["val_track_acc"] for g in report["grid"])
+    assert report["chosen"]["val_track_acc"] == best and report["chosen"] in report["grid"]
+    assert report["train_chunks"] > 0 and report["val_chunks"] > 0
+    model = load_model(metrics["best_checkpoint"])
+    assert model.hparams.encoder["layer"] == "all" and model.hparams.head["name"] == "select"
+    evaluated = metrics_of(run_mgr("eval", f"ckpt_path={metrics['best_checkpoint']}"))
+    for key in ("test/track_acc", "test/acc", "test/loss"):
+        assert evaluated[key] == pytest.approx(metrics[key], rel=1e-4, abs=1e-6)
+    assert evaluated["head"] == json.loads(json.dumps(report))
+    assert "Probe chosen on" in (run_dir_of(proc) / "train.log").read_text()
