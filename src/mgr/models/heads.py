@@ -339,23 +339,28 @@ class ProbeSelectionHead(nn.Module):
             raise RuntimeError("ProbeSelectionHead.select needs fit first.")
         with torch.inference_mode(False):
             x_val, y_val = x.float().clone(), y.clone()
-            candidates, scalers = [], {}
+            grid, best, best_scaler = [], None, None
             for layer in self.candidate_layers:
-                z, scalers[layer] = self._standardised(self._training[0], layer)
-                z_val, _ = self._standardised(x_val, layer, scalers[layer])
-                candidates += self._candidates(layer, z, self._training[1], z_val, y_val, score)
-            best = choose(candidates)
-            self._hold(best.layer, best.kind, best.setting, best.build(), scalers[best.layer])
+                z, scaler = self._standardised(self._training[0], layer)
+                z_val, _ = self._standardised(x_val, layer, scaler)
+                fitted = self._candidates(layer, z, self._training[1], z_val, y_val, score)
+                grid += [(c.order(), c.record(self.layer_names)) for c in fitted]
+                # Only the best so far is kept: the other fits (an SVM's support vectors and training
+                # chunks) go layer by layer.
+                chosen = choose(fitted + ([best] if best else []))
+                if chosen is not best:
+                    best, best_scaler = chosen, scaler
+            self._hold(best.layer, best.kind, best.setting, best.build(), best_scaler)
         self.report = {
             "rule": "highest validation track accuracy, then chunk accuracy; ties: logistic, rbf_svm, mlp, then "
                     "the smaller setting (C, gamma; learning rate), then the lower layer",
             "standardisation": "each layer by the mean and scale of the training chunks",
             "train_chunks": len(self._training[1]), "val_chunks": len(y_val),
-            "grid": [c.record(self.layer_names) for c in sorted(candidates, key=Candidate.order)],
+            "grid": [record for _, record in sorted(grid, key=lambda entry: entry[0])],
             "chosen": best.record(self.layer_names)}
         self._training = None
         log.info("Probe chosen on %d validation chunks among %d candidates: %s on layer %s, %s (validation track "
-                 "accuracy %.3f).", len(y_val), len(candidates), best.kind, self.layer_names[best.layer],
+                 "accuracy %.3f).", len(y_val), len(grid), best.kind, self.layer_names[best.layer],
                  best.setting, best.val_track_acc)
         return best.val_track_acc
 
