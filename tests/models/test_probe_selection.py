@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NO_PLOTS, TINY_DATA, metrics_of, run_dir_of, save_checkpoint
+from conftest import NO_PLOTS, TINY_DATA, compose_resolved, metrics_of, run_dir_of, save_checkpoint
 from hf_models import save_tiny
 from mgr.models import GenreClassifier, load_model
 from mgr.models.heads import MLPHead, ProbeSelectionHead, RBFSVMHead, standardisation
@@ -110,6 +110,20 @@ def test_a_head_without_candidates_or_with_unknown_layers_is_one_clear_error():
     assert {g["layer"] for g in head.report["grid"]} == {2}
 
 
+@pytest.mark.parametrize("override, head", [
+    (None, {"name": "select"}),
+    ("model.head={name: mlp, hidden: 8, dropout: 0.1}", {"name": "mlp", "hidden": 8, "dropout": 0.1}),
+    ("model.head={name: select, C: [0.1, 1.0], mlp_lr: []}", {"name": "select", "C": [0.1, 1.0], "mlp_lr": []}),
+])
+def test_model_probe_selects_by_default_and_a_head_override_replaces_it(override, head):
+    """conf/model/probe.yaml names its head (a string): an override gives a whole other head's settings,
+    where a dict default would have been merged into (and refused the other head's keys)."""
+    from mgr.models.heads import head_settings
+
+    cfg = compose_resolved("train", ["model=probe", *([override] if override else [])])
+    assert head_settings(cfg.model.head) == head and cfg.encoder.layer == "all"
+
+
 @pytest.fixture(scope="module")
 def clap_dir(tmp_path_factory):
     return save_tiny("clap", tmp_path_factory.mktemp("clap"))  # layers of widths 16, 32, 32
@@ -150,20 +164,18 @@ def test_model_probe_alone_selects_reports_the_grid_and_mgr_eval_agrees(clap_dir
     """`model=probe` with nothing but the encoder's weights: the select head on every layer (the tiny
     CLAP's differ in width), one training pass; metrics.json lists the grid and the choice, and mgr.eval
     of the checkpoint (from the waveforms, not the cache) reports the same."""
-    grids = ["model.head.C=[0.01,1.0]", "model.head.svm_C=[1.0]", "model.head.mlp_lr=[0.001]",
-             "model.head.mlp_hidden=16", "model.head.mlp_epochs=10"]
     proc = run_mgr("train", "model=probe", "encoder=clap_htsat", f"encoder.weights={clap_dir}", *TINY_DATA,
-                   *grids, *NO_PLOTS, "trainer.enable_progress_bar=false")
+                   *NO_PLOTS, "trainer.enable_progress_bar=false")
     metrics = metrics_of(proc)
     report = metrics["head"]
-    assert len(report["grid"]) == 3 * (2 + 1 + 1)
+    assert len(report["grid"]) == 3 * (6 + 3 + 3)  # layers x (C, svm_C x svm_gamma, mlp_lr): the default grids
     assert {g["layer"] for g in report["grid"]} == {0, 1, 2}
     assert {g["kind"] for g in report["grid"]} == {"logistic", "rbf_svm", "mlp"}
     best = max(g["val_track_acc"] for g in report["grid"])
     assert report["chosen"]["val_track_acc"] == best and report["chosen"] in report["grid"]
     assert report["train_chunks"] > 0 and report["val_chunks"] > 0
     model = load_model(metrics["best_checkpoint"])
-    assert model.hparams.encoder["layer"] == "all" and model.hparams.head["name"] == "select"
+    assert model.hparams.encoder["layer"] == "all" and model.architecture == "clap probe + select"
     evaluated = metrics_of(run_mgr("eval", f"ckpt_path={metrics['best_checkpoint']}"))
     for key in ("test/track_acc", "test/acc", "test/loss"):
         assert evaluated[key] == pytest.approx(metrics[key], rel=1e-4, abs=1e-6)

@@ -401,12 +401,21 @@ HEADS = {"linear": LinearHead, "mlp": MLPHead, "linear_svm": LinearSVMHead, "rbf
          "select": ProbeSelectionHead}
 
 
-def build_head(settings: dict | None, embedding_dim: int, num_classes: int,
+def head_settings(settings: dict | str | None) -> dict:
+    """A head's settings as a dict with its name: None is a trained linear layer, a string a head by
+    name with its default settings (conf/model/probe.yaml's `head: select`, which a `model.head={...}`
+    override replaces where a dict would be merged into)."""
+    if isinstance(settings, str):
+        return {"name": settings}
+    return {"name": "linear", **(settings or {})}
+
+
+def build_head(settings: dict | str | None, embedding_dim: int, num_classes: int,
                embedding_layers: list[tuple] | None = None) -> nn.Module:
     """The head `settings` name, on embeddings of `embedding_dim`; a head that works per layer
     (`per_layer`) also gets `embedding_layers`: (name, width) of each part of the embedding, in order."""
-    settings = dict(settings or {"name": "linear"})
-    name = settings.pop("name", "linear")
+    settings = head_settings(settings)
+    name = settings.pop("name")
     if name not in HEADS:
         raise MGRError(f"Unknown model.head.name={name!r}; choose one of {', '.join(HEADS)}.")
     if getattr(HEADS[name], "per_layer", False):

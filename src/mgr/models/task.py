@@ -34,7 +34,7 @@ from mgr.data.datamodule import PADDING_LABEL
 from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, check_model_size, first_line, read_checkpoint
-from mgr.models.heads import build_head
+from mgr.models.heads import build_head, head_settings
 from mgr.models.metrics import TrackMetrics
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 
@@ -126,7 +126,7 @@ class GenreClassifier(pl.LightningModule):
     @property
     def architecture(self) -> str:
         """What the model is, for people: the net's name, and the head's when it is not a trained linear layer."""
-        head = (self.hparams.head or {}).get("name", "linear")
+        head = head_settings(self.hparams.head)["name"]
         encoder = self.hparams.get("encoder")
         name = self.hparams.net["name"] if encoder is None else f"{encoder['name']} probe"
         return name + ("" if head == "linear" else f" + {head}")
