@@ -63,6 +63,25 @@ def test_the_selection_picks_the_layer_that_separates_the_classes_and_the_C_that
         assert (head(x_val).argmax(1) == y_val).all()
 
 
+@pytest.mark.parametrize("classes, out", [(2, 2), (3, 3), (3, 4)])  # (3, 4): a class with no training data
+def test_the_logistic_regressions_as_linear_layers_give_scikit_learns_probabilities(classes, out):
+    from sklearn.linear_model import LogisticRegression
+
+    from mgr.models.probe_selection import logistic_regressions
+
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % classes
+    z = rng.standard_normal((90, 5)) + rng.standard_normal((classes, 5))[y]
+    z_new = torch.tensor(rng.standard_normal((30, 5)), dtype=torch.float32)
+    linears = logistic_regressions(torch.tensor(z, dtype=torch.float32), torch.tensor(y), [0.01, 1.0], out)
+    for c, linear in zip([0.01, 1.0], linears):
+        expected = LogisticRegression(C=c, max_iter=1000).fit(z, y).predict_proba(z_new.double().numpy())
+        with torch.no_grad():
+            probabilities = torch.softmax(linear(z_new), dim=1).double().numpy()
+        np.testing.assert_allclose(probabilities[:, :classes], expected, atol=1e-3)  # warm start: another path
+        assert (probabilities[:, classes:] < 1e-30).all()
+
+
 def test_ties_go_to_the_simplest_candidate():
     x, y = layers(80, 0)
     head = selecting_head(C=[0.1, 1.0], svm_C=[1.0], mlp_lr=[1e-3], mlp_hidden=4, mlp_epochs=2)
