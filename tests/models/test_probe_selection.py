@@ -82,6 +82,17 @@ def test_the_logistic_regressions_as_linear_layers_give_scikit_learns_probabilit
         assert (probabilities[:, classes:] < 1e-30).all()
 
 
+@pytest.mark.parametrize("aggregation, track_accuracy", [("mean_logits", 0.0), ("majority_vote", 1.0)])
+def test_candidates_are_scored_by_the_tasks_track_aggregation(aggregation, track_accuracy):
+    """One track of label 1, three chunks: one sure of class 0, two leaning to class 1. The mean of
+    the logits says 0, the vote says 1; chunk accuracy is 2/3 either way."""
+    feature = {"name": "descriptors", "n_fft": 256, "hop_length": 128, "n_mels": 32, "n_mfcc": 13, "n_bands": 4}
+    task = GenreClassifier(["a", "b"], feature, 8000, 1.0, {"name": "stats"}, {"name": "linear_svm"},
+                           track_aggregation=aggregation)
+    score = task._validation_scorer(torch.tensor([1, 1, 1]), torch.tensor([0, 0, 0]))
+    assert score(torch.tensor([[10.0, 0.0], [0.0, 1.0], [0.0, 1.0]])) == pytest.approx((track_accuracy, 2 / 3))
+
+
 def test_ties_go_to_the_simplest_candidate():
     x, y = layers(80, 0)
     head = selecting_head(C=[0.1, 1.0], svm_C=[1.0], mlp_lr=[1e-3], mlp_hidden=4, mlp_epochs=2)
