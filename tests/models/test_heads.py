@@ -59,6 +59,22 @@ def test_forward_equals_sklearn_decision_function(classes, out):
     assert (ours[:, classes:] == 0).all() and (ours.argmax(1) < classes).all()
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_precomputed_kernels_give_libsvms_svms_to_its_tolerance(classes):
+    """precompute=True (the select probe's): kernel matrices by BLAS, the same SVMs as libsvm's own
+    kernel within its stopping tolerance, and the same choice on validation."""
+    x, y = blobs(200, classes, seed=2)
+    heads = [RBFSVMHead(x.shape[1], classes, C=[0.1, 10.0], gamma=[0.01, 0.1], precompute=p) for p in (False, True)]
+    for head in heads:
+        head.fit(x[:150], y[:150])
+    accuracies = [head.select(x[150:], y[150:]) for head in heads]
+    assert accuracies[0] == accuracies[1]
+    assert (float(heads[1].chosen_C), float(heads[1].gamma)) == (float(heads[0].chosen_C), float(heads[0].gamma))
+    torch.testing.assert_close(heads[1].support_vectors, heads[0].support_vectors)
+    with torch.no_grad():
+        torch.testing.assert_close(heads[1](x), heads[0](x), atol=1e-3, rtol=0)
+
+
 def test_binary_forward_predicts_as_sklearn():
     x, y = blobs(100, 2)
     head = RBFSVMHead(x.shape[1], 2, C=1.0, gamma=0.1)

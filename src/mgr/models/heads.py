@@ -17,6 +17,9 @@ loss is no probability loss. Their checkpoints are plain tensors.
   feature=descriptors`): scikit-learn's SVC(kernel="rbf"), fitted for every C and
   gamma of its grids, then chosen on the validation chunks (`select`, see
   RBFSVMHead).
+- `select`: the probe's default (`model=probe`), ProbeSelectionHead: logistic regressions, RBF SVMs
+  and MLPs on each layer of a pretrained encoder, the candidate and layer chosen on validation
+  (mgr.models.probe_selection).
 """
 
 from __future__ import annotations
