@@ -154,6 +154,15 @@ def test_model_probe_selects_by_default_and_a_head_override_replaces_it(override
     assert head_settings(cfg.model.head) == head and cfg.encoder.layer == "all"
 
 
+def test_a_fitted_head_on_a_fine_tuned_encoder_is_one_clear_error(clap_dir):
+    from mgr import MGRError
+
+    encoder = {"name": "clap", "weights": str(clap_dir), "layer": "all", "finetune": True}
+    with pytest.raises(MGRError, match=r"encoder.finetune=true trains the encoder by gradient descent through its "
+                                       r"head, and model.head=select is fitted in closed form; give a trained head"):
+        GenreClassifier(["a", "b"], {"name": "mel"}, 8000, 0.5, {"name": "probe"}, "select", encoder=encoder)
+
+
 @pytest.fixture(scope="module")
 def clap_dir(tmp_path_factory):
     return save_tiny("clap", tmp_path_factory.mktemp("clap"))  # layers of widths 16, 32, 32
