@@ -154,13 +154,15 @@ def test_model_probe_selects_by_default_and_a_head_override_replaces_it(override
     assert head_settings(cfg.model.head) == head and cfg.encoder.layer == "all"
 
 
-def test_a_fitted_head_on_a_fine_tuned_encoder_is_one_clear_error(clap_dir):
+@pytest.mark.parametrize("head, encoder", [("select", {"finetune": True}), ({"name": "rbf_svm"}, {"layer": "weighted"})])
+def test_a_fitted_head_on_what_the_encoder_learns_is_one_clear_error(tmp_path, head, encoder):
     from mgr import MGRError
 
-    encoder = {"name": "clap", "weights": str(clap_dir), "layer": "all", "finetune": True}
-    with pytest.raises(MGRError, match=r"encoder.finetune=true trains the encoder by gradient descent through its "
-                                       r"head, and model.head=select is fitted in closed form; give a trained head"):
-        GenreClassifier(["a", "b"], {"name": "mel"}, 8000, 0.5, {"name": "probe"}, "select", encoder=encoder)
+    encoder = {"name": "hubert", "weights": str(save_tiny("hubert", tmp_path / "hubert")), "layer": "all", **encoder}
+    name = head if isinstance(head, str) else head["name"]
+    with pytest.raises(MGRError, match=rf"model.head={name} is fitted in closed form and trains nothing else, and "
+                                       r"encoder.finetune=true or encoder.layer=weighted learn by gradient descent"):
+        GenreClassifier(["a", "b"], {"name": "mel"}, 8000, 0.5, {"name": "probe"}, head, encoder=encoder)
 
 
 @pytest.fixture(scope="module")

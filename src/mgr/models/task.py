@@ -74,10 +74,12 @@ class GenreClassifier(pl.LightningModule):
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes,
                                getattr(self.encoder, "embedding_layers", None))
-        if self.head.fitted and getattr(self.encoder, "finetune", False):  # no gradient would reach the encoder
-            raise MGRError(f"encoder.finetune=true trains the encoder by gradient descent through its head, and "
-                           f"model.head={head_settings(head)['name']} is fitted in closed form; give a trained head "
-                           "(model.head={name: linear} or {name: mlp, hidden: 256, dropout: 0.2}).")
+        learned = [name for name, p in self.encoder.named_parameters() if p.requires_grad]
+        if self.head.fitted and encoder is not None and learned:  # no gradient would ever reach them
+            raise MGRError(f"model.head={head_settings(head)['name']} is fitted in closed form and trains nothing "
+                           "else, and encoder.finetune=true or encoder.layer=weighted learn by gradient descent; give "
+                           "a trained head (model.head={name: linear} or {name: mlp, hidden: 256, dropout: 0.2}) or "
+                           "leave them out.")
         if not 0.0 <= label_smoothing < 1.0 or mixup_alpha < 0.0:
             raise MGRError(f"label_smoothing must lie in [0, 1) and mixup_alpha be >= 0 (got {label_smoothing} "
                            f"and {mixup_alpha}).")
