@@ -74,8 +74,8 @@ class GenreClassifier(pl.LightningModule):
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes,
                                getattr(self.encoder, "embedding_layers", None))
-        learned = [name for name, p in self.encoder.named_parameters() if p.requires_grad]
-        if self.head.fitted and encoder is not None and learned:  # no gradient would ever reach them
+        learns = any(p.requires_grad for p in self.encoder.parameters())
+        if self.head.fitted and encoder is not None and learns:  # no gradient would ever reach what it learns
             raise MGRError(f"model.head={head_settings(head)['name']} is fitted in closed form and trains nothing "
                            "else, and encoder.finetune=true or encoder.layer=weighted learn by gradient descent; give "
                            "a trained head (model.head={name: linear} or {name: mlp, hidden: 256, dropout: 0.2}) or "
