@@ -154,7 +154,8 @@ def test_model_probe_selects_by_default_and_a_head_override_replaces_it(override
     assert head_settings(cfg.model.head) == head and cfg.encoder.layer == "all"
 
 
-@pytest.mark.parametrize("head, encoder", [("select", {"finetune": True}), ({"name": "rbf_svm"}, {"layer": "weighted"})])
+@pytest.mark.parametrize("head, encoder", [("select", {"finetune": True}),
+                                           ({"name": "rbf_svm"}, {"layer": "weighted"})])
 def test_a_fitted_head_on_what_the_encoder_learns_is_one_clear_error(tmp_path, head, encoder):
     from mgr import MGRError
 

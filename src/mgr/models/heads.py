@@ -154,7 +154,8 @@ class RBFSVMHead(nn.Module):
         kernels = {g: rbf_kernel(z, z, g) for g in self.gamma_grid} if self._training is not None else {}
         # libsvm is deterministic without probability estimates: every DDP rank fits the same SVMs.
         self._candidates = [(c, g, SVC(C=c, kernel="precomputed").fit(kernels[g], y) if kernels
-                             else SVC(C=c, gamma=g, kernel="rbf").fit(z, y)) for c in self.C_grid for g in self.gamma_grid]
+                             else SVC(C=c, gamma=g, kernel="rbf").fit(z, y))
+                            for c in self.C_grid for g in self.gamma_grid]
         self._load(*self._candidates[0])
         accuracy = float((self._predict(self._candidates[0], z) == y).mean())
         log.info("RBF SVMs fitted on %d training chunks for %d C x %d gamma.", len(y), len(self.C_grid), len(self.gamma_grid))
@@ -271,7 +272,8 @@ class ProbeSelectionHead(nn.Module):
                  mlp_dropout: float = 0.2, mlp_epochs: int = 50, mlp_patience: int = 5, layers: list | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.embedding_layers = [(name, int(width)) for name, width in (embedding_layers or [("embedding", in_features)])]
+        layers_given = embedding_layers or [("embedding", in_features)]
+        self.embedding_layers = [(name, int(width)) for name, width in layers_given]
         widths = [width for _, width in self.embedding_layers]
         assert sum(widths) == in_features, f"layers of widths {widths} make no embedding of {in_features}"
         self.offsets = [int(o) for o in np.cumsum([0, *widths[:-1]])]
@@ -378,7 +380,8 @@ class ProbeSelectionHead(nn.Module):
                 svm = svm.to(z.device)
                 svm.fit(z, y)
                 for setting in svm.candidates():
-                    out.append(Candidate(layer, "rbf_svm", setting, *score(svm(z_val)), build=partial(svm.keep, setting)))
+                    out.append(Candidate(layer, "rbf_svm", setting, *score(svm(z_val)),
+                                         build=partial(svm.keep, setting)))
         for lr in self.mlp_lr:
             mlp, epochs = train_mlp(partial(MLPHead, width, n, **self.mlp), z, y, z_val, y_val, lr, self.mlp_epochs,
                                     self.mlp_patience, seed=torch.initial_seed())

@@ -92,7 +92,8 @@ def _as_linear(fit, num_classes: int) -> nn.Linear:
     weight = np.zeros((num_classes, fit.coef_.shape[1]))
     bias = np.full(num_classes, ABSENT_CLASS_LOGIT)
     if len(fit.classes_) == 2:
-        weight[fit.classes_], bias[fit.classes_] = [-fit.coef_[0] / 2, fit.coef_[0] / 2], fit.intercept_[0] * np.array([-0.5, 0.5])
+        half = np.array([-0.5, 0.5])
+        weight[fit.classes_], bias[fit.classes_] = half[:, None] * fit.coef_[0], half * fit.intercept_[0]
     else:
         weight[fit.classes_], bias[fit.classes_] = fit.coef_, fit.intercept_
     linear = nn.Linear(weight.shape[1], num_classes)

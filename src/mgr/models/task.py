@@ -297,7 +297,8 @@ class GenreClassifier(pl.LightningModule):
             tracks = TrackMetrics(self.num_classes, self.track_aggregation)
             tracks.update(logits, target, track)
             scores, labels = tracks.track_scores()  # not compute(): the chunks are gathered from every rank already
-            return (scores.argmax(1) == labels).float().mean().item(), (logits.argmax(1) == target).float().mean().item()
+            track_accuracy = (scores.argmax(1) == labels).float().mean().item()
+            return track_accuracy, (logits.argmax(1) == target).float().mean().item()
         return score
 
     def _all_ranks(self, t: torch.Tensor) -> torch.Tensor:
