@@ -288,7 +288,7 @@ def test_a_checkpoint_asking_for_an_absurd_model_is_refused_before_anything_is_b
 def test_a_sane_checkpoint_is_sized_quickly_and_loads(tmp_path):
     import time
 
-    from mgr.models.checkpoints import check_model_size
+    from mgr.models.sizing import check_model_size
 
     path = tiny_checkpoint(tmp_path / "sane.ckpt", chunk_seconds=1.0)
     hparams = torch.load(path, weights_only=True)["hyper_parameters"]
@@ -303,7 +303,7 @@ def test_a_sane_checkpoint_is_sized_quickly_and_loads(tmp_path):
 def test_every_net_and_feature_can_be_sized_on_the_meta_device(feature):
     """check_model_size runs frontend and net on PyTorch's meta device: every op of every shipped net
     and frontend must work there, or a sane checkpoint could not load."""
-    from mgr.models.checkpoints import check_model_size
+    from mgr.models.sizing import check_model_size
     from mgr.nets import NETS
 
     for net in NETS:

@@ -33,7 +33,8 @@ from mgr.data.chunking import TrackAggregation
 from mgr.data.datamodule import PADDING_LABEL
 from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.models.encoder import SpectrogramEncoder
-from mgr.models.checkpoints import CHECKPOINT_TAG, check_model_size, first_line, read_checkpoint
+from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
+from mgr.models.sizing import check_model_size
 from mgr.models.heads import build_head, head_settings
 from mgr.models.metrics import TrackMetrics
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
