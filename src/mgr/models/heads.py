@@ -99,7 +99,7 @@ def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class RBFSVMHead(nn.Module):
     """An RBF-kernel SVM (scikit-learn's SVC, one vs one) on standardised embeddings, its C and
-    gamma chosen on validation data, as benchmarks/realmusic.py's reference chooses them.
+    gamma chosen on validation data, as benchmarks/suite/reference.py chooses them.
 
     `fit(x, y)` fits one SVC for every pair of the grids `C` x `gamma`; `select(x_val, y_val)`
     keeps the one of best validation accuracy (ties: the smaller C, then the smaller gamma:
