@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from conftest import mgr_command, mgr_in_process, save_checkpoint
+from conftest import mgr_command, mgr_in_process, save_checkpoint, write_tone
 from mgr import MGRError
 from mgr.data import synth
 from mgr.embed import embed
@@ -106,6 +106,23 @@ def test_eval_writes_only_where_the_users_paths_say_not_where_the_checkpoint_say
                    "callbacks=none", cwd=tmp_path, data_dir=user_data)
     assert not elsewhere.exists()
     assert list((user_data / "synth").glob("v*-seed0-10x1-1s/settings.json")) and (user_data / "cache").is_dir()
+
+
+def test_a_checkpoint_cannot_let_a_manifest_read_outside_its_folder(checkpoint, tmp_path):
+    """A stored allow_outside_root=true (a crafted checkpoint naming a manifest of ../ paths) is not
+    taken over: eval refuses the path as data=folder does without the user's consent."""
+    (tmp_path / "music").mkdir()
+    write_tone(tmp_path / "secret.wav", seconds=1.2)
+    (tmp_path / "music" / "m.csv").write_text("path,label\n../secret.wav,a\n../secret.wav,b\n")
+    stored = torch.load(checkpoint, weights_only=True)
+    stored["datamodule_hyper_parameters"] = {
+        "source": "folder", "root": str(tmp_path / "music" / "m.csv"), "allow_outside_root": True,
+        "cache_dir": str(tmp_path / "cache"), "sample_rate": RATE, "chunk_seconds": CHUNK}
+    torch.save(stored, tmp_path / "crafted.ckpt")
+    proc = mgr_in_process("eval", f"ckpt_path={tmp_path / 'crafted.ckpt'}", "callbacks=none", cwd=tmp_path,
+                          data_dir=tmp_path / "data", check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and "outside the manifest's folder" in errors[0], proc.stderr
 
 
 class ConvertsIntoItsCache(torch.nn.Module):

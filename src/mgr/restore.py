@@ -3,7 +3,8 @@
 
 Without a `data=...` override the data module is rebuilt from the values the checkpoint stores
 (dataset, root, split, sample rate, chunking), so the checkpoint alone is enough. It reads the
-dataset where the checkpoint says, but writes only where the user's paths say: the waveform cache
+dataset where the checkpoint says (a manifest's paths inside its folder, whatever the checkpoint
+stores), but writes only where the user's paths say: the waveform cache
 (and a probe encoder's converted weights) go to `paths.cache_dir`, and a generated dataset (synth),
 which mgr writes on first use, is generated under `paths.data_dir` (a function of its stored
 settings alone: the same tracks).
@@ -63,20 +64,21 @@ def _datamodule(cfg: DictConfig, checkpoint: dict) -> GenreDataModule:
         raise MGRError(f"{cfg.ckpt_path} does not say which data it was trained on; pass data=<group> "
                        "(e.g. data=folder data.root=...) to choose.")
     try:
-        return GenreDataModule(**{**stored, **_where_to_write(cfg, stored)})
+        return GenreDataModule(**{**stored, **_settings_of_the_user(cfg, stored)})
     except TypeError as e:  # settings of another mgr version
         raise MGRError(f"{cfg.ckpt_path} stores data settings this mgr cannot rebuild ({e}); "
                        "pass data=<group> to choose.") from None
 
 
-def _where_to_write(cfg: DictConfig, stored: dict) -> dict:
-    """The stored data settings that name where to write, replaced by the user's paths: the cache
-    directory, and the root of a source that writes its dataset there (where data=synth puts it,
-    conf/data/synth.yaml)."""
-    paths = {"cache_dir": cfg.paths.cache_dir}
+def _settings_of_the_user(cfg: DictConfig, stored: dict) -> dict:
+    """The stored data settings a checkpoint from someone else must not choose, replaced: where to
+    write (the cache directory, and the root of a source that writes its dataset there, where
+    data=synth puts it, conf/data/synth.yaml), and what to read (a manifest's paths stay inside its
+    folder: only the user's data.allow_outside_root=true, with data=..., lets them out)."""
+    settings = {"cache_dir": cfg.paths.cache_dir, "allow_outside_root": False}
     if isinstance(stored.get("source"), str) and issubclass(SOURCES.get(stored["source"], Source), SynthSource):
-        paths["root"] = str(Path(cfg.paths.data_dir) / "synth")
-    return paths
+        settings["root"] = str(Path(cfg.paths.data_dir) / "synth")
+    return settings
 
 
 def check_fits(model: GenreClassifier, datamodule: GenreDataModule, same_classes: bool = True) -> None:
