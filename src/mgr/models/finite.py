@@ -67,6 +67,21 @@ class StopOnNonFinite(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check(trainer, pl_module)
 
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Before validation's checkpoint: the last steps of an epoch can leave the weights non-finite
+        # after its last finite loss, and the save refusal fires on rank 0 alone (under DDP the other
+        # ranks would then be killed mid-collective); here every rank stops together.
+        if trainer.training or (trainer.state.fn == "fit" and not trainer.sanity_checking):
+            self._check_weights(trainer, pl_module)
+
+    def _check_weights(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        name = first_non_finite(pl_module.state_dict())
+        if not trainer.strategy.reduce_boolean_decision(name is not None, all=False):
+            return
+        raise MGRError(f"Training diverged: by step {trainer.global_step} (epoch {trainer.current_epoch}) the weights "
+                       f"hold NaN or infinite values (first: {name or 'on another rank'}); "
+                       f"{lower_lr_advice(pl_module.hparams.get('optimizer'))}.")
+
     def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         flag, self._flag = self._flag, None
         if not trainer.strategy.reduce_boolean_decision(bool(flag is not None and flag), all=False):
