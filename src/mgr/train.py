@@ -91,7 +91,7 @@ def cache_embeddings(model, datamodule, device, batch_size: int) -> None:
     datamodule.setup("fit")
     encoder.to(device)
     store = ChunkEmbeddings.build(datamodule.cache, datamodule.embedding_chunks(), datamodule.chunk, encoder.identity,
-                                  list(encoder.backbone.layer_dims), encoder.layers, datamodule.hparams.cache_dir,
+                                  encoder.layer_dims, encoder.layers, datamodule.hparams.cache_dir,
                                   device=device, batch_size=batch_size, name=encoder.settings["name"])
     encoder.cpu()
     datamodule.use_embeddings(*encoder.cached_input(store))  # every layer is cached; the encoder says which it takes

@@ -204,3 +204,28 @@ def test_layer_all_puts_every_layer_side_by_side_from_the_wave_and_from_the_cach
     cached = torch.stack([chunks[k][0] for k in range(3)])
     assert cached.shape == (3, 1, 80)
     torch.testing.assert_close(model.embed(cached), expected)
+
+
+def test_descriptors_add_the_classic_baselines_statistics_as_one_more_layer(tmp_path):
+    """encoder.descriptors=true: a layer `descriptors` after the encoder's, the very values the classic
+    baseline (model=stats_rbf_svm feature=descriptors) classifies, computed at the data's rate, and a
+    select head can fuse it with every other layer. Without layer=all it is one clear error."""
+    clap = {"name": "clap", "weights": str(save_tiny("clap", tmp_path / "clap")), "layer": "all", "descriptors": True}
+    head = {"name": "select", "C": [1.0], "svm_C": [], "mlp_lr": [], "fuse": ["descriptors"]}
+    model = GenreClassifier(["a", "b"], {"name": "mel"}, 22050, 1.0, {"name": "probe"}, head, encoder=clap).eval()
+    assert model.encoder.embedding_layers == [(0, 16), (1, 32), (2, 32), ("descriptors", 82)]
+    assert model.encoder.identity["descriptors"] is True  # an embedding cache of its own
+    assert "descriptors" not in probe_without(clap).encoder.identity  # older caches keep their keys
+    assert model.head.candidate_layers == [(0,), (0, 3), (1,), (1, 3), (2,), (2, 3), (3,)]
+    classic = GenreClassifier(["a", "b"], {"name": "descriptors"}, 22050, 1.0, {"name": "stats"}, "rbf_svm").eval()
+    wave = torch.randn(2, 22050) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(model.encoder.layers(wave)[-1], classic.embed(wave))
+        assert model.embed(wave).shape == (2, 80 + 82)
+    with pytest.raises(MGRError, match="encoder.descriptors=true .* needs encoder.layer=all, not 0"):
+        GenreClassifier(["a", "b"], {"name": "mel"}, 22050, 1.0, {"name": "probe"}, encoder={**clap, "layer": 0})
+
+
+def probe_without(encoder: dict) -> GenreClassifier:
+    return GenreClassifier(["a", "b"], {"name": "mel"}, 22050, 1.0, {"name": "probe"},
+                           encoder={**encoder, "descriptors": False})

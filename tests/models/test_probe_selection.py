@@ -53,7 +53,7 @@ def test_the_selection_picks_the_layer_that_separates_the_classes_and_the_C_that
     head = selecting_head(C=[1e-5, 1.0], svm_C=[], mlp_lr=[])
     head.fit(x, y)
     assert head.select(x_val, y_val, chunk_scorer(y_val)) == 1.0
-    assert (head.layer, head.kind, head.setting) == (separating, "logistic", {"C": 1.0})
+    assert (head.layer, head.kind, head.setting) == ((separating,), "logistic", {"C": 1.0})
     scores = {(g["layer"], g["setting"]["C"]): g["val_track_acc"] for g in head.report["grid"]}
     assert len(scores) == 6 and scores[(separating, 1.0)] == 1.0
     assert all(s == 0.75 for (layer, c), s in scores.items() if c == 1e-5)
@@ -98,7 +98,7 @@ def test_ties_go_to_the_simplest_candidate():
     head = selecting_head(C=[0.1, 1.0], svm_C=[1.0], mlp_lr=[1e-3], mlp_hidden=4, mlp_epochs=2)
     head.fit(x, y)
     head.select(*layers(40, 1), lambda logits: (0.5, 0.5))  # every candidate scores the same
-    assert (head.layer, head.kind, head.setting) == (0, "logistic", {"C": 0.1})
+    assert (head.layer, head.kind, head.setting) == ((0,), "logistic", {"C": 0.1})
     assert [(g["kind"], g["layer"]) for g in head.report["grid"][:4]] == [("logistic", 0), ("logistic", 1),
                                                                         ("logistic", 2), ("logistic", 0)]
     assert [g["kind"] for g in head.report["grid"][-3:]] == ["mlp"] * 3
@@ -119,11 +119,40 @@ def test_standardisation_is_the_training_chunks_and_the_mlp_is_deterministic_und
     assert heads[0].kind == "mlp" and isinstance(heads[0].chosen, MLPHead)
     for (name, a), b in zip(heads[0].state_dict().items(), heads[1].state_dict().values()):
         assert a == b if name.endswith("_extra_state") else torch.equal(a, b), name
-    start = sum(WIDTHS[:heads[0].layer])
-    mean, scale = standardisation(x[:, start:start + WIDTHS[heads[0].layer]].double().numpy())
+    (layer,) = heads[0].layer
+    start = sum(WIDTHS[:layer])
+    mean, scale = standardisation(x[:, start:start + WIDTHS[layer]].double().numpy())
     torch.testing.assert_close(heads[0].mean, torch.tensor(mean, dtype=torch.float32))
     torch.testing.assert_close(heads[0].scale, torch.tensor(scale, dtype=torch.float32))
     assert 1 <= heads[0].report["chosen"]["epochs"] <= 20
+
+
+def test_a_fusion_is_chosen_where_the_classes_need_both_of_its_layers():
+    """Layer 0 separates the classes on half the chunks, layer 2 on the other half: alone each is
+    right on at most 7/8 of them (the rest: the majority class), side by side on all."""
+    def halves(n, seed):
+        rng = np.random.default_rng(seed)
+        y = (np.arange(n) % 4 == 0).astype(int)
+        parts = [rng.standard_normal((n, w)) for w in WIDTHS]
+        shift = np.where(y == 1, 6.0, -6.0)
+        first = rng.random(n) < 0.5  # independent of the class
+        parts[0][first] += shift[first, None]
+        parts[2][~first] += shift[~first, None]
+        return torch.tensor(np.concatenate(parts, 1), dtype=torch.float32), torch.tensor(y)
+
+    x, y = halves(400, 0)
+    x_val, y_val = halves(400, 1)
+    head = selecting_head(C=[1.0], svm_C=[], mlp_lr=[], fuse=[2])
+    assert head.candidate_layers == [(0,), (0, 2), (1,), (1, 2), (2,)]
+    head.fit(x, y)
+    assert head.select(x_val, y_val, chunk_scorer(y_val)) >= 0.99
+    assert head.layer == (0, 2) and head.report["chosen"]["layer"] == "0+2"
+    alone = {g["layer"]: g["val_track_acc"] for g in head.report["grid"]}
+    assert max(alone[0], alone[1], alone[2]) <= 0.9
+    assert head.mean.shape == (WIDTHS[0] + WIDTHS[2],)  # both parts' standardisation, side by side
+    restored = selecting_head(C=[1.0], svm_C=[], mlp_lr=[], fuse=[2])
+    restored.load_state_dict(head.state_dict())
+    torch.testing.assert_close(restored(x_val), head(x_val))
 
 
 def test_a_head_without_candidates_or_with_unknown_layers_is_one_clear_error():
@@ -134,6 +163,8 @@ def test_a_head_without_candidates_or_with_unknown_layers_is_one_clear_error():
     with pytest.raises(MGRError, match=r"model.head.layers=\[7\] names layers the embedding does not hold; it holds "
                                        r"\[0, 1, 2\]"):
         selecting_head(layers=[7])
+    with pytest.raises(MGRError, match=r"model.head.fuse=\['descriptors'\] names layers the embedding does not hold"):
+        selecting_head(fuse=["descriptors"])
     head = selecting_head(layers=[2], svm_C=[], mlp_lr=[])
     head.fit(*layers(80, 0))
     head.select(*layers(40, 1), lambda logits: (0.5, 0.5))

@@ -7,6 +7,10 @@ learned softmax-weighted sum (the SUPERB/MARBLE practice; the weights start equa
 layer side by side (of any widths: [B, sum of widths]), for a head that uses them apart (the
 `select` head chooses its layer on validation, mgr.models.heads.ProbeSelectionHead).
 `embedding_layers` says which layers the embedding holds, in order, and how wide each is.
+`descriptors=true` (with `layer=all`) adds one more layer, `descriptors`: the classic baseline's
+chunk statistics (`feature=descriptors` with net `stats`: mean and std over time of MFCCs, spectral
+contrast, chroma, ZCR and centroid, 82 values), computed at the data's rate, so that a head can
+join them to a pretrained layer (fusion: the `select` head's `fuse`).
 
 Frozen (the default): no gradients, always in eval mode, and its weights are kept out of the
 checkpoint, which holds their sha256 (`weights_sha256`) instead; a model built with a stored
@@ -32,9 +36,12 @@ from torch import nn
 from mgr import MGRError
 from mgr.encoders import BACKBONES
 from mgr.encoders.resample import Resampler
+from mgr.features import build_frontend
 from mgr.features.augment import NO_SPECTROGRAM
+from mgr.nets.stats import TimeStatistics
 
 ALL = "all"
+DESCRIPTORS = "descriptors"  # the name of the descriptor statistics' layer
 LAYER_CHOICES = ("mean", "weighted", ALL)
 # Settings that change no layer's values: where the weights were read from, and how they are probed.
 NOT_IN_IDENTITY = {"wheel", "cache_dir", "weights", "layer", "finetune", "lr_scale", "cache_embeddings"}
@@ -64,6 +71,7 @@ class PretrainedEncoder(nn.Module):
         self.finetune = bool(settings.pop("finetune", False))
         self.lr_scale = float(settings.pop("lr_scale", 0.1))
         self.cache_embeddings = bool(settings.pop("cache_embeddings", True))
+        descriptors = bool(settings.pop(DESCRIPTORS, False))
         expected_sha256 = settings.pop("weights_sha256", None)
         if name not in BACKBONES:
             raise MGRError(f"Unknown encoder.name={name!r}; choose one of {', '.join(BACKBONES)}.")
@@ -76,9 +84,14 @@ class PretrainedEncoder(nn.Module):
                            "trained with (encoder.weights in the checkpoint's hyperparameters).")
         # As built, so a checkpoint rebuilds this encoder and verifies its weights.
         self.settings = {"name": name, **settings, "layer": self.layer, "finetune": self.finetune,
-                         "lr_scale": self.lr_scale, "cache_embeddings": self.cache_embeddings, "weights_sha256": sha256}
+                         "lr_scale": self.lr_scale, "cache_embeddings": self.cache_embeddings, DESCRIPTORS: descriptors,
+                         "weights_sha256": sha256}
         self.resample = Resampler(sample_rate, self.backbone.sample_rate)
-        self.embedding_dim = self._choose_layers(list(self.backbone.layer_dims))
+        self.descriptor_statistics = DescriptorStatistics(sample_rate, self.chunk_samples) if descriptors else None
+        if descriptors and self.layer != ALL:
+            raise MGRError(f"encoder.descriptors=true joins the descriptor statistics to the encoder's layers side by "
+                           f"side, for a head that chooses among them; it needs encoder.layer=all, not {self.layer!r}.")
+        self.embedding_dim = self._choose_layers(self.layer_dims)
         if not self.finetune:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
@@ -110,18 +123,25 @@ class PretrainedEncoder(nn.Module):
         return self
 
     @property
+    def layer_dims(self) -> list[int]:
+        """The width of every layer `layers` gives: the backbone's, then the descriptor statistics' if asked for."""
+        extra = [self.descriptor_statistics.width] if self.descriptor_statistics is not None else []
+        return [*self.backbone.layer_dims, *extra]
+
+    @property
     def layer_indices(self) -> list[int]:
-        """The backbone's layers this encoder combines, in order."""
-        n = len(self.backbone.layer_dims)
+        """The layers (of `layers`) this encoder combines, in order."""
+        n = len(self.layer_dims)
         return list(range(n)) if isinstance(self.layer, str) else [self.layer % n]
 
     @property
     def embedding_layers(self) -> list[tuple[int | str, int]]:
-        """What the embedding holds, in order: (layer number, or `mean`/`weighted`, width) of each part."""
-        dims = list(self.backbone.layer_dims)
+        """What the embedding holds, in order: (layer number, or `mean`/`weighted`/`descriptors`, width) of each part."""
+        dims = self.layer_dims
         if isinstance(self.layer, str) and self.layer != ALL:
             return [(self.layer, self.embedding_dim)]
-        return [(i, dims[i]) for i in self.layer_indices]
+        n_backbone = len(self.backbone.layer_dims)
+        return [(i if i < n_backbone else DESCRIPTORS, dims[i]) for i in self.layer_indices]
 
     def cached_input(self, store) -> tuple[object, list[int]]:
         """What the data module feeds this encoder from the embedding cache `store` (its `use_embeddings`):
@@ -134,13 +154,18 @@ class PretrainedEncoder(nn.Module):
     @property
     def identity(self) -> dict:
         """What determines the backbone's outputs, for the embedding cache's key: its name, its settings
-        but the places its weights were read from, and the weights' hash."""
-        return {k: v for k, v in self.settings.items() if k not in NOT_IN_IDENTITY}
+        but the places its weights were read from, and the weights' hash; `descriptors` where asked
+        for (so the caches made before it existed keep their keys)."""
+        return {k: v for k, v in self.settings.items()
+                if k not in NOT_IN_IDENTITY and (k != DESCRIPTORS or v)}
 
     def layers(self, wave: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer of the backbone on a waveform [B, T] at the data's rate: [B, layer_dims[i]] each."""
+        """Every layer (`layer_dims`) on a waveform [B, T] at the data's rate: [B, layer_dims[i]] each."""
         with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
-            return self.backbone(self.resample(wave))
+            layers = list(self.backbone(self.resample(wave)))
+        if self.descriptor_statistics is not None:
+            layers.append(self.descriptor_statistics(wave))
+        return layers
 
     def forward(self, x: torch.Tensor, augment: nn.Module | None = None) -> torch.Tensor:
         if augment is not None and not isinstance(augment, nn.Identity):
@@ -159,6 +184,22 @@ class PretrainedEncoder(nn.Module):
         if self.layer == "mean":
             return stacked.mean(0)
         return torch.einsum("l,lbd->bd", torch.softmax(self.layer_weights, 0), stacked)
+
+
+class DescriptorStatistics(nn.Module):
+    """The classic baseline's descriptor of a chunk (model=stats_rbf_svm feature=descriptors, at the
+    feature's default settings): the mean and std over time of each descriptor row, [B, width]."""
+
+    def __init__(self, sample_rate: int, chunk_samples: int):
+        super().__init__()
+        self.frontend = build_frontend({"name": DESCRIPTORS, "sample_rate": sample_rate})
+        with torch.no_grad():
+            _, _, n_bins, n_frames = self.frontend(torch.zeros(1, chunk_samples)).shape
+        self.statistics = TimeStatistics(n_bins, n_frames)
+        self.width = self.statistics.embedding_dim
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.statistics(self.frontend(wave))
 
 
 class LayersSideBySide:

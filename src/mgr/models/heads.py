@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from mgr import MGRError
-from mgr.models.probe_selection import Candidate, Scorer, choose, logistic_regressions, train_mlp
+from mgr.models.probe_selection import Candidate, Scorer, choose, layer_label, logistic_regressions, train_mlp
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,10 @@ class ProbeSelectionHead(nn.Module):
     mgr.models.probe_selection (logistic regression over the grid `C`, the RBF SVM over `svm_C` x
     `svm_gamma` (gamma in units of 1 / the layer's width, scikit-learn's gamma="scale" for
     standardised embeddings), an MLP over `mlp_lr`; an empty grid leaves a kind out) and keeps the
-    one of best validation track accuracy (its `choose`).
+    one of best validation track accuracy (its `choose`). `fuse` names layers (the encoder's
+    `descriptors`, say) that are also joined to every other layer: each such fusion is one more
+    candidate input, its parts side by side, every column standardised, so the choice between a
+    layer alone and its fusion is made on validation as every other choice is.
 
     The task calls `fit` with the training chunks' embeddings (one pass: cached chunks are the same
     every epoch), then `select` with the validation chunks' and a scorer of validation logits (the
@@ -269,7 +272,8 @@ class ProbeSelectionHead(nn.Module):
     def __init__(self, in_features: int, out_features: int, embedding_layers: list | None = None,
                  C: list[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), svm_C: list[float] = (1.0, 10.0, 100.0),
                  svm_gamma: list[float] = (1.0,), mlp_lr: list[float] = (3e-4, 1e-3, 3e-3), mlp_hidden: int = 256,
-                 mlp_dropout: float = 0.2, mlp_epochs: int = 50, mlp_patience: int = 5, layers: list | None = None):
+                 mlp_dropout: float = 0.2, mlp_epochs: int = 50, mlp_patience: int = 5, layers: list | None = None,
+                 fuse: list | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         layers_given = embedding_layers or [("embedding", in_features)]
@@ -278,7 +282,8 @@ class ProbeSelectionHead(nn.Module):
         assert sum(widths) == in_features, f"layers of widths {widths} make no embedding of {in_features}"
         self.offsets = [int(o) for o in np.cumsum([0, *widths[:-1]])]
         self.layer_names = [name for name, _ in self.embedding_layers]
-        self.candidate_layers = list(range(len(widths))) if layers is None else self._positions(list(layers))
+        singles = list(range(len(widths))) if layers is None else self._positions(list(layers))
+        self.candidate_layers = self._fused(singles, self._positions(list(fuse), "fuse") if fuse else [])
         self.C, self.svm_C, self.svm_gamma, self.mlp_lr = (sorted(map(float, g)) for g in (C, svm_C, svm_gamma, mlp_lr))
         self.mlp = {"hidden": int(mlp_hidden), "dropout": float(mlp_dropout)}
         self.mlp_epochs, self.mlp_patience = int(mlp_epochs), int(mlp_patience)
@@ -290,18 +295,27 @@ class ProbeSelectionHead(nn.Module):
         self._hold(self.candidate_layers[0], "logistic", {"C": self.C[0] if self.C else 1.0})
         self._training: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _positions(self, names: list) -> list[int]:
+    def _positions(self, names: list, key: str = "layers") -> list[int]:
         unknown = [n for n in names if n not in self.layer_names]
         if unknown or not names:
-            raise MGRError(f"model.head.layers={names} names layers the embedding does not hold; it holds "
-                           f"{self.layer_names} (encoder.layer=all holds every layer of the encoder).")
+            raise MGRError(f"model.head.{key}={names} names layers the embedding does not hold; it holds "
+                           f"{self.layer_names} (encoder.layer=all holds every layer of the encoder; "
+                           "encoder.descriptors=true adds `descriptors`).")
         return sorted(self.layer_names.index(n) for n in names)
 
-    def _hold(self, layer: int, kind: str, setting: dict, module: nn.Module | None = None,
+    @staticmethod
+    def _fused(singles: list[int], fused: list[int]) -> list[tuple[int, ...]]:
+        """The candidate inputs: each layer alone, and each layer that is not fused joined with the
+        fused ones (`fuse`), a candidate's parts side by side, each column standardised."""
+        joined = [(layer, *fused) for layer in singles if layer not in fused] if fused else []
+        return sorted([(layer,) for layer in singles] + joined)
+
+    def _hold(self, layer: tuple[int, ...], kind: str, setting: dict, module: nn.Module | None = None,
               standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Make a candidate the head's: its fitted `module` and standardisation, or (to load a checkpoint
-        into) a blank module of its kind and shape."""
-        width, device = self.embedding_layers[layer][1], self.mean.device
+        into) a blank module of its kind and shape. `layer`: the candidate's parts (positions)."""
+        layer = (layer,) if isinstance(layer, int) else tuple(layer)  # checkpoints before fusion held one int
+        width, device = sum(self.embedding_layers[part][1] for part in layer), self.mean.device
         if module is None:
             blank = {"logistic": LinearHead, "rbf_svm": RBFSVMHead, "mlp": partial(MLPHead, **self.mlp)}[kind]
             module = blank(width, self.out_features)
@@ -310,9 +324,9 @@ class ProbeSelectionHead(nn.Module):
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device)
         self.scale = torch.as_tensor(scale, dtype=torch.float32, device=device)
 
-    def _part(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Layer `layer` (a position) of embeddings [N, in_features]."""
-        return x[:, self.offsets[layer]:self.offsets[layer] + self.embedding_layers[layer][1]]
+    def _part(self, x: torch.Tensor, layer: tuple[int, ...]) -> torch.Tensor:
+        """The parts `layer` (positions) of embeddings [N, in_features], side by side."""
+        return torch.cat([x[:, self.offsets[i]:self.offsets[i] + self.embedding_layers[i][1]] for i in layer], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.chosen((self._part(x, self.layer).float() - self.mean) / self.scale)
@@ -330,7 +344,7 @@ class ProbeSelectionHead(nn.Module):
             with torch.no_grad():
                 return float((linear(z).argmax(1) == self._training[1]).float().mean())
 
-    def _standardised(self, x: torch.Tensor, layer: int, scaler=None) -> tuple[torch.Tensor, tuple]:
+    def _standardised(self, x: torch.Tensor, layer: tuple[int, ...], scaler=None) -> tuple[torch.Tensor, tuple]:
         """Layer `layer` of `x` standardised by `scaler` (mean, scale), by default the statistics of `x` itself."""
         part = self._part(x, layer).double()
         mean, scale = scaler or standardisation(part.cpu().numpy())
@@ -365,7 +379,7 @@ class ProbeSelectionHead(nn.Module):
             "chosen": best.record(self.layer_names)}
         self._training = None
         log.info("Probe chosen on %d validation chunks among %d candidates: %s on layer %s, %s (validation track "
-                 "accuracy %.3f).", len(y_val), len(grid), best.kind, self.layer_names[best.layer],
+                 "accuracy %.3f).", len(y_val), len(grid), best.kind, layer_label(self.layer_names, best.layer),
                  best.setting, best.val_track_acc)
         return best.val_track_acc
 
@@ -391,7 +405,7 @@ class ProbeSelectionHead(nn.Module):
         return out
 
     def get_extra_state(self) -> dict:
-        return {"layer": self.layer, "kind": self.kind, "setting": self.setting, "report": self.report}
+        return {"layer": list(self.layer), "kind": self.kind, "setting": self.setting, "report": self.report}
 
     def set_extra_state(self, state: dict) -> None:
         self.report = state["report"]

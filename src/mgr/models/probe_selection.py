@@ -15,7 +15,8 @@ on the validation chunks.
 task combines them), then of the highest chunk accuracy (finer evidence from the same chunks: a
 validation split of a few dozen tracks ties often); what still ties goes to the first in
 `Candidate.order`: the simpler kind (logistic, then rbf_svm, then mlp), then the more regularised
-setting (smaller C, then smaller gamma; for the MLP the smaller learning rate), then the lower layer.
+setting (smaller C, then smaller gamma; for the MLP the smaller learning rate), then the lower layer
+(a layer alone before its fusion with others).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Candidate:
     """One fitted candidate: its layer (position among the head's layers), kind and setting, its
     validation scores, and `build`, which returns its fitted module (standardised embeddings -> logits)."""
 
-    layer: int
+    layer: tuple[int, ...]  # the parts (positions among the head's layers) side by side: one, or a fusion
     kind: str
     setting: dict
     val_track_acc: float
@@ -55,8 +56,14 @@ class Candidate:
 
     def record(self, layer_names: list) -> dict:
         """Plain values for metrics.json: the layer by the encoder's number."""
-        return {"layer": layer_names[self.layer], "kind": self.kind, "setting": dict(self.setting),
+        return {"layer": layer_label(layer_names, self.layer), "kind": self.kind, "setting": dict(self.setting),
                 "val_track_acc": self.val_track_acc, "val_acc": self.val_acc, **self.details}
+
+
+def layer_label(layer_names: list, parts: tuple[int, ...]):
+    """A candidate's input as metrics.json names it: the layer's name (the encoder's number), or the
+    names of a fusion's parts joined by "+" ("6+descriptors")."""
+    return layer_names[parts[0]] if len(parts) == 1 else "+".join(str(layer_names[i]) for i in parts)
 
 
 def choose(candidates: list[Candidate]) -> Candidate:
