@@ -1,5 +1,9 @@
 """Re-run the test split from a checkpoint: python -m mgr.eval ckpt_path=/path/to/best.ckpt
 
+Several checkpoints, ckpt_path=[a.ckpt,b.ckpt] (the folds' or seeds' models), are scored as one model:
+each chunk gets the mean of their probabilities (mgr.models.ensemble); the data, track aggregation and
+everything else are the first checkpoint's.
+
 Track metrics combine a track's chunks as the checkpoint's run did (its track_aggregation and
 vote_threshold); `track_aggregation=...` / `vote_threshold=...` score them another way.
 `data=...` evaluates other data with the model's classes, sample rate and chunk length
@@ -21,17 +25,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     from mgr.evaluation import test_and_report
     from mgr.models import CheckpointIO
-    from mgr.restore import restore
+    from mgr.restore import checkpoint_provenance, restore
     from mgr.utils.progress import progress_for_logs
 
     require(cfg, "ckpt_path", usage="python -m mgr.eval ckpt_path=<best>.ckpt [data=...]")
-    model, datamodule = restore(cfg)
+    model, datamodule = restore(cfg, ensemble=True)
     datamodule.prepare_data()
     trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False, plugins=[CheckpointIO()],
                           callbacks=instantiate_dict(cfg.get("callbacks"))
                           + progress_for_logs(cfg.trainer.get("enable_progress_bar", True)))
-    return test_and_report(cfg, trainer, model, datamodule, f"Test results of {cfg.ckpt_path}",
-                           {"checkpoint": str(cfg.ckpt_path)})
+    provenance = checkpoint_provenance(cfg)
+    return test_and_report(cfg, trainer, model, datamodule, f"Test results of {', '.join(provenance['checkpoints'])}",
+                           provenance, columns={"checkpoints": ";".join(provenance["checkpoints"])})
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="eval")

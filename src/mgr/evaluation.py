@@ -36,11 +36,12 @@ def per_class_scores(confusion: list[list[int]], class_names: list[str]) -> list
 
 
 def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, provenance: dict,
-                    ckpt_path: str | None = None) -> dict[str, float]:
+                    ckpt_path: str | None = None, columns: dict | None = None) -> dict[str, float]:
     """Test (on `ckpt_path`'s weights if given, else the model's), then write metrics.json
-    (test metrics, `provenance` (which checkpoint), class names, the track aggregation, confusion matrices, per-class
-    scores, under "head" the head's `report` where it has one: what it chose), print the table and send the
-    report to loggers that take it (W&B). Returns the test metrics."""
+    (test metrics, `provenance` (which checkpoints), class names, the track aggregation, confusion matrices, per-class
+    scores, under "head" the head's `report` where it has one: what it chose; an ensemble's, one per member),
+    and test_predictions.csv (`columns`: more columns of the same value in every row, after the run's axes),
+    print the table and send the report to loggers that take it (W&B). Returns the test metrics."""
     from mgr.models import test_confusions
     from mgr.models.task import test_predictions
     from mgr.tracking import log_test_report
@@ -53,16 +54,26 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, pro
     results = {**provenance, "class_names": model.class_names, **model.track_aggregation.as_dict(),
                **test_confusions(trainer)}
     results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
-    if report := getattr(model.head, "report", None):  # what a head chose, and from what (the `select` probe)
-        results["head"] = report
+    if reports := head_reports(model):
+        results["head"] = reports
     results["intervals"] = bootstrap_intervals(predictions, len(model.class_names), {**BOOTSTRAP, **(cfg.get("bootstrap") or {})})
     datamodule.setup("test")  # after ddp_spawn only the spawned processes have split: the same split here
     test_files = [datamodule.tracks.files[i] for i in datamodule.split_tracks["test"]]
     write_predictions(Path(cfg.paths.output_dir, "test_predictions.csv"), predictions, test_files,
-                      datamodule.hparams.root, model.class_names, run_axes(cfg))
+                      datamodule.hparams.root, model.class_names, {**run_axes(cfg), **(columns or {})})
     write_and_print_results(metrics, results, cfg.paths.output_dir, title)
     log_test_report(trainer.loggers, results, cfg.paths.output_dir)
     return metrics
+
+
+def head_reports(model):
+    """What a head chose, and from what (the `select` probe's report); for an ensemble (mgr.models.ensemble)
+    the list of its members' (None for a member whose head chose nothing); None when no head reports."""
+    members = getattr(model, "members", None)
+    reports = [getattr(m.head, "report", None) for m in (members if members is not None else [model])]
+    if not any(reports):
+        return None
+    return reports if members is not None else reports[0]
 
 
 def run_axes(cfg: DictConfig) -> dict:

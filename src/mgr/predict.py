@@ -1,7 +1,12 @@
 """Label audio files with a trained model: python -m mgr.predict ckpt_path=best.ckpt inputs=[song.mp3,music/]
 
 Needs the checkpoint only: it holds the sample rate, chunk length, feature
-settings and class names. Each file is decoded to mono at the model's rate
+settings and class names. Several checkpoints, ckpt_path=[a.ckpt,b.ckpt] (the
+folds' or seeds' models, of the same classes, rate and chunk length), label as
+one model: each chunk gets the mean of their probabilities (mgr.models.ensemble),
+and the chunks are combined by the first checkpoint's rule.
+
+Each file is decoded to mono at the model's rate
 (mgr.data.audio.load_audio, as the waveform cache is) and cut by
 mgr.data.chunking.chunk_starts: the fewest evenly spaced chunks from the first
 sample to the last that are at most (1 - overlap) of a chunk apart, a file
@@ -152,21 +157,25 @@ def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int
 
 def write_outputs(predictions: list[FilePrediction], class_names: list[str], top_k: int, run_dir: Path,
                   provenance: dict) -> tuple[Path, Path]:
-    """predictions.csv (one row per file, a probability column per class) and predictions.json."""
+    """predictions.csv (one row per file, a probability column per class, and the checkpoints of
+    `provenance`, ;-separated) and predictions.json (`provenance` and the files)."""
     csv_path, json_path = run_dir / "predictions.csv", run_dir / "predictions.json"
+    checkpoints = ";".join(provenance.get("checkpoints", []))
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "status", "genre", "probability", "seconds", "chunks", *class_names, "error"])
+        writer.writerow(["path", "status", "genre", "probability", "seconds", "chunks", *class_names, "error",
+                         "checkpoints"])
         for p in predictions:
             path = os.path.realpath(p.path)  # the run directory is elsewhere: no relative paths
             if p.error:
-                writer.writerow([path, "failed", "", "", "", "", *[""] * len(class_names), p.error])
+                writer.writerow([path, "failed", "", "", "", "", *[""] * len(class_names), p.error, checkpoints])
             elif p.silent:
-                writer.writerow([path, "silent", "", "", f"{p.seconds:.2f}", "", *[""] * len(class_names), ""])
+                writer.writerow([path, "silent", "", "", f"{p.seconds:.2f}", "", *[""] * len(class_names), "",
+                                 checkpoints])
             else:
                 (genre, prob), = p.top(class_names, 1)
                 writer.writerow([path, "ok", genre, f"{prob:.4f}", f"{p.seconds:.2f}", p.chunks,
-                                 *(f"{q:.4f}" for q in p.probabilities), ""])
+                                 *(f"{q:.4f}" for q in p.probabilities), "", checkpoints])
     files = [
         {
             "path": os.path.realpath(p.path),
@@ -185,7 +194,7 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
 
 @task
 def predict(cfg: DictConfig) -> list[FilePrediction]:
-    from mgr.restore import load_trained_model, resolve_device
+    from mgr.restore import checkpoint_provenance, load_trained_model, resolve_device
 
     require(cfg, "ckpt_path", "inputs", usage="python -m mgr.predict ckpt_path=<best>.ckpt inputs=[song.mp3,music/]")
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
@@ -194,13 +203,14 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     if cfg.batch_size < 1 or cfg.top_k < 1:
         raise MGRError("batch_size and top_k must be at least 1.")
     device = resolve_device(cfg.device)
-    model = load_trained_model(cfg)
+    model = load_trained_model(cfg, ensemble=True)
+    checkpoints = checkpoint_provenance(cfg)
     paths = find_audio_files(str(i) for i in inputs)
     if not paths:
         raise MGRError(f"No audio files found in {', '.join(map(str, inputs))}; pass files or folders holding audio.")
     names, h = model.class_names, model.hparams
-    print(f"\n{len(paths)} file(s), {model.architecture} of {cfg.ckpt_path}: {len(names)} genres, "
-          f"{h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, "
+    print(f"\n{len(paths)} file(s), {model.architecture} of {', '.join(checkpoints['checkpoints'])}: "
+          f"{len(names)} genres, {h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, "
           f"{model.track_aggregation}, on {device}", flush=True)
     width = min(max(len(str(p)) for p in paths), 60)
     print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  top {cfg.top_k} genres", flush=True)
@@ -209,8 +219,8 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
         predictions.append(p)
         print(format_row(p, names, cfg.top_k, width), flush=True)
     run_dir = Path(cfg.paths.output_dir)
-    provenance = {"checkpoint": str(cfg.ckpt_path), "model": model.architecture, "sample_rate": h.sample_rate,
-             "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict()}
+    provenance = {**checkpoints, "model": model.architecture, "sample_rate": h.sample_rate,
+                  "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict()}
     csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, provenance)
     counts = {s: sum(p.status == s for p in predictions) for s in ("ok", "silent", "failed")}
     silent = f", {counts['silent']} silent" if counts["silent"] else ""

@@ -1,5 +1,7 @@
 """What mgr.eval, mgr.embed and mgr.predict restore from `cfg.ckpt_path`: the trained model
 (combining a track's chunks as asked), the data it runs on, checked to fit it, and the device.
+mgr.eval and mgr.predict also take a list of checkpoints, ckpt_path=[a.ckpt,b.ckpt]: their models
+averaged (mgr.models.ensemble), the data and track aggregation those of the first.
 
 Without a `data=...` override the data module is rebuilt from the values the checkpoint stores
 (dataset, root, split, sample rate, chunking), so the checkpoint alone is enough. It reads the
@@ -15,20 +17,45 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from mgr import MGRError
 from mgr.data import GenreDataModule
 from mgr.data.sources import SOURCES, Source
 from mgr.data.sources.synth import SynthSource
-from mgr.models import GenreClassifier, load_model, read_checkpoint
+from mgr.models import Ensemble, GenreClassifier, load_model, read_checkpoint
 
 
-def load_trained_model(cfg: DictConfig, checkpoint: dict | None = None) -> GenreClassifier:
-    """The model of cfg.ckpt_path (`checkpoint`: its contents, if already read) with the entry point's
-    track_aggregation / vote_threshold (None: the checkpoint's)."""
-    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(cfg.ckpt_path)
-    model = load_model(cfg.ckpt_path, _encoder_cache_in_user_paths(cfg, checkpoint))
+def checkpoint_paths(cfg: DictConfig, ensemble: bool = False) -> list[str]:
+    """cfg.ckpt_path as a list: one path, or Hydra's list of several when the entry point averages
+    them (`ensemble`); a list elsewhere is one sentence."""
+    value = cfg.ckpt_path
+    paths = [str(p) for p in value] if isinstance(value, (list, ListConfig)) else [str(value)]
+    if not paths:
+        raise MGRError("ckpt_path=[] names no checkpoint; pass ckpt_path=<best>.ckpt.")
+    if len(paths) > 1 and not ensemble:
+        raise MGRError(f"ckpt_path names {len(paths)} checkpoints; only mgr.predict and mgr.eval average several "
+                       "models: pass one.")
+    return paths
+
+
+def checkpoint_provenance(cfg: DictConfig) -> dict:
+    """Which checkpoints a run's outputs come from: `checkpoints` (all of them, in order) and, when
+    there is one, `checkpoint` (as before ensembles)."""
+    paths = checkpoint_paths(cfg, ensemble=True)
+    return {**({"checkpoint": paths[0]} if len(paths) == 1 else {}), "checkpoints": paths}
+
+
+def load_trained_model(cfg: DictConfig, checkpoints: list[dict] | None = None,
+                       ensemble: bool = False) -> GenreClassifier:
+    """The model of cfg.ckpt_path (`checkpoints`: their contents, if already read), or with `ensemble`
+    the average of the models of several (mgr.models.ensemble.Ensemble, checked to agree before any
+    audio is decoded); its tracks combined by the entry point's track_aggregation / vote_threshold
+    (None: the first checkpoint's)."""
+    paths = checkpoint_paths(cfg, ensemble)
+    checkpoints = checkpoints if checkpoints is not None else [read_checkpoint(p) for p in paths]
+    members = [load_model(p, _encoder_cache_in_user_paths(cfg, c)) for p, c in zip(paths, checkpoints)]
+    model = members[0] if len(members) == 1 else Ensemble.of(members, paths)
     model.set_track_aggregation(cfg.get("track_aggregation"), cfg.get("vote_threshold"))
     return model
 
@@ -44,29 +71,31 @@ def _encoder_cache_in_user_paths(cfg: DictConfig, checkpoint: dict) -> dict:
     return {**checkpoint, "hyper_parameters": {**hparams, "encoder": {**encoder, "cache_dir": cfg.paths.cache_dir}}}
 
 
-def restore(cfg: DictConfig, same_classes: bool = True) -> tuple[GenreClassifier, GenreDataModule]:
+def restore(cfg: DictConfig, same_classes: bool = True, ensemble: bool = False) -> tuple[GenreClassifier, GenreDataModule]:
     """The trained model and a data module that fits it (not yet prepared: nothing decoded).
-    `same_classes=False` lets the data have other classes (embeddings of other music)."""
-    checkpoint = read_checkpoint(cfg.ckpt_path)  # read once, for the model and the data
-    model = load_trained_model(cfg, checkpoint)
-    datamodule = _datamodule(cfg, checkpoint)
+    `same_classes=False` lets the data have other classes (embeddings of other music); `ensemble`
+    averages several checkpoints (see load_trained_model), the data that of the first."""
+    paths = checkpoint_paths(cfg, ensemble)
+    checkpoints = [read_checkpoint(p) for p in paths]  # read once, for the model and the data
+    model = load_trained_model(cfg, checkpoints, ensemble)
+    datamodule = _datamodule(cfg, paths[0], checkpoints[0])
     check_fits(model, datamodule, same_classes)
     return model, datamodule
 
 
-def _datamodule(cfg: DictConfig, checkpoint: dict) -> GenreDataModule:
+def _datamodule(cfg: DictConfig, path: str, checkpoint: dict) -> GenreDataModule:
     if cfg.get("data"):
         from hydra.utils import instantiate
 
         return instantiate(cfg.data, _convert_="all")
     stored = checkpoint.get("datamodule_hyper_parameters")
     if not stored:
-        raise MGRError(f"{cfg.ckpt_path} does not say which data it was trained on; pass data=<group> "
+        raise MGRError(f"{path} does not say which data it was trained on; pass data=<group> "
                        "(e.g. data=folder data.root=...) to choose.")
     try:
         return GenreDataModule(**{**stored, **_settings_of_the_user(cfg, stored)})
     except TypeError as e:  # settings of another mgr version
-        raise MGRError(f"{cfg.ckpt_path} stores data settings this mgr cannot rebuild ({e}); "
+        raise MGRError(f"{path} stores data settings this mgr cannot rebuild ({e}); "
                        "pass data=<group> to choose.") from None
 
 

@@ -1,0 +1,82 @@
+"""Several trained models as one: the folds' models of a cross-validated run, or the seeds' of one
+configuration, averaged at prediction time (mgr.predict and mgr.eval with ckpt_path=[a.ckpt,b.ckpt]).
+
+The rule: every member scores a chunk, and the ensemble's chunk output is the mean of the members'
+softmax probabilities. Probabilities, not logits, because the members need not share a logit scale:
+nets trained with other seeds, schedules or label smoothing give logits of other spreads, and a
+closed-form head's outputs are no logits at all (the SVMs' decision values), so the mean of their
+logits would let the widest-spread member decide alone. The probabilities are carried as their
+logarithm wherever mgr expects logits, so the track aggregation (mean_logits, mean_probs,
+majority_vote), the loss and the metrics of a GenreClassifier work on them unchanged: softmax gives
+the mean probabilities back, and the cross-entropy is the ensemble's negative log-likelihood. An
+ensemble of one model scores as the model does (a log-softmax shifts each chunk's logits by one
+constant, which neither softmax nor the mean_logits rule sees).
+
+Limitation: an SVM head's "probabilities" are the softmax of its decision values (as its own track
+aggregation uses them), a monotone score with no calibration. In an ensemble with nets they weigh
+by their spread, which says nothing about confidence; average SVMs with SVMs, or read such a mix as
+a vote of scores rather than of probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mgr import MGRError
+from mgr.models.task import GenreClassifier
+
+
+def mean_probability_logits(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log(mean over models of softmax(logits)): [models x (N, C)] -> (N, C), computed stably."""
+    log_probabilities = torch.stack([F.log_softmax(x.float(), dim=-1) for x in logits])
+    return torch.logsumexp(log_probabilities, dim=0) - math.log(len(logits))
+
+
+def check_members_agree(members: Sequence[GenreClassifier], names: Sequence[str]) -> None:
+    """Every member hears chunks of the first's sample rate and length and names the first's classes
+    in its order; else one sentence names the first member that differs and how."""
+    first = members[0]
+    for model, name in zip(members[1:], names[1:]):
+        differences = []
+        if model.class_names != first.class_names:
+            differences.append(f"classes {model.class_names}, not {first.class_names}")
+        if model.hparams.sample_rate != first.hparams.sample_rate:
+            differences.append(f"sample rate {model.hparams.sample_rate} Hz, not {first.hparams.sample_rate} Hz")
+        elif model.chunk_samples != first.chunk_samples:  # at one rate: only the length counts
+            differences.append(f"chunk length {model.hparams.chunk_seconds:g} s, not {first.hparams.chunk_seconds:g} s")
+        if differences:
+            raise MGRError(f"Cannot average {name} with {names[0]}: it has {'; '.join(differences)}; average only "
+                           "models trained on the same classes (in the same order), sample rate and chunk length.")
+
+
+class Ensemble(GenreClassifier):
+    """A GenreClassifier whose forward is its members' mean probabilities, as log-probabilities (see
+    the module docstring). Everything else, the metrics, track aggregation, class names, sample rate
+    and chunk length, is the first member's task; build it with `Ensemble.of`."""
+
+    members: nn.ModuleList
+
+    @classmethod
+    def of(cls, members: Sequence[GenreClassifier], names: Sequence[str]) -> "Ensemble":
+        """The ensemble of trained `members` (`names`: their checkpoints, for errors), checked to agree."""
+        check_members_agree(members, names)
+        ensemble = cls(**members[0].hparams)  # the first's task: its metrics and track aggregation
+        # The first member's modules, not the copy just built: chunk_samples and the like read them.
+        ensemble.encoder, ensemble.head = members[0].encoder, members[0].head
+        ensemble.members = nn.ModuleList(members)
+        return ensemble
+
+    @property
+    def architecture(self) -> str:
+        return f"ensemble of {len(self.members)} ({', '.join(m.architecture for m in self.members)})"
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return mean_probability_logits([member(wave) for member in self.members])
+
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        raise MGRError("An ensemble has no one embedding; give mgr.embed one checkpoint.")
