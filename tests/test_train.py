@@ -3,6 +3,7 @@ feature, the cache reused, user mistakes as one clear error, the CLI's help and 
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -168,3 +169,34 @@ def test_unknown_group_option_gives_hydras_error(run_mgr):
     assert proc.returncode != 0
     assert "Could not find 'model/nosuchmodel'" in proc.stderr
     assert "Available options" in proc.stderr
+
+
+@pytest.mark.slow
+def test_recipe_min_steps_trains_whole_epochs_beyond_max_epochs_and_a_resume_reaches_them(run_mgr, tmp_path):
+    """recipe.min_steps=8 on a tiny split of a few steps an epoch: more whole epochs than
+    trainer.max_epochs=1, the one-cycle schedule spanning all their steps (it raises when stepped past
+    its end), the length in metrics.json; resumed from its first epoch, the run ends at the same count."""
+    from mgr.models import read_checkpoint
+
+    run_dir = tmp_path / "run"
+    run = [*tiny(epochs=1), "scheduler=onecycle", "recipe.min_steps=8", "callbacks.model_checkpoint.save_top_k=-1",
+           "~callbacks.early_stopping", *NO_PLOTS, f"hydra.run.dir={run_dir}"]
+    length = metrics_of(run_mgr("train", *run))["training_length"]
+    steps = length["optimizer_steps_per_epoch"]
+    assert length == {"epochs": -(-8 // steps), "optimizer_steps_per_epoch": steps, "min_steps": 8, "max_epochs": 1,
+                      "optimizer_steps": -(-8 // steps) * steps}
+    epochs = length["epochs"]
+    assert epochs >= 3, length  # the resume below trains two epochs
+
+    def trained() -> tuple[list[int], int]:
+        with open(run_dir / "csv" / "metrics.csv") as f:
+            logged = sorted({int(row["epoch"]) for row in csv.DictReader(f) if row.get("val/loss")})
+        last = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        scheduler = last["lr_schedulers"][0]
+        assert scheduler["total_steps"] == scheduler["last_epoch"] == last["global_step"]  # the cycle ran to its end
+        return logged, last["global_step"]
+
+    assert trained() == (list(range(epochs)), epochs * steps)
+    resumed = run_mgr("train", *run, f"ckpt_path={run_dir / 'checkpoints' / 'epoch000.ckpt'}")
+    assert trained() == (list(range(epochs)), epochs * steps)
+    assert f"Training {epochs} epochs ({epochs * steps} optimizer steps" in resumed.stdout + resumed.stderr

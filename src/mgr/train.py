@@ -25,11 +25,13 @@ def train(cfg: DictConfig) -> float | None:
     from mgr.features import build_augment
     from mgr.models import CheckpointIO, GenreClassifier
     from mgr.models.finite import StopOnNonFinite
+    from mgr.models.training_length import checked_min_steps, stretch_to_min_steps
     from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
     from mgr.utils.progress import progress_for_logs
 
     prepare_run_directory(cfg)  # a used directory or a missing last checkpoint stops here
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"))
+    min_steps = checked_min_steps(cfg.get("recipe"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
@@ -45,11 +47,14 @@ def train(cfg: DictConfig) -> float | None:
         continue_wandb_run(cfg)
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[CheckpointIO()])
-    for logger in loggers:
-        logger.log_hyperparams({**resolved_dict(cfg), "environment": environment()})
-    define_summaries(loggers)
     fresh_rendezvous_port(trainer)
     cache_embeddings(model, datamodule, trainer.strategy.root_device, cfg.data.get("eval_batch_size") or cfg.data.batch_size)
+    # After the cache: a cached probe's epoch is every chunk of its training tracks.
+    length = stretch_to_min_steps(trainer, datamodule, min_steps, fitted_head=model.head.fitted)
+    training = {"training_length": length.as_dict()} if length else {}
+    for logger in loggers:
+        logger.log_hyperparams({**resolved_dict(cfg), "environment": environment(), **training})
+    define_summaries(loggers)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -58,7 +63,7 @@ def train(cfg: DictConfig) -> float | None:
         if not best_path:
             log.warning("No best checkpoint was saved; testing the weights of the last step.")
         title = "Test results (best checkpoint)" if best_path else "Test results (last weights)"
-        test_and_report(cfg, trainer, model, datamodule, title, {"best_checkpoint": best_path},
+        test_and_report(cfg, trainer, model, datamodule, title, {"best_checkpoint": best_path, **training},
                         ckpt_path=best_path or None)
     value = best_score(checkpoint) if best_path else None
     if value is None:  # nothing monitored: the last epoch's value
