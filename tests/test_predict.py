@@ -15,9 +15,9 @@ import soxr
 import torch
 from omegaconf import OmegaConf
 
-from conftest import mgr_command, mgr_in_process, seed004_vote
+from conftest import mgr_command, mgr_in_process, save_checkpoint, seed004_vote
 from mgr.data import synth
-from mgr.models import load_model
+from mgr.models import GenreClassifier, load_model
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
 from mgr.models.metrics import TrackMetrics
@@ -231,7 +231,7 @@ def test_split(best_checkpoint):
     with torch.no_grad():
         logits = model(waves)
     return {"files": [Path(datamodule.tracks.files[t]) for t in tracks], "logits": logits, "labels": labels,
-            "positions": positions, "track_labels": [datamodule.tracks.labels[t] for t in tracks]}
+            "positions": positions, "track_labels": [datamodule.tracks.labels[t] for t in tracks], "waves": waves}
 
 
 @pytest.mark.slow
@@ -334,3 +334,77 @@ def test_predict_runs_on_the_gpu(best_checkpoint, tmp_path):
     (on_gpu,) = predict_files(model, [path], device="cuda")
     assert next(model.parameters()).is_cuda
     assert on_gpu.probabilities == pytest.approx(on_cpu.probabilities, abs=1e-3)
+
+
+def other_model(best_checkpoint, seed: int, **changes) -> GenreClassifier:
+    """An untrained model of the trained run's settings (`changes` replace some), its logits 20 times
+    as wide as its initial ones, so that its confident and often wrong chunks move an average."""
+    torch.manual_seed(seed)
+    model = GenreClassifier(**{**load_model(best_checkpoint).hparams, **changes})
+    with torch.no_grad():
+        model.head.weight *= 20
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def other_checkpoint(best_checkpoint, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("other") / "other.ckpt"
+    save_checkpoint(other_model(best_checkpoint, seed=1), path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_eval_and_predict_of_two_checkpoints_average_their_probabilities(best_checkpoint, other_checkpoint,
+                                                                         trained_run, test_split, tmp_path, data_dir):
+    """ckpt_path=[trained, other]: each test chunk gets the mean of the two models' softmax, computed here
+    from each model alone; eval's metrics and predict's files (overlap=0: eval's chunks) follow from it,
+    tracks combined by the first checkpoint's rule (mean_logits: the softmax of the mean log-probability)."""
+    with torch.no_grad():
+        other = load_model(other_checkpoint).eval()(test_split["waves"])
+    mean = (torch.softmax(test_split["logits"], 1) + torch.softmax(other, 1)) / 2
+    positions, labels, n = test_split["positions"], test_split["labels"], len(test_split["files"])
+    track_logits = TrackAggregation("mean_logits").scores(mean.log(), positions, n)
+    track_predictions = track_logits.argmax(1).tolist()
+    assert track_predictions != TrackAggregation().scores(test_split["logits"], positions, n).argmax(1).tolist()
+
+    both = f"ckpt_path=[{best_checkpoint},{other_checkpoint}]"
+    evaluation = evaluate_in_process(both, "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+                                     f"paths.output_dir={tmp_path / 'eval'}")
+    assert evaluation["checkpoints"] == [best_checkpoint, other_checkpoint] and "checkpoint" not in evaluation
+    assert evaluation["test/acc"] == pytest.approx((mean.argmax(1) == labels).float().mean().item(), abs=1e-6)
+    assert evaluation["test/loss"] == pytest.approx(-mean[torch.arange(len(labels)), labels].log().mean().item(),
+                                                    abs=1e-5)
+    track_labels = test_split["track_labels"]
+    assert evaluation["test/track_acc"] == pytest.approx(np.mean(np.equal(track_predictions, track_labels)), abs=1e-6)
+    confusion = np.zeros((len(evaluation["class_names"]),) * 2, dtype=int)
+    np.add.at(confusion, (track_labels, track_predictions), 1)
+    assert evaluation["track_confusion"] == confusion.tolist()
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "test_predictions.csv")))
+    assert {r["checkpoints"] for r in rows} == {f"{best_checkpoint};{other_checkpoint}"}
+
+    inputs = "inputs=[" + ",".join(f"'{f}'" for f in test_split["files"]) + "]"
+    proc = predict_cli(tmp_path, data_dir, both, inputs, "overlap=0", check=True)
+    assert "ensemble of 2 (cnn, cnn)" in proc.stdout
+    rows, report = read_outputs(proc)
+    assert report["checkpoints"] == [best_checkpoint, other_checkpoint] and report["track_aggregation"] == "mean_logits"
+    assert {r["checkpoints"] for r in rows} == {f"{best_checkpoint};{other_checkpoint}"}
+    files = {f["path"]: f for f in report["files"]}
+    for k, path in enumerate(test_split["files"]):
+        probabilities = list(files[str(path.resolve())]["probabilities"].values())
+        assert probabilities == pytest.approx(torch.softmax(track_logits[k], 0).tolist(), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_checkpoints_of_other_classes_are_one_sentence_and_nothing_is_written(best_checkpoint, tmp_path, data_dir):
+    classes = load_model(best_checkpoint).class_names
+    odd = tmp_path / "reversed.ckpt"
+    save_checkpoint(other_model(best_checkpoint, seed=2, class_names=classes[::-1]), odd)
+    song = tmp_path / "song.wav"
+    write_audio(song, 1, 3, 2.0, 8000, 1, "WAV", "PCM_16")
+    proc = predict_cli(tmp_path, data_dir, f"ckpt_path=[{best_checkpoint},{odd}]", f"inputs=[{song}]")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert errors == [f"mgr: error: Cannot average {odd} with {best_checkpoint}: it has classes {classes[::-1]}, "
+                      f"not {classes}; average only models trained on the same classes (in the same order), sample "
+                      "rate and chunk length."], proc.stderr
+    assert not list(tmp_path.rglob("predictions.*"))
