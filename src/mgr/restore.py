@@ -71,7 +71,8 @@ def _encoder_cache_in_user_paths(cfg: DictConfig, checkpoint: dict) -> dict:
     return {**checkpoint, "hyper_parameters": {**hparams, "encoder": {**encoder, "cache_dir": cfg.paths.cache_dir}}}
 
 
-def restore(cfg: DictConfig, same_classes: bool = True, ensemble: bool = False) -> tuple[GenreClassifier, GenreDataModule]:
+def restore(cfg: DictConfig, same_classes: bool = True,
+            ensemble: bool = False) -> tuple[GenreClassifier, GenreDataModule]:
     """The trained model and a data module that fits it (not yet prepared: nothing decoded).
     `same_classes=False` lets the data have other classes (embeddings of other music); `ensemble`
     averages several checkpoints (see load_trained_model), the data that of the first."""

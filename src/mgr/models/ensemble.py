@@ -13,9 +13,9 @@ ensemble of one model scores as the model does (a log-softmax shifts each chunk'
 constant, which neither softmax nor the mean_logits rule sees).
 
 Limitation: an SVM head's "probabilities" are the softmax of its decision values (as its own track
-aggregation uses them), a monotone score with no calibration. In an ensemble with nets they weigh
-by their spread, which says nothing about confidence; average SVMs with SVMs, or read such a mix as
-a vote of scores rather than of probabilities.
+aggregation uses them), a monotone score with no calibration: decision values of a unit or two give
+a nearly flat softmax, so beside a confident net an SVM member weighs little, whatever its accuracy.
+Average SVMs with SVMs and nets with nets, or read a mix as a weighting of scores, not of probabilities.
 """
 
 from __future__ import annotations
