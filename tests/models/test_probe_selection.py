@@ -32,12 +32,21 @@ def layers(n: int, seed: int, separating: int = 1) -> tuple[torch.Tensor, torch.
     return torch.tensor(np.concatenate(parts, 1), dtype=torch.float32), torch.tensor(y)
 
 
-def chunk_scorer(y_val: torch.Tensor):
-    """Each validation chunk its own track: track and chunk accuracy are the same."""
+def by_chunk(y: torch.Tensor, _tracks=None):
+    """A scorer_for that takes each chunk for its own track: track and chunk accuracy are the same."""
     def score(logits):
-        accuracy = (logits.argmax(1) == y_val).float().mean().item()
+        accuracy = (logits.argmax(1) == y).float().mean().item()
         return accuracy, accuracy
     return score
+
+
+def select(head: ProbeSelectionHead, x: torch.Tensor, y: torch.Tensor, scorer_for=by_chunk) -> float:
+    """`head.select` on chunks that are each their own track."""
+    return head.select(x, y, torch.arange(len(y)), scorer_for)
+
+
+def same_score(*_):
+    return lambda logits: (0.5, 0.5)  # every candidate scores the same
 
 
 def selecting_head(**settings) -> ProbeSelectionHead:
@@ -52,7 +61,7 @@ def test_the_selection_picks_the_layer_that_separates_the_classes_and_the_C_that
     x_val, y_val = layers(400, 1, separating)
     head = selecting_head(C=[1e-5, 1.0], svm_C=[], mlp_lr=[])
     head.fit(x, y)
-    assert head.select(x_val, y_val, chunk_scorer(y_val)) == 1.0
+    assert select(head, x_val, y_val) == 1.0
     assert (head.layer, head.kind, head.setting) == ((separating,), "logistic", {"C": 1.0})
     scores = {(g["layer"], g["setting"]["C"]): g["val_track_acc"] for g in head.report["grid"]}
     assert len(scores) == 6 and scores[(separating, 1.0)] == 1.0
@@ -89,7 +98,7 @@ def test_candidates_are_scored_by_the_tasks_track_aggregation(aggregation, track
     feature = {"name": "descriptors", "n_fft": 256, "hop_length": 128, "n_mels": 32, "n_mfcc": 13, "n_bands": 4}
     task = GenreClassifier(["a", "b"], feature, 8000, 1.0, {"name": "stats"}, {"name": "linear_svm"},
                            track_aggregation=aggregation)
-    score = task._validation_scorer(torch.tensor([1, 1, 1]), torch.tensor([0, 0, 0]))
+    score = task._track_scorer(torch.tensor([1, 1, 1]), torch.tensor([0, 0, 0]))
     assert score(torch.tensor([[10.0, 0.0], [0.0, 1.0], [0.0, 1.0]])) == pytest.approx((track_accuracy, 2 / 3))
 
 
@@ -97,7 +106,7 @@ def test_ties_go_to_the_simplest_candidate():
     x, y = layers(80, 0)
     head = selecting_head(C=[0.1, 1.0], svm_C=[1.0], mlp_lr=[1e-3], mlp_hidden=4, mlp_epochs=2)
     head.fit(x, y)
-    head.select(*layers(40, 1), lambda logits: (0.5, 0.5))  # every candidate scores the same
+    select(head, *layers(40, 1), same_score)
     assert (head.layer, head.kind, head.setting) == ((0,), "logistic", {"C": 0.1})
     assert [(g["kind"], g["layer"]) for g in head.report["grid"][:4]] == [("logistic", 0), ("logistic", 1),
                                                                         ("logistic", 2), ("logistic", 0)]
@@ -113,7 +122,7 @@ def test_standardisation_is_the_training_chunks_and_the_mlp_is_deterministic_und
         head = selecting_head(**ONLY["mlp"])
         head.fit(x, y)
         before = torch.get_rng_state()
-        head.select(x_val, y_val, chunk_scorer(y_val))
+        select(head, x_val, y_val)
         assert torch.equal(torch.get_rng_state(), before)  # the run's random state is its own
         heads.append(head)
     assert heads[0].kind == "mlp" and isinstance(heads[0].chosen, MLPHead)
@@ -145,7 +154,7 @@ def test_a_fusion_is_chosen_where_the_classes_need_both_of_its_layers():
     head = selecting_head(C=[1.0], svm_C=[], mlp_lr=[], fuse=[2])
     assert head.candidate_layers == [(0,), (0, 2), (1,), (1, 2), (2,)]
     head.fit(x, y)
-    assert head.select(x_val, y_val, chunk_scorer(y_val)) >= 0.99
+    assert select(head, x_val, y_val) >= 0.99
     assert head.layer == (0, 2) and head.report["chosen"]["layer"] == "0+2"
     alone = {g["layer"]: g["val_track_acc"] for g in head.report["grid"]}
     assert max(alone[0], alone[1], alone[2]) <= 0.9
@@ -153,6 +162,59 @@ def test_a_fusion_is_chosen_where_the_classes_need_both_of_its_layers():
     restored = selecting_head(C=[1.0], svm_C=[], mlp_lr=[], fuse=[2])
     restored.load_state_dict(head.state_dict())
     torch.testing.assert_close(restored(x_val), head(x_val))
+
+
+def tracks_of(y: torch.Tensor, size: int = 5) -> torch.Tensor:
+    """Tracks of `size` chunks each, a track's chunks of one label."""
+    tracks = torch.empty_like(y)
+    tracks[torch.argsort(y, stable=True)] = torch.arange(len(y)) // size
+    return tracks
+
+
+def test_folds_choose_on_held_out_tracks_of_train_and_val_and_refit_on_both():
+    """folds=4: the candidates are scored on out-of-fold chunks of the training and validation chunks
+    together (a track's chunks, 5 each, never on two sides), and the choice is refitted on all of them:
+    its standardisation is theirs. The same known best as on the validation split."""
+    from mgr.models.probe_selection import grouped_folds, pooled
+
+    x, y = layers(200, 0)
+    x_val, y_val = layers(100, 1)
+    tracks, tracks_val = tracks_of(y), tracks_of(y_val)
+    head = selecting_head(C=[1e-5, 1.0], svm_C=[], mlp_lr=[], folds=4)
+    head.fit(x, y, tracks)
+    assert head.select(x_val, y_val, tracks_val, by_chunk) == 1.0
+    assert (head.layer, head.kind, head.setting) == ((1,), "logistic", {"C": 1.0})
+    assert head.report["folds"] == 4 and "cross-validation" in head.report["rule"]
+    both = torch.cat([x, x_val])[:, WIDTHS[0]:WIDTHS[0] + WIDTHS[1]].double().numpy()
+    torch.testing.assert_close(head.mean, torch.tensor(standardisation(both)[0], dtype=torch.float32))
+
+    _, labels, groups = pooled((x, y, tracks), (x_val, y_val, tracks_val))
+    assert len(groups.unique()) == 60  # the validation tracks numbered after the training ones
+    folds = grouped_folds(labels, groups, 4)
+    held = np.concatenate([test for _, test in folds])
+    assert sorted(held) == list(range(300))  # every chunk held out once
+    for train, test in folds:
+        assert not set(groups[train].tolist()) & set(groups[test].tolist())  # no track on two sides
+        assert set(labels[test].tolist()) == {0, 1}  # stratified: both classes in every fold
+
+
+def test_folds_refit_an_mlp_for_its_mean_best_epoch_and_need_enough_tracks():
+    from mgr import MGRError
+
+    x, y = layers(120, 0)
+    head = selecting_head(**ONLY["mlp"], folds=3)
+    head.fit(x, y, tracks_of(y, 4))
+    x_val, y_val = layers(60, 1)
+    select(head, x_val, y_val)
+    assert head.kind == "mlp" and isinstance(head.chosen, MLPHead)
+    assert 1 <= head.report["chosen"]["epochs"] <= 20  # the mean over the folds of their best epochs
+    with pytest.raises(MGRError, match=r"model.head.folds=5 needs at least 5 training and validation tracks; "
+                                       r"there are 3"):
+        few = selecting_head(**ONLY["logistic"], folds=5)
+        few.fit(x[:8], y[:8], tracks_of(y[:8], 4))
+        few.select(x_val[:4], y_val[:4], torch.zeros(4, dtype=torch.long), by_chunk)
+    with pytest.raises(MGRError, match="model.head.folds=1: give 0"):
+        selecting_head(folds=1)
 
 
 def test_a_head_without_candidates_or_with_unknown_layers_is_one_clear_error():
@@ -167,7 +229,7 @@ def test_a_head_without_candidates_or_with_unknown_layers_is_one_clear_error():
         selecting_head(fuse=["descriptors"])
     head = selecting_head(layers=[2], svm_C=[], mlp_lr=[])
     head.fit(*layers(80, 0))
-    head.select(*layers(40, 1), lambda logits: (0.5, 0.5))
+    select(head, *layers(40, 1), same_score)
     assert {g["layer"] for g in head.report["grid"]} == {2}
 
 
@@ -215,7 +277,7 @@ def test_the_chosen_probe_and_its_standardisation_restore_from_the_checkpoint(cl
         x = model.embed(wave)
     assert x.shape == (24, 80)
     model.head.fit(x[:16], y[:16])
-    model.head.select(x[16:], y[16:], chunk_scorer(y[16:]))
+    select(model.head, x[16:], y[16:])
     assert model.head.kind == kind
     save_checkpoint(model, tmp_path / "probe.ckpt")
     stored = torch.load(tmp_path / "probe.ckpt", weights_only=True)["state_dict"]

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from mgr import MGRError
-from mgr.models.probe_selection import Candidate, Scorer, choose, layer_label, logistic_regressions, train_mlp
+from mgr.models.probe_selection import (Candidate, Fit, OutOfFold, Scorer, ScorerFor, choose, grouped_folds,
+                                        layer_label, logistic_regressions, pooled, train_mlp)
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class ProbeSelectionHead(nn.Module):
                  C: list[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), svm_C: list[float] = (1.0, 10.0, 100.0),
                  svm_gamma: list[float] = (1.0,), mlp_lr: list[float] = (3e-4, 1e-3, 3e-3), mlp_hidden: int = 256,
                  mlp_dropout: float = 0.2, mlp_epochs: int = 50, mlp_patience: int = 5, layers: list | None = None,
-                 fuse: list | None = None):
+                 fuse: list | None = None, folds: int = 0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         layers_given = embedding_layers or [("embedding", in_features)]
@@ -287,6 +288,10 @@ class ProbeSelectionHead(nn.Module):
         self.C, self.svm_C, self.svm_gamma, self.mlp_lr = (sorted(map(float, g)) for g in (C, svm_C, svm_gamma, mlp_lr))
         self.mlp = {"hidden": int(mlp_hidden), "dropout": float(mlp_dropout)}
         self.mlp_epochs, self.mlp_patience = int(mlp_epochs), int(mlp_patience)
+        self.folds = int(folds)
+        if self.folds == 1 or self.folds < 0:
+            raise MGRError(f"model.head.folds={folds}: give 0 (choose on the validation split) or k >= 2 (k-fold "
+                           "cross-validation over the training and validation tracks).")
         if not (self.C or self.svm_C and self.svm_gamma or self.mlp_lr):
             raise MGRError("model.head=select has no candidate: give at least one of C, svm_C with svm_gamma, mlp_lr.")
         self.register_buffer("mean", torch.zeros(0))
@@ -331,11 +336,12 @@ class ProbeSelectionHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.chosen((self._part(x, self.layer).float() - self.mean) / self.scale)
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Keep the training embeddings `x` [N, in_features] and labels `y` for `select`, and hold the
-        first logistic regression (see the class docstring); returns its training accuracy."""
+    def fit(self, x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None = None) -> float:
+        """Keep the training embeddings `x` [N, in_features], labels `y` and tracks `groups` for `select`,
+        and hold the first logistic regression (see the class docstring); returns its training accuracy."""
         with torch.inference_mode(False):  # called in validation: modules made here must load and train later
-            self._training = x.float().clone(), y.clone()
+            groups = torch.arange(len(y)) if groups is None else groups  # each chunk its own track
+            self._training = x.float().clone(), y.clone(), groups.clone()
             if not self.C:
                 return math.nan
             z, scaler = self._standardised(self._training[0], self.candidate_layers[0])
@@ -351,58 +357,107 @@ class ProbeSelectionHead(nn.Module):
         return ((part - torch.as_tensor(mean, device=x.device)) / torch.as_tensor(scale, device=x.device)).float(), \
             (mean, scale)
 
-    def select(self, x: torch.Tensor, y: torch.Tensor, score: Scorer) -> float:
-        """Fit every candidate on the kept training embeddings, score each on validation embeddings `x`
-        with labels `y` by `score`, hold the best; returns its validation track accuracy."""
+    def select(self, x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, scorer_for: ScorerFor) -> float:
+        """Choose among the candidates fitted on the kept training embeddings, by their scores (`scorer_for`
+        of labels and tracks gives a Scorer) on the validation embeddings `x`, labels `y` and tracks
+        `groups` (`folds=0`), or on the held-out folds of both (`folds>=2`); hold the best and return its
+        score."""
         if self._training is None:
             raise RuntimeError("ProbeSelectionHead.select needs fit first.")
         with torch.inference_mode(False):
-            x_val, y_val = x.float().clone(), y.clone()
-            grid, best, best_scaler = [], None, None
-            for layer in self.candidate_layers:
-                z, scaler = self._standardised(self._training[0], layer)
-                z_val, _ = self._standardised(x_val, layer, scaler)
-                fitted = self._candidates(layer, z, self._training[1], z_val, y_val, score)
-                grid += [(c.order(), c.record(self.layer_names)) for c in fitted]
-                # Only the best so far is kept: the other fits (an SVM's support vectors and training
-                # chunks) go layer by layer.
-                chosen = choose(fitted + ([best] if best else []))
-                if chosen is not best:
-                    best, best_scaler = chosen, scaler
-            self._hold(best.layer, best.kind, best.setting, best.build(), best_scaler)
+            val = x.float().clone(), y.clone(), groups.clone()
+            if self.folds:
+                best, grid, module, scaler = self._choose_by_folds(*pooled(self._training, val), scorer_for)
+            else:
+                best, grid, module, scaler = self._choose_on_validation(*val, scorer_for(val[1], val[2]))
+            self._hold(best.layer, best.kind, best.setting, module, scaler)
+        on = (f"{self.folds}-fold cross-validation grouped by track over the training and validation chunks, the "
+              "choice then refitted on all of them (so the val/ metrics are in-sample)" if self.folds
+              else "the validation chunks")
         self.report = {
-            "rule": "highest validation track accuracy, then chunk accuracy; ties: logistic, rbf_svm, mlp, then "
-                    "the smaller setting (C, gamma; learning rate), then the lower layer",
-            "standardisation": "each layer by the mean and scale of the training chunks",
-            "train_chunks": len(self._training[1]), "val_chunks": len(y_val),
+            "rule": f"highest track accuracy on {on}, then chunk accuracy; ties: logistic, rbf_svm, mlp, then the "
+                    "smaller setting (C, gamma; learning rate), then the lower layer",
+            "standardisation": "each layer by the mean and scale of the chunks it is fitted on",
+            "train_chunks": len(self._training[1]), "val_chunks": len(val[1]), "folds": self.folds,
             "grid": [record for _, record in sorted(grid, key=lambda entry: entry[0])],
             "chosen": best.record(self.layer_names)}
         self._training = None
-        log.info("Probe chosen on %d validation chunks among %d candidates: %s on layer %s, %s (validation track "
-                 "accuracy %.3f).", len(y_val), len(grid), best.kind, layer_label(self.layer_names, best.layer),
-                 best.setting, best.val_track_acc)
+        log.info("Probe chosen on %s among %d candidates: %s on layer %s, %s (track accuracy %.3f).", on, len(grid),
+                 best.kind, layer_label(self.layer_names, best.layer), best.setting, best.val_track_acc)
         return best.val_track_acc
 
-    def _candidates(self, layer, z, y, z_val, y_val, score: Scorer) -> list[Candidate]:
-        """The candidates of one layer, fitted on its standardised training embeddings `z` and scored."""
+    def _choose_on_validation(self, x_val, y_val, _groups, score: Scorer):
+        """Every candidate fitted on the training chunks, scored on the validation chunks."""
+        x, y, _ = self._training
+        grid, best, best_scaler = [], None, None
+        for layer in self.candidate_layers:
+            z, scaler = self._standardised(x, layer)
+            z_val, _ = self._standardised(x_val, layer, scaler)
+            fitted = [Candidate(layer, fit.kind, fit.setting, *score(fit.logits), build=fit.build, details=fit.details)
+                      for fit in self._fits(layer, z, y, z_val, y_val)]
+            grid += [(c.order(), c.record(self.layer_names)) for c in fitted]
+            # Only the best so far is kept: the other fits (an SVM's support vectors and training
+            # chunks) go layer by layer.
+            chosen = choose(fitted + ([best] if best else []))
+            if chosen is not best:
+                best, best_scaler = chosen, scaler
+        return best, grid, best.build(), best_scaler
+
+    def _choose_by_folds(self, x, y, groups, scorer_for: ScorerFor):
+        """Every candidate scored on its out-of-fold logits over the pooled chunks (k folds grouped by
+        track, stratified by class: scikit-learn's StratifiedGroupKFold), the best refitted on all."""
+        folds = grouped_folds(y, groups, self.folds)
+        score = scorer_for(y, groups)
+        grid, best = [], None
+        for layer in self.candidate_layers:
+            held_out: dict[tuple, OutOfFold] = {}
+            for train, test in folds:
+                z, scaler = self._standardised(x[train], layer)
+                z_test, _ = self._standardised(x[test], layer, scaler)
+                for fit in self._fits(layer, z, y[train], z_test, y[test]):
+                    entry = held_out.setdefault((fit.kind, *fit.setting.values()), OutOfFold(fit, len(y)))
+                    entry.add(test, fit)
+            scored = [Candidate(layer, e.kind, e.setting, *score(e.logits), build=None, details=e.summary())
+                      for e in held_out.values()]
+            grid += [(c.order(), c.record(self.layer_names)) for c in scored]
+            best = choose(scored + ([best] if best else []))
+        z, scaler = self._standardised(x, best.layer)
+        return best, grid, self._refit(best, z, y), scaler
+
+    def _fits(self, layer, z, y, z_val, y_val) -> list[Fit]:
+        """Every candidate of one layer, fitted on its standardised training embeddings `z`, with its
+        logits on `z_val` (an MLP stops early on `z_val`'s loss)."""
         out, width, n = [], z.shape[1], self.out_features
         with torch.no_grad():
             for c, linear in zip(self.C, logistic_regressions(z, y, self.C, n)):
-                out.append(Candidate(layer, "logistic", {"C": c}, *score(linear(z_val)), build=lambda m=linear: m))
+                out.append(Fit("logistic", {"C": c}, linear(z_val), build=lambda m=linear: m))
             if self.svm_C and self.svm_gamma:
                 svm = RBFSVMHead(width, n, C=self.svm_C, gamma=[g / width for g in self.svm_gamma], precompute=True)
                 svm = svm.to(z.device)
                 svm.fit(z, y)
                 for setting in svm.candidates():
-                    out.append(Candidate(layer, "rbf_svm", setting, *score(svm(z_val)),
-                                         build=partial(svm.keep, setting)))
+                    out.append(Fit("rbf_svm", setting, svm(z_val), build=partial(svm.keep, setting)))
         for lr in self.mlp_lr:
             mlp, epochs = train_mlp(partial(MLPHead, width, n, **self.mlp), z, y, z_val, y_val, lr, self.mlp_epochs,
                                     self.mlp_patience, seed=torch.initial_seed())
             with torch.no_grad():
-                out.append(Candidate(layer, "mlp", {"lr": lr}, *score(mlp(z_val)), build=lambda m=mlp: m,
-                                     details={"epochs": epochs}))
+                out.append(Fit("mlp", {"lr": lr}, mlp(z_val), build=lambda m=mlp: m, details={"epochs": epochs}))
         return out
+
+    def _refit(self, chosen: Candidate, z: torch.Tensor, y: torch.Tensor) -> nn.Module:
+        """`chosen`'s kind and setting fitted on standardised embeddings `z` (of its layer): an MLP for
+        the mean of its best epochs over the folds, as there is no held-out data left to stop it."""
+        n = self.out_features
+        if chosen.kind == "logistic":
+            return logistic_regressions(z, y, [chosen.setting["C"]], n)[0]
+        if chosen.kind == "rbf_svm":
+            svm = RBFSVMHead(z.shape[1], n, C=[chosen.setting["C"]], gamma=[chosen.setting["gamma"]], precompute=True)
+            svm.to(z.device).fit(z, y)
+            return svm.keep(chosen.setting)
+        epochs = max(1, round(chosen.details["epochs"]))
+        mlp, _ = train_mlp(partial(MLPHead, z.shape[1], n, **self.mlp), z, y, None, None, chosen.setting["lr"],
+                           epochs, self.mlp_patience, seed=torch.initial_seed())
+        return mlp
 
     def get_extra_state(self) -> dict:
         return {"layer": list(self.layer), "kind": self.kind, "setting": self.setting, "report": self.report}

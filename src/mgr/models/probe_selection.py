@@ -31,11 +31,69 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgr import MGRError
+
 KINDS = ("logistic", "rbf_svm", "mlp")  # simpler first: the tie order
 ABSENT_CLASS_LOGIT = -1e4  # a class the training chunks lack: never predicted by the logistic regression
 MLP_BATCH = 256
 
 Scorer = Callable[[torch.Tensor], tuple[float, float]]  # validation logits -> (track accuracy, chunk accuracy)
+ScorerFor = Callable[[torch.Tensor, torch.Tensor], Scorer]  # (labels, tracks) of some chunks -> their Scorer
+
+
+@dataclass
+class Fit:
+    """One candidate fitted on one layer's training chunks: its kind, setting, its logits on the held-out
+    chunks, and `build`, which returns its fitted module."""
+
+    kind: str
+    setting: dict
+    logits: torch.Tensor
+    build: Callable[[], nn.Module] = field(repr=False)
+    details: dict = field(default_factory=dict)
+
+
+class OutOfFold:
+    """A candidate's logits on every chunk, each from the fold that held it out, and its MLP epochs."""
+
+    def __init__(self, fit: Fit, n: int):
+        self.kind, self.setting = fit.kind, dict(fit.setting)
+        self.logits = fit.logits.new_zeros(n, fit.logits.shape[1])
+        self.epochs: list[int] = []
+
+    def add(self, held_out: np.ndarray, fit: Fit) -> None:
+        self.logits[torch.as_tensor(held_out, device=self.logits.device)] = fit.logits
+        if "epochs" in fit.details:
+            self.epochs.append(fit.details["epochs"])
+
+    def summary(self) -> dict:
+        return {"epochs": float(np.mean(self.epochs))} if self.epochs else {}
+
+
+def pooled(*parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """(embeddings, labels, tracks) of several splits as one, each split's track numbers moved past the
+    previous ones' (a split numbers its tracks from 0)."""
+    xs, ys, groups, offset = [], [], [], 0
+    for x, y, g in parts:
+        xs.append(x), ys.append(y), groups.append(g + offset)
+        offset += int(g.max()) + 1 if len(g) else 0
+    return torch.cat(xs), torch.cat(ys), torch.cat(groups)
+
+
+def grouped_folds(y: torch.Tensor, groups: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k folds of the chunks, a track's chunks in one fold, each class spread over the folds as evenly as
+    its tracks allow (scikit-learn's StratifiedGroupKFold, shuffled with a fixed seed: every DDP rank
+    gets the same folds)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, tracks = y.cpu().numpy(), groups.cpu().numpy()
+    if len(np.unique(tracks)) < k:
+        raise MGRError(f"model.head.folds={k} needs at least {k} training and validation tracks; there are "
+                       f"{len(np.unique(tracks))}. Choose fewer folds, or folds=0 (the validation split).")
+    with warnings.catch_warnings():  # a class with fewer tracks than folds: scikit-learn warns, the folds still hold
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=0)
+        return list(splitter.split(np.zeros(len(labels)), labels, tracks))
 
 
 @dataclass
@@ -110,11 +168,12 @@ def _as_linear(fit, num_classes: int) -> nn.Linear:
     return linear
 
 
-def train_mlp(make: Callable[[], nn.Module], z: torch.Tensor, y: torch.Tensor, z_val: torch.Tensor,
-              y_val: torch.Tensor, lr: float, epochs: int, patience: int, seed: int) -> tuple[nn.Module, int]:
+def train_mlp(make: Callable[[], nn.Module], z: torch.Tensor, y: torch.Tensor, z_val: torch.Tensor | None,
+              y_val: torch.Tensor | None, lr: float, epochs: int, patience: int, seed: int) -> tuple[nn.Module, int]:
     """A module made by `make`, trained by Adam at `lr` on standardised embeddings `z` with early
     stopping on the validation loss (see the module docstring); returns it in eval mode with the
-    weights of its best epoch, and that epoch (1-based)."""
+    weights of its best epoch, and that epoch (1-based). Without validation data (`z_val` None) it
+    trains all `epochs` and keeps the last."""
     devices = [z.device] if z.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.enable_grad():  # the run's own random state is left as it was
         torch.manual_seed(seed)
@@ -132,7 +191,7 @@ def train_mlp(make: Callable[[], nn.Module], z: torch.Tensor, y: torch.Tensor, z
                 optimizer.step()
             module.eval()
             with torch.no_grad():
-                loss = F.cross_entropy(module(z_val), y_val).item()
+                loss = -epoch if z_val is None else F.cross_entropy(module(z_val), y_val).item()
             if loss < best_loss:
                 best_loss, best_epoch = loss, epoch
                 best_state = {k: v.clone() for k, v in module.state_dict().items()}

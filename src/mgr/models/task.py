@@ -104,7 +104,7 @@ class GenreClassifier(pl.LightningModule):
         self.set_track_aggregation(track_aggregation, vote_threshold)
         if self.head.fitted:  # no gradient steps: the training loop only collects embeddings
             self.automatic_optimization = False
-            self._fit_batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+            self._fit_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # embeddings, labels, tracks
             self._fit_pending = False
         # A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma; the
         # probe's `select` head its candidate and layer, by the validation track accuracy):
@@ -161,10 +161,10 @@ class GenreClassifier(pl.LightningModule):
 
     # --- steps -----------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        wave, target, _ = batch
+        wave, target, track = batch
         if self.head.fitted:
             with torch.no_grad():
-                self._fit_batches.append((self.encoder(wave), target))
+                self._fit_batches.append((self.encoder(wave), target, track))
             self._fit_pending = True
             self.optimizers().step()  # changes nothing (see configure_optimizers); counts the step
             return None
@@ -267,14 +267,13 @@ class GenreClassifier(pl.LightningModule):
     def _fit_head(self) -> None:
         if not self.head.fitted or not self._fit_pending:
             return
-        x = torch.cat([x for x, _ in self._fit_batches])
-        y = torch.cat([y for _, y in self._fit_batches])
-        x, y = self._all_ranks(x), self._all_ranks(y)  # every rank fits the same head on all ranks' embeddings
+        # Every rank fits the same head on all ranks' embeddings.
+        x, y, track = (self._all_ranks(torch.cat([batch[i] for batch in self._fit_batches])) for i in range(3))
         self._fit_pending = False
         if len(y.unique()) < 2:
             log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
             return
-        self.head.fit(x, y)
+        self.head.fit(x, y, track) if getattr(self.head, "selects_by_track", False) else self.head.fit(x, y)
         self._select_pending = hasattr(self.head, "select")
 
     def _select_head(self) -> None:
@@ -285,15 +284,15 @@ class GenreClassifier(pl.LightningModule):
         keep = y != PADDING_LABEL
         x, y, track = (self._all_ranks(t[keep]) for t in (x, y, track))  # every rank chooses on all ranks' chunks
         if getattr(self.head, "selects_by_track", False):
-            self.head.select(x, y, self._validation_scorer(y, track))
+            self.head.select(x, y, track, self._track_scorer)
         else:
             self.head.select(x, y)
         for embeddings, target, track in batches:
             self._score(self.head(embeddings), target, track, "val")
 
-    def _validation_scorer(self, target: torch.Tensor, track: torch.Tensor):
-        """A function of validation chunk logits -> (track accuracy, chunk accuracy), the chunks of a
-        track combined as the val/test track metrics combine them."""
+    def _track_scorer(self, target: torch.Tensor, track: torch.Tensor):
+        """A function of the logits of the chunks of labels `target` and tracks `track` -> (track accuracy,
+        chunk accuracy), the chunks of a track combined as the val/test track metrics combine them."""
         def score(logits: torch.Tensor) -> tuple[float, float]:
             tracks = TrackMetrics(self.num_classes, self.track_aggregation)
             tracks.update(logits, target, track)
