@@ -308,7 +308,7 @@ def test_a_suite_multirun_and_its_report_have_per_task_and_pooled_rows(run_mgr, 
     write_tiny_task(data / "suite" / "long.csv", 1)
     write_tiny_task(data / "suite" / "clips.csv", 2)
     run_mgr("train", "-m", "data=suite_long,suite_clips", "data.fold=0,1", "experiment=suite/default,suite/classic",
-            f"paths.data_dir={data}", "trainer.max_epochs=1", "data.num_workers=0", "trainer.enable_progress_bar=false",
+            f"paths.data_dir={data}", "trainer.max_epochs=1", "recipe.min_steps=0", "data.num_workers=0", "trainer.enable_progress_bar=false",
             *NO_PLOTS)
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     proc = run_mgr("report", f"sweep_dir={sweep}")

@@ -111,7 +111,7 @@ def test_train_and_eval_on_gtzan_through_the_entry_points(gtzan_mini, tmp_path, 
     overrides = ["data=gtzan", f"data.root={root}", f"data.source_options.split_lists={lists}",
                  "data.sample_rate=8000", "data.chunk_seconds=0.5", "data.min_seconds=0.5", "data.num_workers=0",
                  "data.max_bad_fraction=0.05", "data.batch_size=8", "model=cnn", *TINY_MODEL["cnn"], "feature=mel",
-                 *TINY_FEATURE["mel"], "trainer.max_epochs=1", "trainer.enable_progress_bar=false", *NO_PLOTS]
+                 *TINY_FEATURE["mel"], "trainer.max_epochs=1", "recipe.min_steps=0", "trainer.enable_progress_bar=false", *NO_PLOTS]
     proc = mgr_in_process("train", *overrides, cwd=tmp_path, data_dir=data_dir)
     assert "Split: train 19, val 10, test 10 tracks (1 unusable left out)" in proc.stdout + proc.stderr
     metrics = metrics_of(proc)
