@@ -5,7 +5,7 @@ settings, and sets `embedding_dim`. The classification task (mgr.models)
 holds one inside its encoder and adds the output layer.
 
 Adding an architecture: one file here with the net, one line in `NETS`, one
-config file conf/model/<name>.yaml with `name: <name>` (see the README).
+config file conf/model/<name>.yaml with `name: <name>` (see docs/how-to/add-model.md).
 
 Optional class attributes: `normalised_input = False` takes the frontend's dB
 values without the per-bin input BatchNorm; an instance attribute
