@@ -122,3 +122,24 @@ def test_training_with_an_empty_validation_split_is_one_sentence(tmp_path):
         datamodule.setup("fit")
     with pytest.raises(MGRError, match=r"^The test split is empty .*; testing needs"):
         datamodule.setup("test")
+
+
+def test_track_groups_number_a_pieces_clips_alike_across_the_splits(tmp_path):
+    """A manifest whose tracks come as 2 clips of one group: track_groups gives both clips one number,
+    and numbers no two splits share."""
+    from test_suite import write_tiny_task
+
+    manifest = tmp_path / "suite" / "clips.csv"
+    manifest.parent.mkdir()
+    write_tiny_task(manifest, 2)
+    data = GenreDataModule(source="folder", root=str(manifest), cache_dir=str(tmp_path / "cache"), sample_rate=8000,
+                           chunk_seconds=0.5, folds=5, fold=0)
+    data.prepare_data()
+    data.setup("fit")
+    numbers = {split: data.track_groups(split) for split in ("train", "val", "test")}
+    for split, groups in numbers.items():
+        files = [data.tracks.files[t] for t in data.split_tracks[split]]
+        pieces = [f.rsplit(".", 2)[0] for f in files]  # .../t3.0.wav and .../t3.1.wav: the piece t3
+        assert len(groups) == len(files) and len(set(groups)) == len(set(pieces)) == len(files) // 2
+        assert all((a == b) == (p == q) for a, p in zip(groups, pieces) for b, q in zip(groups, pieces))
+    assert not set(numbers["train"]) & set(numbers["val"]) and not set(numbers["train"]) & set(numbers["test"])

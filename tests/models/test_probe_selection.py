@@ -188,14 +188,35 @@ def test_folds_choose_on_held_out_tracks_of_train_and_val_and_refit_on_both():
     both = torch.cat([x, x_val])[:, WIDTHS[0]:WIDTHS[0] + WIDTHS[1]].double().numpy()
     torch.testing.assert_close(head.mean, torch.tensor(standardisation(both)[0], dtype=torch.float32))
 
-    _, labels, groups = pooled((x, y, tracks), (x_val, y_val, tracks_val))
-    assert len(groups.unique()) == 60  # the validation tracks numbered after the training ones
+    _, labels, pooled_tracks, groups = pooled((x, y, tracks, None), (x_val, y_val, tracks_val, None))
+    assert len(pooled_tracks.unique()) == 60  # the validation tracks numbered after the training ones
+    assert torch.equal(groups, pooled_tracks)  # no groups given: each track its own
     folds = grouped_folds(labels, groups, 4)
     held = np.concatenate([test for _, test in folds])
     assert sorted(held) == list(range(300))  # every chunk held out once
     for train, test in folds:
         assert not set(groups[train].tolist()) & set(groups[test].tolist())  # no track on two sides
         assert set(labels[test].tolist()) == {0, 1}  # stratified: both classes in every fold
+
+
+def test_folds_hold_out_the_datas_groups_whole(monkeypatch):
+    """Tracks that share a group (a piece's clips) are held out together: the folds follow the
+    groups the data module gives (numbers shared by the splits), not the tracks."""
+    x, y = layers(200, 0)
+    x_val, y_val = layers(100, 1)
+    tracks, tracks_val = tracks_of(y), tracks_of(y_val)
+    groups, groups_val = tracks // 2, tracks_val // 2 + 100  # two tracks a group; the splits' numbers apart
+    head = selecting_head(C=[1.0], svm_C=[], mlp_lr=[], folds=4)
+    head.fit(x, y, tracks, groups)
+    import mgr.models.heads as heads
+
+    seen, real = {}, heads.grouped_folds
+    monkeypatch.setattr(heads, "grouped_folds", lambda labels, g, k: seen.setdefault("folds", (g, real(labels, g, k)))[1])
+    head.select(x_val, y_val, tracks_val, by_chunk, groups_val)
+    used, folds = seen["folds"]
+    assert torch.equal(used, torch.cat([groups, groups_val]))
+    for train, test in folds:
+        assert not set(used[train].tolist()) & set(used[test].tolist())
 
 
 def test_folds_refit_an_mlp_for_its_mean_best_epoch_and_need_enough_tracks():

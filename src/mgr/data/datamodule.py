@@ -159,6 +159,16 @@ class GenreDataModule(pl.LightningDataModule):
         store, layers = self.embeddings
         return EmbeddedChunks(store, chunks.tracks, chunks.labels, chunks.items, layers)
 
+    def track_groups(self, split: str) -> list[int]:
+        """The group of each track of `split`, in the order its chunks number the tracks: a number shared
+        by the tracks that must stay on one side of any split (a piece's clips, an album, as the split
+        keeps them; each track its own where the data names none), so that whatever holds some of them
+        out (the probe's inner folds, model.head.folds) holds them out together."""
+        h = self.hparams
+        groups = self.source.leak_groups(self.tracks, h.split, h.folds) or list(range(len(self.tracks.files)))
+        number = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+        return [number[groups[t]] for t in self.split_tracks[split]]
+
     def use_embeddings(self, store: ChunkEmbeddings, layers: list[int]) -> None:
         """From now on, give the cached `layers` of each chunk instead of its waveform (a frozen
         encoder's probe; mgr.train.cache_embeddings)."""

@@ -336,12 +336,14 @@ class ProbeSelectionHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.chosen((self._part(x, self.layer).float() - self.mean) / self.scale)
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor | None = None) -> float:
-        """Keep the training embeddings `x` [N, in_features], labels `y` and tracks `groups` for `select`,
-        and hold the first logistic regression (see the class docstring); returns its training accuracy."""
+    def fit(self, x: torch.Tensor, y: torch.Tensor, tracks: torch.Tensor | None = None,
+            groups: torch.Tensor | None = None) -> float:
+        """Keep the training embeddings `x` [N, in_features], labels `y`, tracks and the tracks' groups
+        (see `select`) for `select`, and hold the first logistic regression (see the class docstring);
+        returns its training accuracy."""
         with torch.inference_mode(False):  # called in validation: modules made here must load and train later
-            groups = torch.arange(len(y)) if groups is None else groups  # each chunk its own track
-            self._training = x.float().clone(), y.clone(), groups.clone()
+            tracks = torch.arange(len(y)) if tracks is None else tracks  # each chunk its own track
+            self._training = x.float().clone(), y.clone(), tracks.clone(), None if groups is None else groups.clone()
             if not self.C:
                 return math.nan
             z, scaler = self._standardised(self._training[0], self.candidate_layers[0])
@@ -357,19 +359,21 @@ class ProbeSelectionHead(nn.Module):
         return ((part - torch.as_tensor(mean, device=x.device)) / torch.as_tensor(scale, device=x.device)).float(), \
             (mean, scale)
 
-    def select(self, x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, scorer_for: ScorerFor) -> float:
+    def select(self, x: torch.Tensor, y: torch.Tensor, tracks: torch.Tensor, scorer_for: ScorerFor,
+               groups: torch.Tensor | None = None) -> float:
         """Choose among the candidates fitted on the kept training embeddings, by their scores (`scorer_for`
-        of labels and tracks gives a Scorer) on the validation embeddings `x`, labels `y` and tracks
-        `groups` (`folds=0`), or on the held-out folds of both (`folds>=2`); hold the best and return its
-        score."""
+        of labels and tracks gives a Scorer) on the validation embeddings `x`, labels `y` and `tracks`
+        (`folds=0`), or on the held-out folds of both (`folds>=2`: a fold holds out whole groups, the
+        data's `groups` of tracks (numbers shared across the splits) where given, else whole tracks);
+        hold the best and return its score."""
         if self._training is None:
             raise RuntimeError("ProbeSelectionHead.select needs fit first.")
         with torch.inference_mode(False):
-            val = x.float().clone(), y.clone(), groups.clone()
+            val = x.float().clone(), y.clone(), tracks.clone(), None if groups is None else groups.clone()
             if self.folds:
                 best, grid, module, scaler = self._choose_by_folds(*pooled(self._training, val), scorer_for)
             else:
-                best, grid, module, scaler = self._choose_on_validation(*val, scorer_for(val[1], val[2]))
+                best, grid, module, scaler = self._choose_on_validation(*val[:3], scorer_for(val[1], val[2]))
             self._hold(best.layer, best.kind, best.setting, module, scaler)
         on = (f"{self.folds}-fold cross-validation grouped by track over the training and validation chunks, the "
               "choice then refitted on all of them (so the val/ metrics are in-sample)" if self.folds
@@ -388,7 +392,7 @@ class ProbeSelectionHead(nn.Module):
 
     def _choose_on_validation(self, x_val, y_val, _groups, score: Scorer):
         """Every candidate fitted on the training chunks, scored on the validation chunks."""
-        x, y, _ = self._training
+        x, y = self._training[:2]
         grid, best, best_scaler = [], None, None
         for layer in self.candidate_layers:
             z, scaler = self._standardised(x, layer)
@@ -403,11 +407,11 @@ class ProbeSelectionHead(nn.Module):
                 best, best_scaler = chosen, scaler
         return best, grid, best.build(), best_scaler
 
-    def _choose_by_folds(self, x, y, groups, scorer_for: ScorerFor):
-        """Every candidate scored on its out-of-fold logits over the pooled chunks (k folds grouped by
-        track, stratified by class: scikit-learn's StratifiedGroupKFold), the best refitted on all."""
+    def _choose_by_folds(self, x, y, tracks, groups, scorer_for: ScorerFor):
+        """Every candidate scored on its out-of-fold logits over the pooled chunks (k folds of whole
+        groups, stratified by class: scikit-learn's StratifiedGroupKFold), the best refitted on all."""
         folds = grouped_folds(y, groups, self.folds)
-        score = scorer_for(y, groups)
+        score = scorer_for(y, tracks)
         grid, best = [], None
         for layer in self.candidate_layers:
             held_out: dict[tuple, OutOfFold] = {}

@@ -70,14 +70,18 @@ class OutOfFold:
         return {"epochs": float(np.mean(self.epochs))} if self.epochs else {}
 
 
-def pooled(*parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """(embeddings, labels, tracks) of several splits as one, each split's track numbers moved past the
-    previous ones' (a split numbers its tracks from 0)."""
-    xs, ys, groups, offset = [], [], [], 0
-    for x, y, g in parts:
-        xs.append(x), ys.append(y), groups.append(g + offset)
-        offset += int(g.max()) + 1 if len(g) else 0
-    return torch.cat(xs), torch.cat(ys), torch.cat(groups)
+def pooled(*parts: tuple) -> tuple[torch.Tensor, ...]:
+    """(embeddings, labels, tracks, groups or None) of several splits as one: each split's track numbers
+    moved past the previous ones' (a split numbers its tracks from 0); the groups as given (numbers the
+    splits share), or, where a split has none, the tracks themselves."""
+    xs, ys, tracks, offset = [], [], [], 0
+    for x, y, t, _ in parts:
+        xs.append(x), ys.append(y), tracks.append(t + offset)
+        offset += int(t.max()) + 1 if len(t) else 0
+    groups = [g for *_, g in parts]
+    pooled_tracks = torch.cat(tracks)
+    return (torch.cat(xs), torch.cat(ys), pooled_tracks,
+            pooled_tracks if any(g is None for g in groups) else torch.cat(groups))
 
 
 def grouped_folds(y: torch.Tensor, groups: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -273,7 +273,10 @@ class GenreClassifier(pl.LightningModule):
         if len(y.unique()) < 2:
             log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
             return
-        self.head.fit(x, y, track) if getattr(self.head, "selects_by_track", False) else self.head.fit(x, y)
+        if getattr(self.head, "selects_by_track", False):
+            self.head.fit(x, y, track, self._groups_of("train", track))
+        else:
+            self.head.fit(x, y)
         self._select_pending = hasattr(self.head, "select")
 
     def _select_head(self) -> None:
@@ -284,11 +287,19 @@ class GenreClassifier(pl.LightningModule):
         keep = y != PADDING_LABEL
         x, y, track = (self._all_ranks(t[keep]) for t in (x, y, track))  # every rank chooses on all ranks' chunks
         if getattr(self.head, "selects_by_track", False):
-            self.head.select(x, y, track, self._track_scorer)
+            self.head.select(x, y, track, self._track_scorer, self._groups_of("val", track))
         else:
             self.head.select(x, y)
         for embeddings, target, track in batches:
             self._score(self.head(embeddings), target, track, "val")
+
+    def _groups_of(self, split: str, track: torch.Tensor) -> torch.Tensor | None:
+        """The data's group of each of a split's tracks (the data module's track_groups: clips of a
+        piece, an album), or None where the data says nothing of groups."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if not hasattr(datamodule, "track_groups"):
+            return None
+        return torch.as_tensor(datamodule.track_groups(split), device=track.device)[track]
 
     def _track_scorer(self, target: torch.Tensor, track: torch.Tensor):
         """A function of the logits of the chunks of labels `target` and tracks `track` -> (track accuracy,
