@@ -298,7 +298,7 @@ class ProbeSelectionHead(nn.Module):
         self.register_buffer("scale", torch.ones(0))
         self.report: dict = {}  # the grid's scores and the choice, once chosen
         self._hold(self.candidate_layers[0], "logistic", {"C": self.C[0] if self.C else 1.0})
-        self._training: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._training: tuple | None = None  # the training chunks' embeddings, labels, tracks, groups (or None)
 
     def _positions(self, names: list, key: str = "layers") -> list[int]:
         unknown = [n for n in names if n not in self.layer_names]
@@ -375,9 +375,9 @@ class ProbeSelectionHead(nn.Module):
             else:
                 best, grid, module, scaler = self._choose_on_validation(*val[:3], scorer_for(val[1], val[2]))
             self._hold(best.layer, best.kind, best.setting, module, scaler)
-        on = (f"{self.folds}-fold cross-validation grouped by track over the training and validation chunks, the "
-              "choice then refitted on all of them (so the val/ metrics are in-sample)" if self.folds
-              else "the validation chunks")
+        on = (f"{self.folds}-fold cross-validation over the training and validation chunks, each group of tracks "
+              "held out whole, the choice then refitted on all of them (so the val/ metrics are in-sample)"
+              if self.folds else "the validation chunks")
         self.report = {
             "rule": f"highest track accuracy on {on}, then chunk accuracy; ties: logistic, rbf_svm, mlp, then the "
                     "smaller setting (C, gamma; learning rate), then the lower layer",

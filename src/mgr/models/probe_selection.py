@@ -85,9 +85,9 @@ def pooled(*parts: tuple) -> tuple[torch.Tensor, ...]:
 
 
 def grouped_folds(y: torch.Tensor, groups: torch.Tensor, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """k folds of the chunks, a track's chunks in one fold, each class spread over the folds as evenly as
-    its tracks allow (scikit-learn's StratifiedGroupKFold, shuffled with a fixed seed: every DDP rank
-    gets the same folds)."""
+    """k folds of the chunks, a group's chunks (`groups`: a number per chunk) in one fold, each class
+    spread over the folds as evenly as its groups allow (scikit-learn's StratifiedGroupKFold, shuffled
+    with a fixed seed: every DDP rank gets the same folds)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     labels, tracks = y.cpu().numpy(), groups.cpu().numpy()
