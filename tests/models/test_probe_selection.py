@@ -234,8 +234,9 @@ def test_folds_refit_an_mlp_for_its_mean_best_epoch_and_need_enough_tracks():
         few = selecting_head(**ONLY["logistic"], folds=5)
         few.fit(x[:8], y[:8], tracks_of(y[:8], 4))
         few.select(x_val[:4], y_val[:4], torch.zeros(4, dtype=torch.long), by_chunk)
-    with pytest.raises(MGRError, match="model.head.folds=1: give 0"):
-        selecting_head(folds=1)
+    for wrong in (1, -2, "abc", 2.5):
+        with pytest.raises(MGRError, match=f"model.head.folds={wrong}: give 0"):
+            selecting_head(folds=wrong)
 
 
 def test_a_head_without_candidates_or_with_unknown_layers_is_one_clear_error():

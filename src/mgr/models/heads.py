@@ -288,10 +288,10 @@ class ProbeSelectionHead(nn.Module):
         self.C, self.svm_C, self.svm_gamma, self.mlp_lr = (sorted(map(float, g)) for g in (C, svm_C, svm_gamma, mlp_lr))
         self.mlp = {"hidden": int(mlp_hidden), "dropout": float(mlp_dropout)}
         self.mlp_epochs, self.mlp_patience = int(mlp_epochs), int(mlp_patience)
-        self.folds = int(folds)
-        if self.folds == 1 or self.folds < 0:
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds == 1 or folds < 0:
             raise MGRError(f"model.head.folds={folds}: give 0 (choose on the validation split) or k >= 2 (k-fold "
                            "cross-validation over the training and validation tracks).")
+        self.folds = folds
         if not (self.C or self.svm_C and self.svm_gamma or self.mlp_lr):
             raise MGRError("model.head=select has no candidate: give at least one of C, svm_C with svm_gamma, mlp_lr.")
         self.register_buffer("mean", torch.zeros(0))
