@@ -1,6 +1,6 @@
 # Makes conf/ importable as `mgr.conf`, so Hydra finds it as pkg://mgr.conf. Hydra imports this
 # package before it composes anything from it, so the model group's schema (made from the nets'
-# signatures, mgr.utils.config) is registered for every entry point and every `compose`.
-from mgr.utils.config import register_net_defaults
+# signatures, mgr.schema) is registered for every entry point and every `compose`.
+from mgr.schema import register_net_defaults
 
 register_net_defaults()

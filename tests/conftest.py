@@ -185,7 +185,7 @@ def check_predictions_match_metrics(run_dir: Path) -> list[dict]:
     """test_predictions.csv holds every test track once and gives back metrics.json's track scores."""
     import csv
 
-    from mgr import stats
+    from mgr import statistics
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     with open(run_dir / "test_predictions.csv", newline="") as f:
@@ -200,7 +200,7 @@ def check_predictions_match_metrics(run_dir: Path) -> list[dict]:
         assert r["prediction"] == names[int(np.argmax(scores))]
         confusion[names.index(r["label"]), names.index(r["prediction"])] += 1
     assert confusion.tolist() == metrics["track_confusion"]
-    accuracy, macro_f1 = stats.scores(confusion)
+    accuracy, macro_f1 = statistics.scores(confusion)
     assert accuracy == pytest.approx(metrics["test/track_acc"], abs=1e-6)
     assert macro_f1 == pytest.approx(metrics["test/track_f1"], abs=1e-6)
     return rows
@@ -234,12 +234,12 @@ def cache_files(tmp_path) -> list[str]:
 
 
 def verify_command(*overrides: str) -> subprocess.CompletedProcess:
-    """python -m mgr.data.verify (in this process), its run directory (<log_dir>/verify/runs/...) in a
+    """python -m mgr.verify (in this process), its run directory (<log_dir>/verify/runs/...) in a
     temporary folder."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as logs:
-        return mgr_in_process("data.verify", *overrides, cwd=Path(logs), data_dir=Path(logs) / "data", check=False)
+        return mgr_in_process("verify", *overrides, cwd=Path(logs), data_dir=Path(logs) / "data", check=False)
 
 
 TONE_RATE = 8000

@@ -12,7 +12,7 @@ import torch
 
 from conftest import NO_PLOTS, mgr_command, mgr_in_process, save_checkpoint, tiny, write_wav
 from mgr import MGRError
-from mgr.data import synth
+from mgr.data import synth_audio
 from mgr.models import CheckpointIO, GenreClassifier
 from mgr.models.finite import StopOnNonFinite, first_non_finite
 
@@ -48,7 +48,7 @@ def test_a_diverging_ddp_spawn_run_stops_with_one_sentence(tmp_path, data_dir):
 
 
 def test_a_spawned_ranks_error_is_read_from_its_traceback_text():
-    from mgr.utils.tasks import _error_of_rank
+    from mgr.entry import _error_of_rank
 
     text = ("\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
             '  File "x.py", line 1, in f\nmgr.data.cache.CacheDamaged: The cache is damaged; delete it.\n')
@@ -59,7 +59,7 @@ def test_a_spawned_ranks_error_is_read_from_its_traceback_text():
 
 
 def tiny_model() -> GenreClassifier:
-    return GenreClassifier(sorted(synth.CLASSES), {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32},
+    return GenreClassifier(sorted(synth_audio.CLASSES), {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32},
                            8000, 1.0, {"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
 
 

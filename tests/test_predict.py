@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import mgr_command, mgr_in_process, save_checkpoint, seed004_vote
-from mgr.data import synth
+from mgr.data import synth_audio
 from mgr.models import GenreClassifier, load_model
 from mgr import MGRError
 from mgr.data.chunking import TrackAggregation
@@ -37,8 +37,8 @@ FORMATS = [
 
 
 def write_audio(path, label: int, seed: int, seconds: float, rate: int, channels: int, fmt: str, subtype) -> None:
-    wave = synth.render_track(label, seed, seconds)
-    wave = soxr.resample(wave, synth.RENDER_RATE, rate).astype(np.float32)
+    wave = synth_audio.render_track(label, seed, seconds)
+    wave = soxr.resample(wave, synth_audio.RENDER_RATE, rate).astype(np.float32)
     if channels == 2:
         wave = np.stack([wave, 0.7 * wave], axis=1)
     sf.write(str(path), wave, rate, format=fmt, subtype=subtype)
@@ -66,9 +66,9 @@ def test_held_out_synth_files_are_labelled_correctly(best_checkpoint, tmp_path, 
     """New tracks (seeds the dataset never drew), in every format, rate and channel count."""
     music = tmp_path / "held_out"
     music.mkdir()
-    for label in range(len(synth.CLASSES)):
+    for label in range(len(synth_audio.CLASSES)):
         for k, (ext, fmt, subtype, rate, channels) in enumerate(FORMATS[:5]):
-            path = music / f"{synth.CLASSES[label]}-{k}.{ext}"
+            path = music / f"{synth_audio.CLASSES[label]}-{k}.{ext}"
             write_audio(path, label, 1000 + 10 * label + k, 3.0, rate, channels, fmt, subtype)
     proc = predict_cli(tmp_path, data_dir, f"ckpt_path={best_checkpoint}", f"inputs={music}")
     assert proc.returncode == 0, proc.stderr
@@ -88,8 +88,8 @@ def test_any_format_rate_channels_and_length_and_a_corrupt_file(best_checkpoint,
         write_audio(music / name, k % 5, k, 2.0, rate, channels, fmt, subtype)
         expected[name] = 2.0
     # Five minutes at a low rate (kept small), made of a repeated synth track.
-    long = np.tile(synth.render_track(0, 7, 6.0), 50)
-    sf.write(str(music / "five_minutes.flac"), long, synth.RENDER_RATE)
+    long = np.tile(synth_audio.render_track(0, 7, 6.0), 50)
+    sf.write(str(music / "five_minutes.flac"), long, synth_audio.RENDER_RATE)
     expected["five_minutes.flac"] = 300.0
     (music / "corrupt.mp3").write_bytes(b"ID3" + bytes(range(256)) * 40)
     (music / "notes.txt").write_text("not audio, and not picked from a folder")
@@ -123,8 +123,8 @@ def test_any_format_rate_channels_and_length_and_a_corrupt_file(best_checkpoint,
 def test_file_probabilities_are_the_softmax_of_mean_chunk_logits(best_checkpoint, tmp_path):
     model = load_model(best_checkpoint).eval()
     chunk = model.chunk_samples
-    wave = synth.render_track(3, 5, 4.0)
-    wave = soxr.resample(wave, synth.RENDER_RATE, model.hparams.sample_rate).astype(np.float32)[: 4 * chunk]
+    wave = synth_audio.render_track(3, 5, 4.0)
+    wave = soxr.resample(wave, synth_audio.RENDER_RATE, model.hparams.sample_rate).astype(np.float32)[: 4 * chunk]
     sf.write(str(tmp_path / "x.wav"), wave, model.hparams.sample_rate, subtype="FLOAT")
     (p,) = predict_files(model, [tmp_path / "x.wav"], overlap=0.0)
     with torch.no_grad():

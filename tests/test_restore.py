@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from conftest import mgr_command, mgr_in_process, save_checkpoint, write_tone
 from mgr import MGRError
-from mgr.data import synth
+from mgr.data import synth_audio
 from mgr.embed import embed
 from mgr.eval import evaluate
 from mgr.models import GenreClassifier
@@ -25,7 +25,7 @@ RATE, CHUNK = 8000, 1.0
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
     """An untrained tiny CNN of the synth classes, saved without a data module (no stored data settings)."""
-    model = GenreClassifier(sorted(synth.CLASSES), {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, RATE,
+    model = GenreClassifier(sorted(synth_audio.CLASSES), {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, RATE,
                             CHUNK, {"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
     path = tmp_path_factory.mktemp("restore") / "no_data.ckpt"
     save_checkpoint(model, path)
@@ -149,7 +149,7 @@ def test_a_probes_encoder_converts_its_weights_under_the_users_cache_not_the_che
 
     monkeypatch.setitem(BACKBONES, "converts", ConvertsIntoItsCache)
     elsewhere, user_cache = tmp_path / "elsewhere", tmp_path / "user_cache"
-    model = GenreClassifier(sorted(synth.CLASSES), {"name": "mel"}, RATE, CHUNK, {"name": "probe"},
+    model = GenreClassifier(sorted(synth_audio.CLASSES), {"name": "mel"}, RATE, CHUNK, {"name": "probe"},
                             encoder={"name": "converts", "cache_dir": str(elsewhere)})
     save_checkpoint(model, tmp_path / "probe.ckpt")
     shutil.rmtree(elsewhere)  # the training machine's cache

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import NO_PLOTS, TINY_DATA, metrics_of, options, run_dir_of, tiny, write_tiny_model_configs
-from mgr.data import synth
+from mgr.data import synth_audio
 from mgr.features import FRONTENDS
 from mgr.models import GenreClassifier, load_model
 
@@ -40,11 +40,11 @@ def test_training_beats_chance_and_writes_a_run_directory(trained_proc):
 def test_checkpoint_loads_without_arguments(trained_proc):
     best = metrics_of(trained_proc)["best_checkpoint"]
     model = GenreClassifier.load_from_checkpoint(best)
-    assert model.class_names == sorted(synth.CLASSES)
+    assert model.class_names == sorted(synth_audio.CLASSES)
     assert load_model(best).hparams.net == model.hparams.net
     model.eval()
     with torch.no_grad():
-        assert model(torch.zeros(2, model.chunk_samples)).shape == (2, len(synth.CLASSES))
+        assert model(torch.zeros(2, model.chunk_samples)).shape == (2, len(synth_audio.CLASSES))
 
 
 @pytest.mark.slow
@@ -96,14 +96,14 @@ def test_settings_a_model_or_feature_rejects_are_a_clear_error(run_mgr):
 @pytest.mark.slow
 def test_corrupt_files_are_skipped_and_reported(run_mgr, tmp_path, data_dir):
     root = tmp_path / "music"
-    for label, genre in enumerate(synth.CLASSES[:3]):
+    for label, genre in enumerate(synth_audio.CLASSES[:3]):
         (root / genre).mkdir(parents=True)
         for i in range(5):
-            sf.write(str(root / genre / f"{i}.wav"), synth.render_track(label, i, 2.0), synth.RENDER_RATE)
-    good = (root / synth.CLASSES[0] / "0.wav").read_bytes()
-    (root / synth.CLASSES[0] / "truncated.wav").write_bytes(good[: len(good) // 3])
-    (root / synth.CLASSES[1] / "empty.flac").write_bytes(b"")
-    (root / synth.CLASSES[2] / "notes.wav").write_text("not audio, just text\n" * 50)
+            sf.write(str(root / genre / f"{i}.wav"), synth_audio.render_track(label, i, 2.0), synth_audio.RENDER_RATE)
+    good = (root / synth_audio.CLASSES[0] / "0.wav").read_bytes()
+    (root / synth_audio.CLASSES[0] / "truncated.wav").write_bytes(good[: len(good) // 3])
+    (root / synth_audio.CLASSES[1] / "empty.flac").write_bytes(b"")
+    (root / synth_audio.CLASSES[2] / "notes.wav").write_text("not audio, just text\n" * 50)
     overrides = [o for o in tiny() if not o.startswith("data.source_options")]
     proc = run_mgr("train", "data=folder", f"data.root={root}", *overrides, "recipe.min_steps=0",  # tiny()'s one epoch
                    *NO_PLOTS)  # data.num_workers=auto

@@ -25,7 +25,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mgr import MGRError
-from mgr.utils.tasks import require, task
+from mgr.entry import require, task
 
 log = logging.getLogger("mgr.embed")
 

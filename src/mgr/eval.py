@@ -15,7 +15,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from mgr.utils.tasks import instantiate_dict, require, task
+from mgr.entry import instantiate_dict, require, task
 
 
 @task
@@ -23,7 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # Heavy imports here, so `--help` and `--cfg` answer at once.
     from hydra.utils import instantiate
 
-    from mgr.evaluation import test_and_report
+    from mgr.test_report import test_and_report
     from mgr.models import CheckpointIO
     from mgr.restore import checkpoint_provenance, restore
     from mgr.utils.progress import progress_for_logs

@@ -48,7 +48,7 @@ from mgr import MGRError
 from mgr.data.audio import DecodeError, has_audio_name, load_audio
 from mgr.data.cache import SILENCE_PEAK
 from mgr.data.chunking import chunk_starts, cut
-from mgr.utils.tasks import require, task
+from mgr.entry import require, task
 
 log = logging.getLogger("mgr.predict")
 

@@ -1,6 +1,6 @@
 """Files over HTTP: `fetch` downloads with a progress bar and resumes an interrupted download
 with a Range request; `verify` checks a file against a published checksum and deletes it on a
-mismatch. mgr.data.download fetches datasets with them, mgr.models.checkpoints checkpoint URLs."""
+mismatch. mgr.download fetches datasets with them, mgr.models.checkpoints checkpoint URLs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Weights & Biases around a run: offline fallback, metric summaries, the test
-report (mgr.evaluation's confusion matrix and per-class table, the figures), and always
+report (mgr.test_report's confusion matrix and per-class table, the figures), and always
 finishing the run.
 
 Every function does nothing when no W&B logger is configured.
@@ -71,7 +71,7 @@ def define_summaries(loggers) -> None:
 
 
 def log_test_report(loggers, results: dict, run_dir: str | Path) -> None:
-    """Track-level confusion matrix, per-class scores (mgr.evaluation's results) and the run's PNG
+    """Track-level confusion matrix, per-class scores (mgr.test_report's results) and the run's PNG
     figures to W&B."""
     targets = wandb_loggers(loggers)
     if not targets or "track_confusion" not in results:

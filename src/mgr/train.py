@@ -7,9 +7,9 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from mgr.evaluation import test_and_report
-from mgr.utils.resume import prepare_run_directory
-from mgr.utils.tasks import fresh_rendezvous_port, instantiate_dict, resolved_dict, task
+from mgr.test_report import test_and_report
+from mgr.run_directory import prepare_run_directory
+from mgr.entry import fresh_rendezvous_port, instantiate_dict, resolved_dict, task
 
 log = logging.getLogger("mgr.train")
 

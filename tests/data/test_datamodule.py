@@ -21,9 +21,9 @@ from mgr.data.sources.folder import FolderSource
 
 
 def test_missing_dataset_names_the_download_command(run_mgr, tmp_path):
-    with pytest.raises(MGRError, match="python -m mgr.data.download dataset=gtzan root="):
+    with pytest.raises(MGRError, match="python -m mgr.download dataset=gtzan root="):
         GenreDataModule(source="gtzan", root=str(tmp_path / "nope"), cache_dir=str(tmp_path)).prepare_data()
-    with pytest.raises(MGRError, match="python -m mgr.data.download dataset=fma_metadata root="):
+    with pytest.raises(MGRError, match="python -m mgr.download dataset=fma_metadata root="):
         GenreDataModule(source="fma", root=str(tmp_path), cache_dir=str(tmp_path)).prepare_data()
     proc = run_mgr("train", "data=fma_small", f"data.root={tmp_path / 'fma'}", check=False)
     assert proc.returncode == 1

@@ -62,7 +62,7 @@ def test_every_source_with_a_missing_root_says_so_and_how_to_get_the_data(name, 
         source.list()
     if source.download:
         first = "fma_metadata" if name == "fma" else source.download  # fma looks for its metadata first
-        assert f"`python -m mgr.data.download dataset={first} root={root}`" in str(caught.value)
+        assert f"`python -m mgr.download dataset={first} root={root}`" in str(caught.value)
     assert str(caught.value).endswith(".") and "\n" not in str(caught.value)
 
 

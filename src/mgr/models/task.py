@@ -117,7 +117,7 @@ class GenreClassifier(pl.LightningModule):
         """The task of a training config: `model` (the net's name and settings, and its `head`),
         `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length, the `encoder`
         of a probe (conf/model/probe.yaml selects it) and the `recipe`'s label smoothing and mixup."""
-        from mgr.utils.tasks import resolved_dict
+        from mgr.entry import resolved_dict
 
         net = resolved_dict(cfg.model)
         head = net.pop("head", None)

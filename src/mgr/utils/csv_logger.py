@@ -1,6 +1,6 @@
 """Lightning's CSVLogger, continuing the metrics.csv of its run directory.
 
-A run directory holds one run (mgr.utils.resume stops a new run in a used one), so a metrics.csv
+A run directory holds one run (mgr.run_directory stops a new run in a used one), so a metrics.csv
 already there is this run's history: written before the run was stopped and resumed, or by the
 fit before the test phase, which a ddp_spawn trainer runs in new processes. Lightning's writer
 deletes that file when it starts and, knowing no columns, would rewrite it under the new columns

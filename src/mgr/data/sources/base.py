@@ -37,7 +37,7 @@ class Source:
     # What its groups are, for the error when a class has fewer than data.folds of them.
     group_noun = "groups"
     # For the error when the dataset is not found: what it is, the layout under <root>, and
-    # either the mgr.data.download dataset that fetches it or how else to get it.
+    # either the mgr.download dataset that fetches it or how else to get it.
     title = "The dataset"
     layout = "<root>/..."
     download: str | None = None
@@ -78,7 +78,7 @@ class Source:
     def advice(self, download: str | None = None) -> str:
         download = download or self.download
         if download:
-            return (f"fetch it with `python -m mgr.data.download dataset={download} root={self.root or 'PATH'}`, "
+            return (f"fetch it with `python -m mgr.download dataset={download} root={self.root or 'PATH'}`, "
                     f"which gives {self.layout}")
         return f"{self.how_to_get}, laid out as {self.layout}"
 

@@ -1,16 +1,16 @@
-"""The generated dataset as a source: mgr.data.synth writes it under data.root on first use."""
+"""The generated dataset as a source: mgr.data.synth_audio writes it under data.root on first use."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from mgr import MGRError
-from mgr.data import synth
+from mgr.data import synth_audio
 from mgr.data.sources.folder import FolderSource
 
 
 class SynthSource(FolderSource):
-    """The generated dataset (see mgr.data.synth), listed as genre folders."""
+    """The generated dataset (see mgr.data.synth_audio), listed as genre folders."""
 
     name = "synth"
     title = "The synth dataset"
@@ -26,4 +26,4 @@ class SynthSource(FolderSource):
             raise MGRError("data.source_options needs tracks_per_class >= 1 and 0 < seconds[0] <= seconds[1].")
 
     def folder(self) -> Path:
-        return synth.generate(self.require_root(), *self.settings)  # instant once generated
+        return synth_audio.generate(self.require_root(), *self.settings)  # instant once generated

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from mgr import stats
+from mgr import statistics
 
 # The printed table: row name, chunk metric, track metric.
 TABLE_ROWS = (("accuracy", "test/acc", "test/track_acc"), ("macro-F1", "test/f1", "test/track_f1"))
@@ -45,7 +45,7 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, pro
     from mgr.models import test_confusions
     from mgr.models.task import test_predictions
     from mgr.tracking import log_test_report
-    from mgr.utils.tasks import fresh_rendezvous_port
+    from mgr.entry import fresh_rendezvous_port
 
     fresh_rendezvous_port(trainer)
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -89,14 +89,14 @@ def bootstrap_intervals(predictions: dict[str, np.ndarray], num_classes: int, bo
     bootstrap: a track's chunks are not independent), from the same resamples."""
     p = predictions
     n = len(p["track_labels"])
-    tracks = stats.unit_confusions(p["track_labels"], p["track_scores"].argmax(1), np.arange(n), num_classes)
-    chunks = stats.unit_confusions(p["track_labels"][p["chunk_tracks"]], p["chunk_predictions"], p["chunk_tracks"],
+    tracks = statistics.unit_confusions(p["track_labels"], p["track_scores"].argmax(1), np.arange(n), num_classes)
+    chunks = statistics.unit_confusions(p["track_labels"][p["chunk_tracks"]], p["chunk_predictions"], p["chunk_tracks"],
                                    num_classes)
     resamples, seed = int(bootstrap["resamples"]), int(bootstrap["seed"])
-    track, chunk = (stats.bootstrap_scores(c, resamples, seed) for c in (tracks, chunks))
+    track, chunk = (statistics.bootstrap_scores(c, resamples, seed) for c in (tracks, chunks))
     return {"test/acc": chunk["accuracy"], "test/f1": chunk["macro_f1"],
             "test/track_acc": track["accuracy"], "test/track_f1": track["macro_f1"],
-            "level": stats.LEVEL, "resamples": resamples, "seed": seed,
+            "level": statistics.LEVEL, "resamples": resamples, "seed": seed,
             "method": "percentile bootstrap over test tracks; chunk metrics draw each track with all its chunks"}
 
 

@@ -1,4 +1,4 @@
-"""mgr.stats against published values, definitions and simulation."""
+"""mgr.statistics against published values, definitions and simulation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_f1_score
 
-from mgr import stats
+from mgr import statistics
 
 
 def test_mcnemar_exact_on_a_published_table():
@@ -18,18 +18,18 @@ def test_mcnemar_exact_on_a_published_table():
     # two-sided P = 0.0129 (as StatsDirect's manual reproduces it).
     a = [1] * 20 + [1] * 12 + [0] * 2 + [0] * 16
     b = [1] * 20 + [0] * 12 + [1] * 2 + [0] * 16
-    result = stats.mcnemar_exact(a, b)
+    result = statistics.mcnemar_exact(a, b)
     assert (result["only_a"], result["only_b"]) == (12, 2)
     assert round(result["p"], 4) == 0.0129
     assert result["p"] == pytest.approx(2 * (1 + 14 + 91) / 2 ** 14)  # 2 P(X <= 2), X ~ Bin(14, 1/2)
-    assert stats.mcnemar_exact([1, 0], [1, 0])["p"] == 1.0  # no discordant pair: no evidence
+    assert statistics.mcnemar_exact([1, 0], [1, 0])["p"] == 1.0  # no discordant pair: no evidence
 
 
 def test_scores_equal_torchmetrics_also_with_a_class_absent():
     labels = torch.tensor([0, 0, 1, 1, 1, 3, 3])
     predictions = torch.tensor([0, 1, 1, 1, 0, 3, 1])  # class 2 neither present nor predicted
-    confusion = stats.unit_confusions(labels, predictions, np.arange(7), 4).sum(0)
-    accuracy, macro_f1 = stats.scores(confusion)
+    confusion = statistics.unit_confusions(labels, predictions, np.arange(7), 4).sum(0)
+    accuracy, macro_f1 = statistics.scores(confusion)
     assert accuracy == pytest.approx(4 / 7)
     assert macro_f1 == pytest.approx(float(multiclass_f1_score(predictions, labels, 4, average="macro")))
 
@@ -43,8 +43,8 @@ def test_bootstrap_interval_covers_the_true_accuracy_at_the_nominal_rate():
     for t in range(trials):
         labels = rng.integers(0, 2, n)
         right = rng.random(n) < truth
-        confusions = stats.unit_confusions(labels, np.where(right, labels, 1 - labels), np.arange(n), 2)
-        lo, hi = stats.bootstrap_scores(confusions, 400, seed=t)["accuracy"]
+        confusions = statistics.unit_confusions(labels, np.where(right, labels, 1 - labels), np.arange(n), 2)
+        lo, hi = statistics.bootstrap_scores(confusions, 400, seed=t)["accuracy"]
         covered += lo <= truth <= hi
     assert abs(covered / trials - 0.95) < 3 * math.sqrt(0.95 * 0.05 / trials)
 
@@ -56,22 +56,22 @@ def test_cluster_bootstrap_is_wider_when_a_tracks_chunks_agree():
     right = np.repeat(rng.random(40) < 0.7, 10)
     labels = np.zeros(400, dtype=int)
     tracks = np.repeat(np.arange(40), 10)
-    clustered = stats.bootstrap_scores(stats.unit_confusions(labels, 1 - right, tracks, 2), 500, 0)["accuracy"]
-    chunks = stats.bootstrap_scores(stats.unit_confusions(labels, 1 - right, np.arange(400), 2), 500, 0)["accuracy"]
+    clustered = statistics.bootstrap_scores(statistics.unit_confusions(labels, 1 - right, tracks, 2), 500, 0)["accuracy"]
+    chunks = statistics.bootstrap_scores(statistics.unit_confusions(labels, 1 - right, np.arange(400), 2), 500, 0)["accuracy"]
     assert (clustered[1] - clustered[0]) > 2.5 * (chunks[1] - chunks[0])
-    assert stats.bootstrap_scores(stats.unit_confusions(labels, 1 - right, tracks, 2), 500, 0)["accuracy"] == clustered
+    assert statistics.bootstrap_scores(statistics.unit_confusions(labels, 1 - right, tracks, 2), 500, 0)["accuracy"] == clustered
 
 
 def test_paired_bootstrap_difference_and_its_clusters():
     a = np.array([1, 1, 1, 1, 0, 1, 1, 0] * 10)
     b = np.array([1, 0, 1, 0, 0, 1, 0, 0] * 10)
-    result = stats.paired_bootstrap_difference(a, b, np.arange(80), 1000, seed=0)
+    result = statistics.paired_bootstrap_difference(a, b, np.arange(80), 1000, seed=0)
     assert result["difference"] == pytest.approx(0.375)
     lo, hi = result["interval"]
     assert 0.2 < lo < 0.375 < hi < 0.55
     # The same 80 pairs as 2 seeds x 40 tracks: clustering by track draws each track with both seeds.
     tracks = np.tile(np.arange(40), 2)
-    clustered = stats.paired_bootstrap_difference(a, b, tracks, 1000, seed=0)
+    clustered = statistics.paired_bootstrap_difference(a, b, tracks, 1000, seed=0)
     assert clustered["difference"] == result["difference"] and clustered["interval"] != result["interval"]
 
 
@@ -79,20 +79,20 @@ def test_friedman_equals_its_definition_and_scipy():
     # 4 blocks, configuration 2 always best, 0 always worst: rank sums 12, 8, 4;
     # chi2 = 12 / (n k (k+1)) * sum R^2 - 3 n (k+1) = 8, with 2 degrees of freedom p = exp(-4).
     x = np.array([[0.5, 0.6, 0.7], [0.4, 0.5, 0.9], [0.6, 0.65, 0.8], [0.1, 0.2, 0.3]])
-    result = stats.friedman(x)
+    result = statistics.friedman(x)
     assert result["average_ranks"] == [3.0, 2.0, 1.0]
     assert result["statistic"] == pytest.approx(8.0) and result["p"] == pytest.approx(math.exp(-4))
-    assert stats.friedman([[1, 1, 0], [0, 1, 1], [1, 0, 1]])["average_ranks"] == [2.0, 2.0, 2.0]  # ties share
+    assert statistics.friedman([[1, 1, 0], [0, 1, 1], [1, 0, 1]])["average_ranks"] == [2.0, 2.0, 2.0]  # ties share
 
 
 def test_holm_step_down():
     # Holm 1979: the i-th smallest of m p-values times (m - i + 1), made monotone, capped at 1.
-    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-    assert stats.holm([0.02]) == [0.02]
+    assert statistics.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert statistics.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert statistics.holm([0.02]) == [0.02]
 
 
 def test_friedman_of_configurations_tied_in_every_block_finds_no_difference():
     # scipy's statistic is 0/0 here (nan); mgr.report would print p=nan and hand Holm a nan
-    result = stats.friedman(np.full((4, 3), 0.5))
+    result = statistics.friedman(np.full((4, 3), 0.5))
     assert (result["statistic"], result["p"], result["average_ranks"]) == (0.0, 1.0, [2.0, 2.0, 2.0])

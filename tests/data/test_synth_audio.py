@@ -1,4 +1,4 @@
-"""mgr.data.synth and its source: the same seed gives the same audio in several formats, and
+"""mgr.data.synth_audio and its source: the same seed gives the same audio in several formats, and
 the classes differ in sound."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mgr.data import synth
+from mgr.data import synth_audio
 from mgr.data.sources.synth import SynthSource
 
 
@@ -23,9 +23,9 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_synth_is_deterministic_and_mixes_formats(tmp_path):
-    a = synth.generate(tmp_path / "a", 3, (1.0, 2.0), seed=7)
-    b = synth.generate(tmp_path / "b", 3, (1.0, 2.0), seed=7)
-    c = synth.generate(tmp_path / "c", 3, (1.0, 2.0), seed=8)
+    a = synth_audio.generate(tmp_path / "a", 3, (1.0, 2.0), seed=7)
+    b = synth_audio.generate(tmp_path / "b", 3, (1.0, 2.0), seed=7)
+    c = synth_audio.generate(tmp_path / "c", 3, (1.0, 2.0), seed=8)
     assert _digest(a) == _digest(b)
     assert _digest(a) != _digest(c)
     tracks = SynthSource(str(tmp_path / "a"), 3, (1.0, 2.0), 7).list()
@@ -35,18 +35,18 @@ def test_synth_is_deterministic_and_mixes_formats(tmp_path):
     assert {sf.info(f).samplerate for f in tracks.files} == {22050}  # other rates from the 4th track on
     # Asking again reuses the files instead of generating anew.
     mtime = Path(tracks.files[0]).stat().st_mtime_ns
-    synth.generate(tmp_path / "a", 3, (1.0, 2.0), seed=7)
+    synth_audio.generate(tmp_path / "a", 3, (1.0, 2.0), seed=7)
     assert Path(tracks.files[0]).stat().st_mtime_ns == mtime
 
 
 def test_synth_classes_differ_in_sound():
     """Each class has its own spectral shape: the class means of a coarse spectrum are far apart."""
     def spectrum(label, seed):
-        x = synth.render_track(label, seed, 2.0)
+        x = synth_audio.render_track(label, seed, 2.0)
         s = np.abs(np.fft.rfft(x))[: 8000]
         return np.log(s.reshape(40, -1).mean(1) + 1e-6)
 
-    means = [np.mean([spectrum(c, s) for s in range(3)], axis=0) for c in range(len(synth.CLASSES))]
+    means = [np.mean([spectrum(c, s) for s in range(3)], axis=0) for c in range(len(synth_audio.CLASSES))]
     for i in range(len(means)):
         for j in range(i + 1, len(means)):
-            assert np.abs(means[i] - means[j]).mean() > 0.3, (synth.CLASSES[i], synth.CLASSES[j])
+            assert np.abs(means[i] - means[j]).mean() > 0.3, (synth_audio.CLASSES[i], synth_audio.CLASSES[j])

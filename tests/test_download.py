@@ -1,4 +1,4 @@
-"""mgr.data.download against a local HTTP server on 127.0.0.1: good checksum,
+"""mgr.download against a local HTTP server on 127.0.0.1: good checksum,
 bad checksum, and a connection dropped half-way (resumed with a Range request)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from conftest import mgr_in_process
 from mgr import MGRError
 from mgr import remote
-from mgr.data import download as dl
+from mgr.data import archives as dl
 
 
 class ArchiveServer:
@@ -141,9 +141,9 @@ def test_interrupted_download_resumes_on_the_next_run(archives, tmp_path):
 
 
 def _download(*overrides: str, cwd) -> subprocess.CompletedProcess:
-    """python -m mgr.data.download in this process: its Hydra main, output and exit code (the CLI of
+    """python -m mgr.download in this process: its Hydra main, output and exit code (the CLI of
     every entry point is the same @task wrapper, run in a new process by tests/test_train.py)."""
-    return mgr_in_process("data.download", *overrides, cwd=cwd, data_dir=cwd / "data", check=False)
+    return mgr_in_process("download", *overrides, cwd=cwd, data_dir=cwd / "data", check=False)
 
 
 def test_command_line_reports_a_bad_checksum_in_one_line(tmp_path):
@@ -162,7 +162,7 @@ def test_command_line_errors_are_one_sentence(tmp_path):
     """A Hydra entry point like mgr.train: a missing or unknown value is one `mgr: error:` line."""
     missing = _download("dataset=fma_small", cwd=tmp_path)
     assert missing.returncode == 1
-    assert missing.stderr.strip() == ("mgr: error: root is missing; run python -m mgr.data.download "
+    assert missing.stderr.strip() == ("mgr: error: root is missing; run python -m mgr.download "
                                       f"dataset={'|'.join(dl.DATASETS)} root=PATH [mirror=URL] [keep_archives=true].")
     unknown = _download("dataset=fma_tiny", f"root={tmp_path}", cwd=tmp_path)
     assert unknown.returncode == 1
@@ -173,4 +173,4 @@ def test_command_line_errors_are_one_sentence(tmp_path):
 def test_help_names_the_command_and_its_settings(tmp_path):
     helped = _download("--help", cwd=tmp_path)
     assert helped.returncode == 0
-    assert "python -m mgr.data.download" in helped.stdout and "keep_archives: false" in helped.stdout
+    assert "python -m mgr.download" in helped.stdout and "keep_archives: false" in helped.stdout

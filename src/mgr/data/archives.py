@@ -1,4 +1,4 @@
-"""Fetch a public dataset: python -m mgr.data.download dataset=NAME root=PATH
+"""The public datasets' archives and how they are fetched (the command: python -m mgr.download).
 
 NAME is gtzan, fma_small, fma_medium, fma_large (each with fma_metadata) or fma_metadata.
 
@@ -17,12 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 from mgr import MGRError
 from mgr.remote import fetch, verify
-from mgr.utils.tasks import require, task
 
 
 @dataclass(frozen=True)
@@ -92,21 +88,3 @@ def download(dataset: str, root: str | Path, mirror: str | None = None, keep_arc
             target.unlink()
         print(f"{archive.filename}: verified and extracted to {done[-1]}")
     return done
-
-
-USAGE = f"python -m mgr.data.download dataset={'|'.join(DATASETS)} root=PATH [mirror=URL] [keep_archives=true]"
-
-
-@task
-def download_command(cfg: DictConfig) -> list[Path]:
-    require(cfg, "dataset", "root", usage=USAGE)
-    return download(str(cfg.dataset), str(cfg.root), cfg.mirror, bool(cfg.keep_archives))
-
-
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="download")
-def main(cfg: DictConfig) -> None:
-    download_command(cfg)
-
-
-if __name__ == "__main__":
-    main()

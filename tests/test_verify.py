@@ -1,4 +1,4 @@
-"""python -m mgr.data.verify: every cache checked, a summary line, one clear error."""
+"""python -m mgr.verify: every cache checked, a summary line, one clear error."""
 
 from __future__ import annotations
 
@@ -31,16 +31,16 @@ def test_verify_command_summarises_good_caches(cache_files, tmp_path):
 def test_help_names_the_command_and_its_settings():
     helped = verify_command("--help")
     assert helped.returncode == 0
-    assert "python -m mgr.data.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
+    assert "python -m mgr.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
 
 
 def test_verify_command_checks_embedding_caches_too(cache_files, tmp_path):
     import torch
 
-    from mgr.data import embeddings, verify
+    from mgr.data import embeddings, integrity
     from mgr.data.embeddings import ChunkEmbeddings
 
-    assert verify.META == embeddings.META
+    assert integrity.META == embeddings.META
     waveforms = WaveformCache.build(cache_files, 8000, tmp_path / "cache", "folder")
     store = ChunkEmbeddings.build(waveforms, [(0, 0), (1, 0)], 2000, {"name": "toy"}, [2, 3],
                                   lambda wave: [wave[:, :2], wave[:, :3]], tmp_path / "cache", device=torch.device("cpu"))

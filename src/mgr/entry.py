@@ -1,5 +1,5 @@
 """What every entry point shares: user errors without tracebacks, required keys and config
-instantiation. The test report is mgr.evaluation."""
+instantiation. The test report is mgr.test_report."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""mgr.evaluation: per-class scores from a confusion matrix, metrics.json and the printed table."""
+"""mgr.test_report: per-class scores from a confusion matrix, metrics.json and the printed table."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import check_predictions_match_metrics, run_dir_of, tiny
-from mgr import evaluation
+from mgr import test_report
 
 
 def test_per_class_scores_from_a_confusion_matrix():
@@ -18,7 +18,7 @@ def test_per_class_scores_from_a_confusion_matrix():
     confusion = [[3, 0, 1],
                  [2, 0, 0],
                  [0, 0, 0]]
-    a, b, c = evaluation.per_class_scores(confusion, ["a", "b", "c"])
+    a, b, c = test_report.per_class_scores(confusion, ["a", "b", "c"])
     assert a == {"label": "a", "precision": pytest.approx(0.6), "recall": 0.75,
                  "f1": pytest.approx(2 * 0.6 * 0.75 / 1.35), "support": 4}
     # No predictions, no support: zero instead of a division by zero.
@@ -29,7 +29,7 @@ def test_per_class_scores_from_a_confusion_matrix():
 
 def test_results_go_to_metrics_json_and_the_table(tmp_path, capsys):
     metrics = {"test/acc": 0.5, "test/f1": 0.25, "test/track_acc": 1.0}  # no track F1: shown as nan
-    evaluation.write_and_print_results(metrics, {"checkpoint": "x.ckpt"}, str(tmp_path), "Test results of x.ckpt")
+    test_report.write_and_print_results(metrics, {"checkpoint": "x.ckpt"}, str(tmp_path), "Test results of x.ckpt")
     assert json.loads((tmp_path / "metrics.json").read_text()) == {**metrics, "checkpoint": "x.ckpt"}
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == ["Test results of x.ckpt",
@@ -40,11 +40,11 @@ def test_results_go_to_metrics_json_and_the_table(tmp_path, capsys):
 
 
 def test_the_report_is_written_once():
-    """Scoring and the table live in mgr.evaluation only: not beside the W&B code or the task wrapper."""
+    """Scoring and the table live in mgr.test_report only: not beside the W&B code or the task wrapper."""
     from mgr import tracking
-    from mgr.utils import tasks
+    from mgr import entry
 
-    for module in (tracking, tasks):
+    for module in (tracking, entry):
         assert not {"per_class_scores", "test_and_report", "write_and_print_results"} & set(vars(module))
 
 
@@ -62,15 +62,15 @@ def test_bootstrap_intervals_hold_the_scores_and_are_reproducible():
     chunk_tracks = np.repeat(np.arange(60), 4)
     chunk_predictions = np.where(rng.random(240) < 0.6, labels[chunk_tracks], (labels[chunk_tracks] + 2) % 3)
     p = predictions_of(labels, scores, chunk_predictions, chunk_tracks)
-    intervals = evaluation.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 3})
+    intervals = test_report.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 3})
     track_acc = (scores.argmax(1) == labels).mean()
     chunk_acc = (chunk_predictions == labels[chunk_tracks]).mean()
     assert intervals["test/track_acc"][0] < track_acc < intervals["test/track_acc"][1]
     assert intervals["test/acc"][0] < chunk_acc < intervals["test/acc"][1]
     assert all(0 <= intervals[k][0] < intervals[k][1] <= 1 for k in ("test/f1", "test/track_f1"))
     assert (intervals["resamples"], intervals["seed"], intervals["level"]) == (500, 3, 0.95)
-    assert evaluation.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 3}) == intervals
-    assert evaluation.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 4}) != intervals
+    assert test_report.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 3}) == intervals
+    assert test_report.bootstrap_intervals(p, 3, {"resamples": 500, "seed": 4}) != intervals
 
 
 def test_prediction_file_rows_sorted_by_path_relative_to_the_data_root(tmp_path):
@@ -78,7 +78,7 @@ def test_prediction_file_rows_sorted_by_path_relative_to_the_data_root(tmp_path)
     files = [str(root / "b" / "2.wav"), str(root / "a" / "1.wav"), "/elsewhere/0.wav"]
     p = predictions_of([1, 0, 1], [[0.2, 0.8], [0.9, 0.1], [0.6, 0.4]], [1, 0, 0, 0], [0, 1, 2, 2])
     root.mkdir()
-    evaluation.write_predictions(tmp_path / "p.csv", p, files, str(root), ["x", "y"],
+    test_report.write_predictions(tmp_path / "p.csv", p, files, str(root), ["x", "y"],
                                  {"seed": 1, "split_seed": 0, "fold": None, "folds": None})
     rows = list(csv.reader(open(tmp_path / "p.csv")))
     assert rows == [["path", "label", "prediction", "chunks", "score_x", "score_y", "seed", "split_seed", "fold", "folds"],

@@ -1,4 +1,4 @@
-"""Check caches against their checksums: python -m mgr.data.verify [caches=PATH]
+"""Checking caches against their checksums (the command: python -m mgr.verify [caches=PATH]).
 
 `caches` is one cache (a waveform cache, data/cache/<source>-<rate>Hz-<key>, or an
 embedding cache, data/cache/embeddings/<waveform cache>-<encoder>-<key>), a folder of
@@ -11,17 +11,13 @@ disk. Nothing is changed: a training run repairs or upgrades a cache.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-import hydra
 from filelock import FileLock
-from omegaconf import DictConfig, ListConfig
 
 from mgr import MGRError
 from mgr.data.cache import INDEX, REBUILD_ADVICE, WAVEFORMS, CacheDamaged, WaveformCache
-from mgr.utils.tasks import task
 
 # mgr.data.embeddings.META (a test keeps them equal): importing that module imports torch, 3 s that
 # checking waveform caches does without.
@@ -83,30 +79,3 @@ def verify_embeddings(directory: Path) -> tuple[bool, str]:
         return True, (f"unchecked {directory}: {size}, sizes match its {META}; written before mgr recorded checksums, "
                       "which the next training run on it records")
     return True, f"ok {directory}: {size}, every checksum matches ({time.monotonic() - started:.2f} s)"
-
-
-@task
-def verify_command(cfg: DictConfig) -> bool:
-    """Check every cache named by `caches`; whether all are whole."""
-    paths = cfg.caches if isinstance(cfg.caches, ListConfig) else [cfg.caches]
-    directories = [d for path in paths for d in caches_in(Path(str(path)).expanduser())]
-    states = []
-    for directory in directories:
-        whole, line = verify(directory)
-        states.append(line.split()[0])
-        print(line, flush=True)
-    damaged, unchecked = states.count("DAMAGED"), states.count("unchecked")
-    if len(directories) > 1:
-        print(f"{len(directories)} caches, " + (f"{damaged} damaged" if damaged else
-              f"none damaged, {unchecked} without checksums yet" if unchecked else "every checksum matches"))
-    return not damaged
-
-
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="verify")
-def main(cfg: DictConfig) -> None:
-    if not verify_command(cfg):
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

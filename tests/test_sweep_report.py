@@ -1,5 +1,5 @@
 """mgr.report: grouping and pairing on hand-made run folders (no training), and a real 3-fold x
-2-model multirun whose report must equal what mgr.stats computes from its test_predictions.csv."""
+2-model multirun whose report must equal what mgr.statistics computes from its test_predictions.csv."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import NO_PLOTS, tiny
-from mgr import MGRError, report as mgr_report, stats
-from mgr.evaluation import BOOTSTRAP, per_class_scores
+from mgr import MGRError, statistics, sweep_report
+from mgr.test_report import BOOTSTRAP, per_class_scores
 
 CLASSES = ["rock", "jazz"]
 TRACKS = [f"{CLASSES[i % 2]}/{CLASSES[i % 2]}.{i:04d}.wav" for i in range(12)]  # fold k tests tracks k, k+3, ...
@@ -36,8 +36,8 @@ def make_run(run_dir: Path, model: str, seed: int, fold: int, extra: tuple[str, 
     (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
     config = {"seed": seed, "data": {"split_seed": 0, "folds": 3, "fold": fold}}
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    confusion = stats.unit_confusions(labels, predictions, np.arange(len(tracks)), 2).sum(0)
-    accuracy, macro_f1 = stats.scores(confusion)
+    confusion = statistics.unit_confusions(labels, predictions, np.arange(len(tracks)), 2).sum(0)
+    accuracy, macro_f1 = statistics.scores(confusion)
     metrics = {"test/track_acc": float(accuracy), "test/track_f1": float(macro_f1), "test/acc": float(accuracy),
                "test/f1": float(macro_f1), "class_names": CLASSES,
                "track_per_class": per_class_scores(confusion.tolist(), CLASSES)}
@@ -58,10 +58,10 @@ def make_sweep(root: Path, models=("good", "mid", "bad"), seeds=(1, 2)) -> Path:
 
 
 def read_runs(root: Path) -> list[dict]:
-    runs = [mgr_report.read_run(f) for f in sorted(root.rglob("metrics.json"))]
-    mgr_report.keep_differing_overrides(runs)
+    runs = [sweep_report.read_run(f) for f in sorted(root.rglob("metrics.json"))]
+    sweep_report.keep_differing_overrides(runs)
     for run in runs:
-        run["predictions"] = mgr_report.read_predictions(run)
+        run["predictions"] = sweep_report.read_predictions(run)
     return runs
 
 
@@ -72,10 +72,10 @@ def read_csv(path: Path) -> list[dict]:
 
 def test_replicate_axes_are_counted_not_grouped(tmp_path):
     runs = read_runs(make_sweep(tmp_path))
-    groups = mgr_report.group_configurations(runs)
+    groups = sweep_report.group_configurations(runs)
     assert [key[2] for key in groups] == ["bad", "good", "mid"]
     assert all(key[3] == "" for key in groups)  # seed and fold overrides are axes, shared ones are dropped
-    rows = mgr_report.summarize(groups, BOOTSTRAP)
+    rows = sweep_report.summarize(groups, BOOTSTRAP)
     assert [(r["n"], r["seeds"], r["split_seeds"], r["folds"]) for r in rows] == [(6, 2, 1, 3)] * 3
     good = next(r for r in rows if r["model"] == "good")
     accs = {(r["seed"], r["fold"]): r["test/track_acc"] for r in runs if r["model"] == "good"}
@@ -96,7 +96,7 @@ def test_runs_pair_by_seed_split_seed_and_fold_and_tracks_by_path(tmp_path):
     make_run(tmp_path / "b1", "bad", 1, 2)  # no good run of fold 2: unpaired
     make_run(tmp_path / "b2", "bad", 2, 0)
     runs = read_runs(tmp_path)
-    pairs = mgr_report.matched([r for r in runs if r["model"] == "good"], [r for r in runs if r["model"] == "bad"])
+    pairs = sweep_report.matched([r for r in runs if r["model"] == "good"], [r for r in runs if r["model"] == "bad"])
     assert list(pairs) == [(1, 0), (2, 0)]  # (seed, split seed), fold 0 only
     paths, good, bad = pairs[1, 0]
     fold_0 = sorted((0, 3, 6, 9), key=TRACKS.__getitem__)  # tracks in path order
@@ -109,7 +109,7 @@ def test_two_runs_of_one_replicate_are_one_clear_error(tmp_path):
     make_run(tmp_path / "x", "good", 1, 0)
     make_run(tmp_path / "y", "good", 1, 0)
     with pytest.raises(MGRError, match="have the same configuration, seed, split seed and fold"):
-        mgr_report.group_configurations(read_runs(tmp_path))
+        sweep_report.group_configurations(read_runs(tmp_path))
 
 
 def test_report_of_three_configurations_equals_mgr_stats(run_mgr, tmp_path):
@@ -129,9 +129,9 @@ def test_report_of_three_configurations_equals_mgr_stats(run_mgr, tmp_path):
         keys = sorted(k[1:] for k in correct if k[0] == a_runs[0]["model"])
         a_correct = [correct[(a_runs[0]["model"], *k)] for k in keys]
         b_correct = [correct[(b_runs[0]["model"], *k)] for k in keys]
-        difference = stats.paired_bootstrap_difference(a_correct, b_correct, [k[2] for k in keys], 1000, 0)
+        difference = statistics.paired_bootstrap_difference(a_correct, b_correct, [k[2] for k in keys], 1000, 0)
         for seed in (1, 2):
-            test = stats.mcnemar_exact(*([c for k, c in zip(keys, x) if k[0] == seed] for x in (a_correct, b_correct)))
+            test = statistics.mcnemar_exact(*([c for k, c in zip(keys, x) if k[0] == seed] for x in (a_correct, b_correct)))
             row = pairs[a, b, str((seed, 0))]
             assert (int(row["only_a"]), int(row["only_b"]), float(row["p"])) == (test["only_a"], test["only_b"], pytest.approx(test["p"]))
             assert float(row["difference"]) == pytest.approx(difference["difference"])
@@ -141,8 +141,8 @@ def test_report_of_three_configurations_equals_mgr_stats(run_mgr, tmp_path):
     blocks = sorted({(r["seed"], r["fold"]) for r in runs})
     scores = np.array([[next(r["test/track_acc"] for r in runs if r["model"] == m and (r["seed"], r["fold"]) == k)
                         for m in ("bad", "good", "mid")] for k in blocks])
-    friedman = stats.friedman(scores)
-    holm = stats.holm([*p_values, friedman["p"]])
+    friedman = statistics.friedman(scores)
+    holm = statistics.holm([*p_values, friedman["p"]])
     for key, i in expected.items():
         assert float(pairs[key]["holm"]) == pytest.approx(holm[i])
     text = (sweep / "report.md").read_text()
@@ -178,15 +178,15 @@ def test_a_suite_is_paired_within_each_dataset_and_pooled_over_them(run_mgr, tmp
     assert len(keys) == 24  # 12 tracks in each dataset, kept apart
     bad, good = ([correct[d, m, path] for d, path in keys] for m in ("bad", "good"))
     pooled_pair = pairs["pooled over datasets", "model=bad", "model=good"]
-    test = stats.mcnemar_exact(bad, good)
-    difference = stats.paired_bootstrap_difference(bad, good, [f"{d}:{p}" for d, p in keys], 1000, 0)
+    test = statistics.mcnemar_exact(bad, good)
+    difference = statistics.paired_bootstrap_difference(bad, good, [f"{d}:{p}" for d, p in keys], 1000, 0)
     assert (int(pooled_pair["tracks"]), int(pooled_pair["only_a"]), int(pooled_pair["only_b"])) == (
         24, test["only_a"], test["only_b"])
     assert float(pooled_pair["p"]) == pytest.approx(test["p"])
     assert float(pooled_pair["difference"]) == pytest.approx(difference["difference"])
     assert (float(pooled_pair["lo"]), float(pooled_pair["hi"])) == pytest.approx(difference["interval"])
     p_values = [float(pairs[k]["p"]) for k in sorted(pairs)]  # Holm over the three tests together
-    assert [float(pairs[k]["holm"]) for k in sorted(pairs)] == pytest.approx(stats.holm(p_values))
+    assert [float(pairs[k]["holm"]) for k in sorted(pairs)] == pytest.approx(statistics.holm(p_values))
 
     suite = {r["name"]: r for r in read_csv(sweep / "report_suite.csv")}
     per_dataset = {(r["dataset"], r["model"]): float(r["pooled_track_acc"]) for r in read_csv(sweep / "report.csv")}
@@ -197,8 +197,8 @@ def test_a_suite_is_paired_within_each_dataset_and_pooled_over_them(run_mgr, tmp
                                                                    + per_dataset["short", "good"]) / 2)
     assert float(good_row["pooled_track_acc"]) == pytest.approx(np.mean(good))
     units = [np.array([correct[d, "good", p] for d, p in keys])]
-    confusions = stats.unit_confusions(np.ones(24, int), units[0].astype(int), np.arange(24), 2)
-    interval = stats.bootstrap_scores(confusions, 1000, 0)["accuracy"]
+    confusions = statistics.unit_confusions(np.ones(24, int), units[0].astype(int), np.arange(24), 2)
+    interval = statistics.bootstrap_scores(confusions, 1000, 0)["accuracy"]
     assert (float(good_row["pooled_track_acc_lo"]), float(good_row["pooled_track_acc_hi"])) == pytest.approx(interval)
     text = (sweep / "report.md").read_text()
     assert "## Pooled over datasets" in text
@@ -208,8 +208,8 @@ def test_a_suite_is_paired_within_each_dataset_and_pooled_over_them(run_mgr, tmp
 
 
 def test_one_dataset_has_no_suite_view(tmp_path):
-    groups = mgr_report.group_configurations(read_runs(make_sweep(tmp_path, seeds=(1,))))
-    assert mgr_report.systems(groups) == {}
+    groups = sweep_report.group_configurations(read_runs(make_sweep(tmp_path, seeds=(1,))))
+    assert sweep_report.systems(groups) == {}
 
 
 @pytest.mark.slow
@@ -234,15 +234,15 @@ def test_report_of_a_fold_multirun_equals_mgr_stats_on_its_predictions(run_mgr, 
         assert float(row["test/track_acc_mean"]) == pytest.approx(np.mean(accs))
         assert float(row["test/track_acc_std"]) == pytest.approx(np.std(accs, ddof=1))
         assert float(row["test/track_acc_std_over_folds"]) == pytest.approx(np.std(accs, ddof=1))
-        # folds pooled: every track of the dataset once, scored and bootstrapped by mgr.stats
+        # folds pooled: every track of the dataset once, scored and bootstrapped by mgr.statistics
         files = [read_csv(job / "test_predictions.csv") for job in jobs[model]]
         pooled = sorted((r["path"], r["label"], r["prediction"], r["fold"]) for f in files for r in f)
         assert len({p[0] for p in pooled}) == len(pooled) and {p[3] for p in pooled} == {"0", "1", "2"}
         names = json.loads((jobs[model][0] / "metrics.json").read_text())["class_names"]
-        confusions = stats.unit_confusions([names.index(p[1]) for p in pooled], [names.index(p[2]) for p in pooled],
+        confusions = statistics.unit_confusions([names.index(p[1]) for p in pooled], [names.index(p[2]) for p in pooled],
                                            np.arange(len(pooled)), len(names))
-        accuracy, macro_f1 = stats.scores(confusions.sum(0))
-        interval = stats.bootstrap_scores(confusions, 1000, 0)
+        accuracy, macro_f1 = statistics.scores(confusions.sum(0))
+        interval = statistics.bootstrap_scores(confusions, 1000, 0)
         assert float(row["pooled_track_acc"]) == pytest.approx(accuracy)
         assert float(row["pooled_track_f1"]) == pytest.approx(macro_f1)
         assert (float(row["pooled_track_acc_lo"]), float(row["pooled_track_acc_hi"])) == pytest.approx(interval["accuracy"])
@@ -251,8 +251,8 @@ def test_report_of_a_fold_multirun_equals_mgr_stats_on_its_predictions(run_mgr, 
     (pair,) = read_csv(sweep / "report_pairs.csv")
     paths = sorted(predictions["cnn"])
     cnn, crnn = ([predictions[m][p] for p in paths] for m in ("cnn", "crnn"))
-    test = stats.mcnemar_exact(cnn, crnn)
-    difference = stats.paired_bootstrap_difference(cnn, crnn, paths, 1000, 0)
+    test = statistics.mcnemar_exact(cnn, crnn)
+    difference = statistics.paired_bootstrap_difference(cnn, crnn, paths, 1000, 0)
     assert (pair["a"], pair["b"], int(pair["tracks"])) == ("model=cnn", "model=crnn", len(paths))
     assert (int(pair["only_a"]), int(pair["only_b"])) == (test["only_a"], test["only_b"])
     assert float(pair["p"]) == float(pair["holm"]) == pytest.approx(test["p"])  # one test: Holm changes nothing

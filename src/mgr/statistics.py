@@ -1,7 +1,7 @@
 """The statistics of an honest comparison: scores from confusion matrices, bootstrap intervals
 (plain or clustered), McNemar's exact test, Friedman's test with average ranks, Holm's correction.
 
-Plain numpy and scipy; every function takes arrays and returns plain numbers, so mgr.evaluation
+Plain numpy and scipy; every function takes arrays and returns plain numbers, so mgr.test_report
 (one run) and mgr.report (a sweep) compute the same things the same way.
 """
 

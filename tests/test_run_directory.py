@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from conftest import NO_PLOTS, mgr_command, mgr_in_process, tiny
 from mgr import MGRError
 from mgr.models import read_checkpoint
-from mgr.utils.resume import prepare_run_directory
+from mgr.run_directory import prepare_run_directory
 
 EPOCHS = 4
 
