@@ -22,7 +22,6 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
         from mgr.environment import write_environment
-        from mgr.tracking import finish_wandb
         from mgr.utils.allocator import keep_freed_memory
 
         keep_freed_memory()
@@ -43,6 +42,14 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
             finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
 
     return wrapper
+
+
+def finish_wandb(failed: bool) -> None:
+    """Close the active W&B run, so the next job of a multirun starts its own. wandb is looked up,
+    not imported: a run without a W&B logger never loads it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
 
 
 def _user_error(e: BaseException | None) -> MGRError | None:

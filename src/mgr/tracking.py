@@ -91,11 +91,3 @@ def log_test_report(loggers, results: dict, run_dir: str | Path) -> None:
             **images,
         })
 
-
-def finish_wandb(failed: bool) -> None:
-    """Close the active W&B run, so the next job of a multirun starts its own."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
