@@ -1,15 +1,18 @@
 """Checkpoints are data (mgr.models.checkpoints): one that names code, or a class outside mgr, is
 refused before anything runs, also from a URL, which is read only with its digest; a checkpoint is
 written whole or not at all, and a torn one is one sentence; checkpoints of the 2026-11 model classes load into today's task and
-give the same logits, and training cannot resume from them."""
+give the same logits, and training cannot resume from them; checkpoints of the one-class task of
+2026-12-07 (before the task was split by way of training) load, give the same logits and resume."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from conftest import mgr_in_process
@@ -19,6 +22,10 @@ from mgr.models.checkpoints import save_atomically
 
 
 OLD = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints_2026_11"
+ONE_CLASS = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints_2026_12"
+_spec = importlib.util.spec_from_file_location("make_checkpoints_2026_12", ONE_CLASS / "make_checkpoints.py")
+one_class_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(one_class_script)
 
 
 # expected_logits.pt was computed on another CPU: vector units of another width sum in another
@@ -44,6 +51,30 @@ def test_the_logit_tolerance_catches_a_slightly_wrong_weight(name):
     with torch.no_grad():
         model.head.weight.mul_(1.001)
         assert not torch.allclose(model(expected["wave"]), expected[name], rtol=0, atol=LOGIT_ATOL)
+
+
+@pytest.mark.parametrize("name", list(one_class_script.MODELS))
+def test_checkpoints_of_the_one_class_task_load_and_give_the_logits_they_gave(name):
+    expected = torch.load(ONE_CLASS / "expected_logits.pt", weights_only=True)
+    stored = torch.load(ONE_CLASS / f"{name}.ckpt", weights_only=True)["hyper_parameters"]
+    for model in (load_model(ONE_CLASS / f"{name}.ckpt"), GenreClassifier.load_from_checkpoint(ONE_CLASS / f"{name}.ckpt")):
+        assert (model.track_aggregation.name, model.track_aggregation.vote_threshold) == \
+            (stored["track_aggregation"], stored["vote_threshold"])
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(expected["wave"]), expected[name], rtol=0, atol=LOGIT_ATOL)
+
+
+@pytest.mark.parametrize("name", list(one_class_script.MODELS))
+def test_runs_of_the_one_class_task_resume_from_their_checkpoints(name):
+    path = ONE_CLASS / f"{name}.ckpt"
+    stored = torch.load(path, weights_only=True)
+    model = load_model(path)
+    trainer = pl.Trainer(max_epochs=stored["epoch"] + 1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         accelerator="cpu", plugins=[CheckpointIO()])
+    trainer.fit(model, one_class_script.loader(24, 0), one_class_script.loader(12, 1), ckpt_path=path)
+    assert trainer.current_epoch == stored["epoch"] + 1
+    assert trainer.global_step == stored["global_step"] + 3  # the steps counted on from where they were
 
 
 def test_the_svm_under_its_first_name_loads_too(tmp_path):
