@@ -207,14 +207,15 @@ TRANSCRIPT_CHECKPOINT = "ckpt_path=logs/train/runs/2026-11-21_20-47-39-834061/ch
 # a hand-made sweep, a $HOME with music in it: each the reason it is run, what stands for the reader's.
 RUN = {
     CHECKPOINT.format("eval"): "the tests of trained_run's checkpoint again",
-    CHECKPOINT.format("predict") + " inputs=[song.mp3,$HOME/music/unsorted/]": "a song.mp3 and a folder of wav files",
-    CHECKPOINT.format("predict") + " inputs=[$HOME/music/unsorted/]": "a folder of wav files",
+    CHECKPOINT.format("predict") + " inputs=[song.mp3,$HOME/unsorted/]": "a song.mp3 and a folder of audio files",
+    CHECKPOINT.format("predict") + " inputs=[$HOME/unsorted/]": "a folder of audio files",
     f"python -m mgr.predict {TRANSCRIPT_CHECKPOINT} inputs=[my_music/]": "the transcript's command, on wav files",
     "python -m mgr.embed ckpt_path=<best>.ckpt": "trained_run's test split and its t-SNE map",
     f"python -m mgr.embed {TRANSCRIPT_CHECKPOINT}": "the transcript's command: the same",
     "python -m mgr.report sweep_dir=logs/train/multiruns/<date_time>": "a hand-made 3-model sweep",
     "python -m mgr.report sweep_dir=logs/train/runs": "the same runs in logs/train/runs",
     "python -m mgr.verify": "the caches of the session's data folder",
+    "python -m mgr.train data=folder data.root=$HOME/music debug=fast_dev_run": "one batch on 3 genres of 5 tracks",
     "python -m mgr.train --help": "exit code 0 (the help's content is tested with each command)",
     "python -m mgr.train --cfg job": "prints the config, runs nothing",
     "python -m mgr.train --cfg job model=fcn": "prints the config, runs nothing",
@@ -235,9 +236,6 @@ NOT_RUN = {
     "python -m mgr.train model=<name>": TRAINS_SYNTH + "; tests/conf/test_model.py runs every model",
     "python -m mgr.train trainer=gpu": "needs a GPU; tests/conf/test_trainer.py composes it",
     "python -m mgr.train data=folder data.root=$HOME/music": OWN_MUSIC,
-    "python -m mgr.train data=folder data.root=$HOME/music debug=fast_dev_run":
-        "one batch of the full-size CRNN at 22050 Hz on a folder takes about 17 s here, half this test's "
-        "budget; tests/test_train.py trains data=folder on tiny audio",
     "python -m mgr.train -m data=folder data.root=$HOME/music data.folds=5 data.fold=range(5)": SWEEP,
     "python -m mgr.train -m model=cnn,crnn data.folds=5 data.fold=range(5)": SWEEP,
     "python -m mgr.train -m model=cnn,crnn data.folds=5 data.fold=range(5) seed=1,2,3": SWEEP,
@@ -335,7 +333,8 @@ def readers_world(tmp_path, monkeypatch, request) -> dict[str, str]:
     """What the documented commands take for granted: a $HOME with music, the working directory's
     song.mp3, my_music/ and logs/train/runs, a sweep; the checkpoint of trained_run when asked."""
     home = tmp_path / "home"
-    write_music(home / "music" / "unsorted", ["a.wav", "b.flac"])
+    write_music(home / "music", [f"{genre}/{n}.wav" for genre in ("jazz", "metal", "ambient") for n in range(5)])
+    write_music(home / "unsorted", ["a.wav", "b.flac"])
     write_music(tmp_path, ["song.mp3", "my_music/one.wav", "my_music/live/two.ogg"])
     monkeypatch.setenv("HOME", str(home))
     from test_sweep_report import make_sweep  # hand-made finished runs: mgr.report reads them as a sweep
@@ -360,3 +359,50 @@ def test_the_quick_documented_commands_run(command, readers_world, tmp_path, dat
     assert "-m" not in called.flags and "--multirun" not in called.flags, "RUN holds a multirun"
     proc = mgr_in_process(command.module, *called.flags, *called.overrides, cwd=tmp_path, data_dir=data_dir, check=False)
     assert proc.returncode == 0, f"{command.where}: {command.text}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+
+
+# --- the finder and the composer themselves ------------------------------------------------------
+
+def test_the_finder_reads_blocks_transcripts_and_inline_code(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Run `python -m mgr.verify` or `mgr.eval` (no command).\n"
+        "```bash\n"
+        "pip install . && python -m mgr.train \\\n"
+        "    model=cnn data.fold='range(2)'   # a comment\n"
+        "wandb agent x/y/z\n"
+        "```\n"
+        "```\n"
+        "src/mgr/train.py   python -m mgr.train\n"
+        "$ python -m mgr.predict ckpt_path=a.ckpt inputs=[b/]\n"
+        "mgr: error: ...\n"
+        "```\n")
+    found = [(c.where, c.module, c.args) for c in documented_commands(page)]
+    assert found == [("page.md:1", "verify", ()),
+                     ("page.md:3", "train", ("model=cnn", "data.fold=range(2)")),
+                     ("page.md:9", "predict", ("ckpt_path=a.ckpt", "inputs=[b/]"))]
+
+
+def test_placeholders_shell_variables_and_alternatives_are_filled_in():
+    values = {"HOME": "/home/you", "checkpoint": "/runs/best.ckpt", "sweep": "/sweep", "run": "/run", "folder": "/f"}
+    command = Documented("x.md:1", ("python", "-m", "mgr.predict",
+                                    "ckpt_path=logs/train/runs/<run>/checkpoints/<best>.ckpt", "inputs=[a.mp3,$HOME/x/]"))
+    assert invocation(command, values).overrides == ("ckpt_path=/runs/best.ckpt", "inputs=[a.mp3,/home/you/x/]")
+    download = Documented("x.md:2", ("python", "-m", "mgr.download", "dataset=gtzan|fma_small", "root=PATH"))
+    assert invocation(download, values).jobs() == [["dataset=gtzan", "root=/f"], ["dataset=fma_small", "root=/f"]]
+
+
+def test_a_multirun_composes_every_choice_and_the_ends_of_a_range():
+    sweep = Invocation(("-m",), ("model=cnn,crnn,fcn", "data.fold=range(5)", "seed=1"))
+    assert sweep.jobs() == [["model=cnn", "data.fold=0", "seed=1"], ["model=crnn", "data.fold=4", "seed=1"],
+                            ["model=fcn", "data.fold=4", "seed=1"]]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("data=folder", "data.root=~/music"), "LexerNoViableAltException"),  # the shell leaves ~ after key= alone
+    (("model=no_such_model",), "Could not find 'model/no_such_model'"),
+    (("-m", "hydra/launcher=slurm", "hydra.launcher.no_such_key=1"), "hydra.launcher.no_such_key"),
+])
+def test_a_command_that_does_not_compose_is_reported_with_hydras_message(args, message, tmp_path):
+    error = composition_error(Documented("x.md:1", ("python", "-m", "mgr.train", *args)), composition_values(tmp_path))
+    assert error is not None and message in error
