@@ -19,7 +19,7 @@ from conftest import mgr_command, mgr_in_process, save_checkpoint, seed004_vote
 from mgr.data import synth_audio
 from mgr.models import GenreClassifier, load_model
 from mgr import MGRError
-from mgr.data.chunking import TrackAggregation
+from mgr.models.aggregation import TrackAggregation
 from mgr.models.metrics import TrackMetrics
 from mgr.predict import predict, predict_files, write_outputs
 

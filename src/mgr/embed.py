@@ -7,7 +7,7 @@ overlap, the fewest evenly spaced chunks that cover each track (at most
 data.eval_max_chunks), a track shorter than a chunk zero-padded to it. So the
 chunk logits are those of mgr.eval's test metrics. A track's embedding (and
 logits) is the mean of its chunks'. Its scores and predicted class combine its
-chunks as the checkpoint's track metrics did (mgr.data.chunking.TrackAggregation;
+chunks as the checkpoint's track metrics did (mgr.models.aggregation.TrackAggregation;
 `track_aggregation=...` overrides), so they are those of mgr.eval's track metrics;
 the option changes nothing else. All go to <run dir>/embeddings.npz, and a
 t-SNE map of the chunk and track embeddings, coloured by label, to tsne.png

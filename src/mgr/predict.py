@@ -11,7 +11,7 @@ Each file is decoded to mono at the model's rate
 mgr.data.chunking.chunk_starts: the fewest evenly spaced chunks from the first
 sample to the last that are at most (1 - overlap) of a chunk apart, a file
 shorter than one chunk zero-padded to it. The chunks are combined as the
-checkpoint's track metrics combined them (mgr.data.chunking.TrackAggregation;
+checkpoint's track metrics combined them (mgr.models.aggregation.TrackAggregation;
 `track_aggregation=...` overrides): the softmax of the mean chunk logits (the
 default), the mean chunk probabilities, or with majority_vote the share of the
 voting chunks per genre. overlap=0 cuts the chunks evaluation cuts

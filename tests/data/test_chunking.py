@@ -11,8 +11,9 @@ import torch
 
 from conftest import CHUNK_LOGITS, CHUNK_TRACKS, seed004_vote
 from mgr import MGRError
-from mgr.data.chunking import TrackAggregation, chunk_starts, crop, cut
+from mgr.data.chunking import chunk_starts, crop, cut
 from mgr.data.datasets import EvenChunks
+from mgr.models.aggregation import TrackAggregation
 
 
 def test_the_documented_examples():

@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mgr import MGRError
-from mgr.data.chunking import TrackAggregation
+from mgr.models.aggregation import TrackAggregation
 from mgr.models import Ensemble, GenreClassifier
 from mgr.restore import checkpoint_paths
 

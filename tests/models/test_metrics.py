@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import CHUNK_LOGITS, CHUNK_TRACKS
-from mgr.data.chunking import TrackAggregation
+from mgr.models.aggregation import TrackAggregation
 from mgr.models.metrics import TrackMetrics
 
 

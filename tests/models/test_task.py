@@ -12,9 +12,9 @@ import torch
 
 from conftest import save_checkpoint
 from mgr import MGRError
-from mgr.data.chunking import TrackAggregation
-from mgr.data.datamodule import PADDING_LABEL
+from mgr.labels import PADDING_LABEL
 from mgr.models import GenreClassifier, load_model
+from mgr.models.aggregation import TrackAggregation
 
 
 SR = 8000

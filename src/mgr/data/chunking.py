@@ -1,6 +1,5 @@
-"""Where a track is cut into chunks and its chunks' logits are combined, for every task that
-scores whole tracks: evaluation (`EvenChunks`: the val/test metrics of mgr.train and mgr.eval,
-and mgr.embed) and mgr.predict.
+"""Where a track is cut into chunks, for every task that scores whole tracks: evaluation
+(`EvenChunks`: the val/test metrics of mgr.train and mgr.eval, and mgr.embed) and mgr.predict.
 
 `chunk_starts(n, chunk, overlap)` gives the fewest evenly spaced starts from 0 to n - chunk
 (the first chunk begins the track, the last one ends it) that are at most
@@ -15,32 +14,14 @@ and mgr.embed) and mgr.predict.
 - `max_chunks` (data.eval_max_chunks): at most that many, still spread evenly from the
   first sample to the last, so they no longer cover the track.
 
-A track's chunk logits are then combined by `TrackAggregation` (the run's `track_aggregation`),
-the one rule behind training's and mgr.eval's track metrics, mgr.predict's file probabilities and
-mgr.embed's track predictions (track embeddings are always the mean of the chunks'):
-
-- `mean_logits` (default): the mean of the chunk logits; probabilities are its softmax.
-- `mean_probs`: the mean of the chunk softmax probabilities (Won et al. 2020's test, who
-  average the sigmoid outputs of their tagging models).
-- `majority_vote`: each chunk whose top softmax probability is above `vote_threshold` votes for
-  that class; the track's scores are the shares of the votes, the most votes win, a tie goes
-  to the class listed first (seed report 004's code: scipy's mode over the confident slices). When no
-  chunk of a track passes the threshold, every chunk of it votes (that code's fallback too).
-  `vote_threshold=0` lets every chunk vote.
+A track's chunk logits are then combined by the model's track aggregation
+(mgr.models.aggregation: a property of how the model scores a track, kept in its checkpoint).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-import torch.nn.functional as F
-
-from mgr import MGRError
-
-TRACK_AGGREGATIONS = {"mean_logits": "mean of chunk logits", "mean_probs": "mean of chunk probabilities",
-                      "majority_vote": "majority vote of chunks"}
 
 
 def chunk_starts(n_samples: int, chunk: int, overlap: float = 0.0, max_chunks: int | None = None) -> np.ndarray:
@@ -67,49 +48,3 @@ def cut(wave: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:
     if past_end > 0:  # a track shorter than a chunk: pad it once
         wave = np.pad(wave, (0, past_end))
     return torch.from_numpy(np.stack([wave[s : s + length] for s in starts]).astype(np.float32, copy=False))
-
-
-@dataclass(frozen=True)
-class TrackAggregation:
-    """How the chunks of a track are combined into its scores (see the module docstring)."""
-
-    name: str = "mean_logits"
-    vote_threshold: float = 0.5
-
-    def __post_init__(self):
-        if self.name not in TRACK_AGGREGATIONS:
-            raise MGRError(f"track_aggregation={self.name!r} is not one of {', '.join(TRACK_AGGREGATIONS)}.")
-        if isinstance(self.vote_threshold, bool) or not isinstance(self.vote_threshold, (int, float)) \
-                or not 0 <= self.vote_threshold < 1:
-            raise MGRError(f"vote_threshold={self.vote_threshold!r} must be a number from 0 to below 1 "
-                           "(a chunk votes when its top probability is above it).")
-
-    def __str__(self) -> str:
-        above = f" (top probability above {self.vote_threshold:g})" if self.name == "majority_vote" else ""
-        return TRACK_AGGREGATIONS[self.name] + above
-
-    def as_dict(self) -> dict:
-        return {"track_aggregation": self.name, "vote_threshold": float(self.vote_threshold)}
-
-    def scores(self, logits: torch.Tensor, tracks: torch.Tensor, n_tracks: int) -> torch.Tensor:
-        """[n_tracks, C] scores of tracks 0..n_tracks-1 from chunk `logits` [N, C] and each chunk's
-        track `tracks` [N]; the argmax (first on ties) is the track's prediction."""
-        logits = logits.float()
-        if self.name == "mean_logits":
-            values = logits
-        elif self.name == "mean_probs":
-            values = torch.softmax(logits, dim=1)
-        else:
-            top, choice = torch.softmax(logits, dim=1).max(dim=1)
-            confident = top > self.vote_threshold
-            has_confident = torch.bincount(tracks[confident], minlength=n_tracks) > 0
-            voting = confident | ~has_confident[tracks]  # a track with no confident chunk: all vote
-            tracks, values = tracks[voting], F.one_hot(choice[voting], logits.shape[1]).float()
-        sums = torch.zeros(n_tracks, logits.shape[1], device=logits.device).index_add_(0, tracks, values)
-        return sums / torch.bincount(tracks, minlength=n_tracks).clamp(min=1).unsqueeze(1)
-
-    def probabilities(self, logits: torch.Tensor, tracks: torch.Tensor, n_tracks: int) -> torch.Tensor:
-        """The scores as probabilities: the softmax of the mean logits, the mean probabilities, or
-        the vote shares."""
-        scores = self.scores(logits, tracks, n_tracks)
-        return torch.softmax(scores, dim=1) if self.name == "mean_logits" else scores

@@ -18,11 +18,9 @@ from mgr.data.datasets import EVEN, EvenChunks, RandomChunks, check_chunks_per_t
 from mgr.data.embeddings import ChunkEmbeddings, EmbeddedChunks
 from mgr.data.sources import TrackList, build_source
 from mgr.data.splits import SPLITS, check_split
+from mgr.labels import PADDING_LABEL  # a padding chunk's (see _shard)
 
 log = logging.getLogger(__name__)
-
-# The label of a padding chunk: it counts in no metric (see _shard).
-PADDING_LABEL = -1
 
 
 # The splits a Lightning stage cannot run without.

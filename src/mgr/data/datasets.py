@@ -1,6 +1,6 @@
 """Chunk datasets over the waveform cache: random crops for training, evenly
 spaced chunks covering each track for evaluation (combined per track by
-mgr.data.chunking.TrackAggregation), both cut by mgr.data.chunking."""
+mgr.models.aggregation.TrackAggregation), both cut by mgr.data.chunking."""
 
 from __future__ import annotations
 

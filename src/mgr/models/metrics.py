@@ -1,5 +1,5 @@
 """Track-level metrics: each track's chunks combined by the model's `TrackAggregation`
-(mgr.data.chunking: mean of logits by default), then scored.
+(mgr.models.aggregation: mean of logits by default), then scored.
 
 A torchmetrics Metric, so under DDP the per-chunk states are gathered from all
 ranks before the chunks of a track are combined.
@@ -12,7 +12,7 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
 
-from mgr.data.chunking import TrackAggregation
+from mgr.models.aggregation import TrackAggregation
 
 
 class TrackMetrics(Metric):

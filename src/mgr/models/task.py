@@ -22,16 +22,16 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from mgr import MGRError
-from mgr.data.chunking import TrackAggregation
-from mgr.data.datamodule import PADDING_LABEL
 from mgr.encoders.pretrained import PretrainedEncoder
+from mgr.labels import PADDING_LABEL
+from mgr.models.aggregation import TrackAggregation
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
 from mgr.models.sizing import check_model_size
@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 CONFUSION_KEYS = {"chunk_confusion": "confusion/test_chunk", "track_confusion": "confusion/test_track"}
 # What the test report writes to test_predictions.csv (see TrackMetrics.compute).
 PREDICTION_KEYS = ("track_ids", "track_scores", "track_labels", "chunk_predictions", "chunk_tracks")
+
+
+def resolved_dict(node: DictConfig) -> dict:
+    """A config node as plain values, interpolations resolved: what a checkpoint stores."""
+    return OmegaConf.to_container(node, resolve=True)
 
 
 class GenreClassifier(pl.LightningModule):
@@ -117,8 +122,6 @@ class GenreClassifier(pl.LightningModule):
         """The task of a training config: `model` (the net's name and settings, and its `head`),
         `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length, the `encoder`
         of a probe (conf/model/probe.yaml selects it) and the `recipe`'s label smoothing and mixup."""
-        from mgr.entry import resolved_dict
-
         net = resolved_dict(cfg.model)
         head = net.pop("head", None)
         return cls(class_names, resolved_dict(cfg.feature), cfg.data.sample_rate, cfg.data.chunk_seconds, net, head,
@@ -150,7 +153,7 @@ class GenreClassifier(pl.LightningModule):
         return self.head(self.encoder(wave))
 
     def set_track_aggregation(self, name: str | None = None, vote_threshold: float | None = None) -> None:
-        """How the chunks of a track are combined (mgr.data.chunking.TrackAggregation) in the val/test
+        """How the chunks of a track are combined (mgr.models.aggregation.TrackAggregation) in the val/test
         track metrics, mgr.eval, mgr.predict and mgr.embed; None keeps the current value. Kept in the
         hyperparameters, so the checkpoint carries it."""
         current = getattr(self, "track_aggregation", TrackAggregation())
