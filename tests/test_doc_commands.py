@@ -273,9 +273,12 @@ NOT_RUN = {
 
 # --- the tests -----------------------------------------------------------------------------------
 
+VALUE_NAMES = ("HOME", "checkpoint", "sweep", "run", "folder")  # what PLACEHOLDERS and the shell fill in
+
+
 def composition_values(tmp_path: Path) -> dict[str, str]:
     """Where the placeholders point for composing: paths nothing reads."""
-    return {name: str(tmp_path / name) for name in ("HOME", "checkpoint", "sweep", "run", "folder")}
+    return {name: str(tmp_path / name) for name in VALUE_NAMES}
 
 
 def composition_failures(values: dict[str, str], jobs: slice) -> list[str]:
@@ -310,7 +313,7 @@ def test_every_documented_command_is_run_or_listed_with_a_reason():
 def quick_commands() -> list[Documented]:
     """One documented command of RUN for each distinct run: the same command on several pages, or
     the transcript's checkpoint for <best>.ckpt, runs once."""
-    symbolic = {name: f"${name}" for name in composition_values(Path())}
+    symbolic = {name: f"${name}" for name in VALUE_NAMES}
     distinct = {}
     for command in all_documented_commands():
         if command.text in RUN:
@@ -319,13 +322,10 @@ def quick_commands() -> list[Documented]:
 
 
 def write_music(folder: Path, names: list[str]) -> None:
+    """1.5 s of noise at 8 kHz in each named file, in the format its name says (song.mp3 is an MP3)."""
     rng = np.random.default_rng(len(names))
     for name in names:
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        import soundfile as sf  # noqa: PLC0415 (the format follows the name: song.mp3 is an MP3)
-
-        sf.write(str(path), 0.1 * rng.standard_normal(12000).astype(np.float32), 8000)
+        write_wav(folder / name, 0.1 * rng.standard_normal(12000).astype(np.float32), 8000)
 
 
 @pytest.fixture
@@ -348,8 +348,10 @@ def readers_world(tmp_path, monkeypatch, request) -> dict[str, str]:
 
 
 def needs_trained_run(command: Documented) -> bool:
-    # mgr.verify checks the caches of the session's data folder: trained_run's is one of them.
-    return "$checkpoint" in " ".join(invocation(command, {"checkpoint": "$checkpoint"}).overrides) or command.module == "verify"
+    """Whether the command names a checkpoint, or is mgr.verify: it checks the caches of the
+    session's data folder, and trained_run's is one of them."""
+    named = invocation(command, {"checkpoint": "$checkpoint"}).overrides
+    return any("$checkpoint" in o for o in named) or command.module == "verify"
 
 
 @pytest.mark.slow
