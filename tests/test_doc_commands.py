@@ -234,7 +234,7 @@ NOT_RUN = {
     "python -m mgr.train debug=fast_dev_run": "generates and decodes the default synth dataset (198 MB, about 50 s) "
                                               "for one batch; tests/test_train.py runs fast_dev_run on tiny data",
     "python -m mgr.train model=<name>": TRAINS_SYNTH + "; tests/conf/test_model.py runs every model",
-    "python -m mgr.train trainer=gpu": "needs a GPU; tests/conf/test_trainer.py composes it",
+    "python -m mgr.train trainer=gpu": "needs a GPU; benchmarks/gpu_check.sh trains with it on one",
     "python -m mgr.train data=folder data.root=$HOME/music": OWN_MUSIC,
     "python -m mgr.train -m data=folder data.root=$HOME/music data.folds=5 data.fold=range(5)": SWEEP,
     "python -m mgr.train -m model=cnn,crnn data.folds=5 data.fold=range(5)": SWEEP,
@@ -250,7 +250,7 @@ NOT_RUN = {
     "hydra.launcher.tasks_per_node=4 trainer=ddp ...": "submits to SLURM; its hydra node composes here",
     "python -m mgr.train ckpt_path=last hydra.run.dir=logs/train/runs/<run>":
         "resumes a killed run with that run's own overrides, which the command leaves out; "
-        "tests/test_train.py resumes a run",
+        "tests/test_run_directory.py resumes one",
     "python -m mgr.train hparams_search=optuna hydra.sweeper.n_trials=30":
         "30 trainings; tests/test_sweeps.py runs a 3-trial Optuna sweep",
     "python -m mgr.train model=probe data=folder data.root=$HOME/music": PROBE,
