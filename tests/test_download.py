@@ -167,10 +167,3 @@ def test_command_line_errors_are_one_sentence(tmp_path):
     unknown = _download("dataset=fma_tiny", f"root={tmp_path}", cwd=tmp_path)
     assert unknown.returncode == 1
     assert unknown.stderr.strip().startswith("mgr: error: Unknown dataset='fma_tiny'; choose one of gtzan, ")
-
-
-@pytest.mark.slow  # Hydra's help lists every config group of mgr: seconds
-def test_help_names_the_command_and_its_settings(tmp_path):
-    helped = _download("--help", cwd=tmp_path)
-    assert helped.returncode == 0
-    assert "python -m mgr.download" in helped.stdout and "keep_archives: false" in helped.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from conftest import verify_command
 from mgr.data.cache import WaveformCache
@@ -25,13 +24,6 @@ def test_verify_command_summarises_good_caches(cache_files, tmp_path):
     assert both.returncode == 0 and _untimed(both.stdout) == _untimed(check.stdout)
     missing = verify_command(f"caches={tmp_path / 'nothing_here'}")
     assert missing.returncode == 1 and missing.stderr.startswith(f"mgr: error: {tmp_path / 'nothing_here'} is no cache")
-
-
-@pytest.mark.slow  # Hydra's help lists every config group of mgr: seconds
-def test_help_names_the_command_and_its_settings():
-    helped = verify_command("--help")
-    assert helped.returncode == 0
-    assert "python -m mgr.verify" in helped.stdout and "caches: ${paths.cache_dir}" in helped.stdout
 
 
 def test_verify_command_checks_embedding_caches_too(cache_files, tmp_path):

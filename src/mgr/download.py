@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from mgr.data.archives import DATASETS, download
-from mgr.entry import require, task
+from mgr.entry import command, require, task
 
 USAGE = f"python -m mgr.download dataset={'|'.join(DATASETS)} root=PATH [mirror=URL] [keep_archives=true]"
 
@@ -19,9 +18,7 @@ def download_command(cfg: DictConfig) -> list[Path]:
     return download(str(cfg.dataset), str(cfg.root), cfg.mirror, bool(cfg.keep_archives))
 
 
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="download")
-def main(cfg: DictConfig) -> None:
-    download_command(cfg)
+main = command("download", download_command)
 
 
 if __name__ == "__main__":

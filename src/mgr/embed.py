@@ -20,12 +20,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from mgr import MGRError
-from mgr.entry import require, task
+from mgr.entry import command, require, task
 
 log = logging.getLogger("mgr.embed")
 
@@ -127,9 +126,7 @@ def embed(cfg: DictConfig) -> Path:
     return npz_path
 
 
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="embed")
-def main(cfg: DictConfig) -> None:
-    embed(cfg)
+main = command("embed", embed)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""What every entry point shares: user errors without tracebacks, required keys and config
-instantiation. The test report is mgr.test_report."""
+"""What every entry point shares: its Hydra main with mgr's own --help (mgr.help), a config checked
+before any work (mgr.schema), user errors as one sentence without a traceback, required keys and
+config instantiation. The test report is mgr.test_report."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import warnings
 from typing import Any, Callable
@@ -16,18 +18,58 @@ from mgr import MGRError
 log = logging.getLogger("mgr")
 
 
+def command(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """The `main()` of `python -m mgr.<command>`: Hydra's main around `run` (a @task) with the config
+    conf/<config_name>.yaml; `--help` prints the command's own options (mgr.help), and a config that
+    does not compose (an unknown option or key, a value of the wrong type) is one `mgr: error:` line.
+    Hydra prints its composition errors itself unless HYDRA_FULL_ERROR is set, so mgr sets it to see
+    them; a user who set it gets Hydra's full traceback, as Hydra documents."""
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name=config_name)
+    def hydra_main(cfg: DictConfig) -> Any:
+        return run(cfg)
+
+    def main() -> Any:
+        if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+            from mgr.help import help_text
+
+            print(help_text(config_name))
+            return None
+        from mgr.schema import config_error
+
+        full_error_asked = "HYDRA_FULL_ERROR" in os.environ
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        try:
+            return hydra_main()
+        except Exception as e:
+            error = None if full_error_asked else config_error(e)
+            if error is None:
+                raise
+            print(f"mgr: error: {error}", file=sys.stderr)
+            sys.exit(1)
+        finally:
+            if not full_error_asked:
+                os.environ.pop("HYDRA_FULL_ERROR", None)
+
+    return main
+
+
 def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Wrap a Hydra task: an MGRError ends the run with its one-sentence message and exit code 1."""
+    """Wrap a Hydra task: the config's `_target_` nodes are checked against their signatures first
+    (mgr.schema.check_targets); an MGRError ends the run with its one-sentence message and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
         from mgr.environment import write_environment
+        from mgr.schema import check_targets
         from mgr.utils.allocator import keep_freed_memory
 
         keep_freed_memory()
         _quiet_warnings()
         failed = True
         try:
+            check_targets(cfg)  # before any work: a wrong value costs nothing
             write_environment(cfg.paths.output_dir)
             result = fn(cfg)
             failed = False

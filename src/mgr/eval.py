@@ -12,10 +12,9 @@ vote_threshold); `track_aggregation=...` / `vote_threshold=...` score them anoth
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from mgr.entry import instantiate_dict, require, task
+from mgr.entry import command, instantiate_dict, require, task
 
 
 @task
@@ -39,9 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                            provenance, columns={"checkpoints": ";".join(provenance["checkpoints"])})
 
 
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="eval")
-def main(cfg: DictConfig) -> dict[str, float]:
-    return evaluate(cfg)
+main = command("eval", evaluate)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
@@ -48,7 +47,7 @@ from mgr import MGRError
 from mgr.data.audio import DecodeError, has_audio_name, load_audio
 from mgr.data.cache import SILENCE_PEAK
 from mgr.data.chunking import chunk_starts, cut
-from mgr.entry import require, task
+from mgr.entry import command, require, task
 
 log = logging.getLogger("mgr.predict")
 
@@ -229,10 +228,12 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     return predictions
 
 
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="predict")
-def main(cfg: DictConfig) -> None:
+def predict_command(cfg: DictConfig) -> None:
     if any(p.error for p in predict(cfg)):
         sys.exit(EXIT_SOME_FAILED)
+
+
+main = command("predict", predict_command)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from mgr import MGRError
-from mgr.entry import require, task
+from mgr.entry import command, require, task
 from mgr.sweep_report import write_report
 from mgr.test_report import BOOTSTRAP
 
@@ -25,9 +24,7 @@ def report(cfg: DictConfig) -> Path:
     return write_report(directory, float(cfg.alpha), {**BOOTSTRAP, **(cfg.get("bootstrap") or {})})
 
 
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="report")
-def main(cfg: DictConfig) -> None:
-    report(cfg)
+main = command("report", report)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 from omegaconf import DictConfig
 
 from mgr.test_report import test_and_report
 from mgr.run_directory import prepare_run_directory
-from mgr.entry import fresh_rendezvous_port, instantiate_dict, resolved_dict, task
+from mgr.entry import command, fresh_rendezvous_port, instantiate_dict, resolved_dict, task
 
 log = logging.getLogger("mgr.train")
 
@@ -114,9 +113,7 @@ def best_score(checkpoint) -> float | None:
     return None if score is None else float(score)
 
 
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+main = command("train", train)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, ListConfig
 
 from mgr.data.integrity import caches_in, verify
-from mgr.entry import task
+from mgr.entry import command, task
 
 @task
 def verify_command(cfg: DictConfig) -> bool:
@@ -28,10 +27,12 @@ def verify_command(cfg: DictConfig) -> bool:
     return not damaged
 
 
-@hydra.main(version_base="1.3", config_path="pkg://mgr.conf", config_name="verify")
-def main(cfg: DictConfig) -> None:
+def verify_and_exit(cfg: DictConfig) -> None:
     if not verify_command(cfg):
         sys.exit(1)
+
+
+main = command("verify", verify_and_exit)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def test_every_group_option_composes(group, option):
         assert cfg.data.sample_rate > 0 and cfg.data.chunk_seconds > 0
     if group == "feature":  # a variant (mel64) is the frontend it extends, with other settings
         own = OmegaConf.load(files("mgr.conf").joinpath("feature", f"{option}.yaml"))
-        assert cfg.feature.name == next((d for d in own.get("defaults", []) if d != "_self_"), option)
+        extends = next((d for d in own.get("defaults", []) if isinstance(d, str) and d != "_self_"), option)
+        assert cfg.feature.name == own.get("name", extends)
 
 
 def test_every_group_has_options():

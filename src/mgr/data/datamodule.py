@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 STAGE_SPLITS = {"fit": ("training", ("train", "val")), "validate": ("validation", ("val",)), "test": ("testing", ("test",))}
 
 
+def check_positive(**settings: float | None) -> None:
+    """Sizes that must be above zero (None: unset), refused before any data work."""
+    for name, value in settings.items():
+        if value is not None and not value > 0:
+            raise MGRError(f"data.{name}={value} is not accepted: it must be above 0.")
+
+
 class GenreDataModule(pl.LightningDataModule):
     def __init__(
         self,
@@ -51,6 +58,8 @@ class GenreDataModule(pl.LightningDataModule):
         allow_outside_root: bool = False,
     ):
         super().__init__()
+        check_positive(batch_size=batch_size, eval_batch_size=eval_batch_size, sample_rate=sample_rate,
+                       chunk_seconds=chunk_seconds, eval_max_chunks=eval_max_chunks)
         check_chunks_per_track(train_chunks_per_track)  # before the cache, which can take hours to decode
         # Absolute paths, so mgr.eval finds the data from any working directory (realpath, not
         # resolve: a symlink loop is left for the source to refuse in one sentence).

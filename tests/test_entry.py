@@ -1,0 +1,61 @@
+"""The front door of every command (mgr.entry.command): a config that does not compose, or a value
+its target refuses, is one `mgr: error:` line before any work, without a traceback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import mgr_command, mgr_in_process
+
+
+def one_error_line(proc) -> str:
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+@pytest.mark.parametrize("override,says", [
+    ("trainer.max_epochs=abc", "trainer.max_epochs=abc is not accepted: pytorch_lightning.Trainer takes an integer or null"),
+    ("model.dropout=abc", "model.dropout=abc is not accepted: model.dropout takes a number"),
+    ("data.batch_size=-1", "data.batch_size=-1 is not accepted: it must be above 0"),
+    ("feature.n_mels=abc", "feature.n_mels=abc is not accepted: feature.n_mels takes an integer"),
+    ("callbacks.early_stopping.patience=abc", "callbacks.early_stopping.patience=abc is not accepted: "
+     "pytorch_lightning.callbacks.EarlyStopping takes an integer"),
+    ("model=cnnn", "model=cnnn is not an option of the model group; choose one of belov_cnn, cnn,"),
+    ("model.dropoutt=0.1", "model.dropoutt is not a setting here"),
+    ("+trainer.max_epoch=3", "trainer.max_epoch is not a setting of pytorch_lightning.Trainer; it takes "),
+    ("seed=[", "seed=[ does not parse"),
+])
+def test_a_wrong_value_is_one_line_before_any_data_is_written(override, says, tmp_path):
+    proc = mgr_in_process("train", override, cwd=tmp_path, data_dir=tmp_path / "data", check=False)
+    assert one_error_line(proc).startswith(f"mgr: error: {says}")
+    assert not (tmp_path / "data").exists()
+
+
+def test_another_commands_group_is_refused_in_one_line(tmp_path):
+    proc = mgr_in_process("predict", "ckpt_path=a.ckpt", "inputs=b.wav", "model=cnn", cwd=tmp_path,
+                          data_dir=tmp_path / "data", check=False)
+    assert one_error_line(proc) == "mgr: error: model is not a config group of this command; --help lists its groups and options."
+
+
+def test_cfg_job_refuses_a_wrong_type_too(tmp_path):
+    proc = mgr_in_process("train", "--cfg", "job", "model.dropout=abc", cwd=tmp_path, data_dir=tmp_path / "data",
+                          check=False)
+    assert one_error_line(proc).startswith("mgr: error: model.dropout=abc is not accepted")
+
+
+def test_hydra_full_error_shows_hydras_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(Exception, match="Error merging override model.dropout=abc"):
+        mgr_in_process("train", "model.dropout=abc", cwd=tmp_path, data_dir=tmp_path / "data", check=False)
+    assert os.environ["HYDRA_FULL_ERROR"] == "1"
+
+
+@pytest.mark.slow  # a new interpreter: the command line as a user types it
+def test_the_command_line_stops_a_wrong_value_in_one_line(tmp_path):
+    proc = mgr_command("train", "trainer.max_epochs=abc", cwd=tmp_path, data_dir=tmp_path / "data", check=False)
+    assert one_error_line(proc).startswith("mgr: error: trainer.max_epochs=abc is not accepted")
+    assert not (tmp_path / "data").exists() and "HYDRA_FULL_ERROR" not in proc.stderr
