@@ -1,5 +1,6 @@
-"""W&B: without credentials a run logs offline (one warning), with tags, config, metric
-summaries, the test report, and a finished run per multirun job."""
+"""W&B (mgr.wandb_logging): without credentials a run, trained or evaluated, logs offline (one
+warning), with tags, config, metric summaries, the test report, and a finished run per multirun
+job; a resumed run continues its W&B run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import mgr_in_process, tiny
+from conftest import compose_resolved, metrics_of, mgr_in_process, tiny
 
 pytest.importorskip("wandb")
 
@@ -35,11 +36,20 @@ def read_wandb_records(path: Path) -> list:
     return records
 
 
-@pytest.mark.slow
-def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+def without_wandb_login(monkeypatch, home: Path) -> None:
+    monkeypatch.setenv("HOME", str(home))  # no ~/.netrc login
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
+
+
+def history_keys(records: list) -> set[str]:
+    return {i.key or "/".join(i.nested_key) for r in records if r.WhichOneof("record_type") == "history"
+            for i in r.history.item}
+
+
+@pytest.mark.slow
+def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeypatch):
+    without_wandb_login(monkeypatch, tmp_path)
     overrides = [o for o in tiny() if not o.startswith("model")]
     proc = mgr_in_process("train", "-m", "model=cnn,crnn", "logger=many", *overrides, "debug=limit",
                        cwd=tmp_path, data_dir=data_dir)
@@ -52,8 +62,7 @@ def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeyp
         assert "exit" in kinds
         (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
         assert set(run_record.tags) == {"data:synth", "feature:mel", f"model:{model}"}
-        history = {i.key or "/".join(i.nested_key) for r in records if r.WhichOneof("record_type") == "history"
-                   for i in r.history.item}
+        history = history_keys(records)
         assert {"val/acc", "val/track_acc", "train/loss", "test/track_acc", "test/per_class/_type"} <= history
         assert any(k.startswith("test/track_confusion") for k in history)
         summaries = {r.metric.name: r.metric.summary for r in records if r.WhichOneof("record_type") == "metric"}
@@ -70,7 +79,7 @@ def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeyp
     ("0" * 40, "http://127.0.0.1:9", "cannot be reached"),  # a key, but no server: no waiting
 ])
 def test_wandb_goes_offline_without_key_or_network(monkeypatch, tmp_path, key, url, reason, caplog):
-    from mgr.tracking import choose_wandb_mode
+    from mgr.wandb_logging import choose_wandb_mode
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -82,3 +91,31 @@ def test_wandb_goes_offline_without_key_or_network(monkeypatch, tmp_path, key, u
     choose_wandb_mode()
     assert os.environ["WANDB_MODE"] == "offline"
     assert reason in caplog.text
+
+
+@pytest.mark.slow
+def test_eval_logs_offline_without_a_key_as_train_does(trained_proc, tmp_path, data_dir, monkeypatch):
+    without_wandb_login(monkeypatch, tmp_path)
+    best = metrics_of(trained_proc)["best_checkpoint"]
+    proc = mgr_in_process("eval", f"ckpt_path={best}", "logger=wandb", cwd=tmp_path, data_dir=data_dir)
+    assert (proc.stdout + proc.stderr).count("logging offline") == 1
+    (run,) = tmp_path.glob("logs/eval/runs/*/wandb/offline-run-*")
+    records = read_wandb_records(next(run.glob("run-*.wandb")))
+    (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run_record.job_type == "eval"
+    assert {"test/track_acc", "test/per_class/_type"} <= history_keys(records)  # the metrics and the report
+
+
+def test_a_resumed_run_continues_its_wandb_run_and_leaves_the_config_as_it_was(tmp_path, monkeypatch):
+    """The id comes from <run dir>/wandb/latest-run (offline runs too), passed to W&B, not written into cfg."""
+    from hydra.utils import instantiate
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    (tmp_path / "wandb" / "offline-run-20260101_000000-abc123").mkdir(parents=True)
+    (tmp_path / "wandb" / "latest-run").symlink_to("offline-run-20260101_000000-abc123")
+    resumed = compose_resolved("train", ["logger=wandb", "ckpt_path=last", f"paths.output_dir={tmp_path}"])
+    logger = instantiate(resumed.logger.wandb)
+    assert logger._wandb_init["id"] == "abc123" and logger._wandb_init["resume"] == "allow"
+    assert resumed.logger.wandb.id is None
+    fresh = instantiate(compose_resolved("train", ["logger=wandb", f"paths.output_dir={tmp_path}"]).logger.wandb)
+    assert fresh._wandb_init["id"] is None  # a new run: a new W&B run

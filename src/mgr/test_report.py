@@ -1,6 +1,6 @@
 """The test report of mgr.train and mgr.eval: test, score the confusion matrices per class,
 draw bootstrap intervals, write test_predictions.csv and metrics.json, print the chunk/track
-table and hand the results to the loggers."""
+table and hand the results to the callbacks that take them (W&B's)."""
 
 from __future__ import annotations
 
@@ -41,13 +41,11 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, pro
     (test metrics, `provenance` (which checkpoints), class names, the track aggregation, confusion matrices, per-class
     scores, under "head" the head's `report` where it has one: what it chose; an ensemble's, one per member),
     and test_predictions.csv (`columns`: more columns of the same value in every row, after the run's axes),
-    print the table and send the report to loggers that take it (W&B). Returns the test metrics."""
+    print the table and hand the results to the trainer's callbacks that take them (a `report_test`
+    method: mgr.wandb_logging's). Returns the test metrics."""
     from mgr.models import test_confusions
     from mgr.models.task import test_predictions
-    from mgr.tracking import log_test_report
-    from mgr.entry import fresh_rendezvous_port
 
-    fresh_rendezvous_port(trainer)
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     predictions = {k: v.numpy() for k, v in test_predictions(trainer).items()}
@@ -62,7 +60,9 @@ def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, pro
     write_predictions(Path(cfg.paths.output_dir, "test_predictions.csv"), predictions, test_files,
                       datamodule.hparams.root, model.class_names, {**run_axes(cfg), **(columns or {})})
     write_and_print_results(metrics, results, cfg.paths.output_dir, title)
-    log_test_report(trainer.loggers, results, cfg.paths.output_dir)
+    for callback in trainer.callbacks:  # in this process, also after ddp_spawn: the results are here
+        if hasattr(callback, "report_test"):
+            callback.report_test(trainer, results, cfg.paths.output_dir)
     return metrics
 
 

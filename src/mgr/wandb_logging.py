@@ -1,8 +1,11 @@
-"""Weights & Biases around a run: offline fallback, metric summaries, the test
-report (mgr.test_report's confusion matrix and per-class table, the figures), and always
-finishing the run.
+"""Weights & Biases around a run, the only module of mgr that imports wandb:
 
-Every function does nothing when no W&B logger is configured.
+- `wandb_logger`, the factory conf/logger/wandb.yaml names: the offline fallback, and the run's
+  own W&B run continued when it resumes;
+- `WandbReport`, the callback mgr.run adds beside a W&B logger: metric summaries, and the test
+  report (mgr.test_report's confusion matrix and per-class table, the figures).
+
+mgr.entry closes the W&B run at the end of every task.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import logging
 import netrc
 import os
 import socket
-from urllib.parse import urlparse
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
+from pytorch_lightning import Callback
+from pytorch_lightning.loggers import WandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +27,14 @@ log = logging.getLogger(__name__)
 SUMMARIES = {"val/acc": "max", "val/track_acc": "max", "val/f1": "max", "val/track_f1": "max", "val/loss": "min"}
 
 
-def wandb_loggers(loggers) -> list:
-    return [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
+def wandb_logger(save_dir: str, resume_checkpoint=None, id: str | None = None, **settings) -> WandbLogger:
+    """Lightning's WandbLogger writing under `save_dir`/wandb, offline where W&B cannot be reached.
+    A run that resumes from a checkpoint (`resume_checkpoint`) in a directory that already holds a
+    W&B run continues that run, unless `id` names one."""
+    choose_wandb_mode()
+    if id is None and resume_checkpoint:
+        id = previous_run_id(save_dir)
+    return WandbLogger(save_dir=save_dir, id=id, **settings)  # Lightning lets W&B resume a known id
 
 
 def choose_wandb_mode() -> None:
@@ -49,45 +60,49 @@ def choose_wandb_mode() -> None:
     log.warning("%s: logging offline; upload later with `wandb sync <run dir>/wandb/offline-run-*`.", why)
 
 
-def continue_wandb_run(cfg) -> None:
-    """When a run resumes in its own directory, log to the W&B run it started, not a new one."""
-    from omegaconf import open_dict
-
-    previous = Path(cfg.paths.output_dir, "wandb", "latest-run")
-    if not cfg.get("ckpt_path") or cfg.logger.wandb.get("id") or not previous.exists():
-        return
+def previous_run_id(save_dir: str | Path) -> str | None:
+    """The id of the W&B run last written under `save_dir`, None where there is none."""
+    previous = Path(save_dir, "wandb", "latest-run")
+    if not previous.exists():
+        return None
     run_id = previous.resolve().name.rsplit("-", 1)[-1]  # run-<date>-<id> or offline-run-<date>-<id>
-    with open_dict(cfg):
-        cfg.logger.wandb.id = run_id
-        cfg.logger.wandb.resume = "allow"
     log.info("Continuing W&B run %s.", run_id)
+    return run_id
 
 
-def define_summaries(loggers) -> None:
-    for logger in wandb_loggers(loggers):
-        logger.experiment.define_metric("epoch")
-        for name, summary in SUMMARIES.items():
-            logger.experiment.define_metric(name, summary=summary, step_metric="epoch")
+def wandb_loggers(loggers) -> list[WandbLogger]:
+    return [lg for lg in loggers if isinstance(lg, WandbLogger)]
 
 
-def log_test_report(loggers, results: dict, run_dir: str | Path) -> None:
-    """Track-level confusion matrix, per-class scores (mgr.test_report's results) and the run's PNG
-    figures to W&B."""
-    targets = wandb_loggers(loggers)
-    if not targets or "track_confusion" not in results:
-        return
-    import wandb
+class WandbReport(Callback):
+    """What mgr adds to W&B's own logging: the best value of each validation metric as its summary,
+    and the test report, which mgr.test_report hands to `report_test`."""
 
-    names, confusion = results["class_names"], np.asarray(results["track_confusion"])
-    y_true = [t for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
-    y_pred = [p for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
-    scores = results["track_per_class"]
-    table = wandb.Table(columns=list(scores[0]), data=[list(s.values()) for s in scores])
-    images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted(Path(run_dir).glob("plots/*.png"))}
-    for logger in targets:
-        logger.experiment.log({
-            "test/track_confusion": wandb.plot.confusion_matrix(y_true=y_true, preds=y_pred, class_names=names),
-            "test/per_class": table,
-            **images,
-        })
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # Under ddp_spawn in rank 0, attached to the run the main process started; other ranks
+        # hold Lightning's dummy experiment, which ignores this.
+        for logger in wandb_loggers(trainer.loggers):
+            logger.experiment.define_metric("epoch")
+            for name, summary in SUMMARIES.items():
+                logger.experiment.define_metric(name, summary=summary, step_metric="epoch")
 
+    def report_test(self, trainer, results: dict, run_dir: str | Path) -> None:
+        """Track-level confusion matrix, per-class scores (mgr.test_report's results) and the run's PNG
+        figures. In the main process, after the test, also under ddp_spawn."""
+        targets = wandb_loggers(trainer.loggers)
+        if not targets or "track_confusion" not in results:
+            return
+        import wandb
+
+        names, confusion = results["class_names"], np.asarray(results["track_confusion"])
+        y_true = [t for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
+        y_pred = [p for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
+        scores = results["track_per_class"]
+        table = wandb.Table(columns=list(scores[0]), data=[list(s.values()) for s in scores])
+        images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted(Path(run_dir).glob("plots/*.png"))}
+        for logger in targets:
+            logger.experiment.log({
+                "test/track_confusion": wandb.plot.confusion_matrix(y_true=y_true, preds=y_pred, class_names=names),
+                "test/per_class": table,
+                **images,
+            })
