@@ -104,14 +104,23 @@ def documented_commands(page: Path) -> list[Documented]:
                 shell = language in SHELL_BLOCKS
                 for start, text in shell_lines(block):
                     if shell or re.match(r"(\$ )?python3? -m mgr\.", text.lstrip()):
-                        found += [Documented(f"{name}:{start}", c) for c in commands_of_line(text.strip())]
+                        found += commands_at(f"{name}:{start}", text.strip())
                 block = None
         elif block is not None:
             block.append((number, line))
         else:
             for span in re.findall(r"`([^`]+)`", line):
-                found += [Documented(f"{name}:{number}", c) for c in commands_of_line(span)]
+                found += commands_at(f"{name}:{number}", span)
     return found
+
+
+def commands_at(where: str, text: str) -> list[Documented]:
+    try:
+        return [Documented(where, c) for c in commands_of_line(text)]
+    except ValueError as e:  # shlex: an unclosed quote; a shell would not run the line either
+        if "mgr." in text:
+            raise ValueError(f"{where}: a shell cannot read this command ({e}): {text}") from None
+        return []
 
 
 def all_documented_commands() -> list[Documented]:
@@ -373,6 +382,7 @@ def test_the_finder_reads_blocks_transcripts_and_inline_code(tmp_path):
         "pip install . && python -m mgr.train \\\n"
         "    model=cnn data.fold='range(2)'   # a comment\n"
         "wandb agent x/y/z\n"
+        "echo \"unclosed\n"
         "```\n"
         "```\n"
         "src/mgr/train.py   python -m mgr.train\n"
@@ -382,7 +392,10 @@ def test_the_finder_reads_blocks_transcripts_and_inline_code(tmp_path):
     found = [(c.where, c.module, c.args) for c in documented_commands(page)]
     assert found == [("page.md:1", "verify", ()),
                      ("page.md:3", "train", ("model=cnn", "data.fold=range(2)")),
-                     ("page.md:9", "predict", ("ckpt_path=a.ckpt", "inputs=[b/]"))]
+                     ("page.md:10", "predict", ("ckpt_path=a.ckpt", "inputs=[b/]"))]
+    page.write_text("```bash\npython -m mgr.train data.root='a b\n```\n")
+    with pytest.raises(ValueError, match=r"page.md:2: a shell cannot read this command"):
+        documented_commands(page)
 
 
 def test_placeholders_shell_variables_and_alternatives_are_filled_in():
