@@ -158,15 +158,3 @@ def instantiate_dict(group: DictConfig | None) -> list[Any]:
 def resolved_dict(cfg: DictConfig) -> dict:
     """A config node as plain Python values, interpolations resolved: what checkpoints and loggers store."""
     return OmegaConf.to_container(cfg, resolve=True)
-
-
-def fresh_rendezvous_port(trainer) -> None:
-    """Give the next ddp_spawn launch its own rendezvous port. Lightning keeps the first
-    launch's port in MASTER_PORT and reuses it for the test launch and for every later job
-    of a multirun; meeting the previous launch's closing sockets there can abort a rank."""
-    import os
-
-    environment = getattr(trainer.strategy, "cluster_environment", None)
-    if type(environment).__name__ == "LightningEnvironment" and hasattr(environment, "_main_port"):
-        os.environ.pop("MASTER_PORT", None)
-        environment._main_port = -1

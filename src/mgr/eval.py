@@ -14,25 +14,20 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mgr.entry import command, instantiate_dict, require, task
+from mgr.entry import command, require, task
 
 
 @task
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     # Heavy imports here, so `--help` and `--cfg` answer at once.
-    from hydra.utils import instantiate
-
     from mgr.test_report import test_and_report
-    from mgr.models import CheckpointIO
     from mgr.restore import checkpoint_provenance, restore
-    from mgr.utils.progress import progress_for_logs
+    from mgr.run import build_trainer
 
     require(cfg, "ckpt_path", usage="python -m mgr.eval ckpt_path=<best>.ckpt [data=...]")
     model, datamodule = restore(cfg, ensemble=True)
     datamodule.prepare_data()
-    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False, plugins=[CheckpointIO()],
-                          callbacks=instantiate_dict(cfg.get("callbacks"))
-                          + progress_for_logs(cfg.trainer.get("enable_progress_bar", True)))
+    trainer, _ = build_trainer(cfg, training=False)
     provenance = checkpoint_provenance(cfg)
     return test_and_report(cfg, trainer, model, datamodule, f"Test results of {', '.join(provenance['checkpoints'])}",
                            provenance, columns={"checkpoints": ";".join(provenance["checkpoints"])})

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from mgr.test_report import test_and_report
 from mgr.run_directory import prepare_run_directory
-from mgr.entry import command, fresh_rendezvous_port, instantiate_dict, resolved_dict, task
+from mgr.entry import command, resolved_dict, task
 
 log = logging.getLogger("mgr.train")
 
@@ -18,15 +18,12 @@ def train(cfg: DictConfig) -> float | None:
     # Heavy imports here, so `--help` and `--cfg` answer at once.
     import pytorch_lightning as pl
     from hydra.utils import instantiate
-    from pytorch_lightning.callbacks import ModelCheckpoint
 
     from mgr.environment import environment
     from mgr.features import build_augment
-    from mgr.models import CheckpointIO, GenreClassifier
-    from mgr.models.finite import StopOnNonFinite
+    from mgr.models import GenreClassifier
     from mgr.models.training_length import checked_min_steps, stretch_to_min_steps
-    from mgr.tracking import choose_wandb_mode, continue_wandb_run, define_summaries
-    from mgr.utils.progress import progress_for_logs
+    from mgr.run import build_trainer
 
     prepare_run_directory(cfg)  # a used directory or a missing last checkpoint stops here
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"))
@@ -38,25 +35,17 @@ def train(cfg: DictConfig) -> float | None:
     # Before a probe's embedding extraction: a pretrained encoder's n_bins is None, which build_augment refuses.
     model.augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
                                   model.encoder.n_frames)
-    # StopOnNonFinite is no option: a diverged run must never end as a success, whatever `callbacks=`.
-    callbacks = (instantiate_dict(cfg.get("callbacks")) + progress_for_logs(cfg.trainer.get("enable_progress_bar", True))
-                 + [StopOnNonFinite()])
-    if cfg.get("logger") and "wandb" in cfg.logger:
-        choose_wandb_mode()
-        continue_wandb_run(cfg)
-    loggers = instantiate_dict(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[CheckpointIO()])
-    fresh_rendezvous_port(trainer)
-    cache_embeddings(model, datamodule, trainer.strategy.root_device, cfg.data.get("eval_batch_size") or cfg.data.batch_size)
+    trainer, checkpoint = build_trainer(cfg, training=True)
+    if caches_embeddings(model.encoder):
+        datamodule.use_encoder(model.encoder, trainer.strategy.root_device,
+                               cfg.data.get("eval_batch_size") or cfg.data.batch_size)
     # After the cache: a cached probe's epoch is every chunk of its training tracks.
     length = stretch_to_min_steps(trainer, datamodule, min_steps, fitted_head=model.head.fitted)
     training = {"training_length": length.as_dict()} if length else {}
-    for logger in loggers:
+    for logger in trainer.loggers:
         logger.log_hyperparams({**resolved_dict(cfg), "environment": environment(), **training})
-    define_summaries(loggers)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     best_path = checkpoint.best_model_path if checkpoint else ""
     if cfg.get("test"):
         if not best_path:
@@ -82,23 +71,12 @@ def checked_checkpoint(ckpt_path: str | None) -> str | None:
     return str(local_checkpoint(ckpt_path))
 
 
-def cache_embeddings(model, datamodule, device, batch_size: int) -> None:
-    """A frozen pretrained encoder is a fixed function of the chunk: its layers are computed once per
-    chunk into the embedding cache (mgr.data.embeddings), on the device the run trains on, and the
-    data module feeds the probe those instead of waveforms."""
-    from mgr.data.embeddings import ChunkEmbeddings
+def caches_embeddings(encoder) -> bool:
+    """A frozen pretrained encoder is a fixed function of the chunk: the data module computes its layers
+    once per chunk (GenreDataModule.use_encoder) and feeds the probe those instead of waveforms."""
     from mgr.encoders.pretrained import PretrainedEncoder
 
-    encoder = model.encoder
-    if not isinstance(encoder, PretrainedEncoder) or encoder.finetune or not encoder.cache_embeddings:
-        return
-    datamodule.setup("fit")
-    encoder.to(device)
-    store = ChunkEmbeddings.build(datamodule.cache, datamodule.embedding_chunks(), datamodule.chunk, encoder.identity,
-                                  encoder.layer_dims, encoder.layers, datamodule.hparams.cache_dir,
-                                  device=device, batch_size=batch_size, name=encoder.settings["name"])
-    encoder.cpu()
-    datamodule.use_embeddings(*encoder.cached_input(store))  # every layer is cached; the encoder says which it takes
+    return isinstance(encoder, PretrainedEncoder) and not encoder.finetune and encoder.cache_embeddings
 
 
 def best_score(checkpoint) -> float | None:

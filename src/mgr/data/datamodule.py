@@ -176,9 +176,21 @@ class GenreDataModule(pl.LightningDataModule):
         number = {g: i for i, g in enumerate(dict.fromkeys(groups))}
         return [number[groups[t]] for t in self.split_tracks[split]]
 
+    def use_encoder(self, encoder, device: torch.device, batch_size: int) -> None:
+        """Feed a frozen pretrained `encoder`'s probe its embeddings instead of waveforms: the encoder is a
+        fixed function of the chunk, so its layers are computed once per chunk of every split into the
+        embedding cache (mgr.data.embeddings), on `device` (the run's), and read from there."""
+        self.setup("fit")
+        encoder.to(device)
+        store = ChunkEmbeddings.build(self.cache, self.embedding_chunks(), self.chunk, encoder.identity,
+                                      encoder.layer_dims, encoder.layers, self.hparams.cache_dir,
+                                      device=device, batch_size=batch_size, name=encoder.settings["name"])
+        encoder.cpu()
+        self.use_embeddings(*encoder.cached_input(store))  # every layer is cached; the encoder says which it takes
+
     def use_embeddings(self, store: ChunkEmbeddings, layers: list[int]) -> None:
         """From now on, give the cached `layers` of each chunk instead of its waveform (a frozen
-        encoder's probe; mgr.train.cache_embeddings)."""
+        encoder's probe; use_encoder)."""
         self.embeddings = (store, list(layers))
 
     def embedding_chunks(self) -> list[tuple[int, int]]:
