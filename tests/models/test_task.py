@@ -13,8 +13,9 @@ import torch
 from conftest import save_checkpoint
 from mgr import MGRError
 from mgr.labels import PADDING_LABEL
-from mgr.models import GenreClassifier, load_model
+from mgr.models import Ensemble, GenreClassifier, load_model
 from mgr.models.aggregation import TrackAggregation
+from mgr.models.task import FittedClassifier, TrainedClassifier
 
 
 SR = 8000
@@ -74,6 +75,22 @@ def test_svm_head_reproduces_sklearn_and_separates_a_fixed_batch():
     scaler = StandardScaler().fit(x)
     svm = LinearSVC(max_iter=10000, random_state=0).fit(scaler.transform(x), target.numpy())
     assert np.allclose(logits.numpy(), svm.decision_function(scaler.transform(x)), atol=1e-3)
+
+
+def test_the_head_chooses_the_task_and_every_task_is_a_genre_classifier():
+    svm, cnn = task({"name": "stats"}, head={"name": "linear_svm"}), task({"name": "cnn", "channels": [4, 8, 8], "hidden": 8})
+    probe_head = task({"name": "stats"}, head="rbf_svm")  # a head by name, as conf/model/probe.yaml gives it
+    assert type(svm) is FittedClassifier and type(probe_head) is FittedClassifier and type(cnn) is TrainedClassifier
+    for model in (svm, cnn):
+        assert isinstance(model, GenreClassifier)
+        assert type(GenreClassifier(**model.hparams)) is type(model) is type(copy.deepcopy(model))
+    assert not hasattr(svm, "_mixup") and not hasattr(cnn, "_fit_head")  # each holds its own way of training only
+    # A subclass builds itself, whatever its head: mgr.eval's ensemble (evaluation only) of fitted members too.
+    assert type(Ensemble(**svm.hparams)) is Ensemble
+    with pytest.raises(MGRError, match="Unknown model.head.name='transformer'"):
+        task({"name": "cnn"}, head={"name": "transformer"})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'heads'"):
+        GenreClassifier(["a", "b"], MEL, SR, 1.0, {"name": "cnn"}, heads=None)
 
 
 def test_fitted_head_takes_no_optimizer_steps_but_the_trainable_one_does():

@@ -1,9 +1,11 @@
-"""The classification task (`GenreClassifier`), its encoder and heads, checkpoint loading, and the
+"""The classification task (`GenreClassifier`: a `TrainedClassifier` or a `FittedClassifier`, as its
+head learns), its encoder and heads, checkpoint loading, and the
 average of several trained models (`Ensemble`). The architectures themselves are plain nets in mgr.nets."""
 
 from mgr.models.checkpoints import CheckpointIO, read_checkpoint
 from mgr.models.encoder import SpectrogramEncoder
-from mgr.models.task import GenreClassifier, load_model, test_confusions
+from mgr.models.task import FittedClassifier, GenreClassifier, TrainedClassifier, load_model, test_confusions
 from mgr.models.ensemble import Ensemble
 
-__all__ = ["CheckpointIO", "Ensemble", "GenreClassifier", "SpectrogramEncoder", "load_model", "read_checkpoint", "test_confusions"]
+__all__ = ["CheckpointIO", "Ensemble", "FittedClassifier", "GenreClassifier", "SpectrogramEncoder", "TrainedClassifier",
+           "load_model", "read_checkpoint", "test_confusions"]

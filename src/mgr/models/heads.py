@@ -489,6 +489,16 @@ def head_settings(settings: dict | str | None) -> dict:
     return {"name": "linear", **(settings or {})}
 
 
+def is_fitted(settings: dict | str | None) -> bool:
+    """Whether the head `settings` name is fitted in closed form (False for a name mgr does not know:
+    build_head refuses it)."""
+    try:
+        name = head_settings(settings)["name"]
+    except TypeError:  # not settings at all: build_head says so
+        return False
+    return bool(getattr(HEADS.get(name) if isinstance(name, str) else None, "fitted", False))
+
+
 def build_head(settings: dict | str | None, embedding_dim: int, num_classes: int,
                embedding_layers: list[tuple] | None = None) -> nn.Module:
     """The head `settings` name, on embeddings of `embedding_dim`; a head that works per layer

@@ -1,21 +1,26 @@
-"""The classification task: one LightningModule for every architecture.
+"""The classification task, one per way of training, over one shared evaluation.
 
-It holds an encoder (waveform -> embeddings: a frontend and a net of mgr.nets,
-or, for `model=probe`, a pretrained encoder of mgr.encoders, built from the
-`encoder` settings) and builds the output layer from the encoder's embedding
-size. It owns the loss, the chunk and track metrics (a track's chunks combined
-by its `track_aggregation`), the optimizer and schedule (the `optimizer` and
-`scheduler` config groups), training-time augmentation and the checkpoint's
-tag. A head fitted in closed form (the SVM) is fitted by the same training
-loop: the task collects the embeddings and fits the head before validation.
+`GenreClassifier` holds what every task shares: an encoder (waveform -> embeddings: a frontend and
+a net of mgr.nets, or, for `model=probe`, a pretrained encoder of mgr.encoders, built from the
+`encoder` settings), the output layer built from the encoder's embedding size, the chunk and track
+metrics (a track's chunks combined by its `track_aggregation`), the validation and test steps, the
+test predictions and the checkpoint's tag. How the head learns is its subclass's:
 
-Every hyperparameter is a plain value, so a checkpoint alone builds the task: `load_model(path)`
-(or `GenreClassifier.load_from_checkpoint(path)`, the same) reads it through
-mgr.models.checkpoints, with weights_only=True.
+- `TrainedClassifier`: the head (and the net) trained by gradient descent, with the loss, the
+  optimizer and schedule (the `optimizer` and `scheduler` config groups), mixup, label smoothing and
+  training-time augmentation.
+- `FittedClassifier`: a head fitted in closed form (the SVMs, the probe's `select`; `head.fitted`),
+  by the same training loop: the task collects the embeddings and fits the head before validation.
+
+Building `GenreClassifier(...)` builds the task of its head's way of training, so the hyperparameters
+alone choose the class, and a checkpoint alone builds its task: `load_model(path)` (or
+`GenreClassifier.load_from_checkpoint(path)`, the same) reads it through mgr.models.checkpoints, with
+weights_only=True. Every hyperparameter is a plain value; checkpoints of either task, and of the one
+class both were until 2026-12, carry the same hyperparameters and the same tag.
 """
-
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -35,7 +40,7 @@ from mgr.models.aggregation import TrackAggregation
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
 from mgr.models.sizing import check_model_size
-from mgr.models.heads import build_head, head_settings
+from mgr.models.heads import build_head, head_settings, is_fitted
 from mgr.models.metrics import TrackMetrics
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 
@@ -52,6 +57,18 @@ def resolved_dict(node: DictConfig) -> dict:
 
 
 class GenreClassifier(pl.LightningModule):
+    """What every task shares (see the module docstring); `GenreClassifier(...)` builds the task of its
+    head's way of training: a FittedClassifier for a head fitted in closed form, else a TrainedClassifier."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is GenreClassifier:  # the hyperparameters choose the class, as a checkpoint's do
+            try:
+                head = inspect.signature(GenreClassifier.__init__).bind_partial(None, *args, **kwargs).arguments.get("head")
+            except TypeError:  # arguments that fit no task: __init__ says which, as it always did
+                head = None
+            cls = FittedClassifier if is_fitted(head) else TrainedClassifier
+        return super().__new__(cls)
+
     def __init__(
         self,
         class_names: list[str],
@@ -80,20 +97,10 @@ class GenreClassifier(pl.LightningModule):
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes,
                                getattr(self.encoder, "embedding_layers", None))
-        learns = any(p.requires_grad for p in self.encoder.parameters())
-        if self.head.fitted and encoder is not None and learns:  # no gradient would ever reach what it learns
-            raise MGRError(f"model.head={head_settings(head)['name']} is fitted in closed form and trains nothing "
-                           "else, and encoder.finetune=true or encoder.layer=weighted learn by gradient descent; give "
-                           "a trained head (model.head={name: linear} or {name: mlp, hidden: 256, dropout: 0.2}) or "
-                           "leave them out.")
+        # Checked for every task, so a wrong recipe is one sentence whichever head it meets.
         if not 0.0 <= label_smoothing < 1.0 or mixup_alpha < 0.0:
             raise MGRError(f"label_smoothing must lie in [0, 1) and mixup_alpha be >= 0 (got {label_smoothing} "
                            f"and {mixup_alpha}).")
-        # Training objective only (evaluation's loss is the plain cross-entropy, comparable across runs).
-        self.label_smoothing, self.mixup_alpha = float(label_smoothing), float(mixup_alpha)
-        # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
-        # It holds no weights, so checkpoints and inference do not depend on it.
-        self.augment: nn.Module = nn.Identity()
         metrics = MetricCollection({"acc": MulticlassAccuracy(self.num_classes, average="micro"),
                                     "f1": MulticlassF1Score(self.num_classes, average="macro")})
         self.train_metrics = metrics.clone(prefix="train/")
@@ -107,15 +114,10 @@ class GenreClassifier(pl.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.test_results: dict[str, Any] = {}
         self.set_track_aggregation(track_aggregation, vote_threshold)
-        if self.head.fitted:  # no gradient steps: the training loop only collects embeddings
-            self.automatic_optimization = False
-            self._fit_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # embeddings, labels, tracks
-            self._fit_pending = False
-        # A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma; the
-        # probe's `select` head its candidate and layer, by the validation track accuracy):
-        # after each fit, validation embeds all chunks first, the head chooses, then they are scored.
-        self._select_pending = False
-        self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._prepare_training()
+
+    def _prepare_training(self) -> None:
+        """What the subclass's way of training needs, once the encoder and head are built (none: evaluation only)."""
 
     @classmethod
     def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
@@ -162,37 +164,7 @@ class GenreClassifier(pl.LightningModule):
         self.val_tracks.aggregation = self.test_tracks.aggregation = self.track_aggregation
         self.hparams.update(self.track_aggregation.as_dict())
 
-    # --- steps -----------------------------------------------------------------
-    def training_step(self, batch, batch_idx):
-        wave, target, track = batch
-        if self.head.fitted:
-            with torch.no_grad():
-                self._fit_batches.append((self.encoder(wave), target, track))
-            self._fit_pending = True
-            self.optimizers().step()  # changes nothing (see configure_optimizers); counts the step
-            return None
-        wave, mixed, weight = self._mixup(wave, target)
-        logits = self.head(self.encoder(wave, self.augment))  # augmented in training only
-        loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
-        if weight < 1.0:
-            loss = weight * loss + (1.0 - weight) * F.cross_entropy(logits, mixed, label_smoothing=self.label_smoothing)
-        self.train_metrics.update(logits, target)  # against each mix's larger part
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(target))
-        return loss
-
-    def _mixup(self, wave: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Mixup (Zhang et al. 2018) of the batch's inputs, as AST and PANNs train on few labels: each
-        example mixed with another of the batch by one weight ~ Beta(alpha, alpha), kept >= 0.5 so the
-        example's own label weighs more. Mixing waveforms mixes the sounds themselves (the probe's cached
-        layers mix linearly). Returns the inputs, the other examples' labels and the weight."""
-        if self.mixup_alpha <= 0.0 or len(target) < 2:
-            return wave, target, 1.0
-        weight = torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample().item()
-        weight = max(weight, 1.0 - weight)
-        other = torch.randperm(len(target), device=target.device)
-        return weight * wave + (1.0 - weight) * wave[other], target[other], weight
-
+    # --- evaluation ------------------------------------------------------------
     def _eval_step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Score a batch; returns the logits and targets of the chunks that count: a DDP rank with
         no evaluation chunks of its own evaluates one padding chunk, which counts nowhere."""
@@ -221,15 +193,9 @@ class GenreClassifier(pl.LightningModule):
         return results
 
     def validation_step(self, batch, batch_idx):
-        if self._select_pending:  # scored at the epoch's end, by the head chosen on all of them
-            wave, target, track = batch
-            self._val_batches.append((self.encoder(wave), target, track))
-            return
         self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self):
-        if self._select_pending:
-            self._select_head()
         self._eval_epoch_end("val")
 
     def test_step(self, batch, batch_idx):
@@ -256,7 +222,150 @@ class GenreClassifier(pl.LightningModule):
         # plots, instead of tearing down their process group under it (a gloo rank aborted so).
         self.trainer.strategy.barrier("mgr-test-end")
 
-    # --- a head fitted in closed form -------------------------------------------
+    def _all_ranks(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` of every DDP rank, concatenated in rank order (shards may differ in size); `t` alone in one process."""
+        return torch.cat(gather_all_tensors(t)) if self.trainer.world_size > 1 else t
+
+    # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
+    # copies parameters and buffers, but not torchmetrics states, which are updated in place:
+    # every rank would add into the same counts. reset() gives each process its own.
+    def on_fit_start(self):
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
+
+    def on_validation_start(self):
+        for metric in (self.val_metrics, self.val_tracks, self.val_loss):
+            metric.reset()
+
+    def on_test_start(self):
+        for metric in (self.test_metrics, self.test_tracks, self.test_loss, self.test_confusion):
+            metric.reset()
+
+    # --- checkpoints -----------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             **overrides) -> "GenreClassifier":
+        """Lightning's classmethod, read as mgr reads every checkpoint (`load_model`): Lightning's own
+        would unpickle a URL with weights_only=False. `overrides` replace stored hyperparameters."""
+        if hparams_file is not None or strict is False or not isinstance(map_location, (str, torch.device, type(None))):
+            raise MGRError("GenreClassifier.load_from_checkpoint takes a checkpoint path, a device as map_location "
+                           "and hyperparameter overrides; hparams_file, strict=False and mapping functions are "
+                           "not supported.")
+        checkpoint = read_checkpoint(checkpoint_path)
+        checkpoint["hyper_parameters"] = {**checkpoint.get("hyper_parameters", {}), **overrides}
+        model = load_model(checkpoint_path, checkpoint)
+        return model if map_location is None else model.to(map_location)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning calls this when resuming (or testing a checkpoint path) on a built task; the
+        # checkpoint has been read by mgr.models.checkpoints, which upgrades the old layout.
+        if checkpoint.get("mgr_model") != CHECKPOINT_TAG or "mgr_upgraded_from" in checkpoint:
+            raise MGRError("This checkpoint was written by mgr before 2026-12: mgr.eval, mgr.predict and mgr.embed "
+                           "load it, but training cannot resume from it; start a new run.")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # One tag for every task (what mgr.models.checkpoints recognises): the head's settings in the
+        # hyperparameters say which task a checkpoint builds.
+        checkpoint["mgr_model"] = CHECKPOINT_TAG
+
+
+class TrainedClassifier(GenreClassifier):
+    """The head (and the net or fine-tuned encoder) trained by gradient descent."""
+
+    def _prepare_training(self) -> None:
+        # Training objective only (evaluation's loss is the plain cross-entropy, comparable across runs).
+        self.label_smoothing, self.mixup_alpha = float(self.hparams.label_smoothing), float(self.hparams.mixup_alpha)
+        # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
+        # It holds no weights, so checkpoints and inference do not depend on it.
+        self.augment: nn.Module = nn.Identity()
+
+    def training_step(self, batch, batch_idx):
+        wave, target, track = batch
+        wave, mixed, weight = self._mixup(wave, target)
+        logits = self.head(self.encoder(wave, self.augment))  # augmented in training only
+        loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        if weight < 1.0:
+            loss = weight * loss + (1.0 - weight) * F.cross_entropy(logits, mixed, label_smoothing=self.label_smoothing)
+        self.train_metrics.update(logits, target)  # against each mix's larger part
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(target))
+        return loss
+
+    def _mixup(self, wave: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Mixup (Zhang et al. 2018) of the batch's inputs, as AST and PANNs train on few labels: each
+        example mixed with another of the batch by one weight ~ Beta(alpha, alpha), kept >= 0.5 so the
+        example's own label weighs more. Mixing waveforms mixes the sounds themselves (the probe's cached
+        layers mix linearly). Returns the inputs, the other examples' labels and the weight."""
+        if self.mixup_alpha <= 0.0 or len(target) < 2:
+            return wave, target, 1.0
+        weight = torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample().item()
+        weight = max(weight, 1.0 - weight)
+        other = torch.randperm(len(target), device=target.device)
+        return weight * wave + (1.0 - weight) * wave[other], target[other], weight
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.hparams.optimizer, self._parameter_groups())
+        per_step = (self.hparams.scheduler or {}).get("name") == "onecycle"  # asks Lightning to size the loader
+        scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs,
+                                    self.trainer.estimated_stepping_batches if per_step else None)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _parameter_groups(self) -> list[dict]:
+        """The trainable parameters; a fine-tuned pretrained encoder's at its lr_scale of the learning
+        rate. A frozen one's need no gradient and are not given to the optimizer."""
+        backbone = getattr(self.encoder, "backbone", None)
+        scaled = [p for p in backbone.parameters() if p.requires_grad] if backbone is not None else []
+        ids = {id(p) for p in scaled}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
+        if scaled:
+            lr = (self.hparams.optimizer or DEFAULT_OPTIMIZER).get("lr", DEFAULT_OPTIMIZER["lr"])
+            groups.append({"params": scaled, "lr": lr * self.encoder.lr_scale})
+        return groups
+
+
+class FittedClassifier(GenreClassifier):
+    """A head fitted in closed form (`head.fitted`: the SVMs, the probe's `select`). The training loop
+    takes no gradient steps: it collects the training embeddings for the head's `passes` epochs and
+    fits the head on all collected so far before each validation (and at each epoch's end, for runs
+    that do not validate), so every validation sees the head as it stands.
+
+    A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma; the probe's
+    `select` head its candidate and layer, by the validation track accuracy): after each fit,
+    validation embeds all chunks first, the head chooses, then they are scored."""
+
+    def _prepare_training(self) -> None:
+        if self.hparams.encoder is not None and any(p.requires_grad for p in self.encoder.parameters()):
+            raise MGRError(f"model.head={head_settings(self.hparams.head)['name']} is fitted in closed form and "
+                           "trains nothing else, and encoder.finetune=true or encoder.layer=weighted learn by gradient "
+                           "descent; give a trained head (model.head={name: linear} or {name: mlp, hidden: 256, "
+                           "dropout: 0.2}) or leave them out.")
+        # Manual optimization: the training step steps the placeholder optimizer itself, with no loss
+        # (see configure_optimizers).
+        self.automatic_optimization = False
+        self._fit_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # embeddings, labels, tracks
+        self._fit_pending = False
+        self._select_pending = False
+        self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def configure_optimizers(self):
+        # The head takes no gradient steps, but Lightning counts training steps by optimizer steps:
+        # without them trainer.global_step stays 0, so ModelCheckpoint never saves (it skips a step
+        # count it has saved at, 0 included), recipe.min_steps would hold the run forever, and
+        # max_steps would never end it. An optimizer with a zero learning rate, stepped without
+        # gradients (manual optimization: there is no loss to hand Lightning), keeps the count
+        # without the trainer's internals (over a placeholder when the head, like the RBF SVM,
+        # holds buffers only). Its state is what checkpoints of fitted heads have always held.
+        return torch.optim.SGD(list(self.head.parameters()) or [nn.Parameter(torch.zeros(1))], lr=0.0)
+
+    def training_step(self, batch, batch_idx):
+        wave, target, track = batch
+        with torch.no_grad():
+            self._fit_batches.append((self.encoder(wave), target, track))
+        self._fit_pending = True
+        self.optimizers().step()  # changes nothing (see configure_optimizers); counts the step
+        return None
+
     # Validation runs before on_train_epoch_end, so the head is fitted when validation starts
     # (and at the epoch's end, for runs that do not validate).
     def on_validation_epoch_start(self):
@@ -264,11 +373,23 @@ class GenreClassifier(pl.LightningModule):
 
     def on_train_epoch_end(self):
         self._fit_head()
-        if self.head.fitted and self.current_epoch + 1 >= self.head.passes:
+        if self.current_epoch + 1 >= self.head.passes:
             self.trainer.should_stop = True
 
+    def validation_step(self, batch, batch_idx):
+        if self._select_pending:  # scored at the epoch's end, by the head chosen on all of them
+            wave, target, track = batch
+            self._val_batches.append((self.encoder(wave), target, track))
+            return
+        super().validation_step(batch, batch_idx)
+
+    def on_validation_epoch_end(self):
+        if self._select_pending:
+            self._select_head()
+        super().on_validation_epoch_end()
+
     def _fit_head(self) -> None:
-        if not self.head.fitted or not self._fit_pending:
+        if not self._fit_pending:
             return
         # Every rank fits the same head on all ranks' embeddings.
         x, y, track = (self._all_ranks(torch.cat([batch[i] for batch in self._fit_batches])) for i in range(3))
@@ -298,7 +419,8 @@ class GenreClassifier(pl.LightningModule):
 
     def _groups_of(self, split: str, track: torch.Tensor) -> torch.Tensor | None:
         """The data's group of each of a split's tracks (the data module's track_groups: clips of a
-        piece, an album), or None where the data says nothing of groups."""
+        piece, an album), or None where the data says nothing of groups. Asked of whatever data module
+        the trainer holds, by duck typing: the model imports nothing of mgr.data (tests/test_layout.py)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if not hasattr(datamodule, "track_groups"):
             return None
@@ -314,76 +436,6 @@ class GenreClassifier(pl.LightningModule):
             track_accuracy = (scores.argmax(1) == labels).float().mean().item()
             return track_accuracy, (logits.argmax(1) == target).float().mean().item()
         return score
-
-    def _all_ranks(self, t: torch.Tensor) -> torch.Tensor:
-        """`t` of every DDP rank, concatenated in rank order (shards may differ in size); `t` alone in one process."""
-        return torch.cat(gather_all_tensors(t)) if self.trainer.world_size > 1 else t
-
-    # Under ddp_spawn on the CPU, tensors sent to the worker processes share memory. Lightning
-    # copies parameters and buffers, but not torchmetrics states, which are updated in place:
-    # every rank would add into the same counts. reset() gives each process its own.
-    def on_fit_start(self):
-        for metric in self.modules():
-            if isinstance(metric, Metric):
-                metric.reset()
-
-    def on_validation_start(self):
-        for metric in (self.val_metrics, self.val_tracks, self.val_loss):
-            metric.reset()
-
-    def on_test_start(self):
-        for metric in (self.test_metrics, self.test_tracks, self.test_loss, self.test_confusion):
-            metric.reset()
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
-                             **overrides) -> "GenreClassifier":
-        """Lightning's classmethod, read as mgr reads every checkpoint (`load_model`): Lightning's own
-        would unpickle a URL with weights_only=False. `overrides` replace stored hyperparameters."""
-        if hparams_file is not None or strict is False or not isinstance(map_location, (str, torch.device, type(None))):
-            raise MGRError("GenreClassifier.load_from_checkpoint takes a checkpoint path, a device as map_location "
-                           "and hyperparameter overrides; hparams_file, strict=False and mapping functions are "
-                           "not supported.")
-        checkpoint = read_checkpoint(checkpoint_path)
-        checkpoint["hyper_parameters"] = {**checkpoint.get("hyper_parameters", {}), **overrides}
-        model = load_model(checkpoint_path, checkpoint)
-        return model if map_location is None else model.to(map_location)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Lightning calls this when resuming (or testing a checkpoint path) on a built task; the
-        # checkpoint has been read by mgr.models.checkpoints, which upgrades the old layout.
-        if checkpoint.get("mgr_model") != CHECKPOINT_TAG or "mgr_upgraded_from" in checkpoint:
-            raise MGRError("This checkpoint was written by mgr before 2026-12: mgr.eval, mgr.predict and mgr.embed "
-                           "load it, but training cannot resume from it; start a new run.")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["mgr_model"] = CHECKPOINT_TAG  # what mgr.models.checkpoints recognises
-
-    # --- optimisation ----------------------------------------------------------
-    def configure_optimizers(self):
-        if self.head.fitted:
-            # The head takes no gradient steps, but Lightning counts training steps by optimizer
-            # steps, and checkpoints are saved only after steps: an optimizer with a zero learning
-            # rate, stepped without gradients, keeps the count (over a placeholder when the head,
-            # like the RBF SVM, holds buffers only).
-            return torch.optim.SGD(list(self.head.parameters()) or [nn.Parameter(torch.zeros(1))], lr=0.0)
-        optimizer = build_optimizer(self.hparams.optimizer, self._parameter_groups())
-        per_step = (self.hparams.scheduler or {}).get("name") == "onecycle"  # asks Lightning to size the loader
-        scheduler = build_scheduler(self.hparams.scheduler, optimizer, self.trainer.max_epochs,
-                                    self.trainer.estimated_stepping_batches if per_step else None)
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-    def _parameter_groups(self) -> list[dict]:
-        """The trainable parameters; a fine-tuned pretrained encoder's at its lr_scale of the learning
-        rate. A frozen one's need no gradient and are not given to the optimizer."""
-        backbone = getattr(self.encoder, "backbone", None)
-        scaled = [p for p in backbone.parameters() if p.requires_grad] if backbone is not None else []
-        ids = {id(p) for p in scaled}
-        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
-        if scaled:
-            lr = (self.hparams.optimizer or DEFAULT_OPTIMIZER).get("lr", DEFAULT_OPTIMIZER["lr"])
-            groups.append({"params": scaled, "lr": lr * self.encoder.lr_scale})
-        return groups
 
 
 def load_model(ckpt_path, checkpoint: dict | None = None) -> GenreClassifier:
