@@ -12,7 +12,8 @@ functions too), and the layers point one way.
   and their Hydra wrapper mgr.entry call the models, never the other way.
 - mgr.utils imports nothing of mgr: it holds what any layer may use.
 - `@hydra.main` appears only in the seven entry points, all at mgr's top level, and in their
-  Hydra wrapper mgr.entry (which may build each one's main).
+  Hydra wrapper mgr.entry (which may build each one's main); they, and no other module, define the
+  `main` that `python -m mgr.<command>` runs.
 """
 
 from __future__ import annotations
@@ -140,3 +141,21 @@ def test_the_hydra_main_finder_finds_every_spelling():
     assert hydra_mains("import hydra\n@hydra.main(config_name='x')\ndef a(cfg): ...\ndef b(): ...") == ["a"]
     assert hydra_mains("from hydra import main as m\n@m(config_name='x')\ndef c(cfg): ...") == ["c"]
     assert hydra_mains("@main\ndef d(cfg): ...") == []  # not Hydra's
+
+
+def top_level_names(source: str) -> set[str]:
+    """The names a module binds at its top level (functions, classes, assignments)."""
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def test_the_seven_entry_points_and_only_they_define_a_main():
+    commands = {module for module, path in module_paths().items() if "main" in top_level_names(path.read_text())}
+    assert commands == set(ENTRY_POINTS)
+    assert top_level_names("main = command('x', run)\ndef helper(): ...\nif True:\n    other = 1") == {"main", "helper"}
