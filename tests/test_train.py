@@ -155,21 +155,21 @@ def test_help_and_cfg_job_work_from_any_directory(run_mgr, tmp_path):
     # --help in a new process, as the shell runs it; --cfg job needs no process of its own.
     proc = subprocess.run([sys.executable, "-m", "mgr.train", "--help"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 0
-    listed = {line.split(":")[0]: line.split(":")[1].split(", ") for line in proc.stdout.splitlines() if ": " in line}
-    assert {"cnn", "crnn"} <= {o.strip() for o in listed["model"]}
-    assert {o.strip() for o in listed["feature"]} == set(options("feature"))
+    assert proc.returncode == 0 and proc.stdout.startswith("python -m mgr.train")
+    assert "\n  model=crnn " in proc.stdout and "\n  feature=mel " in proc.stdout
+    words = set(proc.stdout.replace(",", " ").split())
+    assert {"cnn", "crnn"} | set(options("feature")) <= words
     proc = run_mgr("train", "--cfg", "job", "model=cnn", "feature=stft")
     assert proc.returncode == 0
     cfg = OmegaConf.create(proc.stdout)
     assert cfg.model.name == "cnn" and cfg.model.channels == [32, 64, 128] and cfg.feature.name == "stft"
 
 
-def test_unknown_group_option_gives_hydras_error(run_mgr):
+def test_unknown_group_option_is_one_line_with_the_choices(run_mgr):
     proc = run_mgr("train", "model=nosuchmodel", check=False)
-    assert proc.returncode != 0
-    assert "Could not find 'model/nosuchmodel'" in proc.stderr
-    assert "Available options" in proc.stderr
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("mgr: error: model=nosuchmodel is not an option of the model group; choose one of "
+                                   f"{', '.join(options('model'))}.")
 
 
 @pytest.mark.slow
