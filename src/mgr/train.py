@@ -20,7 +20,6 @@ def train(cfg: DictConfig) -> float | None:
     from hydra.utils import instantiate
 
     from mgr.environment import environment
-    from mgr.features import build_augment
     from mgr.models import GenreClassifier
     from mgr.models.training_length import checked_min_steps, stretch_to_min_steps
     from mgr.run import build_trainer
@@ -32,9 +31,6 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
     model = GenreClassifier.from_config(cfg, datamodule.class_names)
-    # Before a probe's embedding extraction: a pretrained encoder's n_bins is None, which build_augment refuses.
-    model.augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
-                                  model.encoder.n_frames)
     trainer, checkpoint = build_trainer(cfg, training=True)
     if caches_embeddings(model.encoder):
         datamodule.use_encoder(model.encoder, trainer.strategy.root_device,

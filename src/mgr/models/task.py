@@ -36,6 +36,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from mgr import MGRError
 from mgr.encoders.pretrained import PretrainedEncoder
 from mgr.labels import PADDING_LABEL
+from mgr.features import build_augment
 from mgr.models.aggregation import TrackAggregation
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
@@ -126,13 +127,20 @@ class GenreClassifier(pl.LightningModule):
         of a probe (conf/model/probe.yaml selects it) and the `recipe`'s label smoothing and mixup."""
         net = resolved_dict(cfg.model)
         head = net.pop("head", None)
-        return cls(class_names, resolved_dict(cfg.feature), cfg.data.sample_rate, cfg.data.chunk_seconds, net, head,
-                   resolved_dict(cfg.optimizer) if cfg.get("optimizer") else None,
-                   resolved_dict(cfg.scheduler) if cfg.get("scheduler") else None,
-                   cfg.get("track_aggregation") or TrackAggregation.name,
-                   cfg.get("vote_threshold", TrackAggregation.vote_threshold),
-                   resolved_dict(cfg.encoder) if cfg.get("encoder") else None,
-                   *(float((cfg.get("recipe") or {}).get(key, 0.0)) for key in ("label_smoothing", "mixup_alpha")))
+        model = cls(class_names, resolved_dict(cfg.feature), cfg.data.sample_rate, cfg.data.chunk_seconds, net, head,
+                    resolved_dict(cfg.optimizer) if cfg.get("optimizer") else None,
+                    resolved_dict(cfg.scheduler) if cfg.get("scheduler") else None,
+                    cfg.get("track_aggregation") or TrackAggregation.name,
+                    cfg.get("vote_threshold", TrackAggregation.vote_threshold),
+                    resolved_dict(cfg.encoder) if cfg.get("encoder") else None,
+                    *(float((cfg.get("recipe") or {}).get(key, 0.0)) for key in ("label_smoothing", "mixup_alpha")))
+        # The `augment` group: training-time only and without weights, so not among the hyperparameters a
+        # checkpoint rebuilds the model from. A pretrained encoder has no feature map: build_augment refuses.
+        augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
+                                model.encoder.n_frames)
+        if isinstance(model, TrainedClassifier):
+            model.augment = augment
+        return model
 
     # --- model -----------------------------------------------------------------
     @property
@@ -276,7 +284,7 @@ class TrainedClassifier(GenreClassifier):
     def _prepare_training(self) -> None:
         # Training objective only (evaluation's loss is the plain cross-entropy, comparable across runs).
         self.label_smoothing, self.mixup_alpha = float(self.hparams.label_smoothing), float(self.hparams.mixup_alpha)
-        # Training-time augmentation of the feature map; mgr.train sets it from the `augment` group.
+        # Training-time augmentation of the feature map; from_config sets it from the `augment` group.
         # It holds no weights, so checkpoints and inference do not depend on it.
         self.augment: nn.Module = nn.Identity()
 
