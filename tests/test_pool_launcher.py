@@ -128,6 +128,32 @@ def test_a_slot_is_held_by_another_process_until_that_process_ends(tmp_path):
     assert claim_slot(slots, tmp_path)[0].index == 0  # the OS freed it with the process
 
 
+# What a job's process does before the pool gives it its slot: Hydra composes the job's config (which
+# imports mgr.conf, so mgr's schemas, features and nets, so torch) and loads the task (mgr.train).
+# CUDA reads CUDA_VISIBLE_DEVICES once, when first asked for a device count, so none of it may ask.
+BEFORE_THE_SLOT = """
+import torch, traceback
+asked = []
+count = torch._C._cuda_getDeviceCount
+torch._C._cuda_getDeviceCount = lambda: asked.append(traceback.format_stack()) or count()
+from hydra import compose, initialize_config_module
+with initialize_config_module("mgr.conf", version_base="1.3"):
+    compose("train", overrides=["hydra/launcher=pool"], return_hydra_config=True)
+import mgr.train, mgr.device_pool
+print(len(asked), "".join(asked[0]) if asked else "")
+torch.cuda.is_available()
+print(len(asked))
+"""
+
+
+def test_a_job_process_sets_up_no_cuda_before_the_pool_gives_it_its_gpus():
+    done = subprocess.run([sys.executable, "-c", BEFORE_THE_SLOT], capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert lines[0] == "0 ", done.stdout  # where CUDA was asked, if it was
+    assert lines[-1] == "1"  # the spy sees CUDA asked
+
+
 def test_a_failed_job_is_one_line_of_its_swept_values():
     error = ValueError("first line\nthe last line")
     line = failure_line(3, ["model=cnn", "data.batch_size=16", "model.dropout=1.5"], ["model.dropout"], error)

@@ -5,10 +5,13 @@ Two existing pieces do the work. Hydra's joblib launcher runs as many jobs at on
 slots, each in a worker process that it keeps for the next job. `DevicePool`, a Hydra callback, sizes
 that launcher when the sweep starts and, in each job, gives the worker process a slot of the pool:
 lock files in the sweep directory, one per slot, so the job processes share the pool without a
-server. A worker keeps its slot for all its jobs (CUDA reads CUDA_VISIBLE_DEVICES once, at its first
-use in a process), and the OS frees the slot when the worker ends. The slot's variables are set
-before the job's code imports torch (mgr's entry points import it inside the task), so Lightning sees
-only the slot's GPUs and torch starts with the slot's threads.
+server. A worker keeps its slot for all its jobs (CUDA reads CUDA_VISIBLE_DEVICES once, when a
+process first asks it for devices), and the OS frees the slot when the worker ends.
+
+The slot is set early enough: before a job starts, its process only composes the config (which
+imports torch through mgr's schemas, but asks CUDA nothing: tests/test_pool_launcher.py checks it),
+so Lightning sees only the slot's GPUs. loky sets the workers' OMP/MKL thread variables when it
+starts them, before torch loads its thread pools, and the slot sets torch's threads again.
 """
 
 from __future__ import annotations
@@ -128,7 +131,8 @@ _held: dict[str, tuple[Slot, Any]] = {}
 
 def slot_of_this_process(folder: Path) -> Slot:
     if str(folder) not in _held:
-        slots = [Slot(s["index"], tuple(s["gpus"]), s["threads"]) for s in json.loads((folder / "slots.json").read_text())]
+        pool = json.loads((folder / "slots.json").read_text())
+        slots = [Slot(s["index"], tuple(s["gpus"]), s["threads"]) for s in pool]
         _held[str(folder)] = claim_slot(slots, folder)
     return _held[str(folder)][0]
 
@@ -138,12 +142,12 @@ def use_slot(slot: Slot) -> None:
     torch = sys.modules.get("torch")
     wanted = ",".join(slot.gpus)
     if torch is not None and torch.cuda.is_initialized() and os.environ.get("CUDA_VISIBLE_DEVICES") != wanted:
-        raise RuntimeError(f"CUDA was set up in this job process before the device pool gave it {slot}; "
-                           "something imported at unpickling time used CUDA.")
+        raise RuntimeError(f"CUDA was set up in this job's process before the device pool gave it {slot}: "
+                           "something the process ran before its first job asked CUDA for devices.")
     os.environ.update(slot.environment())
     import torch
 
-    torch.set_num_threads(slot.threads)  # OMP_NUM_THREADS counts only if set before torch's first import
+    torch.set_num_threads(slot.threads)  # torch is loaded by now: its variables alone would come too late
 
 
 def last_line(error: BaseException) -> str:
@@ -164,8 +168,8 @@ def failed_jobs(folder: Path) -> list[str]:
 
 def report_failed_jobs(folder: Path) -> None:
     if lines := failed_jobs(folder):
-        print(f"mgr: {len(lines)} job{'s' if len(lines) > 1 else ''} of the sweep failed "
-              f"(each job's log in its run directory has the traceback):", *(f"  {line}" for line in lines), sep="\n", file=sys.stderr)
+        title = f"mgr: {len(lines)} job{'s' if len(lines) > 1 else ''} of the sweep failed (tracebacks in their logs):"
+        print(title, *(f"  {line}" for line in lines), sep="\n", file=sys.stderr)
 
 
 class DevicePool(Callback):
