@@ -22,7 +22,6 @@ import logging
 import os
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
