@@ -194,12 +194,15 @@ def test_four_jobs_run_two_at_a_time_on_two_cores_and_a_failing_one_stops_none(r
 
 
 @pytest.mark.slow
-def test_optuna_runs_its_trials_side_by_side(run_mgr, tmp_path):
+def test_optuna_runs_its_trials_side_by_side_each_its_own_wandb_run(run_mgr, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no W&B login: the runs log offline
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
     overrides = [o for o in tiny() if not o.startswith(("feature.n_mels", "data.batch_size"))]
     run_mgr("train", "hparams_search=optuna", "hydra/launcher=pool", "hydra.callbacks.pool.cpus=2",
             "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
-            *overrides, "debug=limit", *NO_PLOTS)
+            *overrides, "debug=limit", *NO_PLOTS, "logger=wandb")
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
-    assert all((sweep / str(n) / "metrics.json").exists() for n in range(2))
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"] > 0
     assert most_at_once([job_span(sweep / str(n)) for n in range(2)]) == 2
+    runs = [list((sweep / str(n)).glob("wandb/offline-run-*/run-*.wandb")) for n in range(2)]
+    assert [len(r) for r in runs] == [1, 1] and runs[0][0].name != runs[1][0].name
