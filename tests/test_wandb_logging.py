@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_resolved, metrics_of, mgr_in_process, tiny
+from conftest import NO_PLOTS, compose_resolved, metrics_of, mgr_in_process, tiny
 
 pytest.importorskip("wandb")
 
@@ -119,3 +119,18 @@ def test_a_resumed_run_continues_its_wandb_run_and_leaves_the_config_as_it_was(t
     assert resumed.logger.wandb.id is None
     fresh = instantiate(compose_resolved("train", ["logger=wandb", f"paths.output_dir={tmp_path}"]).logger.wandb)
     assert fresh._wandb_init["id"] is None  # a new run: a new W&B run
+
+
+@pytest.mark.slow
+def test_a_run_resumed_in_its_directory_logs_to_its_wandb_run(tmp_path, data_dir, monkeypatch):
+    without_wandb_login(monkeypatch, tmp_path)
+    run_dir = tmp_path / "run"
+    common = [*tiny(), *NO_PLOTS, "logger=wandb", "test=false", f"hydra.run.dir={run_dir}"]
+    mgr_in_process("train", *common, cwd=tmp_path, data_dir=data_dir)
+    mgr_in_process("train", *common, "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path, data_dir=data_dir)
+    first, resumed = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert first.name.rsplit("-", 1)[1] == resumed.name.rsplit("-", 1)[1]  # one W&B run id
+    records = read_wandb_records(next(resumed.glob("run-*.wandb")))
+    config = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
+              for i in r.config.update}
+    assert config["logger"]["wandb"]["id"] is None  # the id went to W&B, the config stayed as given
