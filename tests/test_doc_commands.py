@@ -255,6 +255,8 @@ NOT_RUN = {
         "the real-music suite: its data is built from Debian's packages (1.3 GB), then 60 trainings",
     "python -m mgr.train -m model=crnn,fcn feature=mel,cqt,chroma data=gtzan trainer=ddp logger=wandb":
         "GTZAN on several GPUs with W&B online",
+    "python -m mgr.train -m hydra/launcher=pool model=crnn,fcn feature=mel,cqt,chroma data=gtzan trainer=gpu logger=wandb":
+        "GTZAN on 4 GPUs with W&B online; tests/test_pool_launcher.py runs tiny pool sweeps on the CPU",
     "python -m mgr.train -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=4 "
     "hydra.launcher.tasks_per_node=4 trainer=ddp ...": "submits to SLURM; its hydra node composes here",
     "python -m mgr.train ckpt_path=last hydra.run.dir=logs/train/runs/<run>":

@@ -59,3 +59,13 @@ def test_the_command_line_stops_a_wrong_value_in_one_line(tmp_path):
     proc = mgr_command("train", "trainer.max_epochs=abc", cwd=tmp_path, data_dir=tmp_path / "data", check=False)
     assert one_error_line(proc).startswith("mgr: error: trainer.max_epochs=abc is not accepted")
     assert not (tmp_path / "data").exists() and "HYDRA_FULL_ERROR" not in proc.stderr
+
+
+def test_a_failed_multirun_job_lets_the_others_run_and_the_sweep_ends_with_its_error(tmp_path):
+    proc = mgr_in_process("train", "-m", "seed=1,2", "data.batch_size=-1", cwd=tmp_path, data_dir=tmp_path / "data",
+                          check=False)
+    error = "mgr: error: data.batch_size=-1 is not accepted: it must be above 0."
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count(error) == 3  # each job's, then the sweep's
+    assert "Error executing job with overrides: ['seed=1', 'data.batch_size=-1'" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == error

@@ -41,10 +41,10 @@ def test_results_go_to_metrics_json_and_the_table(tmp_path, capsys):
 
 def test_the_report_is_written_once():
     """Scoring and the table live in mgr.test_report only: not beside the W&B code or the task wrapper."""
-    from mgr import tracking
+    from mgr import wandb_logging
     from mgr import entry
 
-    for module in (tracking, entry):
+    for module in (wandb_logging, entry):
         assert not {"per_class_scores", "test_and_report", "write_and_print_results"} & set(vars(module))
 
 

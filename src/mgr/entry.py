@@ -42,8 +42,8 @@ def command(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], 
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:
             return hydra_main()
-        except Exception as e:
-            error = None if full_error_asked else config_error(e)
+        except Exception as e:  # a multirun's failed job (its MGRError, once all jobs ran), or the config's
+            error = e if isinstance(e, MGRError) else None if full_error_asked else config_error(e)
             if error is None:
                 raise
             print(f"mgr: error: {error}", file=sys.stderr)
@@ -57,7 +57,9 @@ def command(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], 
 
 def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Wrap a Hydra task: the config's `_target_` nodes are checked against their signatures first
-    (mgr.schema.check_targets); an MGRError ends the run with its one-sentence message and exit code 1."""
+    (mgr.schema.check_targets); an MGRError ends the run with its one-sentence message and exit code 1,
+    or, in a multirun, ends the job as failed and lets the others run (Hydra raises the first failure
+    once all have run)."""
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
@@ -79,11 +81,20 @@ def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
             if error is None:
                 raise
             print(f"mgr: error: {error}", file=sys.stderr)
+            if _in_multirun():  # Hydra records the job as failed and runs the sweep's other jobs
+                raise error from None
             sys.exit(1)
         finally:
             finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
 
     return wrapper
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def finish_wandb(failed: bool) -> None:
