@@ -81,7 +81,7 @@ def many_files(tmp_path) -> list[str]:
 
 
 def _cache_bytes(cache: WaveformCache) -> tuple[bytes, list, list]:
-    return (cache.directory / "waveforms.f32").read_bytes(), cache.lengths.tolist(), cache.offsets.tolist()
+    return cache.data_path.read_bytes(), cache.lengths.tolist(), cache.offsets.tolist()
 
 
 def _child(args: list[str], tmp_path: Path) -> "subprocess.Popen":
@@ -142,7 +142,7 @@ def test_killed_build_resumes_to_identical_data(many_files, tmp_path, workers, m
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # a job's whole group (test_decode_workers_die_with_their_parent kills the builder alone)
     proc.wait()
-    assert journal is not None and not list((tmp_path / "cache").glob("*Hz-????????????????"))  # nothing final
+    assert journal is not None and not list((tmp_path / "cache").glob("*Hz-*[0-9a-f]"))  # nothing final
     done_before = journal.read_text().count("\n")
     assert 5 <= done_before < len(many_files)
 
@@ -216,8 +216,12 @@ def test_a_pool_that_breaks_while_jobs_are_submitted_loses_no_file(many_files, t
     assert calls["submit"] > 3 and _cache_bytes(built) == _cache_bytes(fresh)
 
 
-def _build(cache_files, root) -> WaveformCache:
-    return WaveformCache.build(cache_files, 8000, root, "folder")
+def _build(cache_files, root, dtype: str | None = None) -> WaveformCache:
+    return WaveformCache.build(cache_files, 8000, root, "folder", dtype=dtype)
+
+
+# A damaged cache of either sample type is found and repaired alike (int16: the default of a new cache).
+DTYPES = pytest.mark.parametrize("dtype", ["int16", "float32"])
 
 
 def _count_decoding(monkeypatch) -> list[str]:
@@ -228,36 +232,39 @@ def _count_decoding(monkeypatch) -> list[str]:
 
 
 def _same_data(a: WaveformCache, b: WaveformCache) -> bool:
-    return (a.directory / "waveforms.f32").read_bytes() == (b.directory / "waveforms.f32").read_bytes() \
-        and a.lengths.tolist() == b.lengths.tolist()
+    return a.data_path.read_bytes() == b.data_path.read_bytes() and a.lengths.tolist() == b.lengths.tolist() \
+        and a.dtype == b.dtype and a.scales.tolist() == b.scales.tolist()
 
 
-def test_truncated_cache_is_refused_on_open_and_rebuilt_from_the_cut(cache_files, tmp_path, monkeypatch, caplog):
-    built = _build(cache_files, tmp_path / "cache")
-    data = built.directory / "waveforms.f32"
-    cut = 4 * int(built.offsets[7] + 100)  # inside file 7: files 0-6 are whole
+@DTYPES
+def test_truncated_cache_is_refused_on_open_and_rebuilt_from_the_cut(cache_files, tmp_path, monkeypatch, caplog, dtype):
+    built = _build(cache_files, tmp_path / "cache", dtype)
+    assert built.dtype == dtype
+    data = built.data_path
+    cut = built.itemsize * int(built.offsets[7] + 100)  # inside file 7: files 0-6 are whole
     with open(data, "r+b") as f:
         f.truncate(cut)
     with pytest.raises(MGRError, match=rf"waveform cache {built.directory} is damaged: .*cut short.*delete"):
         WaveformCache(built.directory)
 
     decoded = _count_decoding(monkeypatch)
-    repaired = _build(cache_files, tmp_path / "cache")
+    repaired = _build(cache_files, tmp_path / "cache", dtype)
     assert repaired.directory == built.directory
     assert "damaged" in caplog.text and "cut short" in caplog.text
     assert decoded == cache_files[7:]  # the intact files 0-6 are kept
-    assert _same_data(repaired, _build(cache_files, tmp_path / "fresh"))
+    assert _same_data(repaired, _build(cache_files, tmp_path / "fresh", dtype))
     assert all(len(repaired.waveform(i)) == repaired.lengths[i] for i in range(len(cache_files)))
 
 
-def test_a_flipped_byte_stops_the_first_read_of_its_file(cache_files, tmp_path):
-    built = _build(cache_files, tmp_path / "cache")
-    data = built.directory / "waveforms.f32"
+@DTYPES
+def test_a_flipped_byte_stops_the_first_read_of_its_file(cache_files, tmp_path, dtype):
+    built = _build(cache_files, tmp_path / "cache", dtype)
+    data = built.data_path
     raw = bytearray(data.read_bytes())
-    raw[4 * int(built.offsets[5]) + 1001] ^= 0x10  # one bit of one sample of file 5
+    raw[built.itemsize * int(built.offsets[5]) + 1001] ^= 0x10  # one bit of one sample of file 5
     data.write_bytes(bytes(raw))
 
-    reopened = _build(cache_files, tmp_path / "cache")  # the extents still match: opened as before
+    reopened = _build(cache_files, tmp_path / "cache", dtype)  # the extents still match: opened as before
     reopened.waveform(4)
     with pytest.raises(MGRError, match=rf"waveform cache {built.directory} is damaged: the samples of .*05.wav "
                                        r"do not match .*; delete that folder"):
@@ -318,8 +325,8 @@ def test_a_cache_from_before_checksums_gets_them_once_unless_truncated(cache_fil
     assert verify_command(f"caches={built.directory}").returncode == 0
 
     index_path.write_text(json.dumps({**index, "version": 2}))
-    with open(built.directory / "waveforms.f32", "r+b") as f:
-        f.truncate(4 * int(upgraded.offsets[-1]))
+    with open(built.data_path, "r+b") as f:
+        f.truncate(built.itemsize * int(upgraded.offsets[-1]))
     decoded = _count_decoding(monkeypatch)
     rebuilt = _build(cache_files, tmp_path / "cache")  # no checksums to tell which files are intact: all decoded again
     assert decoded == cache_files
@@ -328,7 +335,7 @@ def test_a_cache_from_before_checksums_gets_them_once_unless_truncated(cache_fil
 
 def test_bytes_beyond_the_index_are_dropped_without_decoding(cache_files, tmp_path, monkeypatch, caplog):
     built = _build(cache_files, tmp_path / "cache")
-    with open(built.directory / "waveforms.f32", "ab") as f:
+    with open(built.data_path, "ab") as f:
         f.write(b"\0" * 400)  # a copy that wrote past the end
     decoded = _count_decoding(monkeypatch)
     repaired = _build(cache_files, tmp_path / "cache")
@@ -340,7 +347,7 @@ class _Killed(BaseException):
     """A kill, as the build sees one: nothing after it runs (decode_checked catches only Exception)."""
 
 
-def _killed_build_after(cache_files, root, monkeypatch, decoded_files: int) -> Path:
+def _killed_build_after(cache_files, root, monkeypatch, decoded_files: int, dtype: str | None = None) -> Path:
     """A build killed while decoding file `decoded_files`, every file before it committed; its `.partial` folder."""
     monkeypatch.setattr(cache_module, "COMMIT_SECONDS", -1.0)  # commit after every file
     real, seen = cache_module.load_audio, []
@@ -354,7 +361,7 @@ def _killed_build_after(cache_files, root, monkeypatch, decoded_files: int) -> P
     with monkeypatch.context() as m:
         m.setattr(cache_module, "load_audio", dies)
         with pytest.raises(_Killed):
-            _build(cache_files, root)
+            _build(cache_files, root, dtype)
     (partial,) = root.glob("*.partial")
     assert (partial / "journal.jsonl").read_text().count("\n") == decoded_files
     return partial
@@ -376,26 +383,30 @@ def test_a_corrupt_journal_line_is_dropped_with_a_warning_and_the_build_resumes(
     assert not list((tmp_path / "cache").glob("*.partial"))
 
 
-def test_a_journal_line_whose_samples_do_not_match_resumes_before_it(cache_files, tmp_path, monkeypatch, caplog):
-    partial = _killed_build_after(cache_files, tmp_path / "cache", monkeypatch, decoded_files=6)
-    data = partial / "waveforms.f32"
+@DTYPES
+def test_a_journal_line_whose_samples_do_not_match_resumes_before_it(cache_files, tmp_path, monkeypatch, caplog, dtype):
+    partial = _killed_build_after(cache_files, tmp_path / "cache", monkeypatch, decoded_files=6, dtype=dtype)
+    data = partial / cache_module.DATA_FILES[dtype]
+    itemsize = np.dtype(cache_module.DTYPES[dtype]).itemsize
     raw = bytearray(data.read_bytes())
-    raw[4 * (4000 + 4500 + 5000) + 17] ^= 0x01  # a sample of file 3, journaled but no longer what was decoded
+    raw[itemsize * (4000 + 4500 + 5000) + 17] ^= 0x01  # a sample of file 3, journaled but no longer what was decoded
     data.write_bytes(bytes(raw))
 
     decoded = _count_decoding(monkeypatch)
-    resumed = _build(cache_files, tmp_path / "cache")
+    resumed = _build(cache_files, tmp_path / "cache", dtype)
     assert decoded == cache_files[3:] and "Line 4 of" in caplog.text
-    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh"))
+    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh", dtype))
 
 
-def test_a_full_disk_stops_with_one_sentence_and_the_build_resumes(cache_files, tmp_path, monkeypatch):
+@DTYPES
+def test_a_full_disk_stops_with_one_sentence_and_the_build_resumes(cache_files, tmp_path, monkeypatch, dtype):
     """The disk fills while file 5 is written: part of its samples reach the file, then ENOSPC."""
     import builtins
     import errno
 
     monkeypatch.setattr(cache_module, "COMMIT_SECONDS", -1.0)
-    room = {"bytes": 4 * sum(4000 + 500 * i for i in range(5)) + 1000}
+    itemsize = np.dtype(cache_module.DTYPES[dtype]).itemsize
+    room = {"bytes": itemsize * sum(4000 + 500 * i for i in range(5)) + 1000}
 
     class FillingDisk:
         def __init__(self, f):
@@ -420,12 +431,12 @@ def test_a_full_disk_stops_with_one_sentence_and_the_build_resumes(cache_files, 
 
     def open_on_a_small_disk(path, mode="r", *args, **kwargs):
         f = builtins.open(path, mode, *args, **kwargs)
-        return FillingDisk(f) if Path(path).name == "waveforms.f32" and mode != "rb" else f
+        return FillingDisk(f) if Path(path).name == cache_module.DATA_FILES[dtype] and mode != "rb" else f
 
     with monkeypatch.context() as m:
         m.setattr(cache_module, "open", open_on_a_small_disk, raising=False)
         with pytest.raises(MGRError) as caught:
-            _build(cache_files, tmp_path / "cache")
+            _build(cache_files, tmp_path / "cache", dtype)
     message = str(caught.value)
     (partial,) = (tmp_path / "cache").glob("*.partial")
     assert "\n" not in message and message.count(". ") == 0, message
@@ -434,9 +445,9 @@ def test_a_full_disk_stops_with_one_sentence_and_the_build_resumes(cache_files, 
     assert (partial / "journal.jsonl").read_text().count("\n") == 5  # the torn file 5 is not counted as done
 
     decoded = _count_decoding(monkeypatch)
-    resumed = _build(cache_files, tmp_path / "cache")
+    resumed = _build(cache_files, tmp_path / "cache", dtype)
     assert decoded == cache_files[5:]
-    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh"))
+    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh", dtype))
 
 
 # The workers record that they started decoding, then decode for longer than the test waits.

@@ -1,9 +1,32 @@
 """The waveform cache: every file decoded and resampled once, then memory-mapped.
 
-All waveforms of a dataset live in one flat float32 file; `index.json` holds
-each file's offset and length. The cache folder's name carries a key over the
-file list (paths, sizes, mtimes) and the decode settings, so a changed dataset
-or sample rate gets a new cache and an unchanged one is never decoded twice.
+All waveforms of a dataset live in one flat file of samples; `index.json` holds
+each file's offset, length and scale. The cache folder's name carries a key over
+the file list (paths, sizes, mtimes), the decode settings and the sample type, so
+a changed dataset or sample rate gets a new cache and an unchanged one is never
+decoded twice.
+
+The sample type (data.cache_dtype) is one of:
+
+- int16 (waveforms.i16, half of float32's bytes): each file x is stored as
+  round(x / scale * 32767) with scale = max(1, peak |x|) of that file, kept in the
+  index. A decoded and resampled file can exceed full scale; its own scale keeps it
+  from clipping, and every other file keeps scale 1, a step of 1/32767 (-90 dBFS).
+  The samples read back as stored * scale / 32767, within half a step of x.
+- float16 (waveforms.f16, half the bytes): x as is (float16 reaches 65504, so nothing
+  clips), with 11 significant bits at any level: better than int16 for quiet files.
+- float32 (waveforms.f32): x exactly, as every cache before data.cache_dtype.
+
+data.cache_dtype=null, the default, takes the float32 cache of the same data where
+one exists (finished or being built: it was written before int16 became the default,
+or by data.cache_dtype=float32) and no int16 one does, so an old cache is used as it
+is, never decoded again beside it; otherwise int16. A float32 cache keeps its name
+from before, so data.cache_dtype=float32 finds the old ones too.
+
+Readers get the stored samples and the file's step (scale / 32767 for int16, 1
+otherwise) and dequantise them with mgr.data.datasets.dequantise: the training and
+evaluation loaders on the model's device (GenreDataModule.on_after_batch_transfer),
+every other reader as it cuts a chunk.
 
 Building is crash-safe and resumable: files are decoded (in worker processes
 when `num_workers` > 0) in order and appended to `<cache>.partial/`, whose
@@ -55,16 +78,23 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # in the cache key: changes only when the decoded samples would differ
 INDEX_VERSION = 3  # 3: per-file checksums (caches of version 2 get them on first use)
 INDEX = "index.json"
-WAVEFORMS = "waveforms.f32"
+WAVEFORMS = "waveforms.f32"  # a float32 cache's samples; DATA_FILES names every dtype's
+DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
+DATA_FILES = {"int16": "waveforms.i16", "float16": "waveforms.f16", "float32": WAVEFORMS}
+DEFAULT_DTYPE = "int16"  # of a new cache, when data.cache_dtype is null
+INT16_FULL_SCALE = 32767
 JOURNAL = "journal.jsonl"
 BAD_FILES = "bad_files.tsv"
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a whole file is silence
 COMMIT_SECONDS = 0.5  # how much decoding a kill can lose
 
 
-def cache_key(files: list[str], sample_rate: int, min_seconds: float = 0.0, known_bad: dict | None = None) -> str:
+def cache_key(files: list[str], sample_rate: int, min_seconds: float = 0.0, known_bad: dict | None = None,
+              dtype: str = "float32") -> str:
     known_bad = known_bad or {}
-    h = hashlib.sha1(f"v{CACHE_VERSION}|mono|{sample_rate}|min{min_seconds:g}|silence{SILENCE_PEAK:g}".encode())
+    # float32 adds nothing: its caches keep the keys they had before data.cache_dtype.
+    stored = "" if dtype == "float32" else f"|{dtype}"
+    h = hashlib.sha1(f"v{CACHE_VERSION}|mono|{sample_rate}|min{min_seconds:g}|silence{SILENCE_PEAK:g}{stored}".encode())
     for path, reason in sorted(known_bad.items()):
         h.update(f"\nknown-bad|{path}|{reason}".encode())
     for f in files:
@@ -74,8 +104,32 @@ def cache_key(files: list[str], sample_rate: int, min_seconds: float = 0.0, know
     return h.hexdigest()[:16]
 
 
+def check_dtype(dtype: str | None) -> None:
+    if dtype is not None and dtype not in DTYPES:
+        raise MGRError(f"data.cache_dtype must be null (int16 for a new cache, an existing float32 one as it is), "
+                       f"{', '.join(DTYPES)}; got {dtype!r}.")
+
+
+def quantise(audio: np.ndarray, dtype: str) -> tuple[np.ndarray, float]:
+    """A decoded file's samples as the cache stores them, and its scale (see the module docstring)."""
+    if dtype != "int16":
+        return audio.astype(DTYPES[dtype]), 1.0
+    scale = max(1.0, float(np.abs(audio).max(initial=0.0)))
+    return np.round(audio.astype(np.float64) * (INT16_FULL_SCALE / scale)).astype(np.int16), scale
+
+
+def step_of(dtype: str, scale: float) -> float:
+    """What one stored unit is worth: stored * step gives the samples back."""
+    return scale / INT16_FULL_SCALE if dtype == "int16" else 1.0
+
+
+def cache_directory(cache_root: str | Path, name: str, sample_rate: int, key: str, dtype: str) -> Path:
+    stored = "" if dtype == "float32" else f"-{dtype}"  # float32 caches keep their names from before
+    return Path(cache_root) / f"{name}-{sample_rate}Hz{stored}-{key}"
+
+
 def checksum(samples, running: int = 0) -> int:
-    """CRC-32 of a file's float32 bytes: about 3 GB/s here, 0.1 s per audio-hour at 22050 Hz.
+    """CRC-32 of a file's stored bytes: about 3 GB/s here, 0.1 s per audio-hour of float32 at 22050 Hz.
     With `running`, the CRC-32 of what that one covers followed by `samples` (for appended files)."""
     return zlib.crc32(samples, running)
 
@@ -128,6 +182,11 @@ class WaveformCache:
             self.offsets = np.asarray(index["offsets"], dtype=np.int64)
             self.lengths = np.asarray(index["lengths"], dtype=np.int64)  # 0 marks a bad file
             self.bad_files: dict[str, str] = index["bad_files"]
+            self.dtype: str = index.get("dtype", "float32")  # caches before data.cache_dtype: float32
+            if self.dtype not in DTYPES:
+                raise KeyError(self.dtype)
+            # scale per file (int16; 1 otherwise): see the module docstring
+            self.scales = np.asarray(index.get("scales", [1.0] * len(self.files)), dtype=np.float64)
             # None: written before mgr recorded checksums (index version 2)
             self.checksums: list[int] | None = index.get("crc32") if index.get("version", 2) < 3 else index["crc32"]
         except (ValueError, KeyError, TypeError):
@@ -139,23 +198,40 @@ class WaveformCache:
     def _check_extents(self) -> None:
         """Every file's samples lie where the index says, and the data file holds exactly those."""
         n = len(self.files)
-        if not len(self.offsets) == len(self.lengths) == n or (self.checksums is not None and len(self.checksums) != n):
-            raise damaged(self.directory, f"its {INDEX} does not give one offset, length and checksum per file")
+        if not len(self.offsets) == len(self.lengths) == len(self.scales) == n or \
+                (self.checksums is not None and len(self.checksums) != n):
+            raise damaged(self.directory, f"its {INDEX} does not give one offset, length, scale and checksum per file")
         ends = np.cumsum(self.lengths)
         if (self.lengths < 0).any() or (self.offsets != ends - self.lengths).any():
             raise damaged(self.directory, f"its {INDEX} gives the files overlapping or gapped extents")
         if {self.files[i] for i in np.flatnonzero(self.lengths == 0)} != set(self.bad_files):
             raise damaged(self.directory, f"its {INDEX} and its list of bad files disagree")
+        data_file = DATA_FILES[self.dtype]
         try:
-            size = os.path.getsize(self.directory / WAVEFORMS)
+            size = os.path.getsize(self.data_path)
         except OSError:
-            raise damaged(self.directory, f"it has no {WAVEFORMS}") from None
-        needed = 4 * int(ends[-1]) if n else 0
+            raise damaged(self.directory, f"it has no {data_file}") from None
+        needed = self.itemsize * int(ends[-1]) if n else 0
         if size < needed:
-            raise damaged(self.directory, f"{WAVEFORMS} holds {size} bytes but its index places samples up to byte "
+            raise damaged(self.directory, f"{data_file} holds {size} bytes but its index places samples up to byte "
                                           f"{needed}: it was cut short (a full disk or an interrupted copy)")
         if size > needed:
-            raise damaged(self.directory, f"{WAVEFORMS} holds {size - needed} bytes more than its index accounts for")
+            raise damaged(self.directory, f"{data_file} holds {size - needed} bytes more than its index accounts for")
+
+    @property
+    def data_path(self) -> Path:
+        return self.directory / DATA_FILES[self.dtype]
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(DTYPES[self.dtype]).itemsize
+
+    def step(self, i: int) -> float:
+        """What one stored unit of file i is worth (dequantise: stored * step)."""
+        return step_of(self.dtype, float(self.scales[i]))
+
+    def _memmap(self) -> np.ndarray:
+        return np.memmap(self.data_path, dtype=DTYPES[self.dtype], mode="r")
 
     @property
     def report_path(self) -> Path:
@@ -165,10 +241,11 @@ class WaveformCache:
         return bool(self.lengths[i] > 0)
 
     def waveform(self, i: int) -> np.ndarray:
-        """A read-only memory-mapped view; opened lazily so each worker process maps its own.
+        """A read-only memory-mapped view of the stored samples (self.dtype: multiply by self.step(i));
+        opened lazily so each worker process maps its own.
         The first read of a file in a process checks its checksum (the whole file, once)."""
         if self._data is None:
-            self._data = np.memmap(self.directory / WAVEFORMS, dtype=np.float32, mode="r")
+            self._data = self._memmap()
         wave = self._data[self.offsets[i] : self.offsets[i] + self.lengths[i]]
         if i not in self._verified:
             if not self.matches_checksum(i, wave):
@@ -184,13 +261,13 @@ class WaveformCache:
         """Every file whose samples no longer match their checksum (reads the whole cache)."""
         if self.checksums is None or not self.lengths.sum():
             return []
-        data = np.memmap(self.directory / WAVEFORMS, dtype=np.float32, mode="r")
+        data = self._memmap()
         return [i for i, (o, n) in enumerate(zip(self.offsets, self.lengths)) if not self.matches_checksum(i, data[o : o + n])]
 
     def record_checksums(self) -> None:
         """Upgrade a cache written before checksums (its extents already checked): compute and store them."""
         started = time.monotonic()
-        data = np.memmap(self.directory / WAVEFORMS, dtype=np.float32, mode="r") if self.lengths.sum() else None
+        data = self._memmap() if self.lengths.sum() else None
         self.checksums = [checksum(data[o : o + n]) if n else 0 for o, n in zip(self.offsets, self.lengths)]
         index = json.loads((self.directory / INDEX).read_text())
         _write_atomically(self.directory / INDEX, json.dumps({**index, "version": INDEX_VERSION, "crc32": self.checksums}))
@@ -211,17 +288,18 @@ class WaveformCache:
             )
 
     @classmethod
-    def _existing(cls, directory: Path, files: list[str], sample_rate: int) -> "WaveformCache | None":
+    def _existing(cls, directory: Path, files: list[str], sample_rate: int, dtype: str) -> "WaveformCache | None":
         """The finished cache in `directory`, or None when there is none or it was damaged and is to be
         rebuilt (its intact leading files kept as a partial build)."""
         if not directory.exists():
             return None
         try:
             cache = cls(directory)
-            if cache.files != files or cache.sample_rate != sample_rate:
-                raise damaged(directory, f"its {INDEX} lists other files or another sample rate than its name promises")
+            if cache.files != files or cache.sample_rate != sample_rate or cache.dtype != dtype:
+                raise damaged(directory, f"its {INDEX} lists other files, another sample rate or another sample type "
+                                         "than its name promises")
         except CacheDamaged as e:
-            kept = _salvage(directory, files)
+            kept = _salvage(directory, files, dtype)
             todo = f"decoding files {kept + 1}-{len(files)} of {len(files)} again" if kept < len(files) else \
                 "its files match their checksums, so only its index is written anew"
             log.warning("The waveform cache %s is damaged: %s; %s.", directory, e.reason, todo)
@@ -234,22 +312,38 @@ class WaveformCache:
     @classmethod
     def build(cls, files: list[str], sample_rate: int, cache_root: str | Path, name: str, *,
               known_bad: dict[str, str] | None = None, min_seconds: float = 0.0,
-              num_workers: int = 0) -> "WaveformCache":
+              num_workers: int = 0, dtype: str | None = None) -> "WaveformCache":
+        """The cache of `files` with samples of `dtype` (None: see the module docstring), built if missing."""
+        check_dtype(dtype)
         known_bad = known_bad or {}
-        key = cache_key(files, sample_rate, min_seconds, known_bad)
-        directory = Path(cache_root) / f"{name}-{sample_rate}Hz-{key}"
+
+        def directory_of(dtype: str) -> Path:
+            return cache_directory(cache_root, name, sample_rate, cache_key(files, sample_rate, min_seconds, known_bad, dtype),
+                                   dtype)
+
+        dtype = dtype or _default_dtype(directory_of)
+        directory = directory_of(dtype)
         directory.parent.mkdir(parents=True, exist_ok=True)
         # One process builds, any other (a second run, another DDP rank) waits here.
         with FileLock(str(directory) + ".lock"):
-            cache = cls._existing(directory, files, sample_rate)
+            cache = cls._existing(directory, files, sample_rate, dtype)
             if cache is None:
-                settings = dict(sample_rate=sample_rate, min_samples=int(round(min_seconds * sample_rate)))
+                settings = dict(sample_rate=sample_rate, min_samples=int(round(min_seconds * sample_rate)), dtype=dtype)
                 _Build(files, known_bad, directory, settings, num_workers).run()
                 cache = cls(directory)
         if cache.bad_files:
             log.warning("Skipped %d file(s) that could not be decoded or are unusable (silent, too short, known bad); "
                         "the reasons are in %s.", len(cache.bad_files), cache.report_path)
         return cache
+
+
+def _default_dtype(directory_of) -> str:
+    """data.cache_dtype=null: float32 where such a cache of this data exists (finished or partial) and no
+    int16 one does, so that an old cache is used as it is; otherwise int16 (see the module docstring)."""
+    def exists(dtype: str) -> bool:
+        return directory_of(dtype).exists() or partial_of(directory_of(dtype)).exists()
+
+    return "float32" if exists("float32") and not exists(DEFAULT_DTYPE) else DEFAULT_DTYPE
 
 
 class _Build:
@@ -259,7 +353,10 @@ class _Build:
         self.files, self.known_bad, self.directory = files, known_bad, directory
         self.settings, self.num_workers = settings, num_workers
         self.tmp = partial_of(directory)
-        self.entries: list[list] = []  # [length, reason, checksum] per file, in order
+        self.entries: list[list] = []  # [length, reason, checksum, scale] per file, in order
+        self.dtype: str = settings["dtype"]
+        self.itemsize = np.dtype(DTYPES[self.dtype]).itemsize
+        self.data_file = DATA_FILES[self.dtype]
 
     def run(self) -> None:
         try:
@@ -276,16 +373,17 @@ class _Build:
         start = len(self.entries)
         todo = range(start, len(self.files))
         desc = f"Decoding audio at {self.settings['sample_rate']} Hz" + (f" (resumed at {start})" if start else "")
-        with open(self.tmp / WAVEFORMS, "r+b" if offset else "wb") as data, open(self.tmp / JOURNAL, "a") as journal:
+        with open(self.tmp / self.data_file, "r+b" if offset else "wb") as data, open(self.tmp / JOURNAL, "a") as journal:
             data.truncate(offset)  # drop samples a killed build wrote but never journaled
             data.seek(offset)
             pending: list[str] = []
             last_commit = time.monotonic()
             with tqdm(total=len(self.files), initial=start, desc=desc, unit="file", smoothing=0.1) as bar:
                 for audio, reason in self._decoded(todo):
-                    samples = b"" if audio is None else audio.tobytes()
+                    stored, scale = (np.zeros(0), 1.0) if audio is None else quantise(audio, self.dtype)
+                    samples = stored.tobytes()
                     data.write(samples)
-                    entry = [len(samples) // 4, reason, checksum(samples)]
+                    entry = [len(stored), reason, checksum(samples), scale]
                     self.entries.append(entry)
                     pending.append(json.dumps(entry) + "\n")
                     bar.update()
@@ -298,14 +396,14 @@ class _Build:
         """What to do when the disk filled: free how much, judging by the files decoded so far. Only journaled
         files count as done (their samples were on disk first), so the next build resumes after them; the
         samples written after them are overwritten, so their space counts as free."""
-        decoded = [length for length, _, _ in self.entries]
+        decoded = [entry[0] for entry in self.entries]
         n = len(self.files)
         if len(decoded) == n:
             needed = "room for its index"
         elif decoded:
-            data = self.tmp / WAVEFORMS
+            data = self.tmp / self.data_file
             written = os.path.getsize(data) if data.exists() else 0
-            needed = f"about {_size(max(4 * sum(decoded) / len(decoded) * n - written, 0))} more for its {n} files"
+            needed = f"about {_size(max(self.itemsize * sum(decoded) / len(decoded) * n - written, 0))} more for its {n} files"
         else:
             needed = f"room for {n} decoded files"
         return MGRError(f"The disk holding the waveform cache {self.directory} is full "
@@ -314,14 +412,14 @@ class _Build:
 
     def _resume(self) -> int:
         """Entries journaled by a killed build; returns the byte offset where their samples end."""
-        journal, data = self.tmp / JOURNAL, self.tmp / WAVEFORMS
+        journal, data = self.tmp / JOURNAL, self.tmp / self.data_file
         if journal.exists() and data.exists():
             valid_bytes = 0
             with open(journal, "rb") as lines, open(data, "rb") as samples:
                 for number, line in enumerate(lines, 1):
                     if not line.endswith(b"\n"):
                         break  # the torn last line of a killed build: expected, no warning
-                    entry, problem = _journal_entry(line, samples)
+                    entry, problem = _journal_entry(line, samples, self.itemsize)
                     if problem:
                         log.warning("Line %d of %s %s; the build resumes after the %d files before it.",
                                     number, journal, problem, len(self.entries))
@@ -331,7 +429,7 @@ class _Build:
             os.truncate(journal, valid_bytes)  # later lines vouch for samples placed after the dropped one
             if self.entries:
                 log.info("Resuming the waveform cache build at file %d of %d.", len(self.entries), len(self.files))
-            return 4 * sum(length for length, _, _ in self.entries)
+            return self.itemsize * sum(entry[0] for entry in self.entries)
         self.entries = []  # nothing to resume from
         shutil.rmtree(self.tmp)
         self.tmp.mkdir()
@@ -392,7 +490,7 @@ class _Build:
     def _finish(self) -> None:
         offsets, lengths, bad = [], [], {}
         offset = 0
-        for path, (length, reason, _) in zip(self.files, self.entries, strict=True):
+        for path, (length, reason, *_) in zip(self.files, self.entries, strict=True):
             offsets.append(offset)
             lengths.append(length)
             offset += length
@@ -402,25 +500,30 @@ class _Build:
             f.write("path\treason\n")
             f.writelines(f"{p}\t{r}\n" for p, r in bad.items())
         index = dict(version=INDEX_VERSION, sample_rate=self.settings["sample_rate"], files=self.files,
-                     offsets=offsets, lengths=lengths, bad_files=bad, crc32=[crc for _, _, crc in self.entries])
+                     offsets=offsets, lengths=lengths, bad_files=bad, crc32=[entry[2] for entry in self.entries],
+                     dtype=self.dtype, scales=[entry[3] for entry in self.entries])
         (self.tmp / INDEX).write_text(json.dumps(index))
         self.tmp.rename(self.directory)
         (self.directory / JOURNAL).unlink()
         log.info("Decoded %d files into waveform cache %s.", len(self.files) - len(bad), self.directory)
 
 
-def _journal_entry(line: bytes, samples) -> tuple[list | None, str]:
-    """A journal line's [length, reason, checksum], checked against the samples it vouches for (read on
-    from `samples`, the data file at the line's offset); or None and why the line cannot be trusted."""
+def _journal_entry(line: bytes, samples, itemsize: int) -> tuple[list | None, str]:
+    """A journal line's [length, reason, checksum, scale], checked against the samples it vouches for (read on
+    from `samples`, the data file at the line's offset); or None and why the line cannot be trusted. A line
+    of a float32 build from before data.cache_dtype has no scale: 1."""
     try:
         entry = json.loads(line)
     except ValueError:  # a garbled line (UnicodeDecodeError is one too)
         return None, "cannot be read"
-    if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], int) and entry[0] >= 0
-            and isinstance(entry[1], str) and isinstance(entry[2], int)):
+    if isinstance(entry, list) and len(entry) == 3:
+        entry.append(1.0)
+    if not (isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], int) and entry[0] >= 0
+            and isinstance(entry[1], str) and isinstance(entry[2], int) and isinstance(entry[3], (int, float))
+            and entry[3] >= 1):
         return None, "is no entry of this mgr's journal"
-    data = samples.read(4 * entry[0])
-    if len(data) != 4 * entry[0] or checksum(data) != entry[2]:
+    data = samples.read(itemsize * entry[0])
+    if len(data) != itemsize * entry[0] or checksum(data) != entry[2]:
         return None, "vouches for samples that are missing or do not match its checksum"
     return entry, ""
 
@@ -478,11 +581,11 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _salvage(directory: Path, files: list[str]) -> int:
+def _salvage(directory: Path, files: list[str], dtype: str) -> int:
     """Turn a damaged cache into a partial build of its leading files whose samples still match their
     checksums, which the next build resumes; with nothing to trust (no index, no checksums), remove it.
     Returns how many files were kept. Each step leaves a state that a later build handles."""
-    entries = _intact_prefix(directory, files)
+    entries = _intact_prefix(directory, files, dtype)
     tmp = partial_of(directory)
     shutil.rmtree(tmp, ignore_errors=True)
     if not entries:
@@ -497,20 +600,23 @@ def _salvage(directory: Path, files: list[str]) -> int:
     return len(entries)
 
 
-def _intact_prefix(directory: Path, files: list[str]) -> list[list]:
-    """Journal entries for the leading files of a damaged cache that lie in its data file and match their checksums."""
+def _intact_prefix(directory: Path, files: list[str], dtype: str) -> list[list]:
+    """Journal entries for the leading files of a damaged cache of `dtype` that lie in its data file and match
+    their checksums."""
     entries: list[list] = []
+    itemsize = np.dtype(DTYPES[dtype]).itemsize
     try:
         index = json.loads((directory / INDEX).read_text())
-        if index["files"] != files:
+        if index["files"] != files or index.get("dtype", "float32") != dtype:
             return []
         offset = 0
-        with open(directory / WAVEFORMS, "rb") as data:
-            for path, start, length, crc in zip(files, index["offsets"], index["lengths"], index["crc32"]):
-                samples = data.read(4 * length) if start == offset and length >= 0 else b"?"
-                if len(samples) != 4 * length or checksum(samples) != crc:
+        scales = index.get("scales", [1.0] * len(files))
+        with open(directory / DATA_FILES[dtype], "rb") as data:
+            for path, start, length, crc, scale in zip(files, index["offsets"], index["lengths"], index["crc32"], scales):
+                samples = data.read(itemsize * length) if start == offset and length >= 0 else b"?"
+                if len(samples) != itemsize * length or checksum(samples) != crc:
                     break
-                entries.append([length, index["bad_files"].get(path, "") if length == 0 else "", crc])
+                entries.append([length, index["bad_files"].get(path, "") if length == 0 else "", crc, scale])
                 offset += length
     except (OSError, ValueError, KeyError, TypeError):  # no index, or one from before checksums
         pass

@@ -13,8 +13,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from mgr import MGRError
-from mgr.data.cache import WaveformCache
-from mgr.data.datasets import EVEN, EvenChunks, RandomChunks, check_chunks_per_track
+from mgr.data.cache import WaveformCache, check_dtype
+from mgr.data.datasets import EVEN, EvenChunks, RandomChunks, check_chunks_per_track, dequantise
 from mgr.data.embeddings import ChunkEmbeddings, EmbeddedChunks
 from mgr.data.sources import TrackList, build_source
 from mgr.data.splits import SPLITS, check_split
@@ -56,11 +56,13 @@ class GenreDataModule(pl.LightningDataModule):
         min_seconds: float = 0.0,
         max_bad_fraction: float = 0.25,
         allow_outside_root: bool = False,
+        cache_dtype: str | None = None,
     ):
         super().__init__()
         check_positive(batch_size=batch_size, eval_batch_size=eval_batch_size, sample_rate=sample_rate,
                        chunk_seconds=chunk_seconds, eval_max_chunks=eval_max_chunks)
         check_chunks_per_track(train_chunks_per_track)  # before the cache, which can take hours to decode
+        check_dtype(cache_dtype)
         # Absolute paths, so mgr.eval finds the data from any working directory (realpath, not
         # resolve: a symlink loop is left for the source to refuse in one sentence).
         root = os.path.realpath(Path(root).expanduser()) if root else None
@@ -96,6 +98,7 @@ class GenreDataModule(pl.LightningDataModule):
                 known_bad=self.tracks.known_bad, min_seconds=h.min_seconds,
                 # Decoding is CPU-bound and runs alone: every usable CPU, unless told otherwise.
                 num_workers=usable_cpus() if h.num_workers == "auto" else self.num_workers,
+                dtype=h.get("cache_dtype"),  # absent from the checkpoints of older runs
             )
             self.cache.check_bad_fraction(h.max_bad_fraction)
         return self.cache
@@ -143,22 +146,23 @@ class GenreDataModule(pl.LightningDataModule):
         if self.embeddings is not None:  # every chunk of every training track once per epoch, shuffled
             return self._loader(self._as_fed(self._even_chunks("train", None)), h.batch_size, shuffle=True)
         if h.train_chunks_per_track == EVEN:
-            ds = self._even_chunks("train", None)
+            ds = self._even_chunks("train", None, stored=True)
             log.info("Training epoch: the %d evenly spaced chunks of %s s of %d tracks.", len(ds), h.chunk_seconds,
                      len(ds.tracks))
         else:
             ds = RandomChunks(self.cache, self.split_tracks["train"], self.tracks.labels, self.chunk,
-                              h.train_chunks_per_track)
+                              h.train_chunks_per_track, stored=True)
             log.info("Training epoch: %d crops of %s s from %d tracks.", len(ds), h.chunk_seconds, len(ds.tracks))
         return self._loader(ds, h.batch_size, shuffle=True)
 
-    def eval_dataset(self, split: str) -> Dataset:
-        """The chunks a split is scored on (at most data.eval_max_chunks per track), as waveforms or,
-        after use_embeddings, as their cached layers."""
-        return self._as_fed(self._even_chunks(split, self.hparams.eval_max_chunks))
+    def eval_dataset(self, split: str, stored: bool = False) -> Dataset:
+        """The chunks a split is scored on (at most data.eval_max_chunks per track), as float32 waveforms
+        (with `stored`, as the cache stores them: see on_after_batch_transfer) or, after use_embeddings,
+        as their cached layers."""
+        return self._as_fed(self._even_chunks(split, self.hparams.eval_max_chunks, stored))
 
-    def _even_chunks(self, split: str, max_chunks: int | None) -> EvenChunks:
-        return EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, max_chunks)
+    def _even_chunks(self, split: str, max_chunks: int | None, stored: bool = False) -> EvenChunks:
+        return EvenChunks(self.cache, self.split_tracks[split], self.tracks.labels, self.chunk, max_chunks, stored)
 
     def _as_fed(self, chunks: EvenChunks) -> Dataset:
         if self.embeddings is None:
@@ -204,10 +208,18 @@ class GenreDataModule(pl.LightningDataModule):
         return wanted
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_dataset("val"), self.hparams.eval_batch_size or self.hparams.batch_size, False)
+        return self._loader(self.eval_dataset("val", stored=True), self.hparams.eval_batch_size or self.hparams.batch_size,
+                            False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_dataset("test"), self.hparams.eval_batch_size or self.hparams.batch_size, False)
+        return self._loader(self.eval_dataset("test", stored=True), self.hparams.eval_batch_size or self.hparams.batch_size,
+                            False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """On the model's device: a compact cache's chunks, which the loaders hand over as stored (half the
+        bytes of float32 to batch and copy), become float32 before the model sees the batch."""
+        wave, *rest = batch
+        return [dequantise(wave), *rest]
 
 
 def usable_cpus() -> int:

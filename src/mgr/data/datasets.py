@@ -1,8 +1,14 @@
 """Chunk datasets over the waveform cache: random crops for training, evenly
 spaced chunks covering each track for evaluation (combined per track by
-mgr.models.aggregation.TrackAggregation), both cut by mgr.data.chunking."""
+mgr.models.aggregation.TrackAggregation), both cut by mgr.data.chunking.
+
+A chunk is float32 samples, or with `stored=True` (the data module's loaders) what a compact
+cache (int16, float16) stores: a `Stored` pair of the chunk's stored samples and their step,
+half the bytes to batch and copy, turned into float32 by `dequantise` on the model's device."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +25,36 @@ AUDIO = "audio"
 # epoch (EvenChunks): what a classifier fitted once in closed form wants, as a classic
 # baseline's clips are cut.
 EVEN = "even"
+
+
+class Stored(NamedTuple):
+    """A chunk (or, collated, a batch of chunks) as a compact cache stores it: the samples in its dtype and
+    the float32 step each unit is worth (one per chunk)."""
+    samples: torch.Tensor
+    step: torch.Tensor
+
+
+def dequantise(wave: torch.Tensor | Stored) -> torch.Tensor:
+    """float32 samples of a chunk or batch: a `Stored` one as samples * step, on their device; anything else
+    (a float32 cache's chunks) as it is. Every reader of the cache goes through here."""
+    if not isinstance(wave, Stored):
+        return wave
+    samples, step = wave
+    step = step.to(device=samples.device, dtype=torch.float32)
+    return samples.to(torch.float32) * step.reshape(step.shape + (1,) * (samples.dim() - step.dim()))
+
+
+def cache_chunk(cache: WaveformCache, track: int, start: int, length: int, stored: bool = False) -> torch.Tensor | Stored:
+    """`length` samples of `track` from `start`, zero-padded past its end: float32, or with `stored` (and a
+    compact cache) the stored samples and their step, for dequantise to turn into float32 later."""
+    wave = cache.waveform(track)
+    if cache.dtype == "float32":
+        return crop(wave, start, length)
+    samples = np.zeros(length, dtype=wave.dtype)
+    piece = wave[start : start + length]
+    samples[: len(piece)] = piece
+    chunk = Stored(torch.from_numpy(samples), torch.tensor(cache.step(track), dtype=torch.float32))
+    return chunk if stored else dequantise(chunk)
 
 
 def check_chunks_per_track(chunks_per_track: int | str) -> None:
@@ -45,8 +81,8 @@ class RandomChunks(Dataset):
     is read: `crops_per_track` of each track per epoch."""
 
     def __init__(self, cache: WaveformCache, tracks: list[int], labels: list[int], chunk: int,
-                 chunks_per_track: int | str = 1):
-        self.cache, self.tracks, self.labels, self.chunk = cache, tracks, labels, chunk
+                 chunks_per_track: int | str = 1, stored: bool = False):
+        self.cache, self.tracks, self.labels, self.chunk, self.stored = cache, tracks, labels, chunk, stored
         counts = crops_per_track(cache.lengths[np.asarray(tracks, dtype=np.int64)], chunk, chunks_per_track)
         # The position in `tracks` of every item, round by round: round r holds every track with more
         # than r crops. The sampler shuffles, so the order only keeps integer counts' items where they
@@ -60,10 +96,10 @@ class RandomChunks(Dataset):
 
     def __getitem__(self, i: int):
         k = int(self.items[i])
-        wave = self.cache.waveform(self.tracks[k])
+        t = self.tracks[k]
         # torch's RNG: seeded per worker by Lightning's seed_everything(workers=True).
-        start = int(torch.randint(0, max(len(wave) - self.chunk, 0) + 1, ()).item())
-        return crop(wave, start, self.chunk), self.labels[self.tracks[k]], k
+        start = int(torch.randint(0, max(int(self.cache.lengths[t]) - self.chunk, 0) + 1, ()).item())
+        return cache_chunk(self.cache, t, start, self.chunk, self.stored), self.labels[t], k
 
 
 class EvenChunks(Dataset):
@@ -72,8 +108,9 @@ class EvenChunks(Dataset):
     zero-padded when a track is shorter than a chunk. An item carries the track's position
     in `tracks` so chunk predictions can be combined per track."""
 
-    def __init__(self, cache: WaveformCache, tracks: list[int], labels: list[int], chunk: int, max_chunks: int | None = None):
-        self.cache, self.tracks, self.labels, self.chunk = cache, tracks, labels, chunk
+    def __init__(self, cache: WaveformCache, tracks: list[int], labels: list[int], chunk: int, max_chunks: int | None = None,
+                 stored: bool = False):
+        self.cache, self.tracks, self.labels, self.chunk, self.stored = cache, tracks, labels, chunk, stored
         self.items: list[tuple[int, int]] = []  # (position in tracks, start sample)
         for k, t in enumerate(tracks):
             starts = chunk_starts(int(cache.lengths[t]), chunk, overlap=0.0, max_chunks=max_chunks)
@@ -85,4 +122,4 @@ class EvenChunks(Dataset):
     def __getitem__(self, i: int):
         k, start = self.items[i]
         t = self.tracks[k]
-        return crop(self.cache.waveform(t), start, self.chunk), self.labels[t], k
+        return cache_chunk(self.cache, t, start, self.chunk, self.stored), self.labels[t], k

@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from mgr.data.cache import CacheDamaged, WaveformCache, checksum
-from mgr.data.chunking import crop
+from mgr.data.datasets import cache_chunk
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _extend(store: ChunkEmbeddings, todo, waveforms, chunk, layers_of, device, b
         with tqdm(total=len(todo), desc=desc, unit="chunk", smoothing=0.1) as bar, torch.inference_mode():
             for begin in range(0, len(todo), batch_size):
                 batch = todo[begin:begin + batch_size]
-                wave = torch.stack([crop(waveforms.waveform(t), s, chunk) for t, s in batch]).to(device)
+                wave = torch.stack([cache_chunk(waveforms, t, s, chunk) for t, s in batch]).to(device)  # float32
                 layers = layers_of(wave)
                 values = [np.asarray(batch, dtype=np.int64).tobytes()] + \
                     [layer.float().cpu().numpy().astype(np.float32, copy=False).tobytes() for layer in layers]

@@ -5,7 +5,7 @@ embedding cache, data/cache/embeddings/<waveform cache>-<encoder>-<key>), a fold
 caches (default: paths.cache_dir, data/cache, with its embeddings/) or a list of them.
 Each cache gets one line: ok, DAMAGED (with what to delete) or unchecked (written
 before mgr recorded checksums). Exit code 1 when any cache is damaged. Every sample is
-read: about 0.1 s per audio-hour at 22050 Hz from the page cache, more from
+read: about 0.1 s per audio-hour of float32 at 22050 Hz (half that of int16) from the page cache, more from
 disk. Nothing is changed: a training run repairs or upgrades a cache.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from mgr import MGRError
-from mgr.data.cache import INDEX, REBUILD_ADVICE, WAVEFORMS, CacheDamaged, WaveformCache
+from mgr.data.cache import DATA_FILES, INDEX, REBUILD_ADVICE, WAVEFORMS, CacheDamaged, WaveformCache
 
 # mgr.data.embeddings.META (a test keeps them equal): importing that module imports torch, 3 s that
 # checking waveform caches does without.
@@ -27,7 +27,7 @@ META = "meta.json"
 def caches_in(path: Path) -> list[Path]:
     def is_cache(p: Path) -> bool:
         return p.is_dir() and not p.name.endswith(".partial") and \
-            any((p / name).exists() for name in (INDEX, WAVEFORMS, META))
+            any((p / name).exists() for name in (INDEX, *DATA_FILES.values(), META))
 
     if is_cache(path):
         return [path]
@@ -54,13 +54,12 @@ def verify(directory: Path) -> tuple[bool, str]:
     if bad:
         return False, (f"DAMAGED {directory}: the samples of {cache.files[bad[0]]} do not match the checksum written "
                        f"when it was decoded ({len(bad)} of {len(cache.files)} files); {REBUILD_ADVICE}")
-    hours = cache.lengths.sum() / cache.sample_rate / 3600
+    audio = f"{len(cache.files)} files, {cache.lengths.sum() / cache.sample_rate / 3600:.2f} h of {cache.dtype} audio"
     if cache.checksums is None:
-        return True, (f"unchecked {directory}: {len(cache.files)} files, {hours:.2f} h of audio, extents match its index; "
+        return True, (f"unchecked {directory}: {audio}, extents match its index; "
                       "written before mgr recorded checksums, which the next training run on it records")
     seconds = time.monotonic() - started
-    return True, (f"ok {directory}: {len(cache.files)} files, {hours:.2f} h of audio, every checksum matches "
-                  f"({seconds:.2f} s)")
+    return True, f"ok {directory}: {audio}, every checksum matches ({seconds:.2f} s)"
 
 
 def verify_embeddings(directory: Path) -> tuple[bool, str]:
