@@ -12,14 +12,16 @@ def _untimed(stdout: str) -> list[str]:
 
 
 def test_verify_command_summarises_good_caches(cache_files, tmp_path):
-    first = WaveformCache.build(cache_files, 8000, tmp_path / "cache", "folder")
-    second = WaveformCache.build(cache_files[:3], 8000, tmp_path / "cache", "folder")
+    first = WaveformCache.build(cache_files, 8000, tmp_path / "cache", "folder")  # int16, a new cache's default
+    second = WaveformCache.build(cache_files[:3], 8000, tmp_path / "cache", "folder", dtype="float32")
     check = verify_command(f"paths.data_dir={tmp_path}")  # by default the caches under paths.cache_dir
     assert check.returncode == 0, check.stderr
     lines = check.stdout.strip().splitlines()
     assert len(lines) == 3 and lines[-1].startswith("2 caches, every checksum matches")
     assert {line.split()[1].rstrip(":") for line in lines[:2]} == {str(first.directory), str(second.directory)}
     assert all(line.startswith("ok ") and "every checksum matches" in line for line in lines[:2])
+    assert f"ok {first.directory}: 12 files, 0.00 h of int16 audio, every" in check.stdout
+    assert f"ok {second.directory}: 3 files, 0.00 h of float32 audio, every" in check.stdout
     both = verify_command(f"caches=[{first.directory},{second.directory}]")
     assert both.returncode == 0 and _untimed(both.stdout) == _untimed(check.stdout)
     missing = verify_command(f"caches={tmp_path / 'nothing_here'}")

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from mgr import MGRError
 from mgr.data.cache import WaveformCache
-from mgr.data.datasets import EvenChunks, RandomChunks, crops_per_track
+from mgr.data.datasets import EvenChunks, RandomChunks, cache_chunk, crops_per_track
 from mgr.data.sources.folder import FolderSource
 
 
@@ -29,8 +29,13 @@ def test_chunk_datasets(small_folder, tmp_path):
     # 8000 samples -> 2 chunks; 14000 -> 4 chunks evenly spaced from 0 to 10000
     assert [item for item in evaluation.items] == [(0, 0), (0, 4000), (1, 0), (1, 3333), (1, 6667), (1, 10000)]
     wave, label, k = evaluation[5]
-    np.testing.assert_array_equal(wave.numpy(), cache.waveform(3)[10000:14000])
+    np.testing.assert_array_equal(wave.numpy(), _samples(cache, 3)[10000:14000])
     assert (label, k) == (0, 1)
+
+
+def _samples(cache: WaveformCache, track: int) -> np.ndarray:
+    """A whole track's float32 samples, as the datasets' chunks give them."""
+    return cache_chunk(cache, track, 0, int(cache.lengths[track])).numpy()
 
 
 def _cache(small_folder, tmp_path) -> WaveformCache:
@@ -61,7 +66,7 @@ def test_audio_crops_lie_inside_their_track_and_change_every_epoch(small_folder,
     train = RandomChunks(cache, [0, 3], [0] * 8, chunk=4000, chunks_per_track="audio")
 
     def epoch() -> list[tuple[int, int]]:
-        return [(k, _start(wave.numpy(), cache.waveform(train.tracks[k]))) for wave, _, k in (train[i] for i in range(len(train)))]
+        return [(k, _start(wave.numpy(), _samples(cache, train.tracks[k]))) for wave, _, k in (train[i] for i in range(len(train)))]
 
     torch.manual_seed(0)
     epochs = [epoch() for _ in range(50)]

@@ -14,8 +14,7 @@ from conftest import write_wav
 from mgr import MGRError
 from mgr.data import embeddings as embeddings_module
 from mgr.data.cache import WaveformCache
-from mgr.data.chunking import crop
-from mgr.data.datasets import EvenChunks
+from mgr.data.datasets import EvenChunks, cache_chunk
 from mgr.data.embeddings import ChunkEmbeddings, EmbeddedChunks
 
 SR, CHUNK = 8000, 4000
@@ -60,7 +59,7 @@ def test_cached_layers_equal_the_encoder_on_each_chunk(waveforms, tmp_path):
     store = build(waveforms, wanted, encoder, tmp_path)
     assert encoder.calls == len(wanted) == 1 + 2 + 5
     for (t, s), row in zip(wanted, store.rows(wanted)):
-        expected = ToyEncoder()(crop(waveforms.waveform(t), s, CHUNK)[None])
+        expected = ToyEncoder()(cache_chunk(waveforms, t, s, CHUNK)[None])  # float32, whatever the cache stores
         for i, layer in enumerate(expected):
             np.testing.assert_array_equal(store.layer(i)[row], layer[0].numpy())
     # A second build finds everything and computes nothing.
