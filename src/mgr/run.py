@@ -1,10 +1,12 @@
 """What a run is built from: the trainer of mgr.train and mgr.eval, with its loggers (the `logger`
 group), its callbacks (the `callbacks` group, progress lines for logs, W&B's report beside a W&B
 logger, and in training the stop on a non-finite loss), mgr's checkpoint reading and writing, and
-a fresh rendezvous port for every ddp_spawn launch."""
+the DDP launch: ddp_spawn with a fresh rendezvous port for every launch on one machine, plain ddp
+in each process where a cluster (SLURM's srun tasks, torchrun) started the ranks."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytorch_lightning as pl
@@ -15,6 +17,7 @@ from lightning_fabric.plugins.environments.lightning import find_free_network_po
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from mgr import MGRError
 from mgr.entry import instantiate_dict
 from mgr.models import CheckpointIO
 from mgr.models.finite import StopOnNonFinite
@@ -23,6 +26,8 @@ from mgr.utils.progress import progress_for_logs
 # The clusters that start the ranks themselves, and choose their port, where Lightning finds them (its
 # accelerator connector): there nothing is spawned and the port is theirs.
 MANAGED_CLUSTERS = (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment)
+
+log = logging.getLogger(__name__)
 
 
 def build_trainer(cfg: DictConfig, training: bool) -> tuple[pl.Trainer, ModelCheckpoint | None]:
@@ -35,8 +40,9 @@ def build_trainer(cfg: DictConfig, training: bool) -> tuple[pl.Trainer, ModelChe
     if training:  # no option: a diverged run must never end as a success, whatever `callbacks=`
         callbacks.append(StopOnNonFinite())
     callbacks += logger_callbacks(loggers)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                          plugins=[CheckpointIO(), *rendezvous_plugins(cfg.trainer.get("strategy"))])
+    strategy = launched_strategy(cfg.trainer)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, strategy=strategy,
+                          plugins=[CheckpointIO(), *rendezvous_plugins(strategy)])
     return trainer, checkpoint
 
 
@@ -50,6 +56,55 @@ def logger_callbacks(loggers: list) -> list[pl.Callback]:
     from mgr.wandb_logging import WandbReport
 
     return [WandbReport()]
+
+
+def launched_strategy(trainer_cfg: DictConfig):
+    """The strategy to run: `trainer.strategy` as given, except a ddp_spawn strategy in a process that
+    a cluster started as one of its ranks, which becomes the same plain ddp strategy (its options kept):
+    the cluster has already started one process per device, and a spawn there would start every rank
+    again in each of them. The cluster's ranks must be as many as the trainer's devices on all nodes."""
+    strategy = trainer_cfg.get("strategy", "auto")
+    cluster = managing_cluster()
+    if not (isinstance(strategy, str) and strategy.startswith("ddp_spawn")) or cluster is None:
+        return strategy
+    ranks, wanted = cluster.world_size(), trainer_processes(trainer_cfg)
+    name = type(cluster).__name__.removesuffix("Environment")
+    if ranks != wanted:
+        raise MGRError(f"{name} started {ranks} process(es) but trainer.devices x trainer.num_nodes asks for {wanted}; "
+                       f"start one task per device (e.g. hydra.launcher.tasks_per_node=hydra.launcher.gpus_per_node"
+                       f"=trainer.devices, torchrun --nproc_per_node=trainer.devices), or set trainer.devices and "
+                       f"trainer.num_nodes to match.")
+    ddp = "ddp" + strategy.removeprefix("ddp_spawn")
+    log.info("%s started the %d ranks of this run: each runs strategy %s in its own process, nothing is spawned "
+             "(trainer.strategy=%s spawns the ranks only on one machine without a cluster).", name, ranks, ddp, strategy)
+    return ddp
+
+
+def managing_cluster():
+    """The cluster environment that started this process as one of its ranks, as Lightning's accelerator
+    connector finds it (TorchElastic first: torchrun may run inside a SLURM job); None on one machine."""
+    return next((cluster() for cluster in MANAGED_CLUSTERS if cluster.detect()), None)
+
+
+def trainer_processes(trainer_cfg: DictConfig) -> int:
+    """How many DDP processes `trainer.devices` on `trainer.num_nodes` nodes make, with Lightning's
+    reading of `devices` (-1 or "auto" for every device of the accelerator, a list of indices)."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "auto"):
+        accelerator = "cuda" if accelerator == "gpu" or torch_cuda_available() else "cpu"
+    accelerator_cls = AcceleratorRegistry[accelerator]["accelerator"]
+    devices = trainer_cfg.get("devices", "auto")
+    if devices == "auto":
+        return accelerator_cls.auto_device_count() * int(trainer_cfg.get("num_nodes", 1))
+    return len(accelerator_cls.get_parallel_devices(accelerator_cls.parse_devices(devices))) * int(trainer_cfg.get("num_nodes", 1))
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def rendezvous_plugins(strategy) -> list:

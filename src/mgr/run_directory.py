@@ -5,15 +5,20 @@ costs nothing and loses nothing:
 - a run without `ckpt_path` does not start in a directory that holds another run's results (Hydra
   makes a fresh directory per run and per multirun job: this stops a reused `hydra.run.dir`);
 - `ckpt_path=last` needs the run's `checkpoints/last.ckpt` (Lightning would train from scratch);
-- a resumed run keeps its directory's history, cut back to its checkpoint (see mgr.utils.csv_logger).
+- a resumed run keeps its directory's history, cut back to its checkpoint (see mgr.utils.csv_logger);
+- the ranks a cluster started (SLURM's srun tasks, torchrun's workers) share one run directory
+  (SharedRunDirectory).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
+from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mgr import MGRError
@@ -95,3 +100,54 @@ def batches_stepped(checkpoint: dict) -> int:
     """The training step a checkpoint resumes at, counted as Lightning counts the `step` of logged rows."""
     loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
     return int(loop.get("_batches_that_stepped", checkpoint.get("global_step", 0)))
+
+
+class SharedRunDirectory(Callback):
+    """Hydra callback (conf/hydra/default.yaml) for the ranks a cluster starts: each runs the whole
+    command, and Hydra would give each a directory of its own, named after the moment it started.
+    They share one, named after the cluster's job, which every rank knows: runs/slurm-<job id>.<step>
+    (the same again when SLURM requeues the job, so that it resumes from its hpc checkpoint there) or
+    runs/torchrun-<rendezvous id>. A hydra.run.dir given on the command line is kept. Only rank 0
+    writes Hydra's .hydra/ and the log file there; the other ranks log to the terminal (stderr).
+    Under hydra/launcher=slurm the tasks already share the job directory the submitting process chose."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        name = cluster_run_name()
+        if name is None:
+            return
+        if not any(o.startswith("hydra.run.dir=") for o in config.hydra.overrides.hydra):
+            config.hydra.run.dir = str(Path(config.hydra.run.dir).parent / name)
+        if cluster_rank() != 0:
+            config.hydra.output_subdir = None
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if cluster_run_name() is None or cluster_rank() == 0:
+            return
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+            handler.close()
+
+
+def cluster_run_name() -> str | None:
+    """The name all ranks of a run that a cluster started share (None for a single process), read from
+    the variables by which Lightning detects the cluster (TorchElasticEnvironment, SLURMEnvironment;
+    SLURM's job names `bash` and `interactive` mark an interactive shell, not ranks)."""
+    env = os.environ
+    if "TORCHELASTIC_RUN_ID" in env:
+        if int(env.get("WORLD_SIZE", "1")) < 2:
+            return None
+        if env["TORCHELASTIC_RUN_ID"] == "none":  # torchrun's static rendezvous without --rdzv-id
+            raise MGRError("torchrun started the ranks without a run id they could name their shared run directory "
+                           "by; pass torchrun --rdzv-id=<a name for the run> (or --standalone on one machine), or "
+                           "hydra.run.dir=<the run directory>.")
+        return f"torchrun-{env['TORCHELASTIC_RUN_ID']}"
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        step = env.get("SLURM_STEP_ID")
+        return f"slurm-{env.get('SLURM_JOB_ID', 'job')}" + (f".{step}" if step else "")
+    return None
+
+
+def cluster_rank() -> int:
+    """This process's global rank among the cluster's ranks, as torchrun (RANK) or srun (SLURM_PROCID) set it."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
