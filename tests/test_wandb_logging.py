@@ -16,7 +16,23 @@ from conftest import NO_PLOTS, compose_resolved, metrics_of, mgr_in_process, tin
 pytest.importorskip("wandb")
 
 
-def read_wandb_records(path: Path) -> list:
+def read_wandb_records(path: Path, wait_s: float = 30.0) -> list:
+    """The records of a finished .wandb transaction log. W&B's service process writes the log after the
+    run's process has finished it: read until its exit record is there (or `wait_s` has passed)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            records = parse_wandb_log(path)
+        except Exception:  # a record still being written
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.25)
+
+
+def parse_wandb_log(path: Path) -> list:
     """The records of a .wandb transaction log: a 7-byte header, then LevelDB-log blocks of protobufs."""
     from wandb.proto import wandb_internal_pb2
 

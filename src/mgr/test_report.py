@@ -1,6 +1,11 @@
-"""The test report of mgr.train and mgr.eval: test, score the confusion matrices per class,
-draw bootstrap intervals, write test_predictions.csv and metrics.json, print the chunk/track
-table and hand the results to the callbacks that take them (W&B's)."""
+"""The test report of mgr.train and mgr.eval: score the confusion matrices per class, draw bootstrap
+intervals, write test_predictions.csv and metrics.json, hand the results to the callbacks that take
+them (W&B's), and print the chunk/track table.
+
+The report is written where the test predictions are: by the `TestReport` callback on global rank 0
+at the end of the test (under ddp_spawn, in the spawned rank 0, which holds every rank's predictions,
+gathered by the task). The process that called `test_and_report` then reads metrics.json back and
+prints the table, so that it ends the output."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
+from pytorch_lightning import Callback
 
 from mgr import statistics
 
@@ -22,6 +28,9 @@ BOOTSTRAP = {"resamples": 1000, "seed": 0}
 # test_predictions.csv so files of several runs can be concatenated and still say where a row came from.
 RUN_AXES = ("seed", "split_seed", "fold", "folds")
 PREDICTION_COLUMNS = ("path", "label", "prediction", "chunks")  # then score_<class>, then RUN_AXES
+# The task's test predictions (GenreClassifier.test_results, every rank's): per track, then per chunk.
+PREDICTION_KEYS = ("track_ids", "track_scores", "track_labels", "chunk_predictions", "chunk_tracks")
+METRICS = "metrics.json"
 
 
 def per_class_scores(confusion: list[list[int]], class_names: list[str]) -> list[dict]:
@@ -37,33 +46,55 @@ def per_class_scores(confusion: list[list[int]], class_names: list[str]) -> list
 
 def test_and_report(cfg: DictConfig, trainer, model, datamodule, title: str, provenance: dict,
                     ckpt_path: str | None = None, columns: dict | None = None) -> dict[str, float]:
-    """Test (on `ckpt_path`'s weights if given, else the model's), then write metrics.json
-    (test metrics, `provenance` (which checkpoints), class names, the track aggregation, confusion matrices, per-class
-    scores, under "head" the head's `report` where it has one: what it chose; an ensemble's, one per member),
-    and test_predictions.csv (`columns`: more columns of the same value in every row, after the run's axes),
-    print the table and hand the results to the trainer's callbacks that take them (a `report_test`
-    method: mgr.wandb_logging's). Returns the test metrics."""
-    from mgr.models import test_confusions
-    from mgr.models.task import test_predictions
-
-    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    predictions = {k: v.numpy() for k, v in test_predictions(trainer).items()}
-    results = {**provenance, "class_names": model.class_names, **model.track_aggregation.as_dict(),
-               **test_confusions(trainer)}
-    results["track_per_class"] = per_class_scores(results["track_confusion"], model.class_names)
-    if reports := head_reports(model):
-        results["head"] = reports
-    results["intervals"] = bootstrap_intervals(predictions, len(model.class_names), {**BOOTSTRAP, **(cfg.get("bootstrap") or {})})
-    datamodule.setup("test")  # after ddp_spawn only the spawned processes have split: the same split here
-    test_files = [datamodule.tracks.files[i] for i in datamodule.split_tracks["test"]]
-    write_predictions(Path(cfg.paths.output_dir, "test_predictions.csv"), predictions, test_files,
-                      datamodule.hparams.root, model.class_names, {**run_axes(cfg), **(columns or {})})
-    write_and_print_results(metrics, results, cfg.paths.output_dir, title)
-    for callback in trainer.callbacks:  # in this process, also after ddp_spawn: the results are here
-        if hasattr(callback, "report_test"):
-            callback.report_test(trainer, results, cfg.paths.output_dir)
+    """Test (on `ckpt_path`'s weights if given, else the model's) with a TestReport beside the trainer's
+    callbacks (`provenance`: which checkpoints; `columns`: more columns of the same value in every row
+    of test_predictions.csv, after the run's axes), then print the table. Returns the test metrics."""
+    run_dir = Path(cfg.paths.output_dir)
+    report = TestReport(run_dir, provenance, {**run_axes(cfg), **(columns or {})},
+                        {**BOOTSTRAP, **(cfg.get("bootstrap") or {})})
+    (run_dir / METRICS).unlink(missing_ok=True)  # a test that writes no report must not pass for one
+    trainer.callbacks.append(report)
+    try:
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        trainer.callbacks.remove(report)
+    results = json.loads((run_dir / METRICS).read_text())
+    metrics = {k: v for k, v in results.items() if k.startswith("test/")}
+    print_results(metrics, results.get("intervals"), str(run_dir), title)
     return metrics
+
+
+class TestReport(Callback):
+    """Writes metrics.json (the test metrics, `provenance`, class names, the track aggregation, confusion
+    matrices, per-class scores, under "head" the head's `report` where it has one: what it chose; an
+    ensemble's, one per member; the bootstrap intervals) and test_predictions.csv, on global rank 0 when
+    the test ends, then hands the results to the callbacks that take them (a `report_test` method:
+    mgr.wandb_logging's). Plain values only: ddp_spawn sends it to the ranks."""
+
+    def __init__(self, run_dir: Path, provenance: dict, columns: dict, bootstrap: dict):
+        self.run_dir, self.provenance, self.columns, self.bootstrap = Path(run_dir), provenance, columns, bootstrap
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        tested = pl_module.test_results
+        predictions = {k: np.asarray(tested[k]) for k in PREDICTION_KEYS}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        names = pl_module.class_names
+        results = {**self.provenance, "class_names": names, **pl_module.track_aggregation.as_dict(),
+                   "chunk_confusion": tested["chunk_confusion"], "track_confusion": tested["track_confusion"]}
+        results["track_per_class"] = per_class_scores(results["track_confusion"], names)
+        if reports := head_reports(pl_module):
+            results["head"] = reports
+        results["intervals"] = bootstrap_intervals(predictions, len(names), self.bootstrap)
+        datamodule = trainer.datamodule
+        test_files = [datamodule.tracks.files[i] for i in datamodule.split_tracks["test"]]
+        write_predictions(self.run_dir / "test_predictions.csv", predictions, test_files, datamodule.hparams.root,
+                          names, self.columns)
+        (self.run_dir / METRICS).write_text(json.dumps({**metrics, **results}, indent=2))
+        for callback in trainer.callbacks:
+            if hasattr(callback, "report_test"):
+                callback.report_test(trainer, results, self.run_dir)
 
 
 def head_reports(model):
@@ -121,12 +152,11 @@ def write_predictions(path: Path, predictions: dict[str, np.ndarray], test_files
         writer.writerows(sorted(rows))
 
 
-def write_and_print_results(metrics: dict[str, float], extra: dict, run_dir: str, title: str) -> None:
-    """Write metrics.json into the run directory and print the intervals (when `extra` has them) and
-    the chunk/track table, whose five lines end the output as .ci/run expects."""
-    Path(run_dir, "metrics.json").write_text(json.dumps({**metrics, **extra}, indent=2))
+def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: str, title: str) -> None:
+    """Print the intervals (where there are some) and the chunk/track table, whose five lines end the
+    output as .ci/run expects."""
     lines = []
-    if intervals := extra.get("intervals"):
+    if intervals:
         lines += [f"\n{intervals['level']:.0%} intervals: bootstrap over test tracks (chunk: each track with its chunks), "
                   f"{intervals['resamples']} resamples, seed {intervals['seed']}",
                   f"  {'':10s} {'chunk':>16s} {'track':>16s}"]

@@ -4,8 +4,8 @@ average of several trained models (`Ensemble`). The architectures themselves are
 
 from mgr.models.checkpoints import CheckpointIO, read_checkpoint
 from mgr.models.encoder import SpectrogramEncoder
-from mgr.models.task import FittedClassifier, GenreClassifier, TrainedClassifier, load_model, test_confusions
+from mgr.models.task import FittedClassifier, GenreClassifier, TrainedClassifier, load_model
 from mgr.models.ensemble import Ensemble
 
 __all__ = ["CheckpointIO", "Ensemble", "FittedClassifier", "GenreClassifier", "SpectrogramEncoder", "TrainedClassifier",
-           "load_model", "read_checkpoint", "test_confusions"]
+           "load_model", "read_checkpoint"]

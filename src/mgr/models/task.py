@@ -47,10 +47,6 @@ from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-CONFUSION_KEYS = {"chunk_confusion": "confusion/test_chunk", "track_confusion": "confusion/test_track"}
-# What the test report writes to test_predictions.csv (see TrackMetrics.compute).
-PREDICTION_KEYS = ("track_ids", "track_scores", "track_labels", "chunk_predictions", "chunk_tracks")
-
 
 def resolved_dict(node: DictConfig) -> dict:
     """A config node as plain values, interpolations resolved: what a checkpoint stores."""
@@ -219,15 +215,17 @@ class GenreClassifier(pl.LightningModule):
             "track_confusion": results["track_confusion"].cpu().tolist(),
         }
         self.test_confusion.reset()
-        # callback_metrics travel back to the main process after a ddp_spawn test; attributes do not.
-        for name, key in CONFUSION_KEYS.items():
-            self.trainer.callback_metrics[key] = torch.tensor(self.test_results[name])
-        for name in PREDICTION_KEYS:
-            self.trainer.callback_metrics[f"predictions/test_{name}"] = results[name].cpu()
+        # Every rank's predictions (gathered by TrackMetrics), read by mgr.test_report's TestReport on rank 0.
+        # torchmetrics squeezes a one-element result (a test split of one track): the shapes are restored,
+        # every array 1-D but the scores [tracks, classes].
+        predictions = {name: value.cpu().numpy().reshape(-1) for name, value in results.items()
+                       if name not in ("track_acc", "track_f1", "track_confusion")}
+        predictions["track_scores"] = predictions["track_scores"].reshape(len(predictions["track_ids"]), -1)
+        self.test_results.update(predictions)
 
     def on_test_end(self):
-        # Runs after the callbacks' on_test_end: the other ranks wait while rank 0 draws its
-        # plots, instead of tearing down their process group under it (a gloo rank aborted so).
+        # Runs after the callbacks' on_test_end: the other ranks wait while rank 0 draws its plots and
+        # writes the test report, instead of tearing down their process group under it (a gloo rank aborted so).
         self.trainer.strategy.barrier("mgr-test-end")
 
     def _all_ranks(self, t: torch.Tensor) -> torch.Tensor:
@@ -458,19 +456,3 @@ def load_model(ckpt_path, checkpoint: dict | None = None) -> GenreClassifier:
     except (TypeError, KeyError, RuntimeError, ValueError, ArithmeticError) as e:  # an infinite length, a zero Hz
         raise MGRError(f"{ckpt_path} does not fit mgr's GenreClassifier: {first_line(e)}") from None
     return model
-
-
-def test_predictions(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
-    """The per-track and per-chunk test predictions of the trainer's last test run (see PREDICTION_KEYS)."""
-    # Lightning may hand a one-element tensor back as a scalar (a test split of one track after
-    # ddp_spawn): the shapes are restored here, every key 1-D but the scores [tracks, classes].
-    out = {name: torch.as_tensor(trainer.callback_metrics[f"predictions/test_{name}"]) for name in PREDICTION_KEYS}
-    out = {name: value.reshape(-1) for name, value in out.items()}
-    out["track_scores"] = out["track_scores"].reshape(len(out["track_ids"]), -1)
-    return out
-
-
-def test_confusions(trainer: pl.Trainer) -> dict[str, list]:
-    """The test confusion matrices of the trainer's last test run (also one run in spawned processes)."""
-    return {name: trainer.callback_metrics[key].tolist() for name, key in CONFUSION_KEYS.items()
-            if key in trainer.callback_metrics}
