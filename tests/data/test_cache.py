@@ -500,3 +500,16 @@ def test_decode_workers_die_with_their_parent(many_files, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the process group this test started
         except ProcessLookupError:
             pass
+
+
+def test_a_float32_build_killed_before_cache_dtype_resumes_as_float32_by_default(cache_files, tmp_path, monkeypatch):
+    """Its journal lines have no scale, and data.cache_dtype=null finishes it rather than start an int16 one."""
+    partial = _killed_build_after(cache_files, tmp_path / "cache", monkeypatch, decoded_files=4, dtype="float32")
+    journal = partial / "journal.jsonl"
+    journal.write_text("".join(json.dumps(json.loads(line)[:3]) + "\n" for line in journal.read_text().splitlines()))
+
+    decoded = _count_decoding(monkeypatch)
+    resumed = _build(cache_files, tmp_path / "cache")
+    assert resumed.dtype == "float32" and resumed.directory == partial.with_name(partial.name[: -len(".partial")])
+    assert decoded == cache_files[4:]
+    assert _same_data(resumed, _build(cache_files, tmp_path / "fresh", "float32"))
