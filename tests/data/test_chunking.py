@@ -53,7 +53,8 @@ def test_crop_and_cut_zero_pad_past_the_end():
 
 def test_even_chunks_are_chunk_starts_without_overlap():
     lengths = [2500, 8000, 14000, 4000 * 7 + 1]
-    cache = SimpleNamespace(lengths=np.array(lengths), waveform=lambda t: np.ones(lengths[t], dtype=np.float32))
+    cache = SimpleNamespace(lengths=np.array(lengths), waveform=lambda t: np.ones(lengths[t], dtype=np.float32),
+                            dtype="float32")
     for max_chunks in (None, 3):
         dataset = EvenChunks(cache, [3, 0, 2], [0, 1, 0, 1], chunk=4000, max_chunks=max_chunks)
         for k, t in enumerate([3, 0, 2]):

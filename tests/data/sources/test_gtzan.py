@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import TONE_RATE, mini_datamodule, split_sizes, write_tone
 from mgr import MGRError
@@ -66,8 +67,8 @@ def test_gtzan_datamodule_uses_the_lists_and_reports_the_known_bad_clip(gtzan_mi
     assert split_sizes(dm.split_tracks) == (19, 10, 10)  # 20 train minus jazz.00054
     report = dm.cache.report_path.read_text()
     assert "jazz.00054.wav\tknown bad file" in report and report.count("\n") == 2
-    wave, label, _ = next(iter(dm.train_dataloader()))
-    assert wave.shape == (4, TONE_RATE // 2)
+    wave, label, _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # as the model gets it
+    assert wave.shape == (4, TONE_RATE // 2) and wave.dtype == torch.float32
     random = mini_datamodule("gtzan", root, tmp_path, source_options={"split_lists": str(lists)}, split="random")
     assert sum(split_sizes(random.split_tracks)) == 39
 
