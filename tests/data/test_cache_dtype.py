@@ -119,7 +119,7 @@ def test_the_default_for_a_new_cache_is_int16(cache_files, tmp_path):
 
 
 def test_an_unknown_dtype_is_one_sentence_before_any_work(small_folder, tmp_path):
-    with pytest.raises(MGRError, match=r"^data.cache_dtype must be null .*int16, float16, float32; got 'int8'.$"):
+    with pytest.raises(MGRError, match=r"^data.cache_dtype must be int16, float16, float32 or null \(.*\); got 'int8'.$"):
         GenreDataModule(source="folder", root=str(small_folder), cache_dir=str(tmp_path / "cache"), cache_dtype="int8")
     assert not (tmp_path / "cache").exists()
 

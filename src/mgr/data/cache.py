@@ -106,8 +106,8 @@ def cache_key(files: list[str], sample_rate: int, min_seconds: float = 0.0, know
 
 def check_dtype(dtype: str | None) -> None:
     if dtype is not None and dtype not in DTYPES:
-        raise MGRError(f"data.cache_dtype must be null (int16 for a new cache, an existing float32 one as it is), "
-                       f"{', '.join(DTYPES)}; got {dtype!r}.")
+        raise MGRError(f"data.cache_dtype must be int16, float16, float32 or null (int16 for a new cache, an existing "
+                       f"float32 one used as it is); got {dtype!r}.")
 
 
 def quantise(audio: np.ndarray, dtype: str) -> tuple[np.ndarray, float]:
