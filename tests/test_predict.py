@@ -250,9 +250,7 @@ def test_overlap_0_labels_the_test_split_as_its_track_metrics_score_it(best_chec
         chunks = logits[positions == k]
         expected = {"mean_logits": torch.softmax(chunks.mean(0), 0), "mean_probs": torch.softmax(chunks, 1).mean(0),
                     "majority_vote": votes[k]}[rule]
-        # predict decodes the files; the test split's chunks come from the int16 cache (data.cache_dtype),
-        # one quantisation step (1/32767 of full scale) away: probabilities agree to about 1e-5.
-        assert p.probabilities == pytest.approx(expected.tolist(), abs=1e-4)
+        assert p.probabilities == pytest.approx(expected.tolist(), abs=1e-5)
     if rule == "mean_logits":
         labels = test_split["track_labels"]
         accuracy = np.mean([int(np.argmax(p.probabilities)) == y for p, y in zip(predictions, labels)])
