@@ -24,7 +24,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from mgr.data import synth
+from mgr.data import synth_audio
 from mgr.data.audio import load_audio
 from mgr.predict import find_audio_files, predict_files
 
@@ -35,7 +35,7 @@ FORMATS = [("wav", "WAV", "PCM_16", 44100, 2), ("mp3", "MP3", None, 44100, 2),
 def write_folder(folder: Path, n_files: int, seconds: float) -> None:
     for i in range(n_files):
         ext, fmt, subtype, rate, channels = FORMATS[i % len(FORMATS)]
-        wave = soxr.resample(synth.render_track(i % 5, i, seconds), synth.RENDER_RATE, rate).astype(np.float32)
+        wave = soxr.resample(synth_audio.render_track(i % 5, i, seconds), synth_audio.RENDER_RATE, rate).astype(np.float32)
         if channels == 2:
             wave = np.stack([wave, 0.8 * wave], axis=1)
         sf.write(str(folder / f"{i:03d}.{ext}"), wave, rate, format=fmt, subtype=subtype)
@@ -48,7 +48,7 @@ def default_model(name: str):
 
     with initialize_config_module("mgr.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"model={name}"])
-    return GenreClassifier.from_config(cfg, sorted(synth.CLASSES))
+    return GenreClassifier.from_config(cfg, sorted(synth_audio.CLASSES))
 
 
 def main() -> None:
