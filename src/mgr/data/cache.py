@@ -306,7 +306,7 @@ class WaveformCache:
             return None
         if cache.checksums is None:
             cache.record_checksums()
-        log.info("Using waveform cache %s (%d files, no decoding).", directory, len(files))
+        log.info("Using waveform cache %s (%d files of %s samples, no decoding).", directory, len(files), dtype)
         return cache
 
     @classmethod
@@ -505,7 +505,8 @@ class _Build:
         (self.tmp / INDEX).write_text(json.dumps(index))
         self.tmp.rename(self.directory)
         (self.directory / JOURNAL).unlink()
-        log.info("Decoded %d files into waveform cache %s.", len(self.files) - len(bad), self.directory)
+        log.info("Decoded %d files into waveform cache %s (%s samples).", len(self.files) - len(bad), self.directory,
+                 self.dtype)
 
 
 def _journal_entry(line: bytes, samples, itemsize: int) -> tuple[list | None, str]:
