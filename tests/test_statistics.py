@@ -96,3 +96,57 @@ def test_friedman_of_configurations_tied_in_every_block_finds_no_difference():
     # scipy's statistic is 0/0 here (nan); mgr.report would print p=nan and hand Holm a nan
     result = statistics.friedman(np.full((4, 3), 0.5))
     assert (result["statistic"], result["p"], result["average_ranks"]) == (0.0, 1.0, [2.0, 2.0, 2.0])
+
+
+def direct_ece(confidence, correct, bins):
+    """ECE written out bin by bin, as Guo et al. 2017 define it: bins ((b-1)/M, b/M]."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    total = 0.0
+    for b in range(bins):
+        lower, upper = b / bins, (b + 1) / bins
+        inside = (confidence > lower) & (confidence <= upper) if b else (confidence <= upper)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return total
+
+
+def test_expected_calibration_error_equals_a_direct_computation():
+    # Hand-made: three bins used of 15, one confidence exactly on a boundary (0.6 = 9/15: in (8/15, 9/15]).
+    confidence = [0.9, 0.92, 0.91, 0.7, 0.72, 0.6]
+    correct = [True, True, False, True, False, True]
+    expected = 3 / 6 * abs(2 / 3 - 0.91) + 2 / 6 * abs(0.5 - 0.71) + 1 / 6 * abs(1 - 0.6)
+    assert statistics.expected_calibration_error(confidence, correct, 15) == pytest.approx(expected)
+    assert direct_ece(confidence, correct, 15) == pytest.approx(expected)
+    rng = np.random.default_rng(0)
+    confidence, correct = rng.uniform(0.2, 1.0, 1000), rng.random(1000) < 0.7
+    assert statistics.expected_calibration_error(confidence, correct) == pytest.approx(direct_ece(confidence, correct, 15))
+
+
+def test_expected_calibration_error_of_a_calibrated_and_an_over_confident_model():
+    rng = np.random.default_rng(1)
+    confidence = rng.uniform(0.3, 1.0, 200_000)
+    assert statistics.expected_calibration_error(confidence, rng.random(len(confidence)) < confidence) < 0.01
+    assert statistics.expected_calibration_error(np.ones(10), np.zeros(10, bool)) == 1.0
+
+
+def test_expected_calibration_error_equals_torchmetrics_l1_with_15_bins():
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    logits = 3 * torch.randn(500, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 4, (500,), generator=torch.Generator().manual_seed(1))
+    confidence, predicted = torch.softmax(logits, 1).max(1)
+    ours = statistics.expected_calibration_error(confidence.numpy(), (predicted == target).numpy())
+    theirs = multiclass_calibration_error(torch.softmax(logits, 1), target, 4, n_bins=15, norm="l1").item()
+    assert ours == pytest.approx(theirs, abs=1e-5)
+
+
+def test_risk_coverage_answers_the_most_confident_first():
+    confidence = [0.9, 0.3, 0.8, 0.5]
+    correct = [True, False, True, False]
+    coverage, accuracy, threshold = statistics.risk_coverage(confidence, correct)
+    assert coverage.tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert accuracy.tolist() == [1.0, 1.0, pytest.approx(2 / 3), 0.5]
+    assert threshold.tolist() == [0.9, 0.8, 0.5, 0.3]
+    table = statistics.risk_coverage_table(confidence, correct, points=2)
+    assert table == [{"coverage": 0.5, "accuracy": 1.0, "min_confidence": 0.8},
+                     {"coverage": 1.0, "accuracy": 0.5, "min_confidence": 0.3}]

@@ -1,4 +1,5 @@
-"""Figures of a run: confusion matrices, learning curves and embedding maps, as PNG files.
+"""Figures of a run: confusion matrices, learning curves, embedding maps, reliability diagrams and
+risk-coverage curves, as PNG files.
 
 Drawn with matplotlib's object API (`Figure`, no pyplot), so no display and no
 global state are needed; matplotlib is imported only when a figure is drawn.
@@ -121,6 +122,50 @@ def save_feature_examples(maps: np.ndarray, titles: Sequence[str], per_row: int,
     return _save(fig, path)
 
 
+def save_reliability_diagram(levels: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> Path:
+    """One panel per level (`levels`: name -> (top probability, correct) per prediction): the accuracy of
+    each of mgr.statistics' equal-width confidence bins against its mean confidence, the diagonal being
+    perfect calibration, and the bins' shares of the predictions below."""
+    from mgr import statistics
+
+    bins = statistics.CALIBRATION_BINS
+    fig = _figure(5 * len(levels), 5.5)
+    fig.suptitle(title)
+    axes = np.atleast_2d(fig.subplots(2, len(levels), squeeze=False, height_ratios=(3, 1), sharex=True))
+    centres = (np.arange(bins) + 0.5) / bins
+    for (name, (confidence, correct)), top, bottom in zip(levels.items(), axes[0], axes[1]):
+        totals, accuracy, mean_confidence = statistics.reliability_bins(confidence, correct, bins)
+        ece = statistics.expected_calibration_error(confidence, correct, bins)
+        used = totals > 0
+        top.bar(centres[used], accuracy[used], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
+        top.plot(mean_confidence[used], accuracy[used], "o", color="C1", markersize=4, label="at mean confidence")
+        top.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+        top.set(title=f"{name} level: ECE {ece:.3f} ({len(confidence)} {name}s)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        top.legend(loc="upper left")
+        bottom.bar(centres, totals / max(totals.sum(), 1), width=1 / bins, color="grey")
+        bottom.set(xlabel="top probability", ylabel="share")
+    return _save(fig, path)
+
+
+def save_risk_coverage(confidence, correct, path: str | Path, title: str) -> Path:
+    """Accuracy of the answered predictions against the share answered, answering the most confident
+    first (mgr.statistics.risk_coverage), with the min_confidence that answers each share on a second axis."""
+    from mgr import statistics
+
+    coverage, accuracy, threshold = statistics.risk_coverage(confidence, correct)
+    fig = _figure(6, 4.5)
+    fig.suptitle(title)
+    ax = fig.subplots()
+    ax.plot(coverage, accuracy, color="C0", label="accuracy of the answered")
+    ax.set(xlabel="coverage (share answered)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    other = ax.twinx()
+    other.plot(coverage, threshold, color="C1", linestyle="--", label="min_confidence")
+    other.set(ylabel="min_confidence (lowest top probability answered)", ylim=(0, 1.02))
+    fig.legend(loc="lower left", bbox_to_anchor=(0.12, 0.12))
+    return _save(fig, path)
+
+
 class PlotsCallback(pl.Callback):
     """Keeps the train/val metrics of every epoch and, when testing ends, draws the chunk and track
     confusion matrices and the learning curves into `dirpath` (global rank 0 only)."""
@@ -153,10 +198,23 @@ class PlotsCallback(pl.Callback):
             if matrix is not None:
                 title = f"Test confusion matrix, {level} level ({int(np.sum(matrix))} {level}s)"
                 written.append(save_confusion_matrix(matrix, names, self.dirpath / f"confusion_{level}.png", title))
+        written += self._calibration_plots(pl_module)
         history = [self.history[e] for e in sorted(self.history)]
         if any(len(row) > 1 for row in history):
             written.append(save_learning_curves(history, self.dirpath / "learning_curves.png"))
         log.info("Plots: %s", ", ".join(str(p) for p in written))
+
+    def _calibration_plots(self, pl_module) -> list[Path]:
+        """The reliability diagram (chunk and track level) and the tracks' risk-coverage curve."""
+        from mgr.test_report import track_confidence
+
+        tested = pl_module.test_results
+        if "chunk_confidence" not in tested or not len(tested.get("track_labels", [])):
+            return []
+        tracks = track_confidence(tested, pl_module.track_aggregation.name)
+        levels = {"chunk": (tested["chunk_confidence"], tested["chunk_correct"]), "track": tracks}
+        return [save_reliability_diagram(levels, self.dirpath / "reliability.png", "Reliability diagram (test)"),
+                save_risk_coverage(*tracks, self.dirpath / "risk_coverage.png", "Risk-coverage of the test tracks")]
 
     # Saved in checkpoints, so a resumed run draws its curves from the first epoch.
     def state_dict(self) -> dict:

@@ -52,6 +52,7 @@ from mgr.entry import command, require, task
 log = logging.getLogger("mgr.predict")
 
 EXIT_SOME_FAILED = 2
+UNKNOWN = "unknown"  # the answer for a file whose top probability is below min_confidence
 
 
 @dataclass
@@ -63,10 +64,17 @@ class FilePrediction:
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None
     silent: bool = False  # no sample above the floor the waveform cache drops silent files at: not labelled
+    unknown: bool = False  # its top probability is below min_confidence: answered `unknown`, probabilities kept
 
     @property
     def status(self) -> str:
-        return "failed" if self.error else "silent" if self.silent else "ok"
+        return "failed" if self.error else "silent" if self.silent else "unknown" if self.unknown else "ok"
+
+    def genre(self, class_names: list[str]) -> str:
+        """The answer: the most probable genre, or `unknown`; empty for a failed or silent file."""
+        if not self.probabilities:
+            return ""
+        return UNKNOWN if self.unknown else self.top(class_names, 1)[0][0]
 
     def top(self, class_names: list[str], k: int) -> list[tuple[str, float]]:
         order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k]  # ties: class order
@@ -123,8 +131,10 @@ def _decoded(paths: list[Path], sample_rate: int, threads: int) -> Iterator[tupl
 
 @torch.inference_mode()
 def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: int = 32,
-                  device: torch.device | str = "cpu", decode_threads: int = 2) -> Iterator[FilePrediction]:
-    """One FilePrediction per path, in order; a file that cannot be decoded gets its reason in `error`."""
+                  device: torch.device | str = "cpu", decode_threads: int = 2,
+                  min_confidence: float | None = None) -> Iterator[FilePrediction]:
+    """One FilePrediction per path, in order; a file that cannot be decoded gets its reason in `error`,
+    one whose top (calibrated) probability is below `min_confidence` is `unknown`."""
     device = torch.device(device)
     model.eval().to(device)
     sample_rate = model.hparams.sample_rate
@@ -137,7 +147,8 @@ def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: in
             continue
         logits = chunk_logits(model, wave, overlap, batch_size, device)
         (probabilities,) = model.track_aggregation.probabilities(logits, torch.zeros(len(logits), dtype=torch.long), 1)
-        yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist())
+        unknown = min_confidence is not None and probabilities.max().item() < min_confidence
+        yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist(), unknown=unknown)
 
 
 SILENT = f"no sample above {20 * math.log10(SILENCE_PEAK):.0f} dBFS; not labelled"
@@ -151,7 +162,7 @@ def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int
     if p.silent:
         return f"  {p.path:{width}s}  {length}  {'':6s}  SILENT: {SILENT}"
     genres = "  ".join(f"{name} {prob:.2f}" for name, prob in p.top(class_names, top_k))
-    return f"  {p.path:{width}s}  {length}  {p.chunks:6d}  {genres}"
+    return f"  {p.path:{width}s}  {length}  {p.chunks:6d}  {'UNKNOWN, below min_confidence: ' if p.unknown else ''}{genres}"
 
 
 def write_outputs(predictions: list[FilePrediction], class_names: list[str], top_k: int, run_dir: Path,
@@ -171,9 +182,9 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
             elif p.silent:
                 writer.writerow([path, "silent", "", "", f"{p.seconds:.2f}", "", *[""] * len(class_names), "",
                                  checkpoints])
-            else:
-                (genre, prob), = p.top(class_names, 1)
-                writer.writerow([path, "ok", genre, f"{prob:.4f}", f"{p.seconds:.2f}", p.chunks,
+            else:  # `probability`: the top one, also where the answer is unknown
+                (_, prob), = p.top(class_names, 1)
+                writer.writerow([path, p.status, p.genre(class_names), f"{prob:.4f}", f"{p.seconds:.2f}", p.chunks,
                                  *(f"{q:.4f}" for q in p.probabilities), "", checkpoints])
     files = [
         {
@@ -182,6 +193,7 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
             "error": p.error,
             "seconds": p.seconds,
             "chunks": p.chunks,
+            "genre": p.genre(class_names) or None,
             "top": [{"genre": g, "probability": q} for g, q in p.top(class_names, top_k)] if p.probabilities else [],
             "probabilities": dict(zip(class_names, p.probabilities)),
         }
@@ -193,6 +205,7 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
 
 @task
 def predict(cfg: DictConfig) -> list[FilePrediction]:
+    from mgr.models.calibration import temperatures
     from mgr.restore import checkpoint_provenance, load_trained_model, resolve_device
 
     require(cfg, "ckpt_path", "inputs", usage="python -m mgr.predict ckpt_path=<best>.ckpt inputs=[song.mp3,music/]")
@@ -201,6 +214,7 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
         raise MGRError(f"overlap={cfg.overlap} must be at least 0 and below 1 (the fraction of a chunk shared).")
     if cfg.batch_size < 1 or cfg.top_k < 1:
         raise MGRError("batch_size and top_k must be at least 1.")
+    min_confidence = checked_min_confidence(cfg.get("min_confidence"))
     device = resolve_device(cfg.device)
     model = load_trained_model(cfg, ensemble=True)
     checkpoints = checkpoint_provenance(cfg)
@@ -214,18 +228,31 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     width = min(max(len(str(p)) for p in paths), 60)
     print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  top {cfg.top_k} genres", flush=True)
     predictions = []
-    for p in predict_files(model, paths, cfg.overlap, cfg.batch_size, device, cfg.decode_threads):
+    for p in predict_files(model, paths, cfg.overlap, cfg.batch_size, device, cfg.decode_threads, min_confidence):
         predictions.append(p)
         print(format_row(p, names, cfg.top_k, width), flush=True)
     run_dir = Path(cfg.paths.output_dir)
     provenance = {**checkpoints, "model": model.architecture, "sample_rate": h.sample_rate,
-                  "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict()}
+                  "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict(),
+                  "temperature": temperatures(model), "min_confidence": min_confidence}
     csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, provenance)
-    counts = {s: sum(p.status == s for p in predictions) for s in ("ok", "silent", "failed")}
+    counts = {s: sum(p.status == s for p in predictions) for s in ("ok", "unknown", "silent", "failed")}
     silent = f", {counts['silent']} silent" if counts["silent"] else ""
-    print(f"Labelled {counts['ok']} file(s){silent}, {counts['failed']} failed; {csv_path.name} and {json_path.name} "
+    unknown = f", {counts['unknown']} unknown (below min_confidence={min_confidence:g})" if min_confidence is not None else ""
+    print(f"Labelled {counts['ok']} file(s){unknown}{silent}, {counts['failed']} failed; {csv_path.name} and {json_path.name} "
           f"in {run_dir}", flush=True)
     return predictions
+
+
+def checked_min_confidence(value) -> float | None:
+    """min_confidence: null (answer every file) or a probability in (0, 1]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise MGRError(f"min_confidence={value!r} must be null (answer every file) or a probability above 0 and at "
+                       "most 1 (files whose top probability is below it are answered `unknown`); mgr.eval's "
+                       "risk_coverage in metrics.json shows what each value costs.")
+    return float(value)
 
 
 def predict_command(cfg: DictConfig) -> None:

@@ -101,3 +101,51 @@ def holm(p_values) -> list[float]:
     adjusted = np.empty_like(p)
     adjusted[order] = np.minimum(stepped, 1.0)
     return adjusted.tolist()
+
+
+# --- calibration ---------------------------------------------------------------
+CALIBRATION_BINS = 15  # equal-width confidence bins of the ECE (Guo et al. 2017), as torchmetrics' default
+
+
+def expected_calibration_error(confidence, correct, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: sum over equal-width bins of the top probability (bin b holds (b-1)/bins < c <= b/bins, a
+    confidence of 0 in the first) of |accuracy - mean confidence| weighted by the bin's share of the
+    predictions (the L1 norm). `confidence`: each prediction's top probability; `correct`: whether it was right."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    if not len(confidence):
+        return float("nan")
+    totals, accuracy, mean_confidence = reliability_bins(confidence, correct, bins)
+    return float(np.sum(totals / totals.sum() * np.abs(accuracy - mean_confidence)))
+
+
+def reliability_bins(confidence, correct, bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: the number of predictions, their accuracy and mean confidence
+    (0 for an empty bin): what the ECE sums and the reliability diagram draws."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    totals = np.bincount(which, minlength=bins).astype(float)
+    safe = np.maximum(totals, 1)
+    return totals, np.bincount(which, correct, bins) / safe, np.bincount(which, confidence, bins) / safe
+
+
+def risk_coverage(confidence, correct) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Selective prediction: predictions answered from the most confident down. Returns, after each
+    answered prediction, the coverage (share answered), the accuracy of those answered and the
+    confidence of the last one answered (the lowest confidence among them; equal confidences in the order given)."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    order = np.argsort(-confidence, kind="stable")
+    answered = np.arange(1, len(order) + 1)
+    return answered / len(order), np.cumsum(correct[order]) / answered, confidence[order]
+
+
+def risk_coverage_table(confidence, correct, points: int = 10) -> list[dict]:
+    """The risk-coverage curve at coverages 1/points .. 1: the threshold (the lowest confidence answered)
+    and the accuracy of the answered; compact enough for metrics.json."""
+    coverage, accuracy, threshold = risk_coverage(confidence, correct)
+    if not len(coverage):
+        return []
+    rows = []
+    for target in np.arange(1, points + 1) / points:
+        k = min(int(np.ceil(target * len(coverage) - 1e-9)), len(coverage)) - 1
+        rows.append({"coverage": float(coverage[k]), "accuracy": float(accuracy[k]), "min_confidence": float(threshold[k])})
+    return rows

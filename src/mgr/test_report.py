@@ -87,6 +87,9 @@ class TestReport(Callback):
         if reports := head_reports(pl_module):
             results["head"] = reports
         results["intervals"] = bootstrap_intervals(predictions, len(names), self.bootstrap)
+        calibration = calibration_report(tested, pl_module)
+        metrics.update(calibration.pop("metrics"))
+        results.update(calibration)
         datamodule = trainer.datamodule
         test_files = [datamodule.tracks.files[i] for i in datamodule.split_tracks["test"]]
         write_predictions(self.run_dir / "test_predictions.csv", predictions, test_files, datamodule.hparams.root,
@@ -95,6 +98,30 @@ class TestReport(Callback):
         for callback in trainer.callbacks:
             if hasattr(callback, "report_test"):
                 callback.report_test(trainer, results, self.run_dir)
+
+
+def calibration_report(tested: dict, model) -> dict:
+    """The expected calibration errors (chunk: test/ece, track: test/track_ece; 15 equal-width bins of the
+    top probability, mgr.statistics), the temperatures the probabilities were computed at (an ensemble's:
+    its members') and the track-level risk-coverage curve (`risk_coverage`: coverage, accuracy of the
+    answered, the min_confidence that answers them), from the task's test results."""
+    from mgr.models.calibration import temperatures
+
+    confidence, correct = track_confidence(tested, model.track_aggregation.name)
+    return {"metrics": {"test/ece": statistics.expected_calibration_error(tested["chunk_confidence"],
+                                                                       tested["chunk_correct"]),
+                        "test/track_ece": statistics.expected_calibration_error(confidence, correct)},
+            "calibration": {"bins": statistics.CALIBRATION_BINS, "binning": "equal-width top-probability bins",
+                            "temperature": temperatures(model)},
+            "risk_coverage": statistics.risk_coverage_table(confidence, correct)}
+
+
+def track_confidence(tested: dict, aggregation_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each test track's top probability and whether its prediction was right."""
+    from mgr.models.calibration import track_probabilities
+
+    probabilities = track_probabilities(tested["track_scores"], aggregation_name)
+    return probabilities.max(axis=1), probabilities.argmax(axis=1) == np.asarray(tested["track_labels"])
 
 
 def head_reports(model):
@@ -156,6 +183,9 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
     """Print the intervals (where there are some) and the chunk/track table, whose five lines end the
     output as .ci/run expects."""
     lines = []
+    if "test/ece" in metrics:  # before the table, whose lines end the output
+        lines.append(f"\nExpected calibration error (15 equal-width bins): chunk {metrics['test/ece']:.4f}, "
+                     f"track {metrics.get('test/track_ece', float('nan')):.4f}")
     if intervals:
         lines += [f"\n{intervals['level']:.0%} intervals: bootstrap over test tracks (chunk: each track with its chunks), "
                   f"{intervals['resamples']} resamples, seed {intervals['seed']}",

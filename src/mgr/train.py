@@ -43,6 +43,8 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best_path = checkpoint.best_model_path if checkpoint else ""
+    if best_path and cfg.get("calibrate", True):
+        calibrate(model, datamodule, trainer, best_path)
     if cfg.get("test"):
         if not best_path:
             log.warning("No best checkpoint was saved; testing the weights of the last step.")
@@ -65,6 +67,26 @@ def checked_checkpoint(ckpt_path: str | None) -> str | None:
         return ckpt_path
     read_checkpoint(ckpt_path)
     return str(local_checkpoint(ckpt_path))
+
+
+def calibrate(model, datamodule, trainer, best_path: str) -> None:
+    """Temperature scaling (mgr.models.calibration) of the best checkpoint: its weights loaded into
+    `model` (which the test then loads again), T fitted on the validation chunks, set on `model` and
+    written into the best checkpoint's hyperparameters (by global rank 0; every rank fits the same T).
+    last.ckpt keeps T = 1: its weights are others, and a resumed run calibrates its own best."""
+    from mgr.models.calibration import fit_temperature, validation_logits
+    from mgr.models.checkpoints import read_checkpoint, save_atomically
+
+    checkpoint = read_checkpoint(best_path)
+    model.load_state_dict(checkpoint["state_dict"])
+    fit = fit_temperature(*validation_logits(model, datamodule, trainer.strategy.root_device))
+    model.set_temperature(fit.temperature)
+    log.info("Calibration of %s: %s", best_path, fit)
+    if trainer.is_global_zero:
+        checkpoint["hyper_parameters"]["temperature"] = fit.temperature
+        checkpoint["mgr_calibration"] = {"nll_before": fit.nll_before, "nll_after": fit.nll_after, "chunks": fit.chunks}
+        save_atomically(checkpoint, best_path)
+    trainer.strategy.barrier("mgr-calibrated")
 
 
 def caches_embeddings(encoder) -> bool:

@@ -69,6 +69,7 @@ class Ensemble(GenreClassifier):
         # The first member's modules, not the copy just built: chunk_samples and the like read them.
         ensemble.encoder, ensemble.head = members[0].encoder, members[0].head
         ensemble.members = nn.ModuleList(members)
+        ensemble.set_temperature(1.0)  # each member's softmax is calibrated by its own temperature (forward)
         return ensemble
 
     @property
@@ -76,6 +77,7 @@ class Ensemble(GenreClassifier):
         return f"ensemble of {len(self.members)} ({', '.join(m.architecture for m in self.members)})"
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        # Each member's forward divides its logits by its own temperature: the mean of calibrated probabilities.
         return mean_probability_logits([member(wave) for member in self.members])
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:

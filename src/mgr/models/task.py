@@ -81,6 +81,7 @@ class GenreClassifier(pl.LightningModule):
         encoder: dict | None = None,
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
+        temperature: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -111,6 +112,9 @@ class GenreClassifier(pl.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.test_results: dict[str, Any] = {}
         self.set_track_aggregation(track_aggregation, vote_threshold)
+        self.set_temperature(temperature)
+        self._test_chunk_confidence: list[torch.Tensor] = []  # top probability of each test chunk, and
+        self._test_chunk_correct: list[torch.Tensor] = []  # whether it was right: the chunk ECE's inputs
         self._prepare_training()
 
     def _prepare_training(self) -> None:
@@ -156,7 +160,17 @@ class GenreClassifier(pl.LightningModule):
         return self.encoder(wave)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(wave))
+        """The calibrated logits: the head's divided by the temperature (mgr.models.calibration), so every
+        probability mgr reports is calibrated; training's loss reads the head's own (training_step)."""
+        return self.head(self.encoder(wave)) / self.temperature
+
+    def set_temperature(self, temperature: float) -> None:
+        """The temperature of the model's probabilities (1: as trained), kept in the hyperparameters so
+        the checkpoint carries it; a checkpoint written before temperature scaling has none and loads with 1."""
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+            raise MGRError(f"temperature={temperature!r} must be a positive number (1: the probabilities as trained).")
+        self.temperature = float(temperature)
+        self.hparams["temperature"] = self.temperature
 
     def set_track_aggregation(self, name: str | None = None, vote_threshold: float | None = None) -> None:
         """How the chunks of a track are combined (mgr.models.aggregation.TrackAggregation) in the val/test
@@ -206,6 +220,9 @@ class GenreClassifier(pl.LightningModule):
         logits, target = self._eval_step(batch, "test")
         if len(target):
             self.test_confusion.update(logits, target)
+        confidence, predicted = torch.softmax(logits.float(), dim=1).max(dim=1)
+        self._test_chunk_confidence.append(confidence)
+        self._test_chunk_correct.append(predicted == target)
 
     def on_test_epoch_end(self):
         results = self._eval_epoch_end("test")
@@ -222,6 +239,12 @@ class GenreClassifier(pl.LightningModule):
                        if name not in ("track_acc", "track_f1", "track_confusion")}
         predictions["track_scores"] = predictions["track_scores"].reshape(len(predictions["track_ids"]), -1)
         self.test_results.update(predictions)
+        self.test_results["temperature"] = self.temperature
+        for name in ("confidence", "correct"):  # every rank's chunks, for the chunk-level calibration error
+            chunks = getattr(self, f"_test_chunk_{name}")
+            local = torch.cat(chunks) if chunks else torch.zeros(0, device=self.device)
+            self.test_results[f"chunk_{name}"] = self._all_ranks(local.float()).cpu().numpy()
+            chunks.clear()
 
     def on_test_end(self):
         # Runs after the callbacks' on_test_end: the other ranks wait while rank 0 draws its plots and
@@ -247,6 +270,8 @@ class GenreClassifier(pl.LightningModule):
     def on_test_start(self):
         for metric in (self.test_metrics, self.test_tracks, self.test_loss, self.test_confusion):
             metric.reset()
+        self._test_chunk_confidence.clear()
+        self._test_chunk_correct.clear()
 
     # --- checkpoints -----------------------------------------------------------
     @classmethod
