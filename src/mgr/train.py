@@ -44,7 +44,7 @@ def train(cfg: DictConfig) -> float | None:
 
     best_path = checkpoint.best_model_path if checkpoint else ""
     if best_path and cfg.get("calibrate", True):
-        calibrate(model, datamodule, trainer, best_path)
+        training["temperature_fit"] = calibrate(model, datamodule, trainer, best_path)
     if cfg.get("test"):
         if not best_path:
             log.warning("No best checkpoint was saved; testing the weights of the last step.")
@@ -69,11 +69,12 @@ def checked_checkpoint(ckpt_path: str | None) -> str | None:
     return str(local_checkpoint(ckpt_path))
 
 
-def calibrate(model, datamodule, trainer, best_path: str) -> None:
+def calibrate(model, datamodule, trainer, best_path: str) -> dict:
     """Temperature scaling (mgr.models.calibration) of the best checkpoint: its weights loaded into
     `model` (which the test then loads again), T fitted on the validation chunks, set on `model` and
     written into the best checkpoint's hyperparameters (by global rank 0; every rank fits the same T).
-    last.ckpt keeps T = 1: its weights are others, and a resumed run calibrates its own best."""
+    last.ckpt keeps T = 1: its weights are others, and a resumed run calibrates its own best. Returns
+    the fit (T, the validation NLL before and after) for metrics.json."""
     from mgr.models.calibration import fit_temperature, validation_logits
     from mgr.models.checkpoints import read_checkpoint, save_atomically
 
@@ -84,9 +85,10 @@ def calibrate(model, datamodule, trainer, best_path: str) -> None:
     log.info("Calibration of %s: %s", best_path, fit)
     if trainer.is_global_zero:
         checkpoint["hyper_parameters"]["temperature"] = fit.temperature
-        checkpoint["mgr_calibration"] = {"nll_before": fit.nll_before, "nll_after": fit.nll_after, "chunks": fit.chunks}
         save_atomically(checkpoint, best_path)
     trainer.strategy.barrier("mgr-calibrated")
+    return {"temperature": fit.temperature, "val_nll_before": fit.nll_before, "val_nll_after": fit.nll_after,
+            "val_chunks": fit.chunks}
 
 
 def caches_embeddings(encoder) -> bool:

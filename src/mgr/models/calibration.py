@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import move_data_to_device
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from mgr.labels import PADDING_LABEL
 
@@ -62,7 +63,8 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> TemperatureF
 @torch.no_grad()
 def validation_logits(model, datamodule, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The chunk logits (at T = 1) and labels of the validation split, scored as the validation step
-    scores them: the loader's batches through the data module's transfer hook, then the model."""
+    scores them: the loader's batches through the data module's transfer hook, then the model; under
+    DDP each rank scores its shard and every rank gets all of them, so every rank fits the same T."""
     was_training, temperature = model.training, model.temperature
     model.eval().to(device)
     model.temperature = 1.0
@@ -72,12 +74,15 @@ def validation_logits(model, datamodule, device: torch.device) -> tuple[torch.Te
         for batch in datamodule.val_dataloader():
             wave, target, _ = datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
             keep = target != PADDING_LABEL
-            logits.append(model(wave[keep]).float().cpu())
-            targets.append(target[keep].cpu())
+            logits.append(model(wave[keep]).float())
+            targets.append(target[keep])
     finally:
         model.temperature = temperature
         model.train(was_training)
-    return torch.cat(logits), torch.cat(targets)
+    logits, targets = torch.cat(logits), torch.cat(targets)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        logits, targets = (torch.cat(gather_all_tensors(t)) for t in (logits, targets))
+    return logits.cpu(), targets.cpu()
 
 
 def track_probabilities(scores, aggregation_name: str):
