@@ -16,10 +16,16 @@ def test_eval_reproduces_the_test_metrics(trained_proc, tmp_path, data_dir):
     # From another working directory: the checkpoint alone says where the data is.
     evaluation = mgr_in_process("eval", f"ckpt_path={train_metrics['best_checkpoint']}", cwd=tmp_path, data_dir=data_dir)
     eval_metrics = metrics_of(evaluation)
-    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss"):
+    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss", "test/ece", "test/track_ece"):
         assert eval_metrics[key] == pytest.approx(train_metrics[key], abs=1e-4), key
     assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]
     assert eval_metrics["track_per_class"] == train_metrics["track_per_class"]
+    # The checkpoint's calibrated probabilities, so the same risk-coverage curve, in metrics.json and plotted.
+    assert eval_metrics["calibration"]["temperature"] == train_metrics["calibration"]["temperature"] != 1.0
+    assert [row["coverage"] for row in eval_metrics["risk_coverage"]] == pytest.approx([k / 10 for k in range(1, 11)])
+    for ours, theirs in zip(eval_metrics["risk_coverage"], train_metrics["risk_coverage"]):
+        assert ours == pytest.approx(theirs, abs=1e-4)
+    assert (run_dir_of(evaluation) / "plots" / "risk_coverage.png").is_file()
     assert eval_metrics["checkpoint"] == train_metrics["best_checkpoint"]
     # Tracks combined by the checkpoint's own rule: the run's, mgr.train's default.
     assert eval_metrics["track_aggregation"] == train_metrics["track_aggregation"] == "mean_logits"
@@ -43,8 +49,9 @@ def test_eval_of_an_ensemble_of_one_model_reproduces_its_metrics(trained_proc, t
                                 data_dir=data_dir)
     assert "Test results of " + f"{best}, {best}" in evaluation.stdout
     eval_metrics = metrics_of(evaluation)
-    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss"):
+    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss", "test/ece", "test/track_ece"):
         assert eval_metrics[key] == pytest.approx(train_metrics[key], abs=1e-4), key
+    assert eval_metrics["calibration"]["temperature"] == [train_metrics["calibration"]["temperature"]] * 2
     assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]
     assert eval_metrics["chunk_confusion"] == train_metrics["chunk_confusion"]
     assert eval_metrics["checkpoints"] == [best, best] and "checkpoint" not in eval_metrics

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from mgr.models import read_checkpoint
-from mgr.plots import PlotsCallback, row_rates, save_confusion_matrix, save_learning_curves
+from mgr.plots import (PlotsCallback, row_rates, save_confusion_matrix, save_learning_curves, save_reliability_diagram,
+                       save_risk_coverage)
 
 
 def assert_png(path, min_width=400):
@@ -23,7 +24,8 @@ def assert_png(path, min_width=400):
 
 @pytest.mark.slow
 def test_a_training_run_writes_its_plots(trained_run):
-    for name in ("confusion_chunk.png", "confusion_track.png", "learning_curves.png"):
+    for name in ("confusion_chunk.png", "confusion_track.png", "learning_curves.png", "reliability.png",
+                 "risk_coverage.png"):
         assert_png(trained_run / "plots" / name)
 
 
@@ -60,3 +62,12 @@ def test_the_history_survives_a_checkpoint_round_trip(tmp_path):
     resumed.load_state_dict(callback.state_dict())
     assert resumed.history == callback.history
     assert np.isfinite([row["val/loss"] for row in resumed.history.values()]).all()
+
+
+def test_reliability_diagram_and_risk_coverage_with_empty_bins(tmp_path):
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1.0, 300)  # the bins below 0.5 are empty
+    correct = rng.random(300) < confidence
+    levels = {"chunk": (confidence, correct), "track": (confidence[:20], correct[:20])}
+    assert_png(save_reliability_diagram(levels, tmp_path / "reliability.png", "Reliability"))
+    assert_png(save_risk_coverage(confidence, correct, tmp_path / "risk_coverage.png", "Risk-coverage"))

@@ -115,3 +115,34 @@ def test_a_training_run_keeps_its_predictions_and_intervals(run_mgr):
     assert "95% intervals: bootstrap over test tracks (chunk: each track with its chunks), 1000 resamples, seed 0" in out
     lo, hi = intervals["test/track_acc"]
     assert re.search(rf"accuracy\s+\[[\d.]+, [\d.]+\]\s+\[{lo:.4f}, {hi:.4f}\]", out)
+
+
+def test_the_calibration_errors_are_printed_before_the_table(tmp_path, capsys):
+    metrics = {"test/acc": 0.5, "test/f1": 0.25, "test/track_acc": 1.0, "test/track_f1": 1.0, "test/ece": 0.125,
+               "test/track_ece": 0.0625}
+    test_report.print_results(metrics, None, str(tmp_path), "Test results of x.ckpt")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "Expected calibration error (15 equal-width bins): chunk 0.1250, track 0.0625"
+    assert lines[-5] == "Test results of x.ckpt"  # the table still ends the output
+
+
+@pytest.mark.slow
+def test_the_track_ece_and_risk_coverage_are_those_of_the_test_predictions(trained_run):
+    """metrics.json's track ECE and risk-coverage, recomputed with numpy from test_predictions.csv (the
+    tracks' mean calibrated logits, 6 digits): the report scores the probabilities it writes."""
+    from mgr import statistics
+
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(trained_run / "test_predictions.csv")))
+    scores = np.array([[float(r[f"score_{c}"]) for c in metrics["class_names"]] for r in rows])
+    probabilities = np.exp(scores - scores.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    correct = np.array([r["label"] == r["prediction"] for r in rows])
+    assert metrics["test/track_ece"] == pytest.approx(
+        statistics.expected_calibration_error(probabilities.max(1), correct), abs=1e-4)
+    assert 0 <= metrics["test/ece"] <= 1 and metrics["calibration"]["bins"] == 15
+    coverage, accuracy, _ = statistics.risk_coverage(probabilities.max(1), correct)
+    assert metrics["risk_coverage"][-1]["coverage"] == 1.0
+    assert metrics["risk_coverage"][-1]["accuracy"] == pytest.approx(metrics["test/track_acc"], abs=1e-6)
+    assert [r["accuracy"] for r in metrics["risk_coverage"]] == pytest.approx(
+        [accuracy[int(np.ceil(k / 10 * len(rows))) - 1] for k in range(1, 11)])

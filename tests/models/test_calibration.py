@@ -3,6 +3,7 @@ model, it keeps every argmax, and checkpoints written before it load with T = 1.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,24 @@ def test_track_probabilities_from_scores():
                                torch.softmax(scores, 1))
     shares = [[0.25, 0.75, 0.0]]
     assert track_probabilities(shares, "majority_vote").tolist() == shares
+
+
+@pytest.mark.slow
+def test_training_calibrates_the_best_checkpoint_and_calibrate_false_does_not(trained_run, run_mgr):
+    """The shared run stored its fitted temperature in its best checkpoint, fitted on validation with a
+    lower NLL; the same run with calibrate=false keeps T = 1 and has the same accuracy (T keeps every argmax)."""
+    from conftest import TRAINED, metrics_of
+
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    fit = metrics["temperature_fit"]
+    best = read_checkpoint(metrics["best_checkpoint"])["hyper_parameters"]["temperature"]
+    assert best == fit["temperature"] == metrics["calibration"]["temperature"] != 1.0
+    assert fit["val_nll_after"] < fit["val_nll_before"] and fit["val_chunks"] > 0
+    assert "temperature" not in read_checkpoint(trained_run / "checkpoints" / "last.ckpt")["hyper_parameters"] or \
+        read_checkpoint(trained_run / "checkpoints" / "last.ckpt")["hyper_parameters"]["temperature"] == 1.0
+    plain = metrics_of(run_mgr("train", *TRAINED, "calibrate=false"))
+    assert "temperature_fit" not in plain and plain["calibration"]["temperature"] == 1.0
+    assert read_checkpoint(plain["best_checkpoint"])["hyper_parameters"]["temperature"] == 1.0
+    for key in ("test/acc", "test/track_acc", "test/f1", "test/track_f1"):
+        assert plain[key] == metrics[key], key
+    assert plain["track_confusion"] == metrics["track_confusion"]
