@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,10 +56,23 @@ def mgr_train_argv(cwd: Path, data_dir: Path, *overrides: str) -> list[str]:
 
 
 def run_together(launches: list[tuple[list[str], dict[str, str]]], cwd: Path) -> str:
-    """Start every process at once (the ranks wait for each other), and their output, together."""
-    procs = [subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for argv, env in launches]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    """Start every process at once (the ranks wait for each other): their output, together. Each in a
+    session of its own, so that a rank left waiting for the others (or torchrun's workers) ends with
+    the launch."""
+    logs = [cwd / f"process{i}.out" for i in range(len(launches))]
+    procs = [subprocess.Popen(argv, cwd=cwd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              start_new_session=True) for (argv, env), log in zip(launches, logs)]
+    try:
+        for proc in procs:
+            proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    outputs = [log.read_text() for log in logs]
     for proc, output in zip(procs, outputs):
         assert proc.returncode == 0, output[-5000:]
     return "\n".join(outputs)

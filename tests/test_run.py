@@ -100,3 +100,74 @@ def test_only_a_spawning_strategy_that_no_cluster_manages_gets_fresh_ports(strat
     assert rendezvous_plugins("auto") == rendezvous_plugins(None) == rendezvous_plugins("ddp") == []
     monkeypatch.setattr(SLURMEnvironment, "detect", staticmethod(lambda: True))  # SLURM's tasks are the ranks
     assert rendezvous_plugins(strategy) == []
+
+
+SLURM_TASK = {"SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "mgrjob", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "2",
+              "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_NODELIST": "127.0.0.1",
+              "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
+TORCHRUN_WORKER = {"TORCHELASTIC_RUN_ID": "5e1d", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
+                   "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}
+
+
+def set_environment(monkeypatch, variables: dict[str, str]) -> None:
+    for name in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_JOB_NAME", "WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize("cluster", ["SLURM", "TorchElastic"])
+def test_a_ddp_spawn_trainer_runs_plain_ddp_in_the_ranks_a_cluster_started(cluster, monkeypatch):
+    """Where SLURM's srun or torchrun started the ranks, each runs Lightning's ddp and spawns nothing
+    (ddp_spawn would start every rank again in each of them); its options stay."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+    from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
+
+    set_environment(monkeypatch, SLURM_TASK if cluster == "SLURM" else TORCHRUN_WORKER)
+    trainer, _ = trainer_of("train", *tiny(), "trainer=ddp_cpu", training=True)
+    assert not isinstance(trainer.strategy.launcher, _MultiProcessingLauncher)  # nothing spawned:
+    assert trainer.strategy.cluster_environment.creates_processes_externally  # the cluster's processes are the ranks
+    assert type(trainer.strategy.cluster_environment) is {"SLURM": SLURMEnvironment, "TorchElastic": TorchElasticEnvironment}[cluster]
+    assert trainer.world_size == 2
+    from mgr.run import launched_strategy
+
+    trainer_cfg = compose_resolved("train", ["trainer=ddp_cpu", "trainer.strategy=ddp_spawn_find_unused_parameters_true"]).trainer
+    assert launched_strategy(trainer_cfg) == "ddp_find_unused_parameters_true"
+
+
+def test_on_one_machine_ddp_spawn_stays():
+    from mgr.run import launched_strategy
+
+    assert launched_strategy(compose_resolved("train", ["trainer=ddp_cpu"]).trainer) == "ddp_spawn"
+    assert launched_strategy(compose_resolved("train", []).trainer) == "auto"
+
+
+def test_a_cluster_that_started_other_than_the_trainers_processes_is_one_error(monkeypatch):
+    from mgr import MGRError
+    from mgr.run import launched_strategy
+
+    set_environment(monkeypatch, {**SLURM_TASK, "SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "4"})
+    with pytest.raises(MGRError, match=r"SLURM started 4 process\(es\) but trainer.devices x trainer.num_nodes asks for 2"):
+        launched_strategy(compose_resolved("train", ["trainer=ddp_cpu"]).trainer)
+    assert launched_strategy(compose_resolved("train", ["trainer=ddp_cpu", "trainer.num_nodes=2"]).trainer) == "ddp"
+
+
+def test_the_ranks_a_cluster_started_name_one_run_directory(monkeypatch):
+    """The name every rank knows: SLURM's job and step (the same again after a requeue), torchrun's
+    rendezvous id; none for one process or an interactive SLURM shell."""
+    from mgr import MGRError
+    from mgr.run_directory import cluster_rank, cluster_run_name
+
+    set_environment(monkeypatch, {})
+    assert cluster_run_name() is None and cluster_rank() == 0
+    set_environment(monkeypatch, {**SLURM_TASK, "SLURM_PROCID": "1"})
+    assert cluster_run_name() == "slurm-77.0" and cluster_rank() == 1
+    set_environment(monkeypatch, {**SLURM_TASK, "SLURM_JOB_NAME": "interactive"})
+    assert cluster_run_name() is None
+    set_environment(monkeypatch, {**SLURM_TASK, "SLURM_NTASKS": "1"})
+    assert cluster_run_name() is None
+    set_environment(monkeypatch, {**TORCHRUN_WORKER, "RANK": "1"})
+    assert cluster_run_name() == "torchrun-5e1d" and cluster_rank() == 1
+    set_environment(monkeypatch, {**TORCHRUN_WORKER, "TORCHELASTIC_RUN_ID": "none"})
+    with pytest.raises(MGRError, match="--rdzv-id"):
+        cluster_run_name()
