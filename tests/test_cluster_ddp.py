@@ -37,7 +37,7 @@ LAUNCH_VARIABLES = ("SLURM_", "TORCHELASTIC_", "MGR_", "RANK", "LOCAL_RANK", "WO
 
 def base_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCH_VARIABLES)}
-    return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
 
 
 def srun_task_environment(rank: int, nodes: int, tasks_per_node: int, job_id: int, port: int) -> dict[str, str]:
@@ -78,10 +78,10 @@ def run_together(launches: list[tuple[list[str], dict[str, str]]], cwd: Path) ->
     return "\n".join(outputs)
 
 
-def simulated_srun(cwd: Path, data_dir: Path, nodes: int, tasks_per_node: int) -> str:
+def simulated_srun(cwd: Path, data_dir: Path, nodes: int, tasks_per_node: int, *extra: str) -> str:
     cwd.mkdir(parents=True)
     job_id, port = 4242 + nodes, find_free_network_port()
-    overrides = [f"trainer.devices={tasks_per_node}", f"trainer.num_nodes={nodes}"]
+    overrides = [f"trainer.devices={tasks_per_node}", f"trainer.num_nodes={nodes}", *extra]
     argv = [sys.executable, *mgr_train_argv(cwd, data_dir, *overrides)]
     return run_together([(argv, {**base_environment(), **srun_task_environment(rank, nodes, tasks_per_node, job_id, port)})
                          for rank in range(nodes * tasks_per_node)], cwd)
@@ -107,9 +107,10 @@ def check_one_process_per_rank_and_one_run_directory(output: str, cwd: Path, nam
 @pytest.mark.slow
 def test_srun_tasks_and_torchrun_workers_are_the_ranks_of_one_run(tmp_path, data_dir):
     runs = {}
-    for case, (nodes, tasks_per_node) in {"one_node": (1, 2), "two_nodes": (2, 1)}.items():
-        output = simulated_srun(tmp_path / case, data_dir, nodes, tasks_per_node)
+    for case, (nodes, tasks_per_node, extra) in {"one_node": (1, 2, ()), "two_nodes": (2, 1, ("logger=many",))}.items():
+        output = simulated_srun(tmp_path / case, data_dir, nodes, tasks_per_node, *extra)
         runs[case] = check_one_process_per_rank_and_one_run_directory(output, tmp_path / case, rf"slurm-{4242 + nodes}\.0")
+    assert len(list(runs["two_nodes"].glob("wandb/offline-run-*/run-*.wandb"))) == 1  # rank 0's W&B run alone
     output = torchrun(tmp_path / "torchrun", data_dir)
     runs["torchrun"] = check_one_process_per_rank_and_one_run_directory(output, tmp_path / "torchrun", r"torchrun-[0-9a-f-]+")
 

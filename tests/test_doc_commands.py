@@ -259,6 +259,11 @@ NOT_RUN = {
         "GTZAN on 4 GPUs with W&B online; tests/test_pool_launcher.py runs tiny pool sweeps on the CPU",
     "python -m mgr.train -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=4 "
     "hydra.launcher.tasks_per_node=4 trainer=ddp ...": "submits to SLURM; its hydra node composes here",
+    "python -m mgr.train -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.nodes=2 "
+    "hydra.launcher.gpus_per_node=4 hydra.launcher.tasks_per_node=4 trainer=ddp trainer.devices=4 trainer.num_nodes=2 ...":
+        "submits to SLURM; its hydra node composes here; tests/test_cluster_ddp.py runs its overrides in simulated "
+        "srun tasks on the CPU",
+    "python -m mgr.train trainer=ddp trainer.devices=4": "needs 4 GPUs; tests/conf/test_trainer.py runs trainer=ddp_cpu",
     "python -m mgr.train ckpt_path=last hydra.run.dir=logs/train/runs/<run>":
         "resumes a killed run with that run's own overrides, which the command leaves out; "
         "tests/test_run_directory.py resumes one",
