@@ -218,6 +218,7 @@ RUN = {
     CHECKPOINT.format("eval"): "the tests of trained_run's checkpoint again",
     CHECKPOINT.format("predict") + " inputs=[song.mp3,$HOME/unsorted/]": "a song.mp3 and a folder of audio files",
     CHECKPOINT.format("predict") + " inputs=[$HOME/unsorted/]": "a folder of audio files",
+    CHECKPOINT.format("predict") + " inputs=[$HOME/unsorted/] min_confidence=0.6": "a folder, unknown below 0.6",
     f"python -m mgr.predict {TRANSCRIPT_CHECKPOINT} inputs=[my_music/]": "the transcript's command, on wav files",
     "python -m mgr.embed ckpt_path=<best>.ckpt": "trained_run's test split and its t-SNE map",
     f"python -m mgr.embed {TRANSCRIPT_CHECKPOINT}": "the transcript's command: the same",
@@ -239,6 +240,7 @@ DOWNLOAD = "downloads the real dataset (GBs); tests/test_download.py downloads f
 NOT_RUN = {
     "python -m mgr.train": TRAINS_SYNTH + "; CI runs the Quick start verbatim",
     "python -m mgr.train model=cnn feature=stft": TRAINS_SYNTH,
+    "python -m mgr.train calibrate=false": TRAINS_SYNTH,
     "python -m mgr.train model=crnn feature=mfcc model.rnn=lstm trainer.max_epochs=30": TRAINS_SYNTH,
     "python -m mgr.train debug=fast_dev_run": "generates and decodes the default synth dataset (198 MB, about 50 s) "
                                               "for one batch; tests/test_train.py runs fast_dev_run on tiny data",
