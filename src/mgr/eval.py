@@ -8,6 +8,12 @@ Track metrics combine a track's chunks as the checkpoint's run did (its track_ag
 vote_threshold); `track_aggregation=...` / `vote_threshold=...` score them another way.
 `data=...` evaluates other data with the model's classes, sample rate and chunk length
 (mgr.restore.check_fits).
+
+Probabilities are the checkpoint's calibrated ones (its temperature, mgr.models.calibration; 1 for a
+checkpoint without one). Besides the table, metrics.json gets their expected calibration errors and
+the risk-coverage curve of the test tracks (`risk_coverage`: the accuracy of the tracks answered at
+each share answered, and the `min_confidence` of mgr.predict that answers it), which plots/
+risk_coverage.png draws (docs/explanation/calibration.md).
 """
 
 from __future__ import annotations

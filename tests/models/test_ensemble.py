@@ -70,6 +70,19 @@ def test_two_models_of_other_kinds_give_the_mean_of_their_probabilities(chunks):
     assert ensemble.architecture == "ensemble of 2 (cnn, crnn)" and ensemble.chunk_samples == cnn.chunk_samples
 
 
+def test_each_member_softmax_is_calibrated_by_its_own_temperature(chunks):
+    """Members of other temperatures (their checkpoints'): the mean of softmax(logits_i / T_i); the
+    ensemble itself divides by nothing more."""
+    cnn, crnn = model(CNN, seed=1, temperature=2.0), model(CRNN, seed=2, temperature=0.5)
+    ensemble = Ensemble.of([cnn, crnn], ["cnn.ckpt", "crnn.ckpt"]).eval()
+    wave, _ = chunks
+    with torch.no_grad():
+        raw = [m.head(m.embed(wave)) for m in (cnn, crnn)]
+        expected = (torch.softmax(raw[0] / 2.0, 1) + torch.softmax(raw[1] / 0.5, 1)) / 2
+        assert torch.allclose(ensemble(wave).exp(), expected, atol=1e-6)
+    assert ensemble.temperature == 1.0 and [m.temperature for m in ensemble.members] == [2.0, 0.5]
+
+
 @pytest.mark.parametrize("other,text", [
     (dict(classes=("c", "b", "a")), r"it has classes \['c', 'b', 'a'\], not \['a', 'b', 'c'\];"),
     (dict(rate=16000), "it has sample rate 16000 Hz, not 8000 Hz;"),
