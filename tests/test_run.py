@@ -171,3 +171,42 @@ def test_the_ranks_a_cluster_started_name_one_run_directory(monkeypatch):
     set_environment(monkeypatch, {**TORCHRUN_WORKER, "TORCHELASTIC_RUN_ID": "none"})
     with pytest.raises(MGRError, match="--rdzv-id"):
         cluster_run_name()
+
+
+def hydra_run_config(*overrides: str, **trainer):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"hydra": {"overrides": {"hydra": list(overrides)}, "run": {"dir": "/logs/train/runs/2026-12-07"},
+                                       "output_subdir": ".hydra"}, "trainer": trainer})
+
+
+def test_the_ranks_a_cluster_started_write_one_run_directory_that_rank_0_logs_to(monkeypatch, capsys):
+    """Hydra's run directory of every rank is the cluster's run name, rank 0 alone writes .hydra/ there;
+    a hydra.run.dir given stays; a cluster with other than the trainer's processes stops before any work,
+    with one line (Hydra would only warn of a callback's exception)."""
+    from mgr.run_directory import SharedRunDirectory
+
+    ddp = {"accelerator": "cpu", "devices": 2, "num_nodes": 1, "strategy": "ddp_spawn"}
+    set_environment(monkeypatch, {**SLURM_TASK, "SLURM_PROCID": "1", "SLURM_LOCALID": "1"})
+    config = hydra_run_config(**ddp)
+    SharedRunDirectory().on_run_start(config)
+    assert config.hydra.run.dir == "/logs/train/runs/slurm-77.0" and config.hydra.output_subdir is None
+    config = hydra_run_config("hydra.run.dir=/mine", **ddp)
+    SharedRunDirectory().on_run_start(config)
+    assert config.hydra.run.dir == "/logs/train/runs/2026-12-07"  # Hydra itself reads the override into it
+
+    set_environment(monkeypatch, {**TORCHRUN_WORKER, "TORCHELASTIC_RUN_ID": "none"})
+    SharedRunDirectory().on_run_start(hydra_run_config("hydra.run.dir=/mine", **ddp))  # a directory given: no name needed
+    with pytest.raises(SystemExit):
+        SharedRunDirectory().on_run_start(hydra_run_config(**ddp))
+    assert capsys.readouterr().err.startswith("mgr: error: torchrun started the ranks without a run id")
+
+    set_environment(monkeypatch, {**SLURM_TASK, "SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "4"})
+    with pytest.raises(SystemExit):
+        SharedRunDirectory().on_run_start(hydra_run_config(**ddp))
+    assert capsys.readouterr().err.count("mgr: error: SLURM started 4 process(es)") == 1
+
+    set_environment(monkeypatch, {})
+    config = hydra_run_config(**ddp)
+    SharedRunDirectory().on_run_start(config)
+    assert config.hydra.run.dir == "/logs/train/runs/2026-12-07" and config.hydra.output_subdir == ".hydra"

@@ -62,22 +62,37 @@ def launched_strategy(trainer_cfg: DictConfig):
     """The strategy to run: `trainer.strategy` as given, except a ddp_spawn strategy in a process that
     a cluster started as one of its ranks, which becomes the same plain ddp strategy (its options kept):
     the cluster has already started one process per device, and a spawn there would start every rank
-    again in each of them. The cluster's ranks must be as many as the trainer's devices on all nodes."""
+    again in each of them."""
+    strategy = trainer_cfg.get("strategy", "auto")
+    cluster = checked_cluster_ranks(trainer_cfg)
+    if cluster is None:
+        return strategy
+    ddp = "ddp" + strategy.removeprefix("ddp_spawn")
+    log.info("%s started the %d ranks of this run: each runs strategy %s in its own process, nothing is spawned "
+             "(trainer.strategy=%s spawns the ranks only on one machine without a cluster).",
+             cluster_name(cluster), cluster.world_size(), ddp, strategy)
+    return ddp
+
+
+def checked_cluster_ranks(trainer_cfg: DictConfig):
+    """The cluster environment that started this process as a rank of a ddp_spawn trainer (None on one
+    machine, or for another strategy), once its ranks are checked to be one per device of the trainer
+    on all its nodes."""
     strategy = trainer_cfg.get("strategy", "auto")
     cluster = managing_cluster()
     if not (isinstance(strategy, str) and strategy.startswith("ddp_spawn")) or cluster is None:
-        return strategy
+        return None
     ranks, wanted = cluster.world_size(), trainer_processes(trainer_cfg)
-    name = type(cluster).__name__.removesuffix("Environment")
     if ranks != wanted:
-        raise MGRError(f"{name} started {ranks} process(es) but trainer.devices x trainer.num_nodes asks for {wanted}; "
-                       f"start one task per device (e.g. hydra.launcher.tasks_per_node=hydra.launcher.gpus_per_node"
-                       f"=trainer.devices, torchrun --nproc_per_node=trainer.devices), or set trainer.devices and "
-                       f"trainer.num_nodes to match.")
-    ddp = "ddp" + strategy.removeprefix("ddp_spawn")
-    log.info("%s started the %d ranks of this run: each runs strategy %s in its own process, nothing is spawned "
-             "(trainer.strategy=%s spawns the ranks only on one machine without a cluster).", name, ranks, ddp, strategy)
-    return ddp
+        raise MGRError(f"{cluster_name(cluster)} started {ranks} process(es) but trainer.devices x trainer.num_nodes "
+                       f"asks for {wanted}; start one task per device (e.g. hydra.launcher.tasks_per_node="
+                       f"hydra.launcher.gpus_per_node=trainer.devices, torchrun --nproc_per_node=trainer.devices), "
+                       f"or set trainer.devices and trainer.num_nodes to match.")
+    return cluster
+
+
+def cluster_name(cluster) -> str:
+    return type(cluster).__name__.removesuffix("Environment")
 
 
 def managing_cluster():

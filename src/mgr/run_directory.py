@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,20 +109,30 @@ class SharedRunDirectory(Callback):
     They share one, named after the cluster's job, which every rank knows: runs/slurm-<job id>.<step>
     (the same again when SLURM requeues the job, so that it resumes from its hpc checkpoint there) or
     runs/torchrun-<rendezvous id>. A hydra.run.dir given on the command line is kept. Only rank 0
-    writes Hydra's .hydra/ and the log file there; the other ranks log to the terminal (stderr).
+    writes Hydra's .hydra/ and the log file there; the other ranks log to their terminal
+    alone.
     Under hydra/launcher=slurm the tasks already share the job directory the submitting process chose."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        name = cluster_run_name()
+        dir_given = any(o.startswith("hydra.run.dir=") for o in config.hydra.overrides.hydra)
+        try:
+            name = cluster_run_name(needed=not dir_given)
+            if name is not None and "trainer" in config:
+                from mgr.run import checked_cluster_ranks
+
+                checked_cluster_ranks(config.trainer)  # before any work, not once the data is ready
+        except MGRError as e:  # Hydra would turn an exception of a callback into a warning and go on
+            print(f"mgr: error: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
         if name is None:
             return
-        if not any(o.startswith("hydra.run.dir=") for o in config.hydra.overrides.hydra):
+        if not dir_given:
             config.hydra.run.dir = str(Path(config.hydra.run.dir).parent / name)
         if cluster_rank() != 0:
             config.hydra.output_subdir = None
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if cluster_run_name() is None or cluster_rank() == 0:
+        if cluster_run_name(needed=False) is None or cluster_rank() == 0:
             return
         root = logging.getLogger()
         for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
@@ -129,15 +140,16 @@ class SharedRunDirectory(Callback):
             handler.close()
 
 
-def cluster_run_name() -> str | None:
+def cluster_run_name(needed: bool = True) -> str | None:
     """The name all ranks of a run that a cluster started share (None for a single process), read from
     the variables by which Lightning detects the cluster (TorchElasticEnvironment, SLURMEnvironment;
-    SLURM's job names `bash` and `interactive` mark an interactive shell, not ranks)."""
+    SLURM's job names `bash` and `interactive` mark an interactive shell, not ranks). An error where
+    the cluster gives the ranks nothing to share and the name is `needed` (no hydra.run.dir given)."""
     env = os.environ
     if "TORCHELASTIC_RUN_ID" in env:
         if int(env.get("WORLD_SIZE", "1")) < 2:
             return None
-        if env["TORCHELASTIC_RUN_ID"] == "none":  # torchrun's static rendezvous without --rdzv-id
+        if env["TORCHELASTIC_RUN_ID"] == "none" and needed:  # torchrun's static rendezvous without --rdzv-id
             raise MGRError("torchrun started the ranks without a run id they could name their shared run directory "
                            "by; pass torchrun --rdzv-id=<a name for the run> (or --standalone on one machine), or "
                            "hydra.run.dir=<the run directory>.")
