@@ -224,7 +224,7 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     names, h = model.class_names, model.hparams
     print(f"\n{len(paths)} file(s), {model.architecture} of {', '.join(checkpoints['checkpoints'])}: "
           f"{len(names)} genres, {h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, "
-          f"{model.track_aggregation}, on {device}", flush=True)
+          f"{model.track_aggregation}, {calibration_note(model)}, on {device}", flush=True)
     width = min(max(len(str(p)) for p in paths), 60)
     print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  top {cfg.top_k} genres", flush=True)
     predictions = []
@@ -242,6 +242,16 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     print(f"Labelled {counts['ok']} file(s){unknown}{silent}, {counts['failed']} failed; {csv_path.name} and {json_path.name} "
           f"in {run_dir}", flush=True)
     return predictions
+
+
+def calibration_note(model) -> str:
+    """The temperature the probabilities are computed at, for the header line."""
+    from mgr.models.calibration import temperatures
+
+    t = temperatures(model)
+    if isinstance(t, list):
+        return "probabilities at the members' temperatures " + ", ".join(f"{x:.3g}" for x in t)
+    return f"probabilities at temperature {t:.3g}" + (" (uncalibrated)" if t == 1.0 else "")
 
 
 def checked_min_confidence(value) -> float | None:
