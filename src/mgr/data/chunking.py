@@ -34,12 +34,12 @@ def chunk_starts(n_samples: int, chunk: int, overlap: float = 0.0, max_chunks: i
     return np.linspace(0, last, n).round().astype(np.int64)
 
 
-def crop(wave: np.ndarray, start: int, length: int) -> torch.Tensor:
-    """`length` samples of `wave` from `start` as float32, zero-padded past the end of the track."""
-    out = torch.zeros(length, dtype=torch.float32)
+def crop(wave: np.ndarray, start: int, length: int, dtype=np.float32) -> torch.Tensor:
+    """`length` samples of `wave` from `start` as `dtype`, zero-padded past the end of the track."""
+    out = np.zeros(length, dtype=dtype)
     piece = wave[start : start + length]
-    out[: len(piece)] = torch.from_numpy(np.array(piece, dtype=np.float32))
-    return out
+    out[: len(piece)] = piece
+    return torch.from_numpy(out)
 
 
 def cut(wave: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:

@@ -50,10 +50,7 @@ def cache_chunk(cache: WaveformCache, track: int, start: int, length: int, store
     wave = cache.waveform(track)
     if cache.dtype == "float32":
         return crop(wave, start, length)
-    samples = np.zeros(length, dtype=wave.dtype)
-    piece = wave[start : start + length]
-    samples[: len(piece)] = piece
-    chunk = Stored(torch.from_numpy(samples), torch.tensor(cache.step(track), dtype=torch.float32))
+    chunk = Stored(crop(wave, start, length, wave.dtype), torch.tensor(cache.step(track), dtype=torch.float32))
     return chunk if stored else dequantise(chunk)
 
 
