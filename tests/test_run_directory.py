@@ -54,7 +54,7 @@ def test_a_run_killed_mid_epoch_resumes_with_its_whole_history(tmp_path, data_di
     run_dir = tmp_path / "run"
     run = [*tiny(epochs=EPOCHS), "~callbacks.feature_images", f"hydra.run.dir={run_dir}"]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    killed = mgr_command("train", *run, "+callbacks.kill._target_=test_resume.KillInValidation", "+callbacks.kill.epoch=2",
+    killed = mgr_command("train", *run, "+callbacks.kill._target_=test_run_directory.KillInValidation", "+callbacks.kill.epoch=2",
                          cwd=tmp_path, data_dir=data_dir, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 1

@@ -40,7 +40,7 @@ def split_embeddings(model, dataset, batch_size: int, device) -> dict[str, np.nd
         for wave, label, track in DataLoader(dataset, batch_size=batch_size):
             emb = model.embed(wave.to(device))
             embeddings.append(emb.float().cpu())
-            logits.append(model.head(emb).float().cpu())
+            logits.append((model.head(emb) / model.temperature).float().cpu())  # calibrated, as forward gives them
             labels.append(label)
             tracks.append(track)
     return {k: torch.cat(v).numpy() for k, v in

@@ -36,6 +36,13 @@ def environment() -> dict:
 
 
 def write_environment(run_dir: str | Path) -> None:
+    """environment.json in the run directory, by one process: the ranks a cluster starts share it (their
+    rank read as Lightning's rank_zero_only reads it, from the launcher's variables, without importing it)."""
+    import os
+
+    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK") if k in os.environ), "0")
+    if int(rank) != 0:
+        return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     Path(run_dir, "environment.json").write_text(json.dumps(environment(), indent=2))
 

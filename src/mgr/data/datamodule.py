@@ -236,7 +236,8 @@ def resolve_workers(num_workers: int | str) -> int:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise MGRError(f"data.num_workers must be 'auto' or a whole number >= 0, got {num_workers!r}.")
         return num_workers
-    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    # The ranks on this node share its CPUs: torchrun says how many (LOCAL_WORLD_SIZE), srun per node.
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0] or 1)
     return max(0, min(4, usable_cpus() // ranks - 1))
 
 
