@@ -16,9 +16,10 @@ from conftest import NO_PLOTS, compose_resolved, metrics_of, mgr_in_process, tin
 pytest.importorskip("wandb")
 
 
-def read_wandb_records(path: Path, wait_s: float = 30.0) -> list:
+def read_wandb_records(path: Path, wait_s: float = 30.0, until=None) -> list:
     """The records of a finished .wandb transaction log. W&B's service process writes the log after the
-    run's process has finished it: read until its exit record is there (or `wait_s` has passed)."""
+    run's process has finished it, in no order we can rely on: read until its exit record is there and
+    `until(records)` holds (or `wait_s` has passed)."""
     import time
 
     deadline = time.monotonic() + wait_s
@@ -27,9 +28,15 @@ def read_wandb_records(path: Path, wait_s: float = 30.0) -> list:
             records = parse_wandb_log(path)
         except Exception:  # a record still being written
             records = []
-        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+        finished = any(r.WhichOneof("record_type") == "exit" for r in records)
+        if finished and (until is None or until(records)) or time.monotonic() > deadline:
             return records
         time.sleep(0.25)
+
+
+def config_of(records: list) -> dict:
+    return {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
+            for i in r.config.update}
 
 
 def parse_wandb_log(path: Path) -> list:
@@ -73,7 +80,8 @@ def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeyp
     runs = sorted(tmp_path.glob("logs/train/multiruns/*/*/wandb/offline-run-*"))
     assert len(runs) == 2  # each job finished its own W&B run
     for run, model in zip(runs, ("cnn", "crnn")):
-        records = read_wandb_records(next(run.glob("run-*.wandb")))
+        records = read_wandb_records(next(run.glob("run-*.wandb")), until=lambda rs: "model" in config_of(rs)
+                                     and "test/track_acc" in history_keys(rs))
         kinds = [r.WhichOneof("record_type") for r in records]
         assert "exit" in kinds
         (run_record,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
@@ -83,8 +91,7 @@ def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeyp
         assert any(k.startswith("test/track_confusion") for k in history)
         summaries = {r.metric.name: r.metric.summary for r in records if r.WhichOneof("record_type") == "metric"}
         assert summaries["val/acc"].max and summaries["val/loss"].min
-        config = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
-                  for i in r.config.update}
+        config = config_of(records)
         assert config["model"]["name"] == model and config["feature"]["name"] == "mel"
         assert list(run.glob("files/media/table/test/per_class_*.table.json"))
         assert list(run.glob("files/media/images/plots/confusion_track_*.png"))
@@ -144,9 +151,9 @@ def test_a_run_resumed_in_its_directory_logs_to_its_wandb_run(tmp_path, data_dir
     common = [*tiny(), *NO_PLOTS, "logger=wandb", "test=false", f"hydra.run.dir={run_dir}"]
     mgr_in_process("train", *common, cwd=tmp_path, data_dir=data_dir)
     mgr_in_process("train", *common, "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path, data_dir=data_dir)
-    first, resumed = sorted(run_dir.glob("wandb/offline-run-*"))
-    assert first.name.rsplit("-", 1)[1] == resumed.name.rsplit("-", 1)[1]  # one W&B run id
-    records = read_wandb_records(next(resumed.glob("run-*.wandb")))
-    config = {i.key: json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
-              for i in r.config.update}
+    runs = sorted(run_dir.glob("wandb/offline-run-*"))  # one folder per start (two if a second apart)
+    assert len({r.name.rsplit("-", 1)[1] for r in runs}) == 1  # one W&B run id
+    records = read_wandb_records(sorted(runs[-1].glob("run-*.wandb"))[-1], until=lambda rs: "logger" in config_of(rs))
+    config = config_of(records)
+    assert "logger" in config, sorted(config)
     assert config["logger"]["wandb"]["id"] is None  # the id went to W&B, the config stayed as given
