@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NO_PLOTS, compose_resolved, metrics_of, mgr_in_process, tiny
+from mgr.wandb_logging import run_id_of
 
 pytest.importorskip("wandb")
 
@@ -144,6 +145,13 @@ def test_a_resumed_run_continues_its_wandb_run_and_leaves_the_config_as_it_was(t
     assert fresh._wandb_init["id"] is None  # a new run: a new W&B run
 
 
+def test_the_run_id_is_read_from_a_run_folder_also_when_w_and_b_started_it_twice_in_a_second():
+    assert run_id_of("offline-run-20261207_162316-q8cahhi4") == "q8cahhi4"
+    assert run_id_of("offline-run-20261207_162316-q8cahhi4-1") == "q8cahhi4"  # a resume within the second
+    assert run_id_of("run-20261207_162316-abc123") == "abc123"
+    assert run_id_of("latest-run") is None
+
+
 @pytest.mark.slow
 def test_a_run_resumed_in_its_directory_logs_to_its_wandb_run(tmp_path, data_dir, monkeypatch):
     without_wandb_login(monkeypatch, tmp_path)
@@ -151,8 +159,8 @@ def test_a_run_resumed_in_its_directory_logs_to_its_wandb_run(tmp_path, data_dir
     common = [*tiny(), *NO_PLOTS, "logger=wandb", "test=false", f"hydra.run.dir={run_dir}"]
     mgr_in_process("train", *common, cwd=tmp_path, data_dir=data_dir)
     mgr_in_process("train", *common, "ckpt_path=last", "trainer.max_epochs=2", cwd=tmp_path, data_dir=data_dir)
-    runs = sorted(run_dir.glob("wandb/offline-run-*"))  # one folder per start (two if a second apart)
-    assert len({r.name.rsplit("-", 1)[1] for r in runs}) == 1  # one W&B run id
+    runs = sorted(run_dir.glob("wandb/offline-run-*"))  # one folder per start (-1 after it within a second)
+    assert len(runs) == 2 and len({run_id_of(r.name) for r in runs}) == 1  # one W&B run id
     records = read_wandb_records(sorted(runs[-1].glob("run-*.wandb"))[-1], until=lambda rs: "logger" in config_of(rs))
     config = config_of(records)
     assert "logger" in config, sorted(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -65,9 +66,17 @@ def previous_run_id(save_dir: str | Path) -> str | None:
     previous = Path(save_dir, "wandb", "latest-run")
     if not previous.exists():
         return None
-    run_id = previous.resolve().name.rsplit("-", 1)[-1]  # run-<date>-<id> or offline-run-<date>-<id>
-    log.info("Continuing W&B run %s.", run_id)
+    run_id = run_id_of(previous.resolve().name)
+    if run_id:
+        log.info("Continuing W&B run %s.", run_id)
     return run_id
+
+
+def run_id_of(folder: str) -> str | None:
+    """The run id in a W&B run folder's name: run-<date>_<time>-<id> or offline-run-<date>_<time>-<id>,
+    with -<n> after it where W&B started the run twice in one second (a quick resume)."""
+    found = re.fullmatch(r"(?:offline-)?run-\d{8}_\d{6}-([^-]+)(?:-\d+)?", folder)
+    return found.group(1) if found else None
 
 
 def wandb_loggers(loggers) -> list[WandbLogger]:
