@@ -6,9 +6,8 @@ import logging
 
 from omegaconf import DictConfig
 
-from mgr.test_report import test_and_report
-from mgr.run_directory import prepare_run_directory
 from mgr.entry import command, resolved_dict, task
+from mgr.run_directory import prepare_run_directory
 
 log = logging.getLogger("mgr.train")
 
@@ -23,6 +22,7 @@ def train(cfg: DictConfig) -> float | None:
     from mgr.models import GenreClassifier
     from mgr.models.training_length import checked_min_steps, stretch_to_min_steps
     from mgr.run import build_trainer
+    from mgr.test_report import test_and_report
 
     prepare_run_directory(cfg)  # a used directory or a missing last checkpoint stops here
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"))
