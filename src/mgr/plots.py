@@ -211,7 +211,7 @@ class PlotsCallback(pl.Callback):
         tested = pl_module.test_results
         if "chunk_confidence" not in tested or not len(tested.get("track_labels", [])):
             return []
-        tracks = track_confidence(tested, pl_module.track_aggregation.name)
+        tracks = track_confidence(tested, pl_module.track_aggregation)
         levels = {"chunk": (tested["chunk_confidence"], tested["chunk_correct"]), "track": tracks}
         return [save_reliability_diagram(levels, self.dirpath / "reliability.png", "Reliability diagram (test)"),
                 save_risk_coverage(*tracks, self.dirpath / "risk_coverage.png", "Risk-coverage of the test tracks")]

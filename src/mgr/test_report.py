@@ -107,7 +107,7 @@ def calibration_report(tested: dict, model) -> dict:
     answered, the min_confidence that answers them), from the task's test results."""
     from mgr.models.calibration import temperatures
 
-    confidence, correct = track_confidence(tested, model.track_aggregation.name)
+    confidence, correct = track_confidence(tested, model.track_aggregation)
     return {"metrics": {"test/ece": statistics.expected_calibration_error(tested["chunk_confidence"],
                                                                        tested["chunk_correct"]),
                         "test/track_ece": statistics.expected_calibration_error(confidence, correct)},
@@ -116,11 +116,12 @@ def calibration_report(tested: dict, model) -> dict:
             "risk_coverage": statistics.risk_coverage_table(confidence, correct)}
 
 
-def track_confidence(tested: dict, aggregation_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each test track's top probability and whether its prediction was right."""
-    from mgr.models.calibration import track_probabilities
+def track_confidence(tested: dict, aggregation) -> tuple[np.ndarray, np.ndarray]:
+    """Each test track's top probability (its scores as probabilities by the model's TrackAggregation) and
+    whether its prediction was right."""
+    import torch
 
-    probabilities = track_probabilities(tested["track_scores"], aggregation_name)
+    probabilities = aggregation.probabilities_of(torch.as_tensor(tested["track_scores"], dtype=torch.float64)).numpy()
     return probabilities.max(axis=1), probabilities.argmax(axis=1) == np.asarray(tested["track_labels"])
 
 

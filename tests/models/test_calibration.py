@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from mgr import MGRError
 from mgr.models import load_model, read_checkpoint
-from mgr.models.calibration import fit_temperature, track_probabilities
+from mgr.models.aggregation import TrackAggregation
+from mgr.models.calibration import fit_temperature
 from mgr.models.checkpoints import save_atomically
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -81,10 +82,9 @@ def test_a_stored_temperature_is_loaded_and_applied(tmp_path):
 
 def test_track_probabilities_from_scores():
     scores = torch.tensor([[1.0, 2.0, 0.5]])
-    torch.testing.assert_close(torch.as_tensor(track_probabilities(scores.numpy(), "mean_logits")).float(),
-                               torch.softmax(scores, 1))
+    torch.testing.assert_close(TrackAggregation("mean_logits").probabilities_of(scores), torch.softmax(scores, 1))
     shares = [[0.25, 0.75, 0.0]]
-    assert track_probabilities(shares, "majority_vote").tolist() == shares
+    assert TrackAggregation("majority_vote").probabilities_of(torch.tensor(shares)).tolist() == shares
 
 
 @pytest.mark.slow

@@ -68,5 +68,9 @@ class TrackAggregation:
     def probabilities(self, logits: torch.Tensor, tracks: torch.Tensor, n_tracks: int) -> torch.Tensor:
         """The scores as probabilities: the softmax of the mean logits, the mean probabilities, or
         the vote shares."""
-        scores = self.scores(logits, tracks, n_tracks)
+        return self.probabilities_of(self.scores(logits, tracks, n_tracks))
+
+    def probabilities_of(self, scores: torch.Tensor) -> torch.Tensor:
+        """Tracks' scores (of `scores`) as probabilities: the softmax of mean logits; mean probabilities
+        and vote shares as they are."""
         return torch.softmax(scores, dim=1) if self.name == "mean_logits" else scores

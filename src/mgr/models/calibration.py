@@ -85,18 +85,6 @@ def validation_logits(model, datamodule, device: torch.device) -> tuple[torch.Te
     return logits.cpu(), targets.cpu()
 
 
-def track_probabilities(scores, aggregation_name: str):
-    """A track's probabilities from its aggregated scores (TrackMetrics' track_scores): the softmax of
-    the mean logits (mean_logits), else the scores themselves (mean probabilities, vote shares); numpy."""
-    import numpy as np
-
-    scores = np.asarray(scores, dtype=float)
-    if aggregation_name != "mean_logits":
-        return scores
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def temperatures(model) -> float | list[float]:
     """The temperature a model's probabilities are computed at (an ensemble's: its members')."""
     members = getattr(model, "members", None)
