@@ -156,18 +156,19 @@ def test_the_ranks_a_cluster_started_name_one_run_directory(monkeypatch):
     """The name every rank knows: SLURM's job and step (the same again after a requeue), torchrun's
     rendezvous id; none for one process or an interactive SLURM shell."""
     from mgr import MGRError
-    from mgr.run_directory import cluster_rank, cluster_run_name
+    from mgr.environment import launched_rank
+    from mgr.run_directory import cluster_run_name
 
     set_environment(monkeypatch, {})
-    assert cluster_run_name() is None and cluster_rank() == 0
+    assert cluster_run_name() is None and launched_rank() == 0
     set_environment(monkeypatch, {**SLURM_TASK, "SLURM_PROCID": "1"})
-    assert cluster_run_name() == "slurm-77.0" and cluster_rank() == 1
+    assert cluster_run_name() == "slurm-77.0" and launched_rank() == 1
     set_environment(monkeypatch, {**SLURM_TASK, "SLURM_JOB_NAME": "interactive"})
     assert cluster_run_name() is None
     set_environment(monkeypatch, {**SLURM_TASK, "SLURM_NTASKS": "1"})
     assert cluster_run_name() is None
     set_environment(monkeypatch, {**TORCHRUN_WORKER, "RANK": "1"})
-    assert cluster_run_name() == "torchrun-5e1d" and cluster_rank() == 1
+    assert cluster_run_name() == "torchrun-5e1d" and launched_rank() == 1
     set_environment(monkeypatch, {**TORCHRUN_WORKER, "TORCHELASTIC_RUN_ID": "none"})
     with pytest.raises(MGRError, match="--rdzv-id"):
         cluster_run_name()

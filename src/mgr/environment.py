@@ -35,13 +35,18 @@ def environment() -> dict:
     }
 
 
-def write_environment(run_dir: str | Path) -> None:
-    """environment.json in the run directory, by one process: the ranks a cluster starts share it (their
-    rank read as Lightning's rank_zero_only reads it, from the launcher's variables, without importing it)."""
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (torchrun's RANK, srun's SLURM_PROCID, ...), read from the
+    variables in the order Lightning's rank_zero_only reads them, without importing Lightning; 0 alone."""
     import os
 
-    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK") if k in os.environ), "0")
-    if int(rank) != 0:
+    return int(next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+                     if k in os.environ), "0"))
+
+
+def write_environment(run_dir: str | Path) -> None:
+    """environment.json in the run directory, by one process: the ranks a cluster starts share it."""
+    if launched_rank() != 0:
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     Path(run_dir, "environment.json").write_text(json.dumps(environment(), indent=2))

@@ -23,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mgr import MGRError
+from mgr.environment import launched_rank
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,11 @@ class SharedRunDirectory(Callback):
             return
         if not dir_given:
             config.hydra.run.dir = str(Path(config.hydra.run.dir).parent / name)
-        if cluster_rank() != 0:
+        if launched_rank() != 0:
             config.hydra.output_subdir = None
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if cluster_run_name(needed=False) is None or cluster_rank() == 0:
+        if cluster_run_name(needed=False) is None or launched_rank() == 0:
             return
         root = logging.getLogger()
         for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
@@ -159,7 +160,3 @@ def cluster_run_name(needed: bool = True) -> str | None:
         return f"slurm-{env.get('SLURM_JOB_ID', 'job')}" + (f".{step}" if step else "")
     return None
 
-
-def cluster_rank() -> int:
-    """This process's global rank among the cluster's ranks, as torchrun (RANK) or srun (SLURM_PROCID) set it."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
