@@ -164,8 +164,3 @@ def instantiate_dict(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
-
-
-def resolved_dict(cfg: DictConfig) -> dict:
-    """A config node as plain Python values, interpolations resolved: what checkpoints and loggers store."""
-    return OmegaConf.to_container(cfg, resolve=True)

@@ -6,8 +6,9 @@ import logging
 
 from omegaconf import DictConfig
 
-from mgr.entry import command, resolved_dict, task
+from mgr.entry import command, task
 from mgr.run_directory import prepare_run_directory
+from mgr.utils.config import resolved_dict
 
 log = logging.getLogger("mgr.train")
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
@@ -44,13 +44,9 @@ from mgr.models.sizing import check_model_size
 from mgr.models.heads import build_head, head_settings, is_fitted
 from mgr.models.metrics import TrackMetrics
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
+from mgr.utils.config import resolved_dict
 
 log = logging.getLogger(__name__)
-
-
-def resolved_dict(node: DictConfig) -> dict:
-    """A config node as plain values, interpolations resolved: what a checkpoint stores."""
-    return OmegaConf.to_container(node, resolve=True)
 
 
 class GenreClassifier(pl.LightningModule):
