@@ -80,6 +80,7 @@ INDEX_VERSION = 3  # 3: per-file checksums (caches of version 2 get them on firs
 INDEX = "index.json"
 WAVEFORMS = "waveforms.f32"  # a float32 cache's samples; DATA_FILES names every dtype's
 DTYPES = {"int16": np.int16, "float16": np.float16, "float32": np.float32}
+ITEMSIZES = {name: np.dtype(t).itemsize for name, t in DTYPES.items()}  # bytes per stored sample
 DATA_FILES = {"int16": "waveforms.i16", "float16": "waveforms.f16", "float32": WAVEFORMS}
 DEFAULT_DTYPE = "int16"  # of a new cache, when data.cache_dtype is null
 INT16_FULL_SCALE = 32767
@@ -224,7 +225,7 @@ class WaveformCache:
 
     @property
     def itemsize(self) -> int:
-        return np.dtype(DTYPES[self.dtype]).itemsize
+        return ITEMSIZES[self.dtype]
 
     def step(self, i: int) -> float:
         """What one stored unit of file i is worth (dequantise: stored * step)."""
@@ -355,7 +356,7 @@ class _Build:
         self.tmp = partial_of(directory)
         self.entries: list[list] = []  # [length, reason, checksum, scale] per file, in order
         self.dtype: str = settings["dtype"]
-        self.itemsize = np.dtype(DTYPES[self.dtype]).itemsize
+        self.itemsize = ITEMSIZES[self.dtype]
         self.data_file = DATA_FILES[self.dtype]
 
     def run(self) -> None:
@@ -605,7 +606,7 @@ def _intact_prefix(directory: Path, files: list[str], dtype: str) -> list[list]:
     """Journal entries for the leading files of a damaged cache of `dtype` that lie in its data file and match
     their checksums."""
     entries: list[list] = []
-    itemsize = np.dtype(DTYPES[dtype]).itemsize
+    itemsize = ITEMSIZES[dtype]
     try:
         index = json.loads((directory / INDEX).read_text())
         if index["files"] != files or index.get("dtype", "float32") != dtype:
