@@ -5,10 +5,15 @@ It is the default dataset so that anyone can run mgr without a download. Each
 track draws its key, tempo, loudness, length and background noise at random, so
 a class is a family of sounds rather than one template: an untrained model is at
 chance, a small CNN learns it in minutes on a CPU.
+
+Its multi-label variant (`multilabel=True`, data=synth_multilabel): every second track of a class
+mixes in a second style, drawn at random from the others, 0 to 6 dB below the first, and carries
+both labels; the labels are written as a manifest, `labels.csv` (path,labels), beside the files.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -24,6 +29,7 @@ CLASSES = ("four_on_the_floor", "swing", "ambient_drone", "breakbeat", "distorte
 # (extension, soundfile format, subtype); formats cycle over the tracks.
 FORMATS = (("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS"))
 FILE_RATES = (22050, 44100, 16000)
+LABELS_MANIFEST = "labels.csv"  # the multi-label variant's labels, beside its files
 
 
 def _noise(rng, n, colour: float) -> np.ndarray:
@@ -183,19 +189,29 @@ def render_track(label: int, seed: int, seconds: float) -> np.ndarray:
     return (gain * 0.95 * x / np.abs(x).max()).astype(np.float32)
 
 
-def generate(root: Path, tracks_per_class: int, seconds: tuple[float, float], seed: int) -> Path:
+def render_mix(labels: list[int], seed: int, seconds: float, levels_db: list[float]) -> np.ndarray:
+    """Tracks of the classes `labels` (each as render_track renders it), summed at `levels_db` relative to
+    their own loudness, kept below full scale."""
+    x = sum(10 ** (db / 20) * render_track(label, seed, seconds) for label, db in zip(labels, levels_db))
+    return (x / max(1.0, np.abs(x).max() / 0.95)).astype(np.float32)
+
+
+def generate(root: Path, tracks_per_class: int, seconds: tuple[float, float], seed: int,
+             multilabel: bool = False) -> Path:
     """Write the dataset under `root` (once; reused when the same settings ask again).
 
-    Returns the folder holding `<class>/<file>`. Written to a temporary folder and
-    renamed at the end, so an interrupted generation is never mistaken for a dataset.
+    Returns the folder holding `<class>/<file>` (and, `multilabel`, the labels.csv of the mixes:
+    see the module docstring). Written to a temporary folder and renamed at the end, so an
+    interrupted generation is never mistaken for a dataset.
     """
     settings = {
         "version": GENERATOR_VERSION,
         "tracks_per_class": int(tracks_per_class),
         "seconds": [float(s) for s in seconds],
         "seed": int(seed),
+        **({"multilabel": True} if multilabel else {}),  # the single-label settings as they always were
     }
-    name = f"v{GENERATOR_VERSION}-seed{seed}-{tracks_per_class}x{seconds[0]:g}-{seconds[1]:g}s"
+    name = f"v{GENERATOR_VERSION}-seed{seed}-{tracks_per_class}x{seconds[0]:g}-{seconds[1]:g}s" + ("-mix" * multilabel)
     target = Path(root) / name
     if (target / "settings.json").exists():
         return target
@@ -203,23 +219,41 @@ def generate(root: Path, tracks_per_class: int, seconds: tuple[float, float], se
     shutil.rmtree(tmp, ignore_errors=True)
     rng = np.random.default_rng(seed)
     jobs = [(c, i) for c in range(len(CLASSES)) for i in range(tracks_per_class)]
+    manifest = []
     for c, i in tqdm(jobs, desc="Generating synth dataset", unit="file"):
         track_seed = int(rng.integers(2**31))
-        audio = render_track(c, track_seed, rng.uniform(*seconds))
+        length = rng.uniform(*seconds)
+        labels = [c]
+        if multilabel and i % 2:  # drawn only for the mixes: the single-label dataset's draws stay as they were
+            labels.append(int((c + rng.integers(1, len(CLASSES))) % len(CLASSES)))
+            audio = render_mix(labels, track_seed, length, [0.0, -rng.uniform(0, 6)])
+        else:
+            audio = render_track(c, track_seed, length)
         ext, fmt, subtype = FORMATS[i % len(FORMATS)]
         rate = FILE_RATES[(i // len(FORMATS)) % len(FILE_RATES)]
         audio = _resample(audio, rate)
         if i % 4 == 3:  # some stereo files, to exercise the downmix
             audio = np.stack([audio, 0.8 * audio], axis=1)
-        path = tmp / CLASSES[c] / f"{CLASSES[c]}.{i:04d}.{ext}"
+        path = tmp / CLASSES[c] / f"{'+'.join(CLASSES[k] for k in labels)}.{i:04d}.{ext}"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(path), audio, rate, format=fmt, subtype=subtype)
+        manifest.append((path.relative_to(tmp).as_posix(), ";".join(CLASSES[k] for k in labels)))
+    if multilabel:
+        write_labels(tmp / LABELS_MANIFEST, manifest)
     (tmp / "settings.json").write_text(json.dumps(settings, indent=2))
     try:
         tmp.rename(target)
     except OSError:  # another process finished first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def write_labels(path: Path, rows: list[tuple[str, str]]) -> None:
+    """The manifest of a multi-label dataset: path (relative to it) and its labels, `;`-separated."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "labels"])
+        writer.writerows(rows)
 
 
 def _resample(audio: np.ndarray, rate: int) -> np.ndarray:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+
+import numpy as np
 
 from mgr import MGRError
 from mgr.data.splits import (DEFAULT_FRACTIONS, assigned_split, check_fold, fold_split, group_folds,
@@ -16,7 +18,9 @@ from mgr.data.splits import (DEFAULT_FRACTIONS, assigned_split, check_fold, fold
 @dataclass
 class TrackList:
     files: list[str]
-    labels: list[int]
+    # One class index per track; for multi-label data (several labels per track, `multilabel`), a float32
+    # array [tracks, classes] of 0/1, whose row `labels[t]` is track t's target (made by `multi_hot`).
+    labels: list[int] | np.ndarray
     class_names: list[str]
     # Tracks of one group (artist, album) stay on one side of every split.
     groups: list[str] | None = None
@@ -24,6 +28,30 @@ class TrackList:
     given_splits: list[str | None] | None = None
     # Files the published dataset is known to get wrong: reported, never decoded.
     known_bad: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def multilabel(self) -> bool:
+        return np.ndim(self.labels) == 2
+
+    def strata(self) -> list[int]:
+        """The class each track is stratified by in mgr's splits and folds: its label; a multi-label track's
+        rarest label (the one fewest tracks carry, the first listed of equals), so that the rare labels, which
+        a random draw would most likely leave out of a split, reach every split; a track without labels
+        gets a stratum of its own kind (len(class_names))."""
+        if not self.multilabel:
+            return list(self.labels)
+        labels = np.asarray(self.labels) > 0
+        rarity = np.where(labels, labels.sum(axis=0), np.inf)  # a track's labels by how many tracks carry them
+        return [int(np.argmin(row)) if np.isfinite(row).any() else len(self.class_names) for row in rarity]
+
+
+def multi_hot(track_labels: Sequence[Sequence[str]], class_names: Sequence[str]) -> np.ndarray:
+    """The float32 [tracks, classes] 0/1 array of multi-label tracks, from each track's label names."""
+    index = {name: i for i, name in enumerate(class_names)}
+    out = np.zeros((len(track_labels), len(class_names)), dtype=np.float32)
+    for t, names in enumerate(track_labels):
+        out[t, [index[n] for n in names]] = 1.0
+    return out
 
 
 class Source:
@@ -95,8 +123,8 @@ class Source:
             split = DEFAULT_FRACTIONS
         if isinstance(split, dict):
             if tracks.groups is not None:
-                return group_split(tracks.labels, tracks.groups, split, seed)
-            return stratified_split(tracks.labels, split, seed)
+                return group_split(tracks.strata(), tracks.groups, split, seed)
+            return stratified_split(tracks.strata(), split, seed)
         raise MGRError(f"data.split={split!r} is not a split of data.source={type(self).name}; use one of "
                        f"{self.split_choices()} or fractions like '{{train: 0.8, val: 0.1, test: 0.1}}'.")
 
@@ -118,9 +146,10 @@ class Source:
         if tracks.given_splits is not None and split in (None, self.shipped_split):
             members = [i for i in members if tracks.given_splits[i] is not None]
         groups = self.leak_groups(tracks, split, folds)
-        labels = [tracks.labels[i] for i in members]
+        strata = tracks.strata()
+        labels = [strata[i] for i in members]
         sub_groups = [groups[i] for i in members] if groups is not None else None
-        parts = group_folds(labels, sub_groups, folds, seed, tracks.class_names,
+        parts = group_folds(labels, sub_groups, folds, seed, [*tracks.class_names, "(no label)"],
                             self.group_noun if groups is not None else "tracks")
         splits = fold_split(labels, sub_groups, parts[fold], seed)
         return {k: [members[i] for i in v] for k, v in splits.items()}

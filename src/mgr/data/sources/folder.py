@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mgr import MGRError
 from mgr.data.audio import AUDIO_EXTENSIONS, file_problem, is_audio_file
-from mgr.data.sources.base import Source, TrackList
+from mgr.data.sources.base import Source, TrackList, multi_hot
 from mgr.data.splits import SPLIT_ALIASES, assign_from_lists
 
 
@@ -18,13 +18,15 @@ class FolderSource(Source):
     - `root/<genre>/<file>` (any depth below the genre): stratified split by file;
     - `root/{train,val,test}/<genre>/<file>`: the split the folders give;
     - `root` a CSV manifest with columns `path,label[,split][,group]` (paths relative
-      to the CSV): its split column, else a split that keeps each group on one side.
+      to the CSV): its split column, else a split that keeps each group on one side. A `labels`
+      column instead of `label` (several labels separated by `;`) makes the data multi-label.
     """
 
     name = "folder"
     root_may_be_file = True  # a manifest
     title = "Music"
-    layout = "<root>/<genre>/<file>, <root>/{train,val,test}/<genre>/<file>, or a CSV manifest path,label[,split][,group]"
+    layout = ("<root>/<genre>/<file>, <root>/{train,val,test}/<genre>/<file>, or a CSV manifest "
+              "path,label[,split][,group] (or path,labels with labels separated by ;)")
     how_to_get = "point it at your music"
 
     def folder(self) -> Path:
@@ -78,19 +80,23 @@ class FolderSource(Source):
         return TrackList(list(where), [names.index(g) for g in genres], names, given_splits=list(where.values()))
 
 
+# A manifest's label column: one label per file, or several separated by LABEL_SEPARATOR (multi-label data).
+LABEL_COLUMNS = ("label", "labels")
+LABEL_SEPARATOR = ";"
+
+
 def read_manifest(path: Path, allow_outside_root: bool = False) -> TrackList:
-    """A CSV with a header `path,label[,split][,group]`; relative paths are relative to the CSV.
+    """A CSV with a header `path,label[,split][,group]` (or `labels`: several labels separated by `;`,
+    which makes the tracks multi-label); relative paths are relative to the CSV.
     Every path must lead into the CSV's folder (after `..` and symlinks) unless `allow_outside_root`
     (data.allow_outside_root): a manifest from someone else must not make mgr read, decode and
     cache whatever else the user may read."""
     columns, rows = manifest_rows(path)
+    column = "labels" if "labels" in columns else "label"
     entries, labels, groups = [], [], []
     for n, row in rows:
         file = manifest_file(path, n, row["path"], allow_outside_root)
-        label = row["label"].strip()
-        if not label:
-            raise MGRError(f"Line {n} of {path} has an empty label; give the file its genre or drop the line.")
-        labels.append(label)
+        labels.append(row_labels(path, n, row[column], several=column == "labels"))
         groups.append((row.get("group") or "").strip() or file)  # no group: the track is its own group
         split = None
         if "split" in columns:
@@ -99,12 +105,24 @@ def read_manifest(path: Path, allow_outside_root: bool = False) -> TrackList:
                 raise MGRError(f"Line {n} of {path} has split {row['split']!r}; use train, val or test.")
         entries.append((file, split, path, n))
     where = assign_from_lists(entries, "File")  # a path listed twice is an error, split column or not
-    names = sorted(set(labels))
+    names = sorted({name for names in labels for name in names})
     if len(names) < 2:
         raise MGRError(f"The manifest {path} has {len(names)} label(s); need at least 2.")
-    return TrackList(list(where), [names.index(l) for l in labels], names,
+    targets = multi_hot(labels, names) if column == "labels" else [names.index(name) for name, in labels]
+    return TrackList(list(where), targets, names,
                      groups=groups if "group" in columns else None,
                      given_splits=list(where.values()) if "split" in columns else None)
+
+
+def row_labels(manifest: Path, line: int, value: str, several: bool) -> tuple[str, ...]:
+    """The labels of a manifest line: its one label, or with `several` (the `labels` column) each name
+    between `;` once; none is one sentence naming the line."""
+    names = [v.strip() for v in value.split(LABEL_SEPARATOR)] if several else [value.strip()]
+    names = tuple(dict.fromkeys(n for n in names if n))
+    if not names:
+        column, what = ("labels", "genres") if several else ("label", "genre")
+        raise MGRError(f"Line {line} of {manifest} has an empty {column}; give the file its {what} or drop the line.")
+    return names
 
 
 def manifest_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -116,8 +134,10 @@ def manifest_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             columns = [c.strip() for c in next(reader, [])]
-            if not {"path", "label"} <= set(columns):
-                raise MGRError(f"The manifest {path} needs a header with the columns path,label[,split][,group].")
+            if "path" not in columns or len(set(LABEL_COLUMNS) & set(columns)) != 1:
+                raise MGRError(f"The manifest {path} needs a header with the columns path,label[,split][,group], or "
+                               "path,labels[,split][,group] for several labels per file (separated by ;), not both "
+                               "label and labels.")
             start = reader.line_num + 1
             for values in reader:
                 line, start = start, reader.line_num + 1  # a quoted field may span lines
