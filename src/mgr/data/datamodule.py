@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from mgr import MGRError
 from mgr.data.cache import WaveformCache, check_dtype
 from mgr.data.datasets import EVEN, EvenChunks, RandomChunks, check_chunks_per_track, dequantise
+from mgr.data.device_chunks import DeviceChunks, ResidentSamples, check_on_device, choose_home
 from mgr.data.embeddings import ChunkEmbeddings, EmbeddedChunks
 from mgr.data.sources import TrackList, build_source
 from mgr.data.splits import SPLITS, check_split
@@ -57,12 +58,14 @@ class GenreDataModule(pl.LightningDataModule):
         max_bad_fraction: float = 0.25,
         allow_outside_root: bool = False,
         cache_dtype: str | None = None,
+        on_device: str | bool = "auto",
     ):
         super().__init__()
         check_positive(batch_size=batch_size, eval_batch_size=eval_batch_size, sample_rate=sample_rate,
                        chunk_seconds=chunk_seconds, eval_max_chunks=eval_max_chunks)
         check_chunks_per_track(train_chunks_per_track)  # before the cache, which can take hours to decode
         check_dtype(cache_dtype)
+        check_on_device(on_device)
         # Absolute paths, so mgr.eval finds the data from any working directory (realpath, not
         # resolve: a symlink loop is left for the source to refuse in one sentence).
         root = os.path.realpath(Path(root).expanduser()) if root else None
@@ -76,6 +79,12 @@ class GenreDataModule(pl.LightningDataModule):
         self.cache: WaveformCache | None = None
         self.split_tracks: dict[str, list[int]] = {}
         self.embeddings: tuple[ChunkEmbeddings, list[int]] | None = None  # see use_embeddings
+        self._homes: dict[torch.device, torch.device | None] = {}  # where the samples live, per run device
+        self._resident: ResidentSamples | None = None
+
+    def __getstate__(self):
+        # ddp_spawn pickles this module into its ranks: each places the samples itself, on its own device.
+        return {**self.__dict__, "_homes": {}, "_resident": None}
 
     @property
     def tracks(self) -> TrackList:
@@ -128,8 +137,11 @@ class GenreDataModule(pl.LightningDataModule):
         log.info("Split%s: %s tracks%s.", fold, ", ".join(f"{k} {len(v)}" for k, v in self.split_tracks.items()),
                  f" ({dropped} unusable left out)" if dropped else "")
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader | DeviceChunks:
         h = self.hparams
+        samples = self._resident_samples() if self.embeddings is None else None  # a probe keeps its loaders
+        if samples is not None:
+            return DeviceChunks(samples, dataset, batch_size, shuffle, self.cache)
         dataset, sampler = _shard(dataset, shuffle)
         return DataLoader(
             dataset,
@@ -141,7 +153,20 @@ class GenreDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _resident_samples(self) -> ResidentSamples | None:
+        """The cache's samples where data.on_device places them for the device this module's trainer runs on
+        (the CPU without one), or None for DataLoader workers; chosen, and said, once per device."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if device not in self._homes:
+            self._homes[device] = choose_home(self.hparams.get("on_device", "auto"), self.cache, device)
+        home = self._homes[device]
+        if home is None:
+            return None
+        if self._resident is None or self._resident.home != home:
+            self._resident = ResidentSamples(self.cache, home)
+        return self._resident
+
+    def train_dataloader(self) -> DataLoader | DeviceChunks:
         h = self.hparams
         if self.embeddings is not None:  # every chunk of every training track once per epoch, shuffled
             return self._loader(self._as_fed(self._even_chunks("train", None)), h.batch_size, shuffle=True)
@@ -207,11 +232,11 @@ class GenreDataModule(pl.LightningDataModule):
                 wanted += [(chunks.tracks[k], s) for k, s in chunks.items]
         return wanted
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceChunks:
         return self._loader(self.eval_dataset("val", stored=True), self.hparams.eval_batch_size or self.hparams.batch_size,
                             False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceChunks:
         return self._loader(self.eval_dataset("test", stored=True), self.hparams.eval_batch_size or self.hparams.batch_size,
                             False)
 
