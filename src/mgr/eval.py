@@ -14,6 +14,9 @@ checkpoint without one). Besides the table, metrics.json gets their expected cal
 the risk-coverage curve of the test tracks (`risk_coverage`: the accuracy of the tracks answered at
 each share answered, and the `min_confidence` of mgr.predict that answers it), which plots/
 risk_coverage.png draws (docs/explanation/calibration.md).
+
+A multi-label checkpoint (task=multilabel) is scored by its ROC-AUC and PR-AUC and by its F1 at the
+per-class thresholds it carries (docs/how-to/multilabel.md).
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from mgr.entry import command, require, task
 @task
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     # Heavy imports here, so `--help` and `--cfg` answer at once.
+    from mgr.predict import check_ensemble
     from mgr.test_report import test_and_report
     from mgr.restore import checkpoint_provenance, restore
     from mgr.run import build_trainer
 
     require(cfg, "ckpt_path", usage="python -m mgr.eval ckpt_path=<best>.ckpt [data=...]")
     model, datamodule = restore(cfg, ensemble=True)
+    check_ensemble(model)
     datamodule.prepare_data()
     trainer, _ = build_trainer(cfg, training=False)
     provenance = checkpoint_provenance(cfg)

@@ -19,6 +19,11 @@ voting chunks per genre. overlap=0 cuts the chunks evaluation cuts
 score was computed from; the default 0.5 lets neighbouring chunks share at
 least half a chunk (about twice as many chunks).
 
+A multi-label model (task=multilabel) answers every genre whose probability is at or above its
+threshold (chosen on validation, kept in the checkpoint), most probable first, with its probability;
+with min_confidence, a file is `unknown` when no genre is above its threshold, or the most probable
+of those answered is below min_confidence.
+
 A file with no sample above the floor at which the waveform cache drops silent
 files (mgr.data.cache.SILENCE_PEAK, -80 dBFS) is marked `silent`, not labelled. A
 path that is not a regular file (a FIFO, a device, a symlink loop) is listed as
@@ -65,16 +70,27 @@ class FilePrediction:
     error: str | None = None
     silent: bool = False  # no sample above the floor the waveform cache drops silent files at: not labelled
     unknown: bool = False  # its top probability is below min_confidence: answered `unknown`, probabilities kept
+    # A multi-label model's answers: the classes at or above their thresholds, most probable first (None: multi-class).
+    tags: list[int] | None = None
 
     @property
     def status(self) -> str:
         return "failed" if self.error else "silent" if self.silent else "unknown" if self.unknown else "ok"
 
     def genre(self, class_names: list[str]) -> str:
-        """The answer: the most probable genre, or `unknown`; empty for a failed or silent file."""
+        """The answer: the most probable genre (a multi-label model's: its answers, `;`-separated), or
+        `unknown`; empty for a failed or silent file."""
         if not self.probabilities:
             return ""
-        return UNKNOWN if self.unknown else self.top(class_names, 1)[0][0]
+        if self.unknown:
+            return UNKNOWN
+        if self.tags is not None:
+            return ";".join(name for name, _ in self.answers(class_names))
+        return self.top(class_names, 1)[0][0]
+
+    def answers(self, class_names: list[str]) -> list[tuple[str, float]]:
+        """A multi-label model's answers with their probabilities, most probable first."""
+        return [(class_names[i], float(self.probabilities[i])) for i in self.tags or []]
 
     def top(self, class_names: list[str], k: int) -> list[tuple[str, float]]:
         order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k]  # ties: class order
@@ -147,8 +163,28 @@ def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: in
             continue
         logits = chunk_logits(model, wave, overlap, batch_size, device)
         (probabilities,) = model.track_aggregation.probabilities(logits, torch.zeros(len(logits), dtype=torch.long), 1)
-        unknown = min_confidence is not None and probabilities.max().item() < min_confidence
-        yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist(), unknown=unknown)
+        tags = answered_tags(model, probabilities)
+        yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist(),
+                             unknown=is_unknown(probabilities, tags, min_confidence), tags=tags)
+
+
+def answered_tags(model, probabilities: torch.Tensor) -> list[int] | None:
+    """A multi-label model's answers for one file: the classes at or above their thresholds, most probable
+    first; None for a multi-class model."""
+    if not getattr(model, "multilabel", False):
+        return None
+    order = torch.argsort(probabilities, descending=True, stable=True)
+    return [int(i) for i in order if model.answered(probabilities)[i]]
+
+
+def is_unknown(probabilities: torch.Tensor, tags: list[int] | None, min_confidence: float | None) -> bool:
+    """Whether a file is answered `unknown`: its most probable answer is below min_confidence (a multi-label
+    model's: it has no answer, or its most probable one is below it); never without min_confidence."""
+    if min_confidence is None:
+        return False
+    if tags is None:
+        return probabilities.max().item() < min_confidence
+    return not tags or probabilities[tags[0]].item() < min_confidence
 
 
 SILENT = f"no sample above {20 * math.log10(SILENCE_PEAK):.0f} dBFS; not labelled"
@@ -161,7 +197,8 @@ def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int
     length = f"{int(minutes):3d}:{seconds:04.1f}"
     if p.silent:
         return f"  {p.path:{width}s}  {length}  {'':6s}  SILENT: {SILENT}"
-    genres = "  ".join(f"{name} {prob:.2f}" for name, prob in p.top(class_names, top_k))
+    shown = p.top(class_names, top_k) if p.tags is None else p.answers(class_names)
+    genres = "  ".join(f"{name} {prob:.2f}" for name, prob in shown) or "no genre above its threshold"
     return f"  {p.path:{width}s}  {length}  {p.chunks:6d}  {'UNKNOWN, below min_confidence: ' if p.unknown else ''}{genres}"
 
 
@@ -195,6 +232,7 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
             "chunks": p.chunks,
             "genre": p.genre(class_names) or None,
             "top": [{"genre": g, "probability": q} for g, q in p.top(class_names, top_k)] if p.probabilities else [],
+            **({} if p.tags is None else {"answers": [{"genre": g, "probability": q} for g, q in p.answers(class_names)]}),
             "probabilities": dict(zip(class_names, p.probabilities)),
         }
         for p in predictions
@@ -217,6 +255,7 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     min_confidence = checked_min_confidence(cfg.get("min_confidence"))
     device = resolve_device(cfg.device)
     model = load_trained_model(cfg, ensemble=True)
+    check_ensemble(model)
     checkpoints = checkpoint_provenance(cfg)
     paths = find_audio_files(str(i) for i in inputs)
     if not paths:
@@ -226,7 +265,8 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
           f"{len(names)} genres, {h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, "
           f"{model.track_aggregation}, {calibration_note(model)}, on {device}", flush=True)
     width = min(max(len(str(p)) for p in paths), 60)
-    print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  top {cfg.top_k} genres", flush=True)
+    listed = "genres at or above their thresholds" if model.multilabel else f"top {cfg.top_k} genres"
+    print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  {listed}", flush=True)
     predictions = []
     for p in predict_files(model, paths, cfg.overlap, cfg.batch_size, device, cfg.decode_threads, min_confidence):
         predictions.append(p)
@@ -234,7 +274,8 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     run_dir = Path(cfg.paths.output_dir)
     provenance = {**checkpoints, "model": model.architecture, "sample_rate": h.sample_rate,
                   "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict(),
-                  "temperature": temperatures(model), "min_confidence": min_confidence}
+                  "temperature": temperatures(model), "min_confidence": min_confidence,
+                  **({"thresholds": dict(zip(names, model.thresholds or []))} if model.multilabel else {})}
     csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, provenance)
     counts = {s: sum(p.status == s for p in predictions) for s in ("ok", "unknown", "silent", "failed")}
     silent = f", {counts['silent']} silent" if counts["silent"] else ""
@@ -242,6 +283,14 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     print(f"Labelled {counts['ok']} file(s){unknown}{silent}, {counts['failed']} failed; {csv_path.name} and {json_path.name} "
           f"in {run_dir}", flush=True)
     return predictions
+
+
+def check_ensemble(model) -> None:
+    """Several checkpoints average their softmax probabilities (mgr.models.ensemble): multi-class models only."""
+    members = getattr(model, "members", None)
+    if members is not None and any(m.multilabel for m in members):
+        raise MGRError("ckpt_path lists several checkpoints of multilabel models, which mgr cannot average yet "
+                       "(an ensemble averages softmax probabilities); pass one checkpoint.")
 
 
 def calibration_note(model) -> str:

@@ -2,6 +2,11 @@
 intervals, write test_predictions.csv and metrics.json, hand the results to the callbacks that take
 them (W&B's), and print the chunk/track table.
 
+A multi-label model's report (task=multilabel) holds its ROC-AUC and PR-AUC (macro and micro) and its
+F1 at the per-class thresholds, per class too, and its test_predictions.csv a probability per class with
+the labels and the answers `;`-separated; it has no confusion matrices, bootstrap intervals or
+calibration errors yet.
+
 The report is written where the test predictions are: by the `TestReport` callback on global rank 0
 at the end of the test (under ddp_spawn, in the spawned rank 0, which holds every rank's predictions,
 gathered by the task). The process that called `test_and_report` then reads metrics.json back and
@@ -22,12 +27,18 @@ from mgr import statistics
 
 # The printed table: row name, chunk metric, track metric.
 TABLE_ROWS = (("accuracy", "test/acc", "test/track_acc"), ("macro-F1", "test/f1", "test/track_f1"))
+# ... of a multi-label model (F1 at the per-class thresholds chosen on the validation tracks: tracks only).
+MULTILABEL_TABLE_ROWS = (("ROC-AUC macro", "test/auc", "test/track_auc"),
+                         ("ROC-AUC micro", "test/auc_micro", "test/track_auc_micro"),
+                         ("PR-AUC macro", "test/ap", "test/track_ap"), ("PR-AUC micro", "test/ap_micro", "test/track_ap_micro"),
+                         ("F1 macro", None, "test/track_f1"), ("F1 micro", None, "test/track_f1_micro"))
 # Bootstrap intervals of every run: `+bootstrap.resamples=` / `+bootstrap.seed=` change them.
 BOOTSTRAP = {"resamples": 1000, "seed": 0}
 # What identifies a run among the runs of one configuration: mgr.report's axes, in every row of
 # test_predictions.csv so files of several runs can be concatenated and still say where a row came from.
 RUN_AXES = ("seed", "split_seed", "fold", "folds")
 PREDICTION_COLUMNS = ("path", "label", "prediction", "chunks")  # then score_<class>, then RUN_AXES
+MULTILABEL_PREDICTION_COLUMNS = ("path", "labels", "predictions", "chunks")  # labels and answers ;-separated
 # The task's test predictions (GenreClassifier.test_results, every rank's): per track, then per chunk.
 PREDICTION_KEYS = ("track_ids", "track_scores", "track_labels", "chunk_predictions", "chunk_tracks")
 METRICS = "metrics.json"
@@ -81,23 +92,67 @@ class TestReport(Callback):
         predictions = {k: np.asarray(tested[k]) for k in PREDICTION_KEYS}
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         names = pl_module.class_names
-        results = {**self.provenance, "class_names": names, **pl_module.track_aggregation.as_dict(),
-                   "chunk_confusion": tested["chunk_confusion"], "track_confusion": tested["track_confusion"]}
-        results["track_per_class"] = per_class_scores(results["track_confusion"], names)
+        results = {**self.provenance, "class_names": names, **pl_module.track_aggregation.as_dict()}
+        answered = None
+        if pl_module.multilabel:
+            import torch
+
+            predictions["track_scores"] = track_probabilities(predictions, pl_module.track_aggregation)
+            answered = pl_module.answered(torch.as_tensor(predictions["track_scores"])).numpy()
+            results.update(multilabel_results(predictions, answered, names, pl_module.thresholds))
+        else:
+            results.update(self._multiclass_results(tested, predictions, names, pl_module, metrics))
         if reports := head_reports(pl_module):
             results["head"] = reports
-        results["intervals"] = bootstrap_intervals(predictions, len(names), self.bootstrap)
-        calibration = calibration_report(tested, pl_module)
-        metrics.update(calibration.pop("metrics"))
-        results.update(calibration)
         datamodule = trainer.datamodule
         test_files = [datamodule.tracks.files[i] for i in datamodule.split_tracks["test"]]
         write_predictions(self.run_dir / "test_predictions.csv", predictions, test_files, datamodule.hparams.root,
-                          names, self.columns)
+                          names, self.columns, answered)
         (self.run_dir / METRICS).write_text(json.dumps({**metrics, **results}, indent=2))
         for callback in trainer.callbacks:
             if hasattr(callback, "report_test"):
                 callback.report_test(trainer, results, self.run_dir)
+
+
+    def _multiclass_results(self, tested: dict, predictions: dict, names: list[str], model, metrics: dict) -> dict:
+        """The confusion matrices, per-class scores, bootstrap intervals and calibration of a multi-class
+        model (its calibration errors added to `metrics`)."""
+        results = {"chunk_confusion": tested["chunk_confusion"], "track_confusion": tested["track_confusion"]}
+        results["track_per_class"] = per_class_scores(results["track_confusion"], names)
+        results["intervals"] = bootstrap_intervals(predictions, len(names), self.bootstrap)
+        calibration = calibration_report(tested, model)
+        metrics.update(calibration.pop("metrics"))
+        return {**results, **calibration}
+
+
+def track_probabilities(predictions: dict, aggregation) -> np.ndarray:
+    """The test tracks' scores as probabilities (by the model's TrackAggregation)."""
+    import torch
+
+    return aggregation.probabilities_of(torch.as_tensor(predictions["track_scores"], dtype=torch.float64)).numpy()
+
+
+def multilabel_results(predictions: dict, answered: np.ndarray, names: list[str], thresholds: list[float] | None) -> dict:
+    """A multi-label model's thresholds and, per class (`track_per_class`), its test tracks' ROC-AUC and
+    PR-AUC, and the precision, recall and F1 of its answers at its threshold, with its support."""
+    import torch
+    from torchmetrics.functional.classification import multilabel_auroc, multilabel_average_precision
+
+    probabilities = torch.as_tensor(predictions["track_scores"])
+    labels = torch.as_tensor(predictions["track_labels"]).round().long()
+    c = len(names)
+    auc, ap = (np.atleast_1d(f(probabilities, labels, c, average="none").numpy())
+               for f in (multilabel_auroc, multilabel_average_precision))
+    truth = labels.numpy() > 0
+    tp, answered_yes, actual = (answered & truth).sum(0), answered.sum(0), truth.sum(0)
+    precision = np.divide(tp, answered_yes, out=np.zeros(c), where=answered_yes > 0)
+    recall = np.divide(tp, actual, out=np.zeros(c), where=actual > 0)
+    f1 = np.divide(2 * tp, answered_yes + actual, out=np.zeros(c), where=answered_yes + actual > 0)
+    thresholds = list(thresholds) if thresholds is not None else None
+    per_class = [dict(label=name, roc_auc=float(auc[k]), pr_auc=float(ap[k]), precision=float(precision[k]),
+                      recall=float(recall[k]), f1=float(f1[k]), support=int(actual[k]),
+                      threshold=None if thresholds is None else thresholds[k]) for k, name in enumerate(names)]
+    return {"task": "multilabel", "thresholds": thresholds, "track_per_class": per_class}
 
 
 def calibration_report(tested: dict, model) -> dict:
@@ -160,11 +215,17 @@ def bootstrap_intervals(predictions: dict[str, np.ndarray], num_classes: int, bo
 
 
 def write_predictions(path: Path, predictions: dict[str, np.ndarray], test_files: list[str], root: str | None,
-                      class_names: list[str], axes: dict) -> None:
+                      class_names: list[str], axes: dict, answered: np.ndarray | None = None) -> None:
     """test_predictions.csv: one row per test track, sorted by path (the same order however the test
     was sharded), paths relative to the data root where they lie below it, so runs of several
-    configurations, or machines, pair up by path."""
+    configurations, or machines, pair up by path. A multi-label model's (`answered`: [tracks, classes],
+    its answers at its thresholds) lists its labels and its answers `;`-separated."""
     p = predictions
+    if answered is None:
+        labels = [class_names[label] for label in p["track_labels"]]
+        predicted = [class_names[int(scores.argmax())] for scores in p["track_scores"]]
+    else:
+        labels, predicted = (tag_lists(rows, class_names) for rows in (p["track_labels"] > 0, answered))
     chunks = np.bincount(p["chunk_tracks"], minlength=len(p["track_ids"]))
     base = Path(root) if root and Path(root).is_dir() else Path(root).parent if root else None
     rows = []
@@ -172,18 +233,25 @@ def write_predictions(path: Path, predictions: dict[str, np.ndarray], test_files
         file = test_files[int(track)]
         shown = os.path.relpath(file, base) if base and Path(file).is_relative_to(base) else file
         scores = p["track_scores"][k]
-        rows.append([shown, class_names[p["track_labels"][k]], class_names[int(scores.argmax())], int(chunks[k]),
+        rows.append([shown, labels[k], predicted[k], int(chunks[k]),
                      *(f"{s:.6g}" for s in scores), *("" if v is None else v for v in axes.values())])
+    columns = PREDICTION_COLUMNS if answered is None else MULTILABEL_PREDICTION_COLUMNS
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*PREDICTION_COLUMNS, *(f"score_{c}" for c in class_names), *axes])
+        writer.writerow([*columns, *(f"score_{c}" for c in class_names), *axes])
         writer.writerows(sorted(rows))
+
+
+def tag_lists(rows: np.ndarray, class_names: list[str]) -> list[str]:
+    """Each row's classes (of a [tracks, classes] array of booleans), `;`-separated."""
+    return [";".join(name for name, yes in zip(class_names, row) if yes) for row in rows]
 
 
 def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: str, title: str) -> None:
     """Print the intervals (where there are some) and the chunk/track table, whose five lines end the
-    output as .ci/run expects."""
+    output as .ci/run expects (a multi-label model's table: MULTILABEL_TABLE_ROWS)."""
     lines = []
+    rows = MULTILABEL_TABLE_ROWS if "test/track_auc" in metrics else TABLE_ROWS
     if "test/ece" in metrics:  # before the table, whose lines end the output
         lines.append(f"\nExpected calibration error (15 equal-width bins): chunk {metrics['test/ece']:.4f}, "
                      f"track {metrics.get('test/track_ece', float('nan')):.4f}")
@@ -194,8 +262,9 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
         for name, chunk, track in TABLE_ROWS:
             lines.append(f"  {name:10s} " + " ".join(
                 f"[{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else f"{'':16s}" for k in (chunk, track)))
-    lines += [f"\n{title}", f"  {'':10s} {'chunk':>8s} {'track':>8s}"]
-    for name, chunk, track in TABLE_ROWS:
-        lines.append(f"  {name:10s} {metrics.get(chunk, float('nan')):8.4f} {metrics.get(track, float('nan')):8.4f}")
+    width = max(10, *(len(name) for name, _, _ in rows))
+    lines += [f"\n{title}", f"  {'':{width}s} {'chunk':>8s} {'track':>8s}"]
+    for name, chunk, track in rows:
+        lines.append(f"  {name:{width}s} {metrics.get(chunk, float('nan')):8.4f} {metrics.get(track, float('nan')):8.4f}")
     lines.append(f"  run directory: {run_dir}")
     print("\n".join(lines), flush=True)

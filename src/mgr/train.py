@@ -30,6 +30,7 @@ def train(cfg: DictConfig) -> float | None:
     min_steps = checked_min_steps(cfg.get("recipe"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
+    check_task(cfg.get("task") or "multiclass", datamodule.tracks)  # listed, not yet decoded
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
     model = GenreClassifier.from_config(cfg, datamodule.class_names)
     trainer, checkpoint = build_trainer(cfg, training=True)
@@ -44,7 +45,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best_path = checkpoint.best_model_path if checkpoint else ""
-    if best_path and cfg.get("calibrate", True):
+    if best_path and cfg.get("calibrate", True) and not model.multilabel:  # one temperature over a softmax
         training["temperature_fit"] = calibrate(model, datamodule, trainer, best_path)
     if cfg.get("test"):
         if not best_path:
@@ -56,6 +57,16 @@ def train(cfg: DictConfig) -> float | None:
     if value is None:  # nothing monitored: the last epoch's value
         value = trainer.callback_metrics.get(cfg.optimized_metric)
     return None if value is None else float(value)
+
+
+def check_task(task: str, tracks) -> None:
+    """Multi-label data (several labels per track) trains under task=multilabel only; single-label data
+    trains under either (multilabel: one-hot targets)."""
+    from mgr import MGRError
+
+    if tracks.multilabel and task != "multilabel":
+        raise MGRError("The data is multi-label (several labels per track: a manifest's labels column or "
+                       "data=synth_multilabel); train it with task=multilabel.")
 
 
 def checked_checkpoint(ckpt_path: str | None) -> str | None:

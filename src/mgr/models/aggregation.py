@@ -11,6 +11,11 @@ track predictions (track embeddings are always the mean of the chunks'):
   to the class listed first (seed report 004's code: scipy's mode over the confident slices). When no
   chunk of a track passes the threshold, every chunk of it votes (that code's fallback too).
   `vote_threshold=0` lets every chunk vote.
+
+For a multi-label model (`multilabel`: one sigmoid per class) the same names hold with sigmoids for
+softmaxes: `mean_probs`, the mean of the chunks' sigmoid probabilities, is the tagging literature's
+rule (Won et al. 2020) and task=multilabel's default; `mean_logits`'s probabilities are the sigmoid of
+the mean logits. `majority_vote`, a vote for one class per chunk, is for one label per track only.
 """
 
 from __future__ import annotations
@@ -32,10 +37,14 @@ class TrackAggregation:
 
     name: str = "mean_logits"
     vote_threshold: float = 0.5
+    multilabel: bool = False  # the model's task's, not a setting of its own: not in as_dict
 
     def __post_init__(self):
         if self.name not in TRACK_AGGREGATIONS:
             raise MGRError(f"track_aggregation={self.name!r} is not one of {', '.join(TRACK_AGGREGATIONS)}.")
+        if self.multilabel and self.name == "majority_vote":
+            raise MGRError("track_aggregation=majority_vote gives each chunk one vote, for one label per track; a "
+                           "multi-label model combines chunks by mean_probs (the default) or mean_logits.")
         if isinstance(self.vote_threshold, bool) or not isinstance(self.vote_threshold, (int, float)) \
                 or not 0 <= self.vote_threshold < 1:
             raise MGRError(f"vote_threshold={self.vote_threshold!r} must be a number from 0 to below 1 "
@@ -55,7 +64,7 @@ class TrackAggregation:
         if self.name == "mean_logits":
             values = logits
         elif self.name == "mean_probs":
-            values = torch.softmax(logits, dim=1)
+            values = self._probabilities(logits)
         else:
             top, choice = torch.softmax(logits, dim=1).max(dim=1)
             confident = top > self.vote_threshold
@@ -73,4 +82,8 @@ class TrackAggregation:
     def probabilities_of(self, scores: torch.Tensor) -> torch.Tensor:
         """Tracks' scores (of `scores`) as probabilities: the softmax of mean logits; mean probabilities
         and vote shares as they are."""
-        return torch.softmax(scores, dim=1) if self.name == "mean_logits" else scores
+        return self._probabilities(scores) if self.name == "mean_logits" else scores
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits as probabilities: a softmax over the classes, or one sigmoid per class (multilabel)."""
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)

@@ -4,7 +4,10 @@
 a net of mgr.nets, or, for `model=probe`, a pretrained encoder of mgr.encoders, built from the
 `encoder` settings), the output layer built from the encoder's embedding size, the chunk and track
 metrics (a track's chunks combined by its `track_aggregation`), the validation and test steps, the
-test predictions and the checkpoint's tag. How the head learns is its subclass's:
+test predictions and the checkpoint's tag. Its `task` (TASKS) says what a track's label is: one class
+(multiclass: softmax, cross-entropy) or any number of them (multilabel: a sigmoid per class, binary
+cross-entropy, targets [batch, classes] of 0/1, and per-class `thresholds` chosen on validation).
+How the head learns is its subclass's:
 
 - `TrainedClassifier`: the head (and the net) trained by gradient descent, with the loss, the
   optimizer and schedule (the `optimizer` and `scheduler` config groups), mixup, label smoothing and
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from mgr import MGRError
@@ -42,11 +45,16 @@ from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
 from mgr.models.sizing import check_model_size
 from mgr.models.heads import build_head, head_settings, is_fitted
-from mgr.models.metrics import TrackMetrics
+from mgr.models.metrics import TrackMetrics, chunk_metrics, f1_thresholds
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 from mgr.utils.config import resolved_dict
 
 log = logging.getLogger(__name__)
+
+# What a track's label is (the `task` config group): one class, or any number of them.
+TASKS = ("multiclass", "multilabel")
+# A multi-label model's per-class threshold before validation has chosen one.
+DEFAULT_THRESHOLD = 0.5
 
 
 class GenreClassifier(pl.LightningModule):
@@ -78,11 +86,16 @@ class GenreClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         temperature: float = 1.0,
+        task: str = "multiclass",
+        thresholds: list[float] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
+        if task not in TASKS:
+            raise MGRError(f"task={task!r} is not one of {', '.join(TASKS)}.")
+        self.multilabel = task == "multilabel"
         if encoder is None:
             self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
             self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
@@ -95,13 +108,12 @@ class GenreClassifier(pl.LightningModule):
         if not 0.0 <= label_smoothing < 1.0 or mixup_alpha < 0.0:
             raise MGRError(f"label_smoothing must lie in [0, 1) and mixup_alpha be >= 0 (got {label_smoothing} "
                            f"and {mixup_alpha}).")
-        metrics = MetricCollection({"acc": MulticlassAccuracy(self.num_classes, average="micro"),
-                                    "f1": MulticlassF1Score(self.num_classes, average="macro")})
+        metrics = chunk_metrics(self.num_classes, self.multilabel)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.val_tracks = TrackMetrics(self.num_classes)
-        self.test_tracks = TrackMetrics(self.num_classes)
+        self.val_tracks = TrackMetrics(self.num_classes, multilabel=self.multilabel)
+        self.test_tracks = TrackMetrics(self.num_classes, multilabel=self.multilabel)
         # Weighted by batch size and summed over DDP ranks: exact with uneven shards.
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
@@ -109,6 +121,7 @@ class GenreClassifier(pl.LightningModule):
         self.test_results: dict[str, Any] = {}
         self.set_track_aggregation(track_aggregation, vote_threshold)
         self.set_temperature(temperature)
+        self.set_thresholds(thresholds)
         self._test_chunk_confidence: list[torch.Tensor] = []  # top probability of each test chunk, and
         self._test_chunk_correct: list[torch.Tensor] = []  # whether it was right: the chunk ECE's inputs
         self._prepare_training()
@@ -129,7 +142,8 @@ class GenreClassifier(pl.LightningModule):
                     cfg.get("track_aggregation") or TrackAggregation.name,
                     cfg.get("vote_threshold", TrackAggregation.vote_threshold),
                     resolved_dict(cfg.encoder) if cfg.get("encoder") else None,
-                    *(float((cfg.get("recipe") or {}).get(key, 0.0)) for key in ("label_smoothing", "mixup_alpha")))
+                    *(float((cfg.get("recipe") or {}).get(key, 0.0)) for key in ("label_smoothing", "mixup_alpha")),
+                    task=cfg.get("task") or "multiclass")
         # The `augment` group: training-time only and without weights, so not among the hyperparameters a
         # checkpoint rebuilds the model from. A pretrained encoder has no feature map: build_augment refuses.
         augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
@@ -168,13 +182,32 @@ class GenreClassifier(pl.LightningModule):
         self.temperature = float(temperature)
         self.hparams["temperature"] = self.temperature
 
+    def set_thresholds(self, thresholds: list[float] | None) -> None:
+        """A multi-label model's per-class thresholds (a class is answered when its probability is at or above
+        its threshold): chosen on the validation tracks after each validation (`choose_thresholds`), kept in
+        the hyperparameters so each checkpoint carries those of its own weights; None: DEFAULT_THRESHOLD."""
+        if thresholds is not None and (not self.multilabel or len(thresholds) != self.num_classes
+                                       or not all(0 <= float(t) <= 1 for t in thresholds)):
+            raise MGRError(f"thresholds must be null or, for a multilabel model, {self.num_classes} probabilities "
+                           f"(one per class); got {thresholds!r}.")
+        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
+        self.hparams["thresholds"] = self.thresholds
+        if self.multilabel:  # the test scores F1 at them
+            self.test_tracks.thresholds = torch.tensor(self.thresholds or [DEFAULT_THRESHOLD] * self.num_classes)
+
+    def answered(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """A multi-label model's answers [..., C]: whether each class's probability is at or above its threshold."""
+        thresholds = self.thresholds or [DEFAULT_THRESHOLD] * self.num_classes
+        return probabilities >= torch.tensor(thresholds, dtype=probabilities.dtype, device=probabilities.device)
+
     def set_track_aggregation(self, name: str | None = None, vote_threshold: float | None = None) -> None:
         """How the chunks of a track are combined (mgr.models.aggregation.TrackAggregation) in the val/test
         track metrics, mgr.eval, mgr.predict and mgr.embed; None keeps the current value. Kept in the
         hyperparameters, so the checkpoint carries it."""
         current = getattr(self, "track_aggregation", TrackAggregation())
         self.track_aggregation = TrackAggregation(current.name if name is None else name,
-                                                  current.vote_threshold if vote_threshold is None else vote_threshold)
+                                                  current.vote_threshold if vote_threshold is None else vote_threshold,
+                                                  self.multilabel)
         self.val_tracks.aggregation = self.test_tracks.aggregation = self.track_aggregation
         self.hparams.update(self.track_aggregation.as_dict())
 
@@ -186,34 +219,65 @@ class GenreClassifier(pl.LightningModule):
         return self._score(self(wave), target, track, stage)
 
     def _score(self, logits, target, track, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = target != PADDING_LABEL
-        logits, target, track = logits[keep], target[keep], track[keep]
+        keep = target != PADDING_LABEL if target.dim() == 1 else (target != PADDING_LABEL).all(dim=1)
+        logits, target, track = logits[keep], self.targets_of(target[keep]), track[keep]
         # Also when empty: the gathered track state then has the same shape on every rank.
         getattr(self, f"{stage}_tracks").update(logits, target, track)
         if len(target):  # the chunk metrics reject empty batches; their sums sync as they are
-            getattr(self, f"{stage}_loss").update(F.cross_entropy(logits, target), weight=len(target))
-            getattr(self, f"{stage}_metrics").update(logits, target)
+            getattr(self, f"{stage}_loss").update(self.loss(logits, target), weight=len(target))
+            getattr(self, f"{stage}_metrics").update(logits, self.metric_targets(target))
         return logits, target
+
+    def targets_of(self, target: torch.Tensor) -> torch.Tensor:
+        """The targets the task scores against: class indices, or for a multi-label model rows [N, C] of 0/1
+        (a single-label dataset's class indices become one-hot rows, so any data trains under either task)."""
+        if self.multilabel and target.dim() == 1:
+            return F.one_hot(target.long(), self.num_classes).float()
+        return target.float() if self.multilabel else target
+
+    def metric_targets(self, target: torch.Tensor) -> torch.Tensor:
+        """Targets as torchmetrics takes them: multi-label rows as integers."""
+        return target.round().long() if self.multilabel else target
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Cross-entropy over the classes, or for a multi-label model the mean binary cross-entropy of each
+        class's sigmoid, its 0/1 targets smoothed towards 1/2 by `label_smoothing` (as cross-entropy's are
+        towards the uniform distribution)."""
+        if not self.multilabel:
+            return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+        smoothed = target * (1.0 - label_smoothing) + label_smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits.float(), smoothed)
 
     def _eval_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         metrics, tracks, loss = (getattr(self, f"{stage}_{kind}") for kind in ("metrics", "tracks", "loss"))
         self.log_dict(metrics.compute())
         self.log(f"{stage}/loss", loss.compute())
+        names = tracks.names
         results = tracks.compute()
         for metric in (metrics, tracks, loss):
             metric.reset()
-        self.log(f"{stage}/track_acc", results["track_acc"], prog_bar=stage == "val")
-        self.log(f"{stage}/track_f1", results["track_f1"])
+        for i, name in enumerate(names):  # the first is the progress bar's
+            self.log(f"{stage}/{name}", results[name], prog_bar=stage == "val" and i == 0)
         return results
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self):
-        self._eval_epoch_end("val")
+        results = self._eval_epoch_end("val")
+        if self.multilabel and len(results["track_labels"]):
+            self.choose_thresholds(results["track_scores"], results["track_labels"])
+
+    def choose_thresholds(self, track_scores: torch.Tensor, track_labels: torch.Tensor) -> None:
+        """Each class's threshold maximising its F1 on the validation tracks (mgr.models.metrics.f1_thresholds):
+        every rank gets the same tracks (TrackMetrics gathers them), so every rank chooses the same."""
+        probabilities = self.track_aggregation.probabilities_of(track_scores.float())
+        self.set_thresholds(f1_thresholds(probabilities, track_labels).tolist())
 
     def test_step(self, batch, batch_idx):
         logits, target = self._eval_step(batch, "test")
+        if self.multilabel:  # no confusion matrix, and no calibration error yet (one class per chunk)
+            return
         if len(target):
             self.test_confusion.update(logits, target)
         confidence, predicted = torch.softmax(logits.float(), dim=1).max(dim=1)
@@ -223,19 +287,27 @@ class GenreClassifier(pl.LightningModule):
     def on_test_epoch_end(self):
         results = self._eval_epoch_end("test")
         # Rows: true class, columns: predicted class, in the order of class_names.
-        self.test_results = {
+        self.test_results = {} if self.multilabel else {
             "chunk_confusion": self.test_confusion.compute().cpu().tolist(),
             "track_confusion": results["track_confusion"].cpu().tolist(),
         }
         self.test_confusion.reset()
         # Every rank's predictions (gathered by TrackMetrics), read by mgr.test_report's TestReport on rank 0.
         # torchmetrics squeezes a one-element result (a test split of one track): the shapes are restored,
-        # every array 1-D but the scores [tracks, classes].
+        # every array 1-D but the scores [tracks, classes] (and a multi-label model's labels [tracks, classes]
+        # and chunk logits [chunks, classes]).
         predictions = {name: value.cpu().numpy().reshape(-1) for name, value in results.items()
-                       if name not in ("track_acc", "track_f1", "track_confusion")}
-        predictions["track_scores"] = predictions["track_scores"].reshape(len(predictions["track_ids"]), -1)
+                       if name.startswith(("track_ids", "track_scores", "track_labels", "chunk_"))}
+        rows = {"track_scores": len(predictions["track_ids"]), "track_labels": len(predictions["track_ids"]),
+                "chunk_predictions": len(predictions["chunk_tracks"])}
+        for name, n in rows.items():
+            if name == "track_scores" or self.multilabel:
+                predictions[name] = predictions[name].reshape(n, -1)
         self.test_results.update(predictions)
         self.test_results["temperature"] = self.temperature
+        if self.multilabel:
+            self.test_results["thresholds"] = self.thresholds
+            return
         for name in ("confidence", "correct"):  # every rank's chunks, for the chunk-level calibration error
             chunks = getattr(self, f"_test_chunk_{name}")
             local = torch.cat(chunks) if chunks else torch.zeros(0, device=self.device)
@@ -290,6 +362,9 @@ class GenreClassifier(pl.LightningModule):
         if checkpoint.get("mgr_model") != CHECKPOINT_TAG or "mgr_upgraded_from" in checkpoint:
             raise MGRError("This checkpoint was written by mgr before 2026-12: mgr.eval, mgr.predict and mgr.embed "
                            "load it, but training cannot resume from it; start a new run.")
+        # Lightning loads the weights alone: the thresholds chosen with them (testing the best checkpoint) too.
+        if self.multilabel:
+            self.set_thresholds(checkpoint.get("hyper_parameters", {}).get("thresholds"))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # One tag for every task (what mgr.models.checkpoints recognises): the head's settings in the
@@ -311,10 +386,11 @@ class TrainedClassifier(GenreClassifier):
         wave, target, track = batch
         wave, mixed, weight = self._mixup(wave, target)
         logits = self.head(self.encoder(wave, self.augment))  # augmented in training only
-        loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
-        if weight < 1.0:
-            loss = weight * loss + (1.0 - weight) * F.cross_entropy(logits, mixed, label_smoothing=self.label_smoothing)
-        self.train_metrics.update(logits, target)  # against each mix's larger part
+        target, mixed = self.targets_of(target), self.targets_of(mixed)
+        loss = self.loss(logits, target, self.label_smoothing)
+        if weight < 1.0:  # for a multi-label model, the binary cross-entropy against the mixed targets
+            loss = weight * loss + (1.0 - weight) * self.loss(logits, mixed, self.label_smoothing)
+        self.train_metrics.update(logits, self.metric_targets(target))  # against each mix's larger part
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(target), sync_dist=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(target))
         return loss
@@ -362,6 +438,10 @@ class FittedClassifier(GenreClassifier):
     validation embeds all chunks first, the head chooses, then they are scored."""
 
     def _prepare_training(self) -> None:
+        if self.multilabel:
+            raise MGRError(f"model.head={head_settings(self.hparams.head)['name']} is fitted in closed form for one "
+                           "label per track; task=multilabel trains its head by gradient descent: give "
+                           "model.head={name: linear} or {name: mlp, hidden: 256, dropout: 0.2}.")
         if self.hparams.encoder is not None and any(p.requires_grad for p in self.encoder.parameters()):
             raise MGRError(f"model.head={head_settings(self.hparams.head)['name']} is fitted in closed form and "
                            "trains nothing else, and encoder.finetune=true or encoder.layer=weighted learn by gradient "
