@@ -20,6 +20,7 @@ from conftest import NO_PLOTS, metrics_of, mgr_in_process, tiny
 from mgr import MGRError
 from mgr.data import GenreDataModule
 from mgr.data import device_chunks
+from mgr.data.cache import CacheDamaged
 from mgr.data.datamodule import PADDING_LABEL, _shard
 from mgr.data.datasets import Stored, crops_per_track
 from mgr.data.device_chunks import DeviceChunks
@@ -165,6 +166,16 @@ def test_multi_label_rows_are_gathered_by_track(small_folder, tmp_path):
     loader = DeviceChunks(ours._resident_samples(), dataset, 2, False, ours.cache)
     for _, labels, positions in loader:
         assert labels.dtype == torch.float32 and torch.equal(labels, rows[torch.as_tensor(dataset.tracks)[positions]])
+
+
+def test_a_damaged_cache_stops_the_first_batch_as_todays_loader_does(small_folder, tmp_path):
+    data = _data(small_folder, tmp_path, True)
+    loader = data.train_dataloader()  # nothing read yet: a loader only measured (training_length) costs nothing
+    with open(data.cache.data_path, "r+b") as f:  # same size, other samples: only the checksums can tell
+        f.seek(100)
+        f.write(b"\x01\x02" * 50)
+    with pytest.raises(CacheDamaged, match="do not match the checksum written when it was decoded"):
+        next(iter(loader))
 
 
 def test_auto_falls_back_to_loader_workers_where_the_cache_does_not_fit(small_folder, tmp_path, monkeypatch, caplog):

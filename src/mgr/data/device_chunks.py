@@ -107,17 +107,24 @@ class ResidentSamples:
     length and step (scale / 32767 for int16) there: what `chunks` cuts batches from."""
 
     def __init__(self, cache: WaveformCache, home: torch.device):
-        self.home, self.dtype = home, cache.dtype
-        usable = np.flatnonzero(cache.lengths > 0)
-        for i in usable:  # each file's checksum, once, as the loaders' first read of it checks it
-            cache.waveform(int(i))
-        # Copy-on-write ("c"): a writable mapping torch takes without copying, which nothing writes to.
-        data = np.memmap(cache.data_path, dtype=DTYPES[cache.dtype], mode="c") if len(usable) else np.zeros(0, np.int16)
-        self.flat = torch.from_numpy(data).to(home)
+        self.cache, self.home = cache, home
+        self._flat: torch.Tensor | None = None  # placed at the first batch: a loader only measured costs nothing
         self.offsets = torch.as_tensor(cache.offsets, device=home)
         self.lengths = torch.as_tensor(cache.lengths, device=home)
         self.steps = None if cache.dtype == "float32" else \
             torch.tensor([cache.step(i) for i in range(len(cache.files))], dtype=torch.float32, device=home)
+
+    @property
+    def flat(self) -> torch.Tensor:
+        if self._flat is None:
+            usable = np.flatnonzero(self.cache.lengths > 0)
+            for i in usable:  # each file's checksum, once, as the loaders' first read of a file checks it
+                self.cache.waveform(int(i))
+            # Copy-on-write ("c"): a writable mapping, which torch takes without a copy, and nothing writes to.
+            data = np.memmap(self.cache.data_path, dtype=DTYPES[self.cache.dtype], mode="c") if len(usable) else \
+                np.zeros(0, DTYPES[self.cache.dtype])
+            self._flat = torch.from_numpy(data).to(self.home)
+        return self._flat
 
     def chunks(self, tracks: torch.Tensor, starts: torch.Tensor, length: int, padded: bool) -> torch.Tensor | Stored:
         """The `length` samples of each of `tracks` from its start, as mgr.data.datasets.cache_chunk cuts them
