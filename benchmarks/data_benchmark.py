@@ -2,9 +2,15 @@
 
 (a) waveform cache build, in audio-hours decoded per minute, per number of workers;
 (b) training loader, in 3 s chunks/s (batch 32, 22.05 kHz): random chunks read from
-    the cache versus the same chunks decoded from the audio files on the fly.
+    the cache versus the same chunks decoded from the audio files on the fly;
+(c) with --on-device: today's loader (DataLoader over RandomChunks, as the data module's, at
+    0 and 1 worker) against data.on_device's sampler (mgr.data.device_chunks: batches gathered
+    by index from the cache held in memory, in this process), the same epoch of the same cache
+    (int16, the default) at the same batch size;
+(d) with --end-to-end: `python -m mgr.train` on the synth data, data.on_device=false against
+    auto (the default), wall time of each whole run.
 
-    python benchmarks/data_benchmark.py [--clips 48] [--format mp3] [--workers 0 2]
+    python benchmarks/data_benchmark.py [--clips 48] [--format mp3] [--workers 0 2] [--on-device] [--end-to-end]
 
 The clips are generated (noise + tones, 44.1 kHz stereo, like FMA's MP3s), so
 no dataset is needed; the work per file is that of a real 30 s clip.
@@ -13,6 +19,9 @@ no dataset is needed; the work per file is that of a real 30 s clip.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,12 +91,83 @@ def loader_rate(dataset, workers: int, batches: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def batches_rate(loader, batches: int) -> tuple[float, float]:
+    """Chunks/s of `loader` (one of the data module's: a DataLoader or DeviceChunks) over `batches`
+    batches twice, as loader_rate times them: the first pass after the first batch (worker start-up,
+    or the samples' placement and checksums, excluded), then a second one."""
+    it = iter(loader)
+    next(it)
+    rates = []
+    for _ in range(2):
+        start, n = time.perf_counter(), 0
+        for _ in range(batches):
+            batch = next(it, None)
+            if batch is None:
+                it = iter(loader)
+                batch = next(it)
+            n += len(batch[1])
+        rates.append(n / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
+def on_device_section(cache: WaveformCache, files: list[str], workers: list[int], batches: int) -> None:
+    """(c): today's loader against the device sampler, over the same RandomChunks epoch."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from mgr.data.datasets import RandomChunks
+    from mgr.data.device_chunks import DeviceChunks, ResidentSamples
+
+    chunk = int(CHUNK_SECONDS * RATE)
+    epoch = RandomChunks(cache, list(range(len(files))), [0] * len(files), chunk, chunks_per_track=64, stored=True)
+    home = torch.device("cpu")
+    print(f"\n(c) {len(epoch)} chunks of {CHUNK_SECONDS:g} s an epoch, batch {BATCH}, {cache.dtype} cache, on {home}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}\n")
+    print("| loader | workers | chunks/s, first pass | chunks/s, second pass |\n|---|---|---|---|")
+    rates = {}
+    for w in workers:
+        loader = DataLoader(epoch, batch_size=BATCH, sampler=RandomSampler(epoch), num_workers=w,
+                            persistent_workers=w > 0)
+        rates[w] = batches_rate(loader, batches)
+        print(f"| today's (DataLoader over RandomChunks) | {w} | {rates[w][0]:.0f} | {rates[w][1]:.0f} |")
+    device = batches_rate(DeviceChunks(ResidentSamples(cache, home), epoch, BATCH, True, cache), batches)
+    print(f"| data.on_device (DeviceChunks) | none | {device[0]:.0f} | {device[1]:.0f} |")
+    for w, (first, second) in rates.items():
+        print(f"| ratio to today's at {w} workers | | {device[0] / first:.1f}x | {device[1] / second:.1f}x |")
+
+
+def end_to_end_section(folder: Path, overrides: list[str]) -> None:
+    """(d): a whole mgr.train run with today's loader, then with the default (data.on_device=auto)."""
+    print(f"\n(d) python -m mgr.train {' '.join(overrides)} (each run in a fresh interpreter, the synth data and "
+          "its cache made by a first run not timed)\n")
+    paths = [f"paths.data_dir={folder / 'data'}", f"paths.log_dir={folder / 'logs'}"]
+
+    def train(setting: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mgr.train", *overrides, f"data.on_device={setting}", *paths],
+                       check=True, capture_output=True, cwd=folder)
+        return time.perf_counter() - start
+
+    train("false")  # generates and decodes the data
+    walls = {setting: train(setting) for setting in ("false", "auto")}
+    print("| data.on_device | wall s |\n|---|---|")
+    for setting, wall in walls.items():
+        print(f"| {setting} | {wall:.1f} |")
+    print(f"| ratio auto / false | {walls['auto'] / walls['false']:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--format", default="mp3", choices=["mp3", "wav", "flac"])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--on-device", action="store_true", help="(c): today's loader against data.on_device's")
+    parser.add_argument("--on-device-workers", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--skip-decode", action="store_true", help="leave out (b)'s decoding on the fly")
+    parser.add_argument("--end-to-end", nargs="*", metavar="OVERRIDE",
+                        help="(d): mgr.train with these overrides (none: data=synth trainer.max_epochs=2), "
+                             "data.on_device=false against auto")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -110,10 +190,17 @@ def main() -> None:
         print("\n| loader | loader workers | chunks/s, first pass | chunks/s, steady |\n|---|---|---|---|")
         for w in args.workers:
             cached_rates = loader_rate(cached, w, args.batches)
-            decode_rates = loader_rate(DecodeOnTheFly(files * 64, chunk), w, max(2, args.batches // 4))
             print(f"| waveform cache | {w} | {cached_rates[0]:.0f} | {cached_rates[1]:.0f} |")
+            if args.skip_decode:
+                continue
+            decode_rates = loader_rate(DecodeOnTheFly(files * 64, chunk), w, max(2, args.batches // 4))
             print(f"| decode on the fly | {w} | {decode_rates[0]:.1f} | {decode_rates[1]:.1f} |")
             print(f"| speed-up | {w} | {cached_rates[0] / decode_rates[0]:.0f}x | {cached_rates[1] / decode_rates[1]:.0f}x |")
+        if args.on_device:
+            on_device_section(cache, files, args.on_device_workers, args.batches)
+        if args.end_to_end is not None:
+            (tmp / "run").mkdir()
+            end_to_end_section(tmp / "run", args.end_to_end or ["data=synth", "trainer.max_epochs=2"])
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ class ResidentSamples:
             samples = self._padded(offsets, self.lengths[tracks], starts, length)
         else:  # each chunk a row of one strided view of the samples: a batch is one copy, no index per sample
             windows = self.flat.as_strided((len(self.flat) - length + 1, length), (1, 1))
-            samples = windows[offsets + starts]
+            samples = torch.index_select(windows, 0, offsets + starts)  # twice as fast here as windows[...]
         return samples if self.steps is None else Stored(samples, self.steps[tracks])
 
     def _padded(self, offsets, lengths, starts, length):
@@ -225,16 +225,17 @@ class DeviceChunks:
         share, uniform = self.sampler.draw()
         if self.padding:
             share = torch.zeros(1, dtype=torch.int64)
+        home = self.samples.home
         if self.starts is None:  # a uniform start in [0, length - chunk] of each item's track
-            starts = (uniform * self.spans).long().minimum(self.spans - 1).to(self.samples.home)
+            starts = (uniform * self.spans).long().minimum(self.spans - 1).to(home)[share.to(home)]
         else:
-            starts = self.starts
-        share = share.to(self.samples.home)
+            starts = self.starts[share.to(home)]
+        # The whole epoch's tracks, starts and labels at once; each batch is then slices and one gather.
+        positions = self.positions[share.to(home)]
+        tracks, labels = self.tracks[positions], self.labels[positions]
+        if self.padding:
+            labels = torch.full_like(labels, PADDING_LABEL)
         for first in range(0, len(share), self.batch_size):
-            items = share[first : first + self.batch_size]
-            positions = self.positions[items]
-            tracks = self.tracks[positions]
-            labels = self.labels[positions]
-            if self.padding:
-                labels = torch.full_like(labels, PADDING_LABEL)
-            yield self.samples.chunks(tracks, starts[items], self.chunk, self.padded), labels, positions
+            batch = slice(first, first + self.batch_size)
+            yield (self.samples.chunks(tracks[batch], starts[batch], self.chunk, self.padded), labels[batch],
+                   positions[batch])
