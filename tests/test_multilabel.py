@@ -1,0 +1,225 @@
+"""task=multilabel: multi-label tracks (a manifest's labels column, the multi-label synth), their splits,
+the multilabel metrics and thresholds, and training, testing, mgr.eval and mgr.predict end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+from conftest import metrics_of, run_dir_of, tiny, write_tone
+from mgr import MGRError
+from mgr.data.sources import build_source, read_manifest
+from mgr.data.sources.base import TrackList, multi_hot
+from mgr.data.splits import check_split
+from mgr.models import GenreClassifier, load_model
+from mgr.models.aggregation import TrackAggregation
+from mgr.models.metrics import TrackMetrics, chunk_metrics, f1_thresholds
+
+TINY_MULTILABEL = ["task=multilabel", *tiny("cnn", "mel", epochs=2), "data.source_options.tracks_per_class=8",
+                   "data.split={train: 0.5, val: 0.25, test: 0.25}", "~callbacks.plots"]
+
+
+def random_predictions(n=60, c=4, seed=0):
+    """Probabilities that lean towards 0/1 labels (so the metrics are neither 0.5 nor 1), every class
+    with positives and negatives."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, c)) < 0.4).astype(np.int64)
+    labels[0], labels[1] = 1, 0
+    probabilities = np.clip(0.3 * labels + 0.7 * rng.random((n, c)), 0, 1).astype(np.float32)
+    return probabilities, labels
+
+
+def test_multilabel_metrics_equal_scikit_learns():
+    probabilities, labels = random_predictions()
+    p, y = torch.from_numpy(probabilities), torch.from_numpy(labels)
+    tracks = TrackMetrics(4, TrackAggregation("mean_probs", multilabel=True), multilabel=True)
+    tracks.update(torch.logit(p.double()).float(), y.float(), torch.arange(len(y)))  # one chunk per track
+    track = tracks.compute()
+    chunks = chunk_metrics(4, multilabel=True)
+    chunks.update(torch.logit(p.double()).float(), y)
+    chunk = chunks.compute()
+    for average in ("macro", "micro"):
+        suffix = "" if average == "macro" else "_micro"
+        auc, ap = roc_auc_score(labels, probabilities, average=average), average_precision_score(labels, probabilities, average=average)
+        assert float(track[f"track_auc{suffix}"]) == pytest.approx(auc, abs=1e-5)
+        assert float(track[f"track_ap{suffix}"]) == pytest.approx(ap, abs=1e-5)
+        assert float(chunk[f"auc{suffix}"]) == pytest.approx(auc, abs=1e-5)
+        assert float(chunk[f"ap{suffix}"]) == pytest.approx(ap, abs=1e-5)
+    assert 0.6 < roc_auc_score(labels, probabilities) < 0.95  # the check above compared informative values
+
+
+def test_thresholds_maximise_each_class_f1_and_f1_is_scored_at_them():
+    probabilities, labels = random_predictions(seed=1)
+    thresholds = f1_thresholds(torch.from_numpy(probabilities), torch.from_numpy(labels)).numpy()
+    for c in range(labels.shape[1]):
+        best = max(f1_score(labels[:, c], probabilities[:, c] >= t) for t in probabilities[:, c])
+        assert f1_score(labels[:, c], probabilities[:, c] >= thresholds[c]) == pytest.approx(best)
+    tracks = TrackMetrics(4, TrackAggregation("mean_probs", multilabel=True), multilabel=True)
+    tracks.thresholds = torch.from_numpy(thresholds)
+    tracks.update(torch.logit(torch.from_numpy(probabilities).double()).float(), torch.from_numpy(labels).float(),
+                  torch.arange(len(labels)))
+    answered = probabilities >= thresholds
+    assert float(tracks.compute()["track_f1"]) == pytest.approx(f1_score(labels, answered, average="macro"), abs=1e-5)
+    assert f1_thresholds(torch.rand(5, 2), torch.zeros(5, 2)).tolist() == [0.5, 0.5]  # no positive: the default
+
+
+def test_multilabel_tracks_stratify_by_their_rarest_label():
+    labels = multi_hot([("a", "b"), ("b",), ("b", "c"), ("a",), ()], ["a", "b", "c"])
+    tracks = TrackList(["1", "2", "3", "4", "5"], labels, ["a", "b", "c"])
+    assert tracks.multilabel and labels.dtype == np.float32 and labels[0].tolist() == [1, 1, 0]
+    assert tracks.strata() == [0, 1, 2, 0, 3]  # c is rarer than b, a than b; no label: a stratum of its own
+    assert TrackList(["1"], [2], ["a", "b", "c"]).strata() == [2]
+
+
+def test_majority_vote_is_refused_for_a_multilabel_model():
+    with pytest.raises(MGRError, match="majority_vote gives each chunk one vote"):
+        TrackAggregation("majority_vote", multilabel=True)
+
+
+# tiny()'s model and feature, without its synth options.
+TINY_FOLDER = [o for o in tiny("cnn", "mel") if not o.startswith("data.source_options")]
+
+
+def write_labels_manifest(root: Path, header: str, rows: list[str]) -> Path:
+    for i in range(len(rows)):
+        write_tone(root / f"{i:02d}.wav", 1.2, seed=i)
+    manifest = root / "music.csv"
+    manifest.write_text("\n".join([header, *rows]) + "\n")
+    return manifest
+
+
+def tag_rows(n: int) -> list[str]:
+    """n rows path,labels,group of three tags, one or two per file, two files per group."""
+    tags = ["rock", "jazz;rock", "pop", "jazz", "pop;jazz", "rock;pop"]
+    return [f"{i:02d}.wav,{tags[i % len(tags)]},g{i // 2}" for i in range(n)]
+
+
+def test_a_labels_manifest_is_multi_label_and_splits_groups_without_leakage(tmp_path):
+    manifest = write_labels_manifest(tmp_path / "music", "path,labels,group", tag_rows(24))
+    tracks = read_manifest(manifest)
+    assert tracks.class_names == ["jazz", "pop", "rock"] and tracks.multilabel
+    assert tracks.labels[1].tolist() == [1, 0, 1] and tracks.labels[0].tolist() == [0, 0, 1]
+    source = build_source("folder", str(manifest), {})
+    splits = source.split(source.list(), None, 0)
+    check_split(splits, tracks.files, tracks.groups)  # no file and no group on two sides
+    assert all(splits[k] for k in ("train", "val", "test"))
+
+
+@pytest.mark.parametrize("header, rows, error", [
+    ("path,label,labels", ["00.wav,rock,rock;jazz", "01.wav,pop,pop"], r"not both label and labels"),
+    ("path,labels", ["00.wav,rock;jazz", "01.wav, ; "], r"^Line 3 of \S+ has an empty labels; give the file its genres"),
+])
+def test_a_labels_manifest_with_both_columns_or_a_row_without_labels_is_refused(tmp_path, header, rows, error):
+    with pytest.raises(MGRError, match=error):
+        read_manifest(write_labels_manifest(tmp_path / "music", header, rows))
+
+
+def test_a_labels_manifest_trains_a_step_under_task_multilabel(run_mgr, tmp_path):
+    manifest = write_labels_manifest(tmp_path / "music", "path,labels,group", tag_rows(24))
+    proc = run_mgr("train", "task=multilabel", f"data=folder", f"data.root={manifest}", "recipe=none",
+                   *TINY_FOLDER, "data.min_seconds=0.5",
+                   "+trainer.limit_train_batches=1", "~callbacks.plots")  # one step
+    metrics = metrics_of(proc)
+    assert metrics["class_names"] == ["jazz", "pop", "rock"] and metrics["task"] == "multilabel"
+    assert 0 <= metrics["test/track_auc"] <= 1 and len(metrics["thresholds"]) == 3
+
+
+def test_multiclass_task_refuses_multi_label_data_before_decoding(run_mgr, tmp_path):
+    manifest = write_labels_manifest(tmp_path / "music", "path,labels", [r.rsplit(",", 1)[0] for r in tag_rows(6)])
+    proc = run_mgr("train", "data=folder", f"data.root={manifest}", *TINY_FOLDER, check=False)
+    assert proc.returncode == 1
+    assert "mgr: error: The data is multi-label" in proc.stderr and "task=multilabel" in proc.stderr
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_multi_label_synth_mixes_two_styles_into_every_second_track(data_dir):
+    source = build_source("synth", str(data_dir / "synth"),
+                          {"tracks_per_class": 6, "seconds": [2.0, 3.5], "multilabel": True})
+    tracks = source.list()
+    assert tracks.multilabel and tracks.labels.shape == (30, 5)
+    assert sorted(tracks.labels.sum(axis=1).tolist()) == [1.0] * 15 + [2.0] * 15
+    for file, row in zip(tracks.files, tracks.labels):  # the file is named by its styles
+        named = Path(file).name.split(".")[0].split("+")
+        assert sorted(named) == sorted(np.array(tracks.class_names)[row > 0].tolist())
+
+
+def test_an_untrained_model_scores_chance_roc_auc(data_dir, tmp_path):
+    """Every track of the tiny multi-label synth scored by untrained models of three seeds: their macro
+    ROC-AUC is about 0.5 (what a trained model's >= 0.95 is to be read against)."""
+    from conftest import mini_datamodule
+
+    dm = mini_datamodule("synth", data_dir / "synth", tmp_path, sample_rate=8000, chunk_seconds=1.0,
+                         source_options={"tracks_per_class": 6, "seconds": [2.0, 3.5], "multilabel": True},
+                         split={"train": 0.34, "val": 0.33, "test": 0.33})
+    aucs = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = GenreClassifier(dm.class_names, {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, 8000,
+                                1.0, {"name": "cnn", "channels": [8, 16, 32], "hidden": 32}, task="multilabel",
+                                track_aggregation="mean_probs").eval()
+        tracks = TrackMetrics(5, model.track_aggregation, multilabel=True)
+        with torch.no_grad():
+            for split in ("train", "val", "test"):
+                for wave, target, track in torch.utils.data.DataLoader(dm.eval_dataset(split), batch_size=64):
+                    tracks.update(model(wave), target, track + 100 * ("train", "val", "test").index(split))
+        aucs.append(float(tracks.compute()["track_auc"]))
+    print("untrained macro ROC-AUC", aucs)
+    assert abs(np.mean(aucs) - 0.5) < 0.1, aucs
+
+
+@pytest.fixture(scope="module")
+def multilabel_run(tmp_path_factory, data_dir):
+    from conftest import mgr_in_process
+
+    cwd = tmp_path_factory.mktemp("multilabel_run")
+    return run_dir_of(mgr_in_process("train", *TINY_MULTILABEL, cwd=cwd, data_dir=data_dir))
+
+
+def test_a_multilabel_run_tests_writes_its_predictions_and_keeps_its_thresholds(multilabel_run):
+    metrics = json.loads((multilabel_run / "metrics.json").read_text())
+    names = metrics["class_names"]
+    assert metrics["task"] == "multilabel" and metrics["track_aggregation"] == "mean_probs"
+    for key in ("auc", "auc_micro", "ap", "ap_micro"):
+        assert 0 <= metrics[f"test/track_{key}"] <= 1 and 0 <= metrics[f"test/{key}"] <= 1
+    checkpoint = load_model(metrics["best_checkpoint"])
+    assert checkpoint.multilabel and checkpoint.thresholds == metrics["thresholds"] and len(names) == 5
+    with open(multilabel_run / "test_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:4] == ["path", "labels", "predictions", "chunks"]
+    probabilities = np.array([[float(r[f"score_{c}"]) for c in names] for r in rows])
+    labels = np.array([[c in r["labels"].split(";") for c in names] for r in rows])
+    answered = np.array([[c in r["predictions"].split(";") for c in names] for r in rows])
+    assert (answered == (probabilities >= np.array(metrics["thresholds"]) - 1e-6)).all()
+    assert roc_auc_score(labels, probabilities) == pytest.approx(metrics["test/track_auc"], abs=1e-4)
+    assert f1_score(labels, answered, average="macro") == pytest.approx(metrics["test/track_f1"], abs=1e-4)
+
+
+def test_predict_answers_the_genres_above_their_thresholds(multilabel_run, run_mgr, data_dir):
+    metrics = json.loads((multilabel_run / "metrics.json").read_text())
+    folder = next((data_dir / "synth").glob("*-mix"))
+    proc = run_mgr("predict", f"ckpt_path={metrics['best_checkpoint']}", f"inputs=[{folder / 'swing'}]",
+                   "min_confidence=0.5")
+    assert "genres at or above their thresholds" in proc.stdout
+    run_dir = Path(proc.stdout.rsplit(" in ", 1)[1].strip())
+    files = json.loads((run_dir / "predictions.json").read_text())["files"]
+    thresholds = dict(zip(metrics["class_names"], metrics["thresholds"]))
+    assert len(files) == 6
+    for f in files:
+        answers = {a["genre"]: a["probability"] for a in f["answers"]}
+        assert answers == {g: p for g, p in f["probabilities"].items() if p >= thresholds[g]}
+        top = max(answers.values(), default=0.0)
+        assert (f["genre"] == "unknown") == (top < 0.5)
+        assert f["genre"] == "unknown" or f["genre"] == ";".join(sorted(answers, key=lambda g: -answers[g]))
+
+
+def test_eval_scores_a_multilabel_checkpoint_as_its_run_did(multilabel_run, run_mgr):
+    metrics = json.loads((multilabel_run / "metrics.json").read_text())
+    again = metrics_of(run_mgr("eval", f"ckpt_path={metrics['best_checkpoint']}", "~callbacks.plots"))
+    for key in ("test/track_auc", "test/track_ap", "test/track_f1", "test/auc_micro"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-5)
