@@ -193,9 +193,31 @@ def test_auto_falls_back_to_loader_workers_where_the_cache_does_not_fit(small_fo
         assert all(isinstance(loader, DataLoader) for loader in (data.train_dataloader(), data.val_dataloader()))
     assert caplog.messages == [f"Chunks read by DataLoader workers: the waveform cache ({needed / 1000:.1f} KB of int16) "
                                "does not fit in a test's budget (data.on_device=auto)."]
-    with pytest.raises(MGRError, match=r"^data.on_device=true, but the waveform cache \(.* of int16\) fits neither in "
-                                       r"a test's budget: set data.on_device=auto or false"):
+    with pytest.raises(MGRError, match=r"^data.on_device=true, but the waveform cache \(.* of int16\) does not fit in "
+                                       r"a test's budget: set data.on_device=auto or false to read it with DataLoader "
+                                       r"workers\.$"):
         _data(small_folder, tmp_path, True).train_dataloader()
+    with pytest.raises(MGRError, match=r"\(.* of float32\) does not fit in a test's budget: .*workers, or store it in "
+                                       r"half the bytes with data.cache_dtype=int16\.$"):
+        _data(small_folder, tmp_path, True, dtype="float32").val_dataloader()
+
+
+def test_on_a_gpu_the_samples_live_in_its_memory_where_they_fit_else_in_the_hosts(small_folder, tmp_path, monkeypatch,
+                                                                                    caplog):
+    cache = _data(small_folder, tmp_path, False).cache
+    gpu = torch.device("cuda:0")  # only named: choose_home asks memory_budget, which the test answers
+    for gpu_bytes, home in ((10**9, gpu), (10, torch.device("cpu"))):
+        budgets = {"cuda": (gpu_bytes, "the GPU's budget"), "cpu": (10**9, "the host's budget")}
+        monkeypatch.setattr(device_chunks, "memory_budget", lambda where: budgets[where.type])
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="mgr.data.device_chunks"):
+            assert device_chunks.choose_home("auto", cache, gpu) == home
+        assert caplog.messages[0].startswith(f"Chunks drawn on {home} by index")
+        assert caplog.messages[0].endswith("workers (data.on_device=auto).")
+        assert ("each batch copied to cuda:0" in caplog.messages[0]) == (home.type == "cpu")
+    monkeypatch.setattr(device_chunks, "memory_budget", lambda where: (10, f"the {where.type} budget"))
+    with pytest.raises(MGRError, match=r"does not fit in the cuda budget nor in the cpu budget: "):
+        device_chunks.choose_home(True, cache, gpu)
 
 
 def test_a_wrong_on_device_is_one_sentence_before_any_work(run_mgr, tmp_path):

@@ -94,9 +94,9 @@ def choose_home(setting, cache: WaveformCache, device: torch.device) -> torch.de
         budgets.append(what)
     where = " nor in ".join(budgets)
     if setting is True:
-        raise MGRError(f"data.on_device=true, but the waveform cache ({_size(need)} of {cache.dtype}) fits neither in "
-                       f"{where}: set data.on_device=auto or false to read it with DataLoader workers, or store it "
-                       "in half the bytes with data.cache_dtype=int16.")
+        smaller = ", or store it in half the bytes with data.cache_dtype=int16" if cache.dtype == "float32" else ""
+        raise MGRError(f"data.on_device=true, but the waveform cache ({_size(need)} of {cache.dtype}) does not fit in "
+                       f"{where}: set data.on_device=auto or false to read it with DataLoader workers{smaller}.")
     log.info("Chunks read by DataLoader workers: the waveform cache (%s of %s) does not fit in %s (data.on_device=auto).",
              _size(need), cache.dtype, where)
     return None
