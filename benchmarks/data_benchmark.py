@@ -91,10 +91,13 @@ def loader_rate(dataset, workers: int, batches: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def batches_rate(loader, batches: int) -> tuple[float, float]:
+def batches_rate(loader, batches: int, device) -> tuple[float, float]:
     """Chunks/s of `loader` (one of the data module's: a DataLoader or DeviceChunks) over `batches`
-    batches twice, as loader_rate times them: the first pass after the first batch (worker start-up,
-    or the samples' placement and checksums, excluded), then a second one."""
+    batches twice, each batch moved to `device` as Lightning moves it: the first pass after the first
+    batch (worker start-up, or the samples' placement and checksums, excluded), then a second one."""
+    import torch
+    from pytorch_lightning.utilities import move_data_to_device
+
     it = iter(loader)
     next(it)
     rates = []
@@ -105,13 +108,16 @@ def batches_rate(loader, batches: int) -> tuple[float, float]:
             if batch is None:
                 it = iter(loader)
                 batch = next(it)
-            n += len(batch[1])
+            n += len(move_data_to_device(batch, device)[1])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         rates.append(n / (time.perf_counter() - start))
     return rates[0], rates[1]
 
 
-def on_device_section(cache: WaveformCache, files: list[str], workers: list[int], batches: int) -> None:
-    """(c): today's loader against the device sampler, over the same RandomChunks epoch."""
+def on_device_section(cache: WaveformCache, files: list[str], workers: list[int], batches: int, device: str) -> None:
+    """(c): today's loader against the device sampler, over the same RandomChunks epoch, batches delivered to
+    `device` (on a GPU: today's with pinned memory, the sampler's from the GPU's memory)."""
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
@@ -120,20 +126,20 @@ def on_device_section(cache: WaveformCache, files: list[str], workers: list[int]
 
     chunk = int(CHUNK_SECONDS * RATE)
     epoch = RandomChunks(cache, list(range(len(files))), [0] * len(files), chunk, chunks_per_track=64, stored=True)
-    home = torch.device("cpu")
+    home = torch.device(device)
     print(f"\n(c) {len(epoch)} chunks of {CHUNK_SECONDS:g} s an epoch, batch {BATCH}, {cache.dtype} cache, on {home}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}\n")
     print("| loader | workers | chunks/s, first pass | chunks/s, second pass |\n|---|---|---|---|")
     rates = {}
     for w in workers:
         loader = DataLoader(epoch, batch_size=BATCH, sampler=RandomSampler(epoch), num_workers=w,
-                            persistent_workers=w > 0)
-        rates[w] = batches_rate(loader, batches)
+                            persistent_workers=w > 0, pin_memory=home.type == "cuda")
+        rates[w] = batches_rate(loader, batches, home)
         print(f"| today's (DataLoader over RandomChunks) | {w} | {rates[w][0]:.0f} | {rates[w][1]:.0f} |")
-    device = batches_rate(DeviceChunks(ResidentSamples(cache, home), epoch, BATCH, True, cache), batches)
-    print(f"| data.on_device (DeviceChunks) | none | {device[0]:.0f} | {device[1]:.0f} |")
+    ours = batches_rate(DeviceChunks(ResidentSamples(cache, home), epoch, BATCH, True, cache), batches, home)
+    print(f"| data.on_device (DeviceChunks) | none | {ours[0]:.0f} | {ours[1]:.0f} |")
     for w, (first, second) in rates.items():
-        print(f"| ratio to today's at {w} workers | | {device[0] / first:.1f}x | {device[1] / second:.1f}x |")
+        print(f"| ratio to today's at {w} workers | | {ours[0] / first:.1f}x | {ours[1] / second:.1f}x |")
 
 
 def end_to_end_section(folder: Path, overrides: list[str]) -> None:
@@ -164,6 +170,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--on-device", action="store_true", help="(c): today's loader against data.on_device's")
     parser.add_argument("--on-device-workers", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--device", default="cpu", help="(c)'s device: cpu, or cuda to measure a GPU's")
     parser.add_argument("--skip-decode", action="store_true", help="leave out (b)'s decoding on the fly")
     parser.add_argument("--end-to-end", nargs="*", metavar="OVERRIDE",
                         help="(d): mgr.train with these overrides (none: data=synth trainer.max_epochs=2), "
@@ -197,7 +204,7 @@ def main() -> None:
             print(f"| decode on the fly | {w} | {decode_rates[0]:.1f} | {decode_rates[1]:.1f} |")
             print(f"| speed-up | {w} | {cached_rates[0] / decode_rates[0]:.0f}x | {cached_rates[1] / decode_rates[1]:.0f}x |")
         if args.on_device:
-            on_device_section(cache, files, args.on_device_workers, args.batches)
+            on_device_section(cache, files, args.on_device_workers, args.batches, args.device)
         if args.end_to_end is not None:
             (tmp / "run").mkdir()
             end_to_end_section(tmp / "run", args.end_to_end or ["data=synth", "trainer.max_epochs=2"])

@@ -226,12 +226,13 @@ class DeviceChunks:
         if self.padding:
             share = torch.zeros(1, dtype=torch.int64)
         home = self.samples.home
+        share = share.to(home)
         if self.starts is None:  # a uniform start in [0, length - chunk] of each item's track
-            starts = (uniform * self.spans).long().minimum(self.spans - 1).to(home)[share.to(home)]
+            starts = (uniform * self.spans).long().minimum(self.spans - 1).to(home)[share]
         else:
-            starts = self.starts[share.to(home)]
+            starts = self.starts[share]
         # The whole epoch's tracks, starts and labels at once; each batch is then slices and one gather.
-        positions = self.positions[share.to(home)]
+        positions = self.positions[share]
         tracks, labels = self.tracks[positions], self.labels[positions]
         if self.padding:
             labels = torch.full_like(labels, PADDING_LABEL)
