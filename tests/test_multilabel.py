@@ -86,6 +86,32 @@ def test_majority_vote_is_refused_for_a_multilabel_model():
 TINY_FOLDER = [o for o in tiny("cnn", "mel") if not o.startswith("data.source_options")]
 
 
+def tiny_multilabel_model(**settings) -> GenreClassifier:
+    return GenreClassifier(["a", "b", "c"], {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, 8000, 1.0,
+                           {"name": "cnn", "channels": [8, 16, 32], "hidden": 32}, task="multilabel", **settings)
+
+
+def test_a_padding_chunk_counts_nowhere_and_class_indices_become_one_hot_rows():
+    from mgr.labels import PADDING_LABEL
+
+    model = tiny_multilabel_model()
+    logits = torch.randn(2, 3)
+    model._score(logits[:1], torch.tensor([PADDING_LABEL]), torch.tensor([0]), "val")  # a DDP rank's padding chunk
+    assert model.val_loss.weight == 0 and len(torch.cat(model.val_tracks.targets)) == 0
+    _, target = model._score(logits, torch.tensor([2, 0]), torch.tensor([0, 1]), "val")  # single-label data
+    assert target.tolist() == [[0, 0, 1], [1, 0, 0]] and model.val_loss.weight == 2
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert float(model.val_loss.compute()) == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_thresholds_are_checked_and_kept_in_the_hyperparameters():
+    model = tiny_multilabel_model(thresholds=[0.2, 0.5, 0.9])
+    assert model.hparams.thresholds == [0.2, 0.5, 0.9]
+    assert model.answered(torch.tensor([0.3, 0.4, 0.9])).tolist() == [True, False, True]
+    with pytest.raises(MGRError, match="3 probabilities"):
+        tiny_multilabel_model(thresholds=[0.5])
+
+
 def write_labels_manifest(root: Path, header: str, rows: list[str]) -> Path:
     for i in range(len(rows)):
         write_tone(root / f"{i:02d}.wav", 1.2, seed=i)

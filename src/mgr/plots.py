@@ -24,6 +24,10 @@ CURVES = (
     ("accuracy", "train/acc", "train (chunk)"),
     ("accuracy", "val/acc", "val (chunk)"),
     ("accuracy", "val/track_acc", "val (track)"),
+    # A multi-label run's (task=multilabel) in the same panel: its macro ROC-AUC.
+    ("accuracy", "train/auc", "train (chunk ROC-AUC)"),
+    ("accuracy", "val/auc", "val (chunk ROC-AUC)"),
+    ("accuracy", "val/track_auc", "val (track ROC-AUC)"),
 )
 
 
@@ -81,7 +85,7 @@ def save_learning_curves(history: list[dict[str, float]], path: str | Path, titl
             epochs, values = zip(*points)
             axes[panel].plot(epochs, values, marker="o", markersize=3, label=label)
     for panel, ax in axes.items():
-        ax.set(xlabel="epoch", ylabel=panel)
+        ax.set(xlabel="epoch", ylabel="accuracy or macro ROC-AUC" if panel == "accuracy" else panel)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if ax.lines:

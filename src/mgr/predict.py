@@ -173,8 +173,8 @@ def answered_tags(model, probabilities: torch.Tensor) -> list[int] | None:
     first; None for a multi-class model."""
     if not getattr(model, "multilabel", False):
         return None
-    order = torch.argsort(probabilities, descending=True, stable=True)
-    return [int(i) for i in order if model.answered(probabilities)[i]]
+    answered = model.answered(probabilities)
+    return [int(i) for i in torch.argsort(probabilities, descending=True, stable=True) if answered[i]]
 
 
 def is_unknown(probabilities: torch.Tensor, tags: list[int] | None, min_confidence: float | None) -> bool:
