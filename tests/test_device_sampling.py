@@ -168,6 +168,18 @@ def test_multi_label_rows_are_gathered_by_track(small_folder, tmp_path):
         assert labels.dtype == torch.float32 and torch.equal(labels, rows[torch.as_tensor(dataset.tracks)[positions]])
 
 
+def test_a_frozen_encoders_probe_keeps_reading_its_embedding_cache_with_todays_loaders(small_folder, tmp_path):
+    from mgr.data.embeddings import ChunkEmbeddings, EmbeddedChunks
+
+    data = _data(small_folder, tmp_path, True)
+    store = ChunkEmbeddings.build(data.cache, data.embedding_chunks(), data.chunk, {"name": "mean", "weights_sha256": "0"},
+                                  [1], lambda wave: [wave.mean(1, keepdim=True)], str(tmp_path / "cache"),
+                                  device=torch.device("cpu"), batch_size=4, name="mean")
+    data.use_embeddings(store, [0])
+    for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader()):
+        assert isinstance(loader, DataLoader) and isinstance(loader.dataset, EmbeddedChunks)
+
+
 def test_a_damaged_cache_stops_the_first_batch_as_todays_loader_does(small_folder, tmp_path):
     data = _data(small_folder, tmp_path, True)
     loader = data.train_dataloader()  # nothing read yet: a loader only measured (training_length) costs nothing
