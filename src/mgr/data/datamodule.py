@@ -1,4 +1,6 @@
-"""The LightningDataModule: source -> split by track -> waveform cache -> chunk loaders."""
+"""The LightningDataModule: source -> split by track -> waveform cache -> chunk loaders (batches gathered
+from the cache held in memory, mgr.data.device_chunks, where data.on_device places it; DataLoader
+workers otherwise)."""
 
 from __future__ import annotations
 
