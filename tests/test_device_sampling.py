@@ -190,6 +190,22 @@ def test_a_damaged_cache_stops_the_first_batch_as_todays_loader_does(small_folde
         next(iter(loader))
 
 
+def test_multi_label_synth_batches_are_todays(tmp_path):
+    """The multi-label source's rows of 0/1 reach the model as today's loaders give them."""
+    settings = dict(source="synth", root=str(tmp_path / "synth"), cache_dir=str(tmp_path / "cache"), sample_rate=RATE,
+                    chunk_seconds=1.0, min_seconds=1.0, batch_size=5, eval_batch_size=4, num_workers=0,
+                    source_options={"tracks_per_class": 4, "seconds": [1.5, 2.5], "multilabel": True})
+    todays, ours = (GenreDataModule(**settings, on_device=on_device) for on_device in (False, True))
+    for data in (todays, ours):
+        data.prepare_data()
+        data.setup("fit")
+    assert np.ndim(ours.tracks.labels) == 2
+    for split in ("val_dataloader", "test_dataloader"):
+        batches = _batches(getattr(ours, split)())
+        assert batches[0][2].dtype == torch.float32 and batches[0][2].dim() == 2  # [chunks, classes]
+        _assert_same_batches(batches, _batches(getattr(todays, split)()))
+
+
 def test_auto_falls_back_to_loader_workers_where_the_cache_does_not_fit(small_folder, tmp_path, monkeypatch, caplog):
     needed = _data(small_folder, tmp_path, False).cache.data_path.stat().st_size
     with caplog.at_level(logging.INFO, logger="mgr.data.device_chunks"):
