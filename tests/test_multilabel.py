@@ -98,6 +98,7 @@ def test_a_padding_chunk_counts_nowhere_and_class_indices_become_one_hot_rows():
     model = tiny_multilabel_model()
     logits = torch.randn(2, 3)
     model._score(logits[:1], torch.tensor([PADDING_LABEL]), torch.tensor([0]), "val")  # a DDP rank's padding chunk
+    model._score(logits[:1], torch.full((1, 3), PADDING_LABEL), torch.tensor([0]), "val")  # ... as a row (device chunks)
     assert model.val_loss.weight == 0 and len(torch.cat(model.val_tracks.targets)) == 0
     _, target = model._score(logits, torch.tensor([2, 0]), torch.tensor([0, 1]), "val")  # single-label data
     assert target.tolist() == [[0, 0, 1], [1, 0, 0]] and model.val_loss.weight == 2
