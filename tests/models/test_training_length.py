@@ -147,3 +147,27 @@ def test_a_run_left_alone_keeps_its_trainer_and_data_untouched(settings, min_ste
     trainer, data = _trainer(**settings), _Data(chunks=70, batch_size=10)
     assert stretch_to_min_steps(trainer, data, min_steps, fitted_head=fitted) is None
     assert trainer.max_epochs == settings["max_epochs"] and data.stages == []
+
+
+class _DataSeeingTheTrainer(pl.LightningDataModule):
+    """A data module that, like GenreDataModule under data.on_device, picks its loader for the device of
+    the trainer it is attached to: it records which trainer it saw when asked for the training loader."""
+
+    def __init__(self):
+        super().__init__()
+        self.loader = _loader(70, 10)
+        self.trainer_seen = []
+
+    def train_dataloader(self):
+        self.trainer_seen.append(self.trainer)
+        return self.loader
+
+
+def test_the_count_reads_the_loader_of_the_trainers_device():
+    # Without the trainer, data.on_device=auto chose for the CPU first, and again (a second log line)
+    # for the GPU or DDP rank the fit runs on.
+    trainer, data = _trainer(max_epochs=2), _DataSeeingTheTrainer()
+    stretch_to_min_steps(trainer, data, min_steps=30, fitted_head=False)
+    assert data.trainer_seen == [trainer]
+    trainer.fit(_Tiny(), datamodule=data)  # Lightning attaches the same trainer again
+    assert data.trainer_seen[-1] is trainer and trainer.current_epoch == 5

@@ -88,6 +88,9 @@ def stretch_to_min_steps(trainer, datamodule, min_steps: int, fitted_head: bool)
         log.info("recipe.min_steps=%d is not applied: %s.", min_steps, reason)
         return None
     datamodule.setup("fit")  # splits once; Lightning's own setup then finds the split made
+    # Attached as trainer.fit attaches it, so the loader is chosen for the trainer's device (data.on_device
+    # decides, and logs, once, for the device the fit runs on, not first for the CPU).
+    datamodule.trainer = trainer
     loader = datamodule.train_dataloader()  # the epoch as Lightning will read it
     steps = optimizer_steps_per_epoch(len(loader.dataset), loader.batch_size, trainer.world_size,
                                       trainer.accumulate_grad_batches, trainer.limit_train_batches)
