@@ -31,12 +31,19 @@ RANKING = {"auc": (MultilabelAUROC, multilabel_auroc, "macro"),
            "ap_micro": (MultilabelAveragePrecision, multilabel_average_precision, "micro")}
 
 
-def chunk_metrics(num_classes: int, multilabel: bool) -> MetricCollection:
-    """The chunk metrics of a task (updated with logits and targets: class indices, or 0/1 rows as integers)."""
+# Training's multilabel chunk metrics are binned at this many thresholds: constant memory over an epoch of
+# any size (validation's and the test's are exact, over every chunk).
+TRAINING_BINS = 200
+
+
+def chunk_metrics(num_classes: int, multilabel: bool, bins: int | None = None) -> MetricCollection:
+    """The chunk metrics of a task (updated with logits and targets: class indices, or 0/1 rows as integers);
+    a multi-label model's ranking metrics binned at `bins` thresholds (None: exact)."""
     if not multilabel:
         return MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro"),
                                  "f1": MulticlassF1Score(num_classes, average="macro")})
-    return MetricCollection({name: cls(num_classes, average=average) for name, (cls, _, average) in RANKING.items()})
+    return MetricCollection({name: cls(num_classes, average=average, thresholds=bins)
+                             for name, (cls, _, average) in RANKING.items()})
 
 
 def f1_thresholds(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
 from mgr.models.sizing import check_model_size
 from mgr.models.heads import build_head, head_settings, is_fitted
-from mgr.models.metrics import TrackMetrics, chunk_metrics, f1_thresholds
+from mgr.models.metrics import TRAINING_BINS, TrackMetrics, chunk_metrics, f1_thresholds
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 from mgr.utils.config import resolved_dict
 
@@ -109,7 +109,7 @@ class GenreClassifier(pl.LightningModule):
             raise MGRError(f"label_smoothing must lie in [0, 1) and mixup_alpha be >= 0 (got {label_smoothing} "
                            f"and {mixup_alpha}).")
         metrics = chunk_metrics(self.num_classes, self.multilabel)
-        self.train_metrics = metrics.clone(prefix="train/")
+        self.train_metrics = chunk_metrics(self.num_classes, self.multilabel, TRAINING_BINS).clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_tracks = TrackMetrics(self.num_classes, multilabel=self.multilabel)
