@@ -241,6 +241,11 @@ NOT_RUN = {
     "python -m mgr.train": TRAINS_SYNTH + "; CI runs the Quick start verbatim",
     "python -m mgr.train model=cnn feature=stft": TRAINS_SYNTH,
     "python -m mgr.train calibrate=false": TRAINS_SYNTH,
+    "python -m mgr.train task=multilabel": TRAINS_SYNTH + "; tests/test_multilabel.py trains it tiny",
+    "python -m mgr.train task=multilabel data=folder data.root=$HOME/music/labels.csv":
+        OWN_MUSIC + "; tests/test_multilabel.py trains a labels manifest a step",
+    CHECKPOINT.format("predict") + " inputs=[song.mp3] min_confidence=0.5":
+        "a multilabel checkpoint; tests/test_multilabel.py predicts with one",
     "python -m mgr.train model=crnn feature=mfcc model.rnn=lstm trainer.max_epochs=30": TRAINS_SYNTH,
     "python -m mgr.train debug=fast_dev_run": "generates and decodes the default synth dataset (198 MB, about 50 s) "
                                               "for one batch; tests/test_train.py runs fast_dev_run on tiny data",

@@ -31,6 +31,7 @@ class FeatureImages(pl.Callback):
                 continue
             seen_tracks.add(k)
             wave, label, _ = dataset[i]
+            label = first_class(label)
             if len(chosen.setdefault(label, [])) < self.per_class:
                 chosen[label].append(wave)
         if not chosen:
@@ -45,3 +46,9 @@ class FeatureImages(pl.Callback):
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image("features/examples", [str(path)])
+
+
+def first_class(label) -> int:
+    """The class a chunk is shown under: its label, or a multi-label row's first class."""
+    label = torch.as_tensor(label)
+    return int(label.argmax()) if label.dim() else int(label)
