@@ -13,6 +13,7 @@
 #   9. a 2-job sweep under hydra/launcher=pool (one job per GPU where there are
 #      several, else both on the one GPU): each job's slot and GPUs, their time spans  ~1 min
 # Each step has a time limit (step below); a step past it is marked FAILED and the next starts.
+# results.md gets each step's section as the step ends: a lease cut short keeps the steps before.
 #
 #   bash benchmarks/gpu_check.sh prepare          # on a CPU machine with PyPI, in mgr's test venv
 #   bash benchmarks/gpu_check.sh [--out DIR]      # on the GPU machine
