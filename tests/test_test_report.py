@@ -27,14 +27,14 @@ def test_per_class_scores_from_a_confusion_matrix():
     assert all(type(v) in (str, float, int) for s in (a, b, c) for v in s.values())  # JSON-ready
 
 
-def test_the_table_shows_every_metric_and_nan_for_a_missing_one(tmp_path, capsys):
-    metrics = {"test/acc": 0.5, "test/f1": 0.25, "test/track_acc": 1.0}  # no track F1: shown as nan
+def test_the_table_shows_every_metric_and_a_dash_for_a_missing_one(tmp_path, capsys):
+    metrics = {"test/acc": 0.5, "test/f1": 0.25, "test/track_acc": 1.0}  # no track F1: shown as -
     test_report.print_results(metrics, None, str(tmp_path), "Test results of x.ckpt")
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == ["Test results of x.ckpt",
                          "                chunk    track",
                          "  accuracy     0.5000   1.0000",
-                         "  macro-F1     0.2500      nan",
+                         "  macro-F1     0.2500        -",
                          f"  run directory: {tmp_path}"]
 
 

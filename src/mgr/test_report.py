@@ -264,7 +264,8 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
                 f"[{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else f"{'':16s}" for k in (chunk, track)))
     width = max(10, *(len(name) for name, _, _ in rows))
     lines += [f"\n{title}", f"  {'':{width}s} {'chunk':>8s} {'track':>8s}"]
-    for name, chunk, track in rows:
-        lines.append(f"  {name:{width}s} {metrics.get(chunk, float('nan')):8.4f} {metrics.get(track, float('nan')):8.4f}")
+    for name, chunk, track in rows:  # a metric scored on tracks only (multi-label F1) leaves its chunk cell blank
+        cells = (f"{metrics[k]:8.4f}" if k in metrics else f"{'-':>8s}" for k in (chunk, track))
+        lines.append(f"  {name:{width}s} " + " ".join(cells))
     lines.append(f"  run directory: {run_dir}")
     print("\n".join(lines), flush=True)
