@@ -1,0 +1,90 @@
+"""FMA's genre tree, read from `<root>/fma_metadata/genres.csv` (columns genre_id, #tracks, parent,
+title, top_level; parent 0 marks a top-level genre), and the roll-up of a track's answers to it.
+
+Genres are named by their title, as mgr's FMA classes are; a title that two genre ids share gets its
+id in brackets ("Title (id)"), so that every name stands for one genre.
+
+Per-level metrics (scores at each depth of the tree) are not computed yet (issue 25).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable
+
+from mgr import MGRError
+
+COLUMNS = ("genre_id", "parent", "title")
+
+
+@dataclass(frozen=True)
+class GenreTree:
+    names: dict[int, str]          # genre id -> its name (title)
+    parents: dict[int, int | None]  # genre id -> its parent's id; None for a top-level genre
+
+    @classmethod
+    def read(cls, path: Path) -> GenreTree:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not set(COLUMNS) <= set(reader.fieldnames or ()):
+                raise MGRError(f"{path} lacks the columns {', '.join(COLUMNS)}; is it FMA's fma_metadata/genres.csv?")
+            try:
+                rows = [(int(r["genre_id"]), int(r["parent"]), r["title"].strip()) for r in reader]
+            except (TypeError, ValueError):
+                raise MGRError(f"{path} line {reader.line_num} has a genre_id or parent that is not a whole "
+                               "number; restore FMA's fma_metadata/genres.csv.") from None
+        shared = {t for t, n in Counter(t for _, _, t in rows).items() if n > 1}
+        names = {g: f"{t} ({g})" if t in shared else t for g, _, t in rows}
+        parents = {g: p or None for g, p, _ in rows}
+        for g, p in parents.items():
+            if p is not None and p not in names:
+                raise MGRError(f"{path}: genre {g} has parent {p}, which the file does not list; restore FMA's "
+                               "fma_metadata/genres.csv.")
+        tree = cls(names, parents)
+        for g in names:
+            tree.ancestors(names[g])  # a loop in the parents fails here, not at the first roll-up
+        return tree
+
+    def name(self, genre_id: int) -> str:
+        return self.names[genre_id]
+
+    def parent(self, name: str) -> str | None:
+        """The parent genre's name; None for a top-level genre."""
+        if name not in self._ids:
+            raise MGRError(f"{name!r} is not a genre of FMA's genres.csv.")
+        p = self.parents[self._ids[name]]
+        return None if p is None else self.names[p]
+
+    def ancestors(self, name: str) -> list[str]:
+        """The parent, its parent and so on up to the top level."""
+        out, current = [], self.parent(name)
+        while current is not None:
+            if current in out or current == name:
+                raise MGRError(f"FMA's genres.csv makes {name} its own ancestor; restore the file.")
+            out.append(current)
+            current = self.parent(current)
+        return out
+
+    def roll_up(self, answers: Iterable[str]) -> list[str]:
+        """A track's answered genres and all their ancestors, each once, in the order first reached.
+
+        The rule: a parent genre is answered when any of its children is answered (so a track answered
+        Techno is answered Electronic too); a parent answered on its own stays, and no child is added.
+        """
+        out: dict[str, None] = {}
+        for name in answers:
+            out.update(dict.fromkeys([name, *self.ancestors(name)]))
+        return list(out)
+
+    def is_consistent(self, answers: Iterable[str]) -> bool:
+        """Whether every answered genre's parent is answered too (what `roll_up` makes true)."""
+        answered = set(answers)
+        return all(self.parent(name) in answered for name in answered if self.parent(name) is not None)
+
+    @cached_property
+    def _ids(self) -> dict[str, int]:
+        return {name: g for g, name in self.names.items()}
