@@ -242,6 +242,8 @@ NOT_RUN = {
     "python -m mgr.train model=cnn feature=stft": TRAINS_SYNTH,
     "python -m mgr.train calibrate=false": TRAINS_SYNTH,
     "python -m mgr.train task=multilabel": TRAINS_SYNTH + "; tests/test_multilabel.py trains it tiny",
+    "python -m mgr.train task=multilabel data=fma_small data.source_options.labels=genres_all":
+        "trains on the real fma_small (7.2 GB); tests/data/sources/test_fma_multilabel.py trains a miniature tree a step",
     "python -m mgr.train task=multilabel data=folder data.root=$HOME/music/labels.csv":
         OWN_MUSIC + "; tests/test_multilabel.py trains a labels manifest a step",
     "python -m mgr.train task=multilabel data=mtg_jamendo data.root=data/mtg-jamendo":
