@@ -249,6 +249,9 @@ NOT_RUN = {
     "python -m mgr.train task=multilabel data=mtg_jamendo data.root=data/mtg-jamendo":
         "trains on MTG-Jamendo's 55,000 full tracks (tens of GB, not in tests); "
         "tests/data/sources/test_mtg_jamendo.py trains a miniature copy a step",
+    "python -m mgr.train task=multilabel data=mtat data.root=data/mtat":
+        "trains on MagnaTagATune's 25,863 clips (3 GB, not in tests); tests/data/sources/test_mtat.py trains "
+        "a miniature copy a step",
     CHECKPOINT.format("predict") + " inputs=[song.mp3] min_confidence=0.5":
         "a multilabel checkpoint; tests/test_multilabel.py predicts with one",
     "python -m mgr.train model=crnn feature=mfcc model.rnn=lstm trainer.max_epochs=30": TRAINS_SYNTH,

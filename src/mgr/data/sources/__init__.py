@@ -12,13 +12,14 @@ from mgr.data.sources.base import Source, TrackList
 from mgr.data.sources.fma import FMASource
 from mgr.data.sources.folder import FolderSource, read_manifest
 from mgr.data.sources.gtzan import GTZANSource
+from mgr.data.sources.mtat import MTATSource
 from mgr.data.sources.mtg_jamendo import MTGJamendoSource
 from mgr.data.sources.synth import SynthSource
 
 __all__ = ["SOURCES", "Source", "TrackList", "build_source", "read_manifest"]
 
 SOURCES: dict[str, type[Source]] = {s.name: s for s in (FolderSource, SynthSource, GTZANSource, FMASource,
-                                                         Artist20Source, MTGJamendoSource)}
+                                                         Artist20Source, MTGJamendoSource, MTATSource)}
 
 
 def build_source(name: str, root: str | None, options: dict, allow_outside_root: bool = False) -> Source:
