@@ -71,24 +71,12 @@ def make_clips(folder: Path, n: int, fmt: str) -> list[str]:
 
 
 def loader_rate(dataset, workers: int, batches: int) -> tuple[float, float]:
-    """Chunks/s over `batches` batches twice: a first pass (cold memory map, worker start-up
-    excluded) and a second one (steady state, the cache's pages already mapped)."""
+    """Chunks/s of a shuffled DataLoader over `dataset` (batches_rate's two passes, on the CPU)."""
+    import torch
     from torch.utils.data import DataLoader
 
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
-    it = iter(loader)
-    next(it)  # worker start-up is not throughput
-    rates = []
-    for _ in range(2):
-        start, n = time.perf_counter(), 0
-        for _ in range(batches):
-            batch = next(it, None)
-            if batch is None:
-                it = iter(loader)
-                batch = next(it)
-            n += len(batch[0])
-        rates.append(n / (time.perf_counter() - start))
-    return rates[0], rates[1]
+    return batches_rate(loader, batches, torch.device("cpu"))
 
 
 def batches_rate(loader, batches: int, device) -> tuple[float, float]:
