@@ -29,14 +29,12 @@ from mgr.entry import command, require, task
 @task
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     # Heavy imports here, so `--help` and `--cfg` answer at once.
-    from mgr.predict import check_ensemble
     from mgr.test_report import test_and_report
     from mgr.restore import checkpoint_provenance, restore
     from mgr.run import build_trainer
 
     require(cfg, "ckpt_path", usage="python -m mgr.eval ckpt_path=<best>.ckpt [data=...]")
     model, datamodule = restore(cfg, ensemble=True)
-    check_ensemble(model)
     datamodule.prepare_data()
     trainer, _ = build_trainer(cfg, training=False)
     provenance = checkpoint_provenance(cfg)

@@ -255,7 +255,6 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     min_confidence = checked_min_confidence(cfg.get("min_confidence"))
     device = resolve_device(cfg.device)
     model = load_trained_model(cfg, ensemble=True)
-    check_ensemble(model)
     checkpoints = checkpoint_provenance(cfg)
     paths = find_audio_files(str(i) for i in inputs)
     if not paths:
@@ -283,14 +282,6 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     print(f"Labelled {counts['ok']} file(s){unknown}{silent}, {counts['failed']} failed; {csv_path.name} and {json_path.name} "
           f"in {run_dir}", flush=True)
     return predictions
-
-
-def check_ensemble(model) -> None:
-    """Several checkpoints average their softmax probabilities (mgr.models.ensemble): multi-class models only."""
-    members = getattr(model, "members", None)
-    if members is not None and any(m.multilabel for m in members):
-        raise MGRError("ckpt_path lists several checkpoints of multilabel models, which mgr cannot average yet "
-                       "(an ensemble averages softmax probabilities); pass one checkpoint.")
 
 
 def calibration_note(model) -> str:

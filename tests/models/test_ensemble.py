@@ -106,3 +106,10 @@ def test_several_checkpoints_only_where_the_entry_point_averages_them():
         checkpoint_paths(OmegaConf.create({"ckpt_path": []}), ensemble=True)
     with pytest.raises(MGRError, match="no one embedding"):
         Ensemble.of([model(), model(seed=1)], ["a.ckpt", "b.ckpt"]).embed(torch.zeros(1, SR))
+
+
+def test_multilabel_models_are_not_averaged():
+    """The ensemble's mean is of softmax probabilities: a multi-label member is refused in one sentence."""
+    members = [model(seed=1, task="multilabel"), model(seed=2, task="multilabel")]
+    with pytest.raises(MGRError, match="several checkpoints of multilabel models"):
+        Ensemble.of(members, ["a.ckpt", "b.ckpt"])

@@ -64,6 +64,9 @@ class Ensemble(GenreClassifier):
     @classmethod
     def of(cls, members: Sequence[GenreClassifier], names: Sequence[str]) -> "Ensemble":
         """The ensemble of trained `members` (`names`: their checkpoints, for errors), checked to agree."""
+        if any(m.multilabel for m in members):  # the mean below is of softmax probabilities
+            raise MGRError("ckpt_path lists several checkpoints of multilabel models, which mgr cannot average yet "
+                           "(an ensemble averages softmax probabilities); pass one checkpoint.")
         check_members_agree(members, names)
         ensemble = cls(**members[0].hparams)  # the first's task: its metrics and track aggregation
         # The first member's modules, not the copy just built: chunk_samples and the like read them.
