@@ -113,7 +113,6 @@ class TestReport(Callback):
             if hasattr(callback, "report_test"):
                 callback.report_test(trainer, results, self.run_dir)
 
-
     def _multiclass_results(self, tested: dict, predictions: dict, names: list[str], model, metrics: dict) -> dict:
         """The confusion matrices, per-class scores, bootstrap intervals and calibration of a multi-class
         model (its calibration errors added to `metrics`)."""
@@ -126,7 +125,7 @@ class TestReport(Callback):
 
 
 def track_probabilities(predictions: dict, aggregation) -> np.ndarray:
-    """The test tracks' scores as probabilities (by the model's TrackAggregation)."""
+    """The test tracks' scores (`predictions["track_scores"]`) as probabilities, by the model's TrackAggregation."""
     import torch
 
     return aggregation.probabilities_of(torch.as_tensor(predictions["track_scores"], dtype=torch.float64)).numpy()
@@ -174,9 +173,7 @@ def calibration_report(tested: dict, model) -> dict:
 def track_confidence(tested: dict, aggregation) -> tuple[np.ndarray, np.ndarray]:
     """Each test track's top probability (its scores as probabilities by the model's TrackAggregation) and
     whether its prediction was right."""
-    import torch
-
-    probabilities = aggregation.probabilities_of(torch.as_tensor(tested["track_scores"], dtype=torch.float64)).numpy()
+    probabilities = track_probabilities(tested, aggregation)
     return probabilities.max(axis=1), probabilities.argmax(axis=1) == np.asarray(tested["track_labels"])
 
 
