@@ -44,7 +44,7 @@ from mgr.models.aggregation import TrackAggregation
 from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
 from mgr.models.sizing import check_model_size
-from mgr.models.heads import build_head, head_settings, is_fitted
+from mgr.models.heads import build_head, fuses_descriptors, head_settings, is_fitted
 from mgr.models.metrics import TRAINING_BINS, TrackMetrics, chunk_metrics, f1_thresholds
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 from mgr.utils.config import resolved_dict
@@ -100,7 +100,7 @@ class GenreClassifier(pl.LightningModule):
             self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
             self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
         else:  # a probe: `net` is {"name": "probe"}, and `feature` goes unused
-            self.encoder = PretrainedEncoder(encoder, sample_rate, chunk_seconds)
+            self.encoder = PretrainedEncoder(encoder, sample_rate, chunk_seconds, fuses_descriptors(head))
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes,
                                getattr(self.encoder, "embedding_layers", None))
