@@ -10,7 +10,7 @@
 (d) with --end-to-end: `python -m mgr.train` on the synth data, data.on_device=false against
     auto (the default), wall time of each whole run.
 
-    python benchmarks/data_benchmark.py [--clips 48] [--format mp3] [--workers 0 2] [--on-device] [--end-to-end]
+    python benchmarks/data_benchmark.py [--clips 48] [--format mp3] [--workers 0 2] [--on-device] [--end-to-end] [--repeats 5]
 
 The clips are generated (noise + tones, 44.1 kHz stereo, like FMA's MP3s), so
 no dataset is needed; the work per file is that of a real 30 s clip.
@@ -76,20 +76,22 @@ def loader_rate(dataset, workers: int, batches: int) -> tuple[float, float]:
     from torch.utils.data import DataLoader
 
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
-    return batches_rate(loader, batches, torch.device("cpu"))
+    first, second = batches_rate(loader, batches, torch.device("cpu"))
+    return first, second
 
 
-def batches_rate(loader, batches: int, device) -> tuple[float, float]:
+def batches_rate(loader, batches: int, device, passes: int = 2) -> list[float]:
     """Chunks/s of `loader` (one of the data module's: a DataLoader or DeviceChunks) over `batches`
-    batches twice, each batch moved to `device` as Lightning moves it: the first pass after the first
-    batch (worker start-up, or the samples' placement and checksums, excluded), then a second one."""
+    batches in each of `passes` passes, each batch moved to `device` as Lightning moves it: the first
+    pass after the first batch (worker start-up, or the samples' placement and checksums, excluded),
+    then the others."""
     import torch
     from pytorch_lightning.utilities import move_data_to_device
 
     it = iter(loader)
     next(it)
     rates = []
-    for _ in range(2):
+    for _ in range(passes):
         start, n = time.perf_counter(), 0
         for _ in range(batches):
             batch = next(it, None)
@@ -100,12 +102,15 @@ def batches_rate(loader, batches: int, device) -> tuple[float, float]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         rates.append(n / (time.perf_counter() - start))
-    return rates[0], rates[1]
+    return rates
 
 
-def on_device_section(cache: WaveformCache, files: list[str], workers: list[int], batches: int, device: str) -> None:
+def on_device_section(cache: WaveformCache, files: list[str], workers: list[int], batches: int, device: str,
+                      repeats: int) -> None:
     """(c): today's loader against the device sampler, over the same RandomChunks epoch, batches delivered to
-    `device` (on a GPU: today's with pinned memory, the sampler's from the GPU's memory)."""
+    `device` (on a GPU: today's with pinned memory, the sampler's from the GPU's memory). Each loader is
+    timed over a first pass and then `repeats` more; the table gives the first and the median of the rest
+    (one pass of a fast loader lasts milliseconds on the CPU, so a single one is noise)."""
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
@@ -115,23 +120,30 @@ def on_device_section(cache: WaveformCache, files: list[str], workers: list[int]
     chunk = int(CHUNK_SECONDS * RATE)
     epoch = RandomChunks(cache, list(range(len(files))), [0] * len(files), chunk, chunks_per_track=64, stored=True)
     home = torch.device(device)
-    print(f"\n(c) {len(epoch)} chunks of {CHUNK_SECONDS:g} s an epoch, batch {BATCH}, {cache.dtype} cache, on {home}, "
+    print(f"\n(c) {len(epoch)} chunks of {CHUNK_SECONDS:g} s an epoch, batch {BATCH}, {batches} batches a pass, "
+          f"{cache.dtype} cache, on {home}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}\n")
-    print("| loader | workers | chunks/s, first pass | chunks/s, second pass |\n|---|---|---|---|")
+    print(f"| loader | workers | chunks/s, first pass | chunks/s, median of {repeats} more |\n|---|---|---|---|")
+
+    def timed(loader) -> tuple[float, float]:
+        rates = batches_rate(loader, batches, home, passes=1 + repeats)
+        return rates[0], float(np.median(rates[1:]))
+
     rates = {}
     for w in workers:
         loader = DataLoader(epoch, batch_size=BATCH, sampler=RandomSampler(epoch), num_workers=w,
                             persistent_workers=w > 0, pin_memory=home.type == "cuda")
-        rates[w] = batches_rate(loader, batches, home)
+        rates[w] = timed(loader)
         print(f"| today's (DataLoader over RandomChunks) | {w} | {rates[w][0]:.0f} | {rates[w][1]:.0f} |")
-    ours = batches_rate(DeviceChunks(ResidentSamples(cache, home), epoch, BATCH, True, cache), batches, home)
+    ours = timed(DeviceChunks(ResidentSamples(cache, home), epoch, BATCH, True, cache))
     print(f"| data.on_device (DeviceChunks) | none | {ours[0]:.0f} | {ours[1]:.0f} |")
-    for w, (first, second) in rates.items():
-        print(f"| ratio to today's at {w} workers | | {ours[0] / first:.1f}x | {ours[1] / second:.1f}x |")
+    for w, (first, later) in rates.items():
+        print(f"| ratio to today's at {w} workers | | {ours[0] / first:.1f}x | {ours[1] / later:.1f}x |")
 
 
-def end_to_end_section(folder: Path, overrides: list[str]) -> None:
-    """(d): a whole mgr.train run with today's loader, then with the default (data.on_device=auto)."""
+def end_to_end_section(folder: Path, overrides: list[str], repeats: int) -> None:
+    """(d): a whole mgr.train run with today's loader, then with the default (data.on_device=auto), the
+    pair run `repeats` times in turn so that a change of the machine's load falls on both."""
     print(f"\n(d) python -m mgr.train {' '.join(overrides)} (each run in a fresh interpreter, the synth data and "
           "its cache made by a first run not timed)\n")
     paths = [f"paths.data_dir={folder / 'data'}", f"paths.log_dir={folder / 'logs'}"]
@@ -143,11 +155,13 @@ def end_to_end_section(folder: Path, overrides: list[str]) -> None:
         return time.perf_counter() - start
 
     train("false")  # generates and decodes the data
-    walls = {setting: train(setting) for setting in ("false", "auto")}
-    print("| data.on_device | wall s |\n|---|---|")
-    for setting, wall in walls.items():
-        print(f"| {setting} | {wall:.1f} |")
-    print(f"| ratio auto / false | {walls['auto'] / walls['false']:.2f} |")
+    print("| pair | data.on_device=false, wall s | auto, wall s | ratio auto / false |\n|---|---|---|---|")
+    ratios = []
+    for i in range(repeats):
+        today, ours = train("false"), train("auto")
+        ratios.append(ours / today)
+        print(f"| {i + 1} | {today:.1f} | {ours:.1f} | {ratios[-1]:.3f} |")
+    print(f"| median | | | {np.median(ratios):.3f} |")
 
 
 def main() -> None:
@@ -159,6 +173,8 @@ def main() -> None:
     parser.add_argument("--on-device", action="store_true", help="(c): today's loader against data.on_device's")
     parser.add_argument("--on-device-workers", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--device", default="cpu", help="(c)'s device: cpu, or cuda to measure a GPU's")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="(c): timed passes after the first, of which the median is given; (d): pairs of runs")
     parser.add_argument("--skip-decode", action="store_true", help="leave out (b)'s decoding on the fly")
     parser.add_argument("--end-to-end", nargs="*", metavar="OVERRIDE",
                         help="(d): mgr.train with these overrides (none: data=synth trainer.max_epochs=2), "
@@ -192,10 +208,10 @@ def main() -> None:
             print(f"| decode on the fly | {w} | {decode_rates[0]:.1f} | {decode_rates[1]:.1f} |")
             print(f"| speed-up | {w} | {cached_rates[0] / decode_rates[0]:.0f}x | {cached_rates[1] / decode_rates[1]:.0f}x |")
         if args.on_device:
-            on_device_section(cache, files, args.on_device_workers, args.batches, args.device)
+            on_device_section(cache, files, args.on_device_workers, args.batches, args.device, args.repeats)
         if args.end_to_end is not None:
             (tmp / "run").mkdir()
-            end_to_end_section(tmp / "run", args.end_to_end or ["data=synth", "trainer.max_epochs=2"])
+            end_to_end_section(tmp / "run", args.end_to_end or ["data=synth", "trainer.max_epochs=2"], args.repeats)
 
 
 if __name__ == "__main__":

@@ -158,13 +158,14 @@ parser.add_argument("--batches", type=int)
 parser.add_argument("--batch-sizes", type=int, nargs="+")
 parser.add_argument("--workers", type=int, nargs="+")
 parser.add_argument("--device", default="cpu")
+parser.add_argument("--repeats", type=int, default=5)
 args = parser.parse_args()
 with tempfile.TemporaryDirectory() as tmp:
     files = bench.make_clips(Path(tmp), args.clips, "wav")
     cache = bench.WaveformCache.build(files, bench.RATE, Path(tmp) / "cache", "bench", num_workers=0)
     for batch in args.batch_sizes:
         bench.BATCH = batch
-        bench.on_device_section(cache, files, args.workers, args.batches, args.device)
+        bench.on_device_section(cache, files, args.workers, args.batches, args.device, args.repeats)
 EOF
 }
 

@@ -27,8 +27,9 @@ def hubert_dir(tmp_path_factory):
     return save_tiny("hubert", tmp_path_factory.mktemp("hubert"))
 
 
-def probe(weights, layer="mean", finetune=False, head=None, **kwargs) -> GenreClassifier:
-    encoder = {"name": "hubert", "weights": str(weights), "layer": layer, "finetune": finetune, "lr_scale": 0.1}
+def probe(weights, layer="mean", finetune=False, head=None, encoder_descriptors=False, **kwargs) -> GenreClassifier:
+    encoder = {"name": "hubert", "weights": str(weights), "layer": layer, "finetune": finetune, "lr_scale": 0.1,
+               "descriptors": encoder_descriptors}
     return GenreClassifier(["a", "b", "c"], {"name": "mel"}, SR, 0.5, {"name": "probe"}, head,
                            encoder=encoder, **kwargs)
 
@@ -175,7 +176,8 @@ def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_di
     assert "Labelled 1" in predicted.stdout
     embed_out = run_mgr("embed", f"ckpt_path={checkpoint}").stdout.splitlines()
     embedded = np.load(next(l for l in embed_out if l.strip().endswith("embeddings.npz")).strip())
-    assert embedded["chunk_embeddings"].shape[1] == 16  # the tiny HuBERT's width
+    # The tiny HuBERT's width, and the descriptor statistics' that the select head fuses (80 at 8 kHz).
+    assert embedded["chunk_embeddings"].shape[1] == 16 + 80
 
 
 def test_layer_all_puts_every_layer_side_by_side_from_the_wave_and_from_the_cache(tmp_path):
@@ -209,7 +211,7 @@ def test_layer_all_puts_every_layer_side_by_side_from_the_wave_and_from_the_cach
 def test_descriptors_add_the_classic_baselines_statistics_as_one_more_layer(tmp_path):
     """encoder.descriptors=true: a layer `descriptors` after the encoder's, the very values the classic
     baseline (model=stats_rbf_svm feature=descriptors) classifies, computed at the data's rate, and a
-    select head can fuse it with every other layer. Without layer=all it is one clear error."""
+    select head can fuse it with every other layer; beside one layer it follows that layer."""
     clap = {"name": "clap", "weights": str(save_tiny("clap", tmp_path / "clap")), "layer": "all", "descriptors": True}
     head = {"name": "select", "C": [1.0], "svm_C": [], "mlp_lr": [], "fuse": ["descriptors"]}
     model = GenreClassifier(["a", "b"], {"name": "mel"}, 22050, 1.0, {"name": "probe"}, head, encoder=clap).eval()
@@ -220,10 +222,51 @@ def test_descriptors_add_the_classic_baselines_statistics_as_one_more_layer(tmp_
     classic = GenreClassifier(["a", "b"], {"name": "descriptors"}, 22050, 1.0, {"name": "stats"}, "rbf_svm").eval()
     wave = torch.randn(2, 22050) * 0.1
     with torch.no_grad():
-        torch.testing.assert_close(model.encoder.layers(wave)[-1], classic.embed(wave))
+        layers = model.encoder.layers(wave)
+        torch.testing.assert_close(layers[-1], classic.embed(wave))
         assert model.embed(wave).shape == (2, 80 + 82)
-    with pytest.raises(MGRError, match="encoder.descriptors=true .* needs encoder.layer=all, not 0"):
-        GenreClassifier(["a", "b"], {"name": "mel"}, 22050, 1.0, {"name": "probe"}, encoder={**clap, "layer": 0})
+        one = GenreClassifier(["a", "b"], {"name": "mel"}, 22050, 1.0, {"name": "probe"},
+                              encoder={**clap, "layer": 1}).eval()
+        assert one.encoder.embedding_layers == [(1, 32), ("descriptors", 82)]
+        torch.testing.assert_close(one.embed(wave), torch.cat([layers[1], layers[-1]], dim=1))
+
+
+def test_the_descriptors_follow_the_head_and_reach_it_from_the_cache(hubert_dir):
+    """encoder.descriptors=auto (conf/encoder's): computed where the head fuses them, the select head
+    by default, not with fuse: [] or a trained head; beside `mean` they follow the mean, from the
+    waveform and from the embedding cache (the layers side by side) alike."""
+    from mgr.data.embeddings import EmbeddedChunks
+
+    def layers_of(head, layer="all"):
+        return probe(hubert_dir, layer, head=head, encoder_descriptors="auto").encoder.embedding_layers
+
+    fused = probe(hubert_dir, "all", head="select", encoder_descriptors="auto")
+    assert [name for name, _ in fused.encoder.embedding_layers] == [0, 1, 2, "descriptors"]
+    assert (0, 3) in fused.head.candidate_layers and (3,) in fused.head.candidate_layers
+    assert [name for name, _ in layers_of({"name": "select", "fuse": []})] == [0, 1, 2]
+    assert [name for name, _ in layers_of({"name": "linear"}, "mean")] == ["mean"]
+    with pytest.raises(MGRError, match="encoder.descriptors='yes'; give true, false or auto"):
+        probe(hubert_dir, head="select", encoder_descriptors="yes")
+
+    model = probe(hubert_dir, "mean", head={"name": "linear"}, encoder_descriptors=True).eval()
+    assert [name for name, _ in model.encoder.embedding_layers] == ["mean", "descriptors"]
+    wave = torch.randn(3, SR // 2) * 0.1
+    with torch.no_grad():
+        layers = model.encoder.layers(wave)
+        expected = torch.cat([torch.stack(layers[:3]).mean(0), layers[3]], dim=1)
+        torch.testing.assert_close(model.embed(wave), expected)
+
+    class Store:  # what the embedding cache answers: rows of chunks, each layer's rows
+        def rows(self, items):
+            return np.array([start for _, start in items])
+
+        def layer(self, i):
+            return layers[i].numpy()
+
+    store, fed = model.encoder.cached_input(Store())
+    chunks = EmbeddedChunks(store, [0, 1, 2], [0, 1, 0], [(k, k) for k in range(3)], fed)
+    cached = torch.stack([chunks[k][0] for k in range(3)])
+    torch.testing.assert_close(model.embed(cached), expected)
 
 
 def probe_without(encoder: dict) -> GenreClassifier:

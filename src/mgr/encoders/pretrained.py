@@ -7,10 +7,12 @@ learned softmax-weighted sum (the SUPERB/MARBLE practice; the weights start equa
 layer side by side (of any widths: [B, sum of widths]), for a head that uses them apart (the
 `select` head chooses its layer on validation, mgr.models.heads.ProbeSelectionHead).
 `embedding_layers` says which layers the embedding holds, in order, and how wide each is.
-`descriptors=true` (with `layer=all`) adds one more layer, `descriptors`: the classic baseline's
-chunk statistics (`feature=descriptors` with net `stats`: mean and std over time of MFCCs, spectral
+`descriptors=true` adds one more part after the layers: `descriptors`, the classic baseline's chunk
+statistics (`feature=descriptors` with net `stats`: mean and std over time of MFCCs, spectral
 contrast, chroma, ZCR and centroid, 82 values), computed at the data's rate, so that a head can
-join them to a pretrained layer (fusion: the `select` head's `fuse`).
+join them to a pretrained layer (fusion: the `select` head's `fuse`). `descriptors=auto` (every
+conf/encoder's) computes them where the head fuses them: the `select` head, model=probe's default,
+does unless told `fuse: []`; a trained head (linear, mlp) gets the encoder's layers alone.
 
 Frozen (the default): no gradients, always in eval mode, and its weights are kept out of the
 checkpoint, which holds their sha256 (`weights_sha256`) instead; a model built with a stored
@@ -20,8 +22,9 @@ holds its weights.
 
 A frozen encoder is a fixed function of the chunk, so mgr.train computes its layers once per chunk
 (`cache_embeddings=true`, the default; mgr.data.embeddings) and feeds the probe those: `forward`
-takes either a waveform [B, T] or the cached layers [B, len(layer_indices), D] (`layer=all`: the
-layers side by side, [B, 1, sum of widths], as `cached_input` has the data module feed them).
+takes either a waveform [B, T] or the cached layers [B, len(layer_indices), D] (`layer=all` or the
+descriptors: the layers side by side, [B, 1, sum of widths], as `cached_input` has the data module
+feed them).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from mgr.encoders import BACKBONES
 from mgr.encoders.resample import Resampler
 from mgr.features import build_frontend
 from mgr.features.augment import NO_SPECTROGRAM
+from mgr.features.descriptors import bands_below_nyquist
 from mgr.nets.stats import TimeStatistics
 
 ALL = "all"
@@ -63,7 +67,7 @@ class PretrainedEncoder(nn.Module):
     # No feature map: mgr.train sizes its spectrogram augmentation by these (augment=none only).
     n_bins = n_frames = None
 
-    def __init__(self, settings: dict, sample_rate: int, chunk_seconds: float):
+    def __init__(self, settings: dict, sample_rate: int, chunk_seconds: float, head_fuses_descriptors: bool = False):
         super().__init__()
         settings = dict(settings)
         name = settings.pop("name", None)
@@ -71,7 +75,10 @@ class PretrainedEncoder(nn.Module):
         self.finetune = bool(settings.pop("finetune", False))
         self.lr_scale = float(settings.pop("lr_scale", 0.1))
         self.cache_embeddings = bool(settings.pop("cache_embeddings", True))
-        descriptors = bool(settings.pop(DESCRIPTORS, False))
+        descriptors = settings.pop(DESCRIPTORS, False)
+        if descriptors not in (True, False, "auto"):
+            raise MGRError(f"encoder.descriptors={descriptors!r}; give true, false or auto (where the head fuses them).")
+        descriptors = head_fuses_descriptors if descriptors == "auto" else descriptors
         expected_sha256 = settings.pop("weights_sha256", None)
         if name not in BACKBONES:
             raise MGRError(f"Unknown encoder.name={name!r}; choose one of {', '.join(BACKBONES)}.")
@@ -88,33 +95,31 @@ class PretrainedEncoder(nn.Module):
                          "weights_sha256": sha256}
         self.resample = Resampler(sample_rate, self.backbone.sample_rate)
         self.descriptor_statistics = DescriptorStatistics(sample_rate, self.chunk_samples) if descriptors else None
-        if descriptors and self.layer != ALL:
-            raise MGRError(f"encoder.descriptors=true joins the descriptor statistics to the encoder's layers side by "
-                           f"side, for a head that chooses among them; it needs encoder.layer=all, not {self.layer!r}.")
-        self.embedding_dim = self._choose_layers(self.layer_dims)
+        self._check_layer(self.backbone.layer_dims)
+        self.embedding_dim = sum(width for _, width in self.embedding_layers)
         if not self.finetune:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
             self.register_state_dict_post_hook(_drop_frozen_weights)
             self.register_load_state_dict_pre_hook(_keep_frozen_weights)
 
-    def _choose_layers(self, dims: list[int]) -> int:
+    def _check_layer(self, dims: list[int]) -> None:
+        """Refuse a `layer` the backbone's layers (of widths `dims`) cannot give; `weighted` gets its weights."""
         if isinstance(self.layer, int) and not isinstance(self.layer, bool):
             if not -len(dims) <= self.layer < len(dims):
                 raise MGRError(f"encoder.layer={self.layer} is out of range: this encoder has {len(dims)} layers "
                                f"(0 to {len(dims) - 1}, or negative from the last).")
-            return dims[self.layer]
+            return
         if self.layer not in LAYER_CHOICES:
             raise MGRError(f"encoder.layer={self.layer!r}; give a layer number or one of {', '.join(LAYER_CHOICES)}.")
         if self.layer == ALL:
-            return sum(dims)
+            return
         if len(set(dims)) > 1:
             raise MGRError(f"encoder.layer={self.layer} combines layers of equal width only, and this encoder's "
                            f"differ ({dims}); choose one layer (encoder.layer=<0..{len(dims) - 1}>) or all of them "
                            "side by side (encoder.layer=all).")
         if self.layer == "weighted":
             self.layer_weights = nn.Parameter(torch.zeros(len(dims)))
-        return dims[0]
 
     def train(self, mode: bool = True) -> "PretrainedEncoder":
         super().train(mode)
@@ -129,25 +134,37 @@ class PretrainedEncoder(nn.Module):
         return [*self.backbone.layer_dims, *extra]
 
     @property
-    def layer_indices(self) -> list[int]:
-        """The layers (of `layers`) this encoder combines, in order."""
-        n = len(self.layer_dims)
+    def backbone_indices(self) -> list[int]:
+        """The backbone's layers (of `layers`) this encoder combines (`layer`), in order."""
+        n = len(self.backbone.layer_dims)
         return list(range(n)) if isinstance(self.layer, str) else [self.layer % n]
+
+    @property
+    def layer_indices(self) -> list[int]:
+        """The layers (of `layers`) this encoder uses, in order: the backbone's, then the descriptors'."""
+        return self.backbone_indices + list(range(len(self.backbone.layer_dims), len(self.layer_dims)))
+
+    @property
+    def side_by_side(self) -> bool:
+        """Whether the cached layers reach forward side by side ([B, 1, sum of widths]): every layer, or
+        the descriptors beside the backbone's, are of unequal widths and cannot be stacked."""
+        return self.layer == ALL or self.descriptor_statistics is not None
 
     @property
     def embedding_layers(self) -> list[tuple[int | str, int]]:
         """What the embedding holds, in order: (layer number, or `mean`/`weighted`/`descriptors`, width) of each part."""
         dims = self.layer_dims
-        if isinstance(self.layer, str) and self.layer != ALL:
-            return [(self.layer, self.embedding_dim)]
-        n_backbone = len(self.backbone.layer_dims)
-        return [(i if i < n_backbone else DESCRIPTORS, dims[i]) for i in self.layer_indices]
+        if self.layer in ("mean", "weighted"):
+            parts = [(self.layer, dims[0])]
+        else:
+            parts = [(i, dims[i]) for i in self.backbone_indices]
+        return parts + [(DESCRIPTORS, dims[i]) for i in self.layer_indices[len(self.backbone_indices):]]
 
     def cached_input(self, store) -> tuple[object, list[int]]:
         """What the data module feeds this encoder from the embedding cache `store` (its `use_embeddings`):
-        a store and the layers of it to stack per chunk. The stacking needs equal widths, so `layer=all`
-        gets its layers side by side as the one layer of a `LayersSideBySide` view."""
-        if self.layer == ALL:
+        a store and the layers of it to stack per chunk. The stacking needs equal widths, so layers of
+        unequal widths (`side_by_side`) come as the one layer of a `LayersSideBySide` view."""
+        if self.side_by_side:
             return LayersSideBySide(store, self.layer_indices), [0]
         return store, self.layer_indices
 
@@ -171,28 +188,28 @@ class PretrainedEncoder(nn.Module):
         if augment is not None and not isinstance(augment, nn.Identity):
             raise MGRError(NO_SPECTROGRAM.format(""))
         if x.dim() == 3:  # cached layers [B, len(layer_indices), D], or side by side [B, 1, sum of widths]
-            if self.layer == ALL:
-                return x.flatten(1)
-            stacked = x.transpose(0, 1)
+            widths = [self.layer_dims[i] for i in self.layer_indices]
+            parts = list(x.flatten(1).split(widths, dim=1) if self.side_by_side else x.unbind(1))
         else:
             layers = self.layers(x)
-            if self.layer == ALL:
-                return torch.cat([layers[i] for i in self.layer_indices], dim=1)
-            stacked = torch.stack([layers[i] for i in self.layer_indices])  # [layers, B, D]
-        if not isinstance(self.layer, str):
-            return stacked[0]
+            parts = [layers[i] for i in self.layer_indices]
+        backbone, descriptors = parts[:len(self.backbone_indices)], parts[len(self.backbone_indices):]
         if self.layer == "mean":
-            return stacked.mean(0)
-        return torch.einsum("l,lbd->bd", torch.softmax(self.layer_weights, 0), stacked)
+            backbone = [torch.stack(backbone).mean(0)]
+        elif self.layer == "weighted":
+            backbone = [torch.einsum("l,lbd->bd", torch.softmax(self.layer_weights, 0), torch.stack(backbone))]
+        return torch.cat(backbone + descriptors, dim=1)
 
 
 class DescriptorStatistics(nn.Module):
     """The classic baseline's descriptor of a chunk (model=stats_rbf_svm feature=descriptors, at the
-    feature's default settings): the mean and std over time of each descriptor row, [B, width]."""
+    feature's default settings, but only the contrast octaves below the data's Nyquist frequency, so that
+    it works at any rate): the mean and std over time of each descriptor row, [B, width]."""
 
     def __init__(self, sample_rate: int, chunk_samples: int):
         super().__init__()
-        self.frontend = build_frontend({"name": DESCRIPTORS, "sample_rate": sample_rate})
+        self.frontend = build_frontend({"name": DESCRIPTORS, "sample_rate": sample_rate,
+                                        "n_bands": bands_below_nyquist(sample_rate)})
         with torch.no_grad():
             _, _, n_bins, n_frames = self.frontend(torch.zeros(1, chunk_samples)).shape
         self.statistics = TimeStatistics(n_bins, n_frames)

@@ -17,6 +17,8 @@ order of `descriptors`, each descriptor's rows in librosa's order; their scales 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,13 +31,20 @@ from mgr.features.spectrogram import _dct_matrix, mel_filters, stft_power
 CONTRAST_TOP_DB = 80.0  # librosa.feature.spectral_contrast's power_to_db default, whatever top_db says
 ZCR_THRESHOLD = 1e-10  # librosa.zero_crossings: samples this close to zero count as positive
 NAMES = ("mfcc", "contrast", "chroma", "zcr", "centroid", "bandwidth", "rolloff")
+N_BANDS, CONTRAST_FMIN = 6, 200.0  # librosa.feature.spectral_contrast's defaults
+
+
+def bands_below_nyquist(sample_rate: int, n_bands: int = N_BANDS, fmin: float = CONTRAST_FMIN) -> int:
+    """The most contrast octaves, up to `n_bands`, whose lower edges (fmin * 2**k) lie below the
+    Nyquist frequency: librosa's 6 from 200 Hz need a rate above 12.8 kHz, 8 kHz audio holds 5."""
+    return max(1, min(n_bands, math.ceil(math.log2(sample_rate / 2 / fmin))))
 
 
 class DescriptorFrontend(Frontend):
     def __init__(self, sample_rate: int, descriptors: list[str] = ("mfcc", "contrast", "chroma", "zcr", "centroid"),
                  n_fft: int = 2048, hop_length: int = 512, window: str = "hann", backend: str = "torch",
-                 n_mfcc: int = 20, n_mels: int = 128, top_db: float | None = 80.0, n_bands: int = 6,
-                 contrast_fmin: float = 200.0, quantile: float = 0.02, n_chroma: int = 12, tuning: float = 0.0,
+                 n_mfcc: int = 20, n_mels: int = 128, top_db: float | None = 80.0, n_bands: int = N_BANDS,
+                 contrast_fmin: float = CONTRAST_FMIN, quantile: float = 0.02, n_chroma: int = 12, tuning: float = 0.0,
                  roll_percent: float = 0.85):
         super().__init__(sample_rate, top_db)
         unknown = [d for d in descriptors if d not in NAMES]

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from mgr import MGRError
+from mgr.encoders.pretrained import DESCRIPTORS
 from mgr.models.probe_selection import (Candidate, Fit, OutOfFold, Scorer, ScorerFor, choose, grouped_folds,
                                         layer_label, logistic_regressions, pooled, train_mlp)
 
@@ -252,7 +253,10 @@ class ProbeSelectionHead(nn.Module):
     one of best validation track accuracy (its `choose`). `fuse` names layers (the encoder's
     `descriptors`, say) that are also joined to every other layer: each such fusion is one more
     candidate input, its parts side by side, every column standardised, so the choice between a
-    layer alone and its fusion is made on validation as every other choice is.
+    layer alone and its fusion is made on validation as every other choice is. By default (`fuse`
+    null) it fuses the encoder's `descriptors` (which the encoder then computes: its
+    `descriptors=auto`); `fuse: []` fuses nothing. Fusion is the default because it was the best
+    probe on the real-music suite (benchmarks/RESULTS.md, "Fusion").
 
     The task calls `fit` with the training chunks' embeddings (one pass: cached chunks are the same
     every epoch), then `select` with the validation chunks' and a scorer of validation logits (the
@@ -284,6 +288,8 @@ class ProbeSelectionHead(nn.Module):
         self.offsets = [int(o) for o in np.cumsum([0, *widths[:-1]])]
         self.layer_names = [name for name, _ in self.embedding_layers]
         singles = list(range(len(widths))) if layers is None else self._positions(list(layers))
+        if fuse is None:  # the default: the descriptor statistics where the embedding holds them
+            fuse = [DESCRIPTORS] if DESCRIPTORS in self.layer_names else []
         self.candidate_layers = self._fused(singles, self._positions(list(fuse), "fuse") if fuse else [])
         self.C, self.svm_C, self.svm_gamma, self.mlp_lr = (sorted(map(float, g)) for g in (C, svm_C, svm_gamma, mlp_lr))
         self.mlp = {"hidden": int(mlp_hidden), "dropout": float(mlp_dropout)}
@@ -487,6 +493,17 @@ def head_settings(settings: dict | str | None) -> dict:
     if isinstance(settings, str):
         return {"name": settings}
     return {"name": "linear", **(settings or {})}
+
+
+def fuses_descriptors(settings: dict | str | None) -> bool:
+    """Whether the head `settings` name joins the classic descriptor statistics to the encoder's layers
+    (the `select` head, unless its `fuse` leaves them out), so that the encoder computes them."""
+    try:
+        settings = head_settings(settings)
+    except TypeError:  # not settings at all: build_head says so
+        return False
+    fuse = settings.get("fuse")
+    return settings["name"] == "select" and (fuse is None or DESCRIPTORS in list(fuse))
 
 
 def is_fitted(settings: dict | str | None) -> bool:
