@@ -319,14 +319,17 @@ def test_the_chosen_probe_and_its_standardisation_restore_from_the_checkpoint(cl
 @pytest.mark.slow
 def test_model_probe_alone_selects_reports_the_grid_and_mgr_eval_agrees(clap_dir, run_mgr):
     """`model=probe` with nothing but the encoder's weights: the select head on every layer (the tiny
-    CLAP's differ in width), one training pass; metrics.json lists the grid and the choice, and mgr.eval
-    of the checkpoint (from the waveforms, not the cache) reports the same."""
+    CLAP's differ in width), the descriptor statistics alone and each layer joined with them, one
+    training pass; metrics.json lists the grid and the choice, and mgr.eval of the checkpoint (from the
+    waveforms, not the cache) reports the same."""
     proc = run_mgr("train", "model=probe", "encoder=clap_htsat", f"encoder.weights={clap_dir}", *TINY_DATA,
                    *NO_PLOTS, "trainer.enable_progress_bar=false")
     metrics = metrics_of(proc)
     report = metrics["head"]
-    assert len(report["grid"]) == 3 * (6 + 3 + 3)  # layers x (C, svm_C x svm_gamma, mlp_lr): the default grids
-    assert {g["layer"] for g in report["grid"]} == {0, 1, 2}
+    # inputs x (C, svm_C x svm_gamma, mlp_lr): the default grids on 3 layers, the descriptors, 3 fusions
+    assert len(report["grid"]) == 7 * (6 + 3 + 3)
+    assert {g["layer"] for g in report["grid"]} == {0, 1, 2, "descriptors", "0+descriptors", "1+descriptors",
+                                                    "2+descriptors"}
     assert {g["kind"] for g in report["grid"]} == {"logistic", "rbf_svm", "mlp"}
     best = max(g["val_track_acc"] for g in report["grid"])
     assert report["chosen"]["val_track_acc"] == best and report["chosen"] in report["grid"]
