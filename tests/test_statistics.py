@@ -122,6 +122,35 @@ def test_expected_calibration_error_equals_a_direct_computation():
     assert statistics.expected_calibration_error(confidence, correct) == pytest.approx(direct_ece(confidence, correct, 15))
 
 
+def direct_multilabel_ece(probabilities, labels, bins):
+    """Multi-label ECE written out: every (item, tag) probability a forecast of the tag, pooled over tags;
+    per bin ((b-1)/M, b/M] of the probabilities, |mean probability - fraction present| times the bin's share."""
+    p, y = np.asarray(probabilities, float).ravel(), np.asarray(labels, float).ravel()
+    total = 0.0
+    for b in range(bins):
+        inside = (p > b / bins) & (p <= (b + 1) / bins) if b else p <= 1 / bins
+        if inside.any():
+            total += inside.sum() / len(p) * abs(y[inside].mean() - p[inside].mean())
+    return total
+
+
+def test_multilabel_expected_calibration_error_equals_a_direct_computation():
+    # Hand-made, 2 items x 3 tags: the probabilities fall in 3 bins of 15 (0 in the first).
+    probabilities = [[0.95, 0.0, 0.5], [0.97, 0.02, 0.52]]
+    labels = [[1, 0, 1], [0, 0, 0]]
+    expected = 2 / 6 * abs(0.5 - 0.96) + 2 / 6 * abs(0 - 0.01) + 2 / 6 * abs(0.5 - 0.51)
+    forecasts = statistics.tag_forecasts(probabilities, labels)
+    assert forecasts[0].tolist() == [0.95, 0.0, 0.5, 0.97, 0.02, 0.52]
+    assert forecasts[1].tolist() == [True, False, True, False, False, False]
+    assert statistics.expected_calibration_error(*forecasts) == pytest.approx(expected)
+    assert direct_multilabel_ece(probabilities, labels, 15) == pytest.approx(expected)
+    rng = np.random.default_rng(2)
+    probabilities = rng.random((300, 7)) ** 2  # most near 0, as a tagger's are
+    labels = (rng.random((300, 7)) < 0.8 * probabilities).astype(int)
+    assert statistics.expected_calibration_error(*statistics.tag_forecasts(probabilities, labels)) == pytest.approx(
+        direct_multilabel_ece(probabilities, labels, 15))
+
+
 def test_expected_calibration_error_of_a_calibrated_and_an_over_confident_model():
     rng = np.random.default_rng(1)
     confidence = rng.uniform(0.3, 1.0, 200_000)

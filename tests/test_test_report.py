@@ -122,8 +122,19 @@ def test_the_calibration_errors_are_printed_before_the_table(tmp_path, capsys):
                "test/track_ece": 0.0625}
     test_report.print_results(metrics, None, str(tmp_path), "Test results of x.ckpt")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "Expected calibration error (15 equal-width bins): chunk 0.1250, track 0.0625"
+    assert lines[1] == "Expected calibration error (15 equal-width bins of the top probability): chunk 0.1250, track 0.0625"
     assert lines[-5] == "Test results of x.ckpt"  # the table still ends the output
+    metrics.update({"test/ece_uncalibrated": 0.25, "test/track_ece_uncalibrated": 0.5})
+    test_report.print_results(metrics, None, str(tmp_path), "Test results of x.ckpt")
+    assert capsys.readouterr().out.splitlines()[1] == ("Expected calibration error (15 equal-width bins of the top "
+                                                       "probability): chunk 0.1250 (uncalibrated 0.2500), track 0.0625 "
+                                                       "(uncalibrated 0.5000)")
+    multilabel = {"test/auc": 0.9, "test/track_auc": 0.95, "test/ece": 0.01, "test/track_ece": 0.02,
+                  "test/ece_uncalibrated": 0.03, "test/track_ece_uncalibrated": 0.04}
+    test_report.print_results(multilabel, None, str(tmp_path), "Test results of y.ckpt")
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "Expected calibration error (15 equal-width bins of every tag's probability): chunk 0.0100 (uncalibrated "
+        "0.0300), track 0.0200 (uncalibrated 0.0400)")
 
 
 @pytest.mark.slow

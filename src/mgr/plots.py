@@ -126,10 +126,13 @@ def save_feature_examples(maps: np.ndarray, titles: Sequence[str], per_row: int,
     return _save(fig, path)
 
 
-def save_reliability_diagram(levels: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str) -> Path:
+def save_reliability_diagram(levels: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str,
+                             multilabel: bool = False) -> Path:
     """One panel per level (`levels`: name -> (top probability, correct) per prediction): the accuracy of
     each of mgr.statistics' equal-width confidence bins against its mean confidence, the diagonal being
-    perfect calibration, and the bins' shares of the predictions below."""
+    perfect calibration, and the bins' shares of the predictions below. `multilabel`: the forecasts are
+    every (item, tag) probability and whether the tag is present (mgr.statistics.tag_forecasts), so a
+    bin's height is the fraction of its forecasts whose tag is present."""
     from mgr import statistics
 
     bins = statistics.CALIBRATION_BINS
@@ -137,17 +140,20 @@ def save_reliability_diagram(levels: dict[str, tuple[np.ndarray, np.ndarray]], p
     fig.suptitle(title)
     axes = np.atleast_2d(fig.subplots(2, len(levels), squeeze=False, height_ratios=(3, 1), sharex=True))
     centres = (np.arange(bins) + 0.5) / bins
+    outcome, probability = ("fraction present", "tag probability") if multilabel else ("accuracy", "top probability")
     for (name, (confidence, correct)), top, bottom in zip(levels.items(), axes[0], axes[1]):
         totals, accuracy, mean_confidence = statistics.reliability_bins(confidence, correct, bins)
         ece = statistics.expected_calibration_error(confidence, correct, bins)
         used = totals > 0
-        top.bar(centres[used], accuracy[used], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
-        top.plot(mean_confidence[used], accuracy[used], "o", color="C1", markersize=4, label="at mean confidence")
+        forecasts = f"({name}, tag) pairs" if multilabel else f"{name}s"
+        top.bar(centres[used], accuracy[used], width=1 / bins, edgecolor="black", alpha=0.7, label=outcome)
+        top.plot(mean_confidence[used], accuracy[used], "o", color="C1", markersize=4, label="at mean probability")
         top.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
-        top.set(title=f"{name} level: ECE {ece:.3f} ({len(confidence)} {name}s)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        top.set(title=f"{name} level: ECE {ece:.3f} ({len(confidence)} {forecasts})", ylabel=outcome, xlim=(0, 1),
+                ylim=(0, 1))
         top.legend(loc="upper left")
         bottom.bar(centres, totals / max(totals.sum(), 1), width=1 / bins, color="grey")
-        bottom.set(xlabel="top probability", ylabel="share")
+        bottom.set(xlabel=probability, ylabel="share")
     return _save(fig, path)
 
 
@@ -209,16 +215,20 @@ class PlotsCallback(pl.Callback):
         log.info("Plots: %s", ", ".join(str(p) for p in written))
 
     def _calibration_plots(self, pl_module) -> list[Path]:
-        """The reliability diagram (chunk and track level) and the tracks' risk-coverage curve."""
-        from mgr.test_report import track_confidence
+        """The reliability diagram (chunk and track level, of the calibrated probabilities) and, for a
+        multi-class model, the tracks' risk-coverage curve."""
+        from mgr.test_report import calibration_forecasts
 
         tested = pl_module.test_results
-        if "chunk_confidence" not in tested or not len(tested.get("track_labels", [])):
+        if "chunk_logits" not in tested or not len(tested.get("track_labels", [])):
             return []
-        tracks = track_confidence(tested, pl_module.track_aggregation)
-        levels = {"chunk": (tested["chunk_confidence"], tested["chunk_correct"]), "track": tracks}
-        return [save_reliability_diagram(levels, self.dirpath / "reliability.png", "Reliability diagram (test)"),
-                save_risk_coverage(*tracks, self.dirpath / "risk_coverage.png", "Risk-coverage of the test tracks")]
+        levels = calibration_forecasts(tested, pl_module)
+        title = "Reliability diagram (test" + (", every tag's probability)" if pl_module.multilabel else ")")
+        written = [save_reliability_diagram(levels, self.dirpath / "reliability.png", title, pl_module.multilabel)]
+        if not pl_module.multilabel:
+            written.append(save_risk_coverage(*levels["track"], self.dirpath / "risk_coverage.png",
+                                              "Risk-coverage of the test tracks"))
+        return written
 
     # Saved in checkpoints, so a resumed run draws its curves from the first epoch.
     def state_dict(self) -> dict:

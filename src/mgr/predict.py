@@ -285,13 +285,14 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
 
 
 def calibration_note(model) -> str:
-    """The temperature the probabilities are computed at, for the header line."""
-    from mgr.models.calibration import temperatures
+    """The temperature the probabilities are computed at (a multi-label model's: per tag; an ensemble's:
+    its members'), for the header line."""
+    from mgr.models.calibration import describe, is_calibrated
 
-    t = temperatures(model)
-    if isinstance(t, list):
-        return "probabilities at the members' temperatures " + ", ".join(f"{x:.3g}" for x in t)
-    return f"probabilities at temperature {t:.3g}" + (" (uncalibrated)" if t == 1.0 else "")
+    members = getattr(model, "members", None)
+    if members is not None:
+        return "probabilities at the members' temperatures " + ", ".join(f"{m.temperature:.3g}" for m in members)
+    return f"probabilities at {describe(model.temperature)}" + ("" if is_calibrated(model) else " (uncalibrated)")
 
 
 def checked_min_confidence(value) -> float | None:

@@ -110,12 +110,24 @@ CALIBRATION_BINS = 15  # equal-width confidence bins of the ECE (Guo et al. 2017
 def expected_calibration_error(confidence, correct, bins: int = CALIBRATION_BINS) -> float:
     """ECE: sum over equal-width bins of the top probability (bin b holds (b-1)/bins < c <= b/bins, a
     confidence of 0 in the first) of |accuracy - mean confidence| weighted by the bin's share of the
-    predictions (the L1 norm). `confidence`: each prediction's top probability; `correct`: whether it was right."""
+    predictions (the L1 norm). `confidence`: each prediction's top probability; `correct`: whether it was
+    right. A multi-label model's: of its `tag_forecasts` (each (item, tag) probability, and whether the tag
+    is present), so "accuracy" is the fraction of the bin's forecasts whose tag is present."""
     confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
     if not len(confidence):
         return float("nan")
     totals, accuracy, mean_confidence = reliability_bins(confidence, correct, bins)
     return float(np.sum(totals / totals.sum() * np.abs(accuracy - mean_confidence)))
+
+
+def tag_forecasts(probabilities, labels) -> tuple[np.ndarray, np.ndarray]:
+    """A multi-label model's probabilities [items, tags] as binary forecasts, the way multi-label calibration
+    is measured: every (item, tag) probability is a forecast that the item has the tag, and it came true
+    when it has. Returns the probabilities and the outcomes (0/1), flattened: the ECE of these is pooled
+    over tags, each bin's |mean probability - fraction present| weighted by its share of all (item, tag)
+    pairs."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    return probabilities.reshape(-1), (np.asarray(labels).reshape(probabilities.shape) > 0).reshape(-1)
 
 
 def reliability_bins(confidence, correct, bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -2,10 +2,13 @@
 intervals, write test_predictions.csv and metrics.json, hand the results to the callbacks that take
 them (W&B's), and print the chunk/track table.
 
-A multi-label model's report (task=multilabel) holds its ROC-AUC and PR-AUC (macro and micro) and its
-F1 at the per-class thresholds, per class too, and its test_predictions.csv a probability per class with
-the labels and the answers `;`-separated; it has no confusion matrices, bootstrap intervals or
-calibration errors yet.
+Every report holds the expected calibration errors of the test chunks and tracks, of the probabilities
+as calibrated (test/ece, test/track_ece) and as trained, at T = 1 (test/ece_uncalibrated,
+test/track_ece_uncalibrated): `calibration_report`. A multi-label model's report (task=multilabel) holds
+its ROC-AUC and PR-AUC (macro and micro) and its F1 at the per-class thresholds, per class too, and its
+test_predictions.csv a probability per class with the labels and the answers `;`-separated; it has no
+confusion matrices, bootstrap intervals or risk-coverage curve yet, and its calibration errors are
+those of every (item, tag) probability as a forecast of the tag (mgr.statistics.tag_forecasts).
 
 The report is written where the test predictions are: by the `TestReport` callback on global rank 0
 at the end of the test (under ddp_spawn, in the spawned rank 0, which holds every rank's predictions,
@@ -100,6 +103,7 @@ class TestReport(Callback):
             predictions["track_scores"] = track_probabilities(predictions, pl_module.track_aggregation)
             answered = pl_module.answered(torch.as_tensor(predictions["track_scores"])).numpy()
             results.update(multilabel_results(predictions, answered, names, pl_module.thresholds))
+            results.update(calibration_report(tested, pl_module, metrics))
         else:
             results.update(self._multiclass_results(tested, predictions, names, pl_module, metrics))
         if reports := head_reports(pl_module):
@@ -119,9 +123,7 @@ class TestReport(Callback):
         results = {"chunk_confusion": tested["chunk_confusion"], "track_confusion": tested["track_confusion"]}
         results["track_per_class"] = per_class_scores(results["track_confusion"], names)
         results["intervals"] = bootstrap_intervals(predictions, len(names), self.bootstrap)
-        calibration = calibration_report(tested, model)
-        metrics.update(calibration.pop("metrics"))
-        return {**results, **calibration}
+        return {**results, **calibration_report(tested, model, metrics)}
 
 
 def track_probabilities(predictions: dict, aggregation) -> np.ndarray:
@@ -154,27 +156,53 @@ def multilabel_results(predictions: dict, answered: np.ndarray, names: list[str]
     return {"task": "multilabel", "thresholds": thresholds, "track_per_class": per_class}
 
 
-def calibration_report(tested: dict, model) -> dict:
-    """The expected calibration errors (chunk: test/ece, track: test/track_ece; 15 equal-width bins of the
-    top probability, mgr.statistics), the temperatures the probabilities were computed at (an ensemble's:
-    its members') and the track-level risk-coverage curve (`risk_coverage`: coverage, accuracy of the
+def calibration_report(tested: dict, model, metrics: dict) -> dict:
+    """The expected calibration errors (15 equal-width bins, mgr.statistics) of the test chunks and tracks,
+    added to `metrics`: test/ece and test/track_ece of the probabilities as calibrated, test/ece_uncalibrated
+    and test/track_ece_uncalibrated of them as trained (T = 1). Returns the temperatures the probabilities
+    were computed at (a multi-label model's: one per tag; an ensemble's: its members') and, for a
+    multi-class model, the track-level risk-coverage curve (`risk_coverage`: coverage, accuracy of the
     answered, the min_confidence that answers them), from the task's test results."""
     from mgr.models.calibration import temperatures
 
-    confidence, correct = track_confidence(tested, model.track_aggregation)
-    return {"metrics": {"test/ece": statistics.expected_calibration_error(tested["chunk_confidence"],
-                                                                       tested["chunk_correct"]),
-                        "test/track_ece": statistics.expected_calibration_error(confidence, correct)},
-            "calibration": {"bins": statistics.CALIBRATION_BINS, "binning": "equal-width top-probability bins",
-                            "temperature": temperatures(model)},
-            "risk_coverage": statistics.risk_coverage_table(confidence, correct)}
+    for suffix, as_trained in (("", False), ("_uncalibrated", True)):
+        levels = calibration_forecasts(tested, model, as_trained)
+        metrics.update({f"test/{prefix}ece{suffix}": statistics.expected_calibration_error(*levels[level])
+                        for level, prefix in (("chunk", ""), ("track", "track_"))})
+    binning = "equal-width bins of every (item, tag) probability" if model.multilabel else "equal-width top-probability bins"
+    report = {"calibration": {"bins": statistics.CALIBRATION_BINS, "binning": binning, "temperature": temperatures(model)}}
+    if not model.multilabel:
+        report["risk_coverage"] = statistics.risk_coverage_table(*calibration_forecasts(tested, model)["track"])
+    return report
 
 
-def track_confidence(tested: dict, aggregation) -> tuple[np.ndarray, np.ndarray]:
-    """Each test track's top probability (its scores as probabilities by the model's TrackAggregation) and
-    whether its prediction was right."""
-    probabilities = track_probabilities(tested, aggregation)
-    return probabilities.max(axis=1), probabilities.argmax(axis=1) == np.asarray(tested["track_labels"])
+def calibration_forecasts(tested: dict, model, as_trained: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The test's forecasts whose calibration is measured, per level ("chunk", "track"): (each forecast's
+    probability, whether what it forecast came true), of the probabilities as calibrated or, `as_trained`,
+    at T = 1. Multi-class: each prediction's top probability and whether it was right; multi-label: every
+    (item, tag) probability and whether the item has the tag (mgr.statistics.tag_forecasts)."""
+    suffix = "_as_trained" if as_trained else ""
+    labels = np.asarray(tested["track_labels"])
+    chunk_labels = labels[np.asarray(tested["chunk_rows"], dtype=int)]
+    chunk = chunk_probabilities(tested[f"chunk_logits{suffix}"], model.multilabel)
+    track = track_probabilities({"track_scores": tested[f"track_scores{suffix}"]}, model.track_aggregation)
+    return {"chunk": forecasts(chunk, chunk_labels, model.multilabel), "track": forecasts(track, labels, model.multilabel)}
+
+
+def chunk_probabilities(logits, multilabel: bool) -> np.ndarray:
+    """Chunk logits [chunks, classes] as probabilities: one sigmoid per tag (multi-label), else a softmax."""
+    import torch
+
+    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    return (torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).numpy()
+
+
+def forecasts(probabilities: np.ndarray, labels: np.ndarray, multilabel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A multi-class model's top probabilities and whether each argmax is the label, or a multi-label
+    model's (item, tag) probabilities and whether each tag is present (labels: rows of 0/1)."""
+    if multilabel:
+        return statistics.tag_forecasts(probabilities, labels)
+    return probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
 
 
 def head_reports(model):
@@ -250,8 +278,7 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
     lines = []
     rows = MULTILABEL_TABLE_ROWS if "test/track_auc" in metrics else TABLE_ROWS
     if "test/ece" in metrics:  # before the table, whose lines end the output
-        lines.append(f"\nExpected calibration error (15 equal-width bins): chunk {metrics['test/ece']:.4f}, "
-                     f"track {metrics.get('test/track_ece', float('nan')):.4f}")
+        lines.append(calibration_line(metrics, multilabel=rows is MULTILABEL_TABLE_ROWS))
     if intervals:
         lines += [f"\n{intervals['level']:.0%} intervals: bootstrap over test tracks (chunk: each track with its chunks), "
                   f"{intervals['resamples']} resamples, seed {intervals['seed']}",
@@ -266,3 +293,15 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
         lines.append(f"  {name:{width}s} " + " ".join(cells))
     lines.append(f"  run directory: {run_dir}")
     print("\n".join(lines), flush=True)
+
+
+def calibration_line(metrics: dict[str, float], multilabel: bool) -> str:
+    """The expected calibration errors of the chunks and tracks, calibrated, then as trained where known."""
+    def cell(level: str) -> str:
+        uncalibrated = metrics.get(f"test/{level}ece_uncalibrated")
+        value = f"{metrics.get(f'test/{level}ece', float('nan')):.4f}"
+        return value if uncalibrated is None else f"{value} (uncalibrated {uncalibrated:.4f})"
+
+    of = "every tag's probability" if multilabel else "the top probability"
+    return (f"\nExpected calibration error (15 equal-width bins of {of}): chunk {cell('')}, "
+            f"track {cell('track_')}")

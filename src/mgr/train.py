@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best_path = checkpoint.best_model_path if checkpoint else ""
-    if best_path and cfg.get("calibrate", True) and not model.multilabel:  # one temperature over a softmax
+    if best_path and cfg.get("calibrate", True):  # one temperature, or a multi-label model's one per tag
         training["temperature_fit"] = calibrate(model, datamodule, trainer, best_path)
     if cfg.get("test"):
         if not best_path:
@@ -82,21 +82,22 @@ def checked_checkpoint(ckpt_path: str | None) -> str | None:
 
 
 def calibrate(model, datamodule, trainer, best_path: str) -> dict:
-    """Temperature scaling (mgr.models.calibration) of the best checkpoint: its weights loaded into
-    `model` (which the test then loads again), T fitted on the validation chunks, set on `model` and
+    """Temperature scaling (mgr.models.calibration.calibrate) of the best checkpoint: its weights loaded
+    into `model` (which the test then loads again), T (a multi-label model: one per tag, and its thresholds
+    chosen again on the calibrated probabilities) fitted on the validation chunks, set on `model` and
     written into the best checkpoint's hyperparameters (by global rank 0; every rank fits the same T).
     last.ckpt keeps T = 1: its weights are others, and a resumed run calibrates its own best. Returns
     the fit (T, the validation NLL before and after) for metrics.json."""
-    from mgr.models.calibration import fit_temperature, validation_logits
+    from mgr.models.calibration import calibrate as fit_and_set
     from mgr.models.checkpoints import read_checkpoint, save_atomically
 
     checkpoint = read_checkpoint(best_path)
     model.load_state_dict(checkpoint["state_dict"])
-    fit = fit_temperature(*validation_logits(model, datamodule, trainer.strategy.root_device))
-    model.set_temperature(fit.temperature)
+    fit = fit_and_set(model, datamodule, trainer.strategy.root_device)
     log.info("Calibration of %s: %s", best_path, fit)
     if trainer.is_global_zero:
-        checkpoint["hyper_parameters"]["temperature"] = fit.temperature
+        for key in ("temperature", "thresholds"):
+            checkpoint["hyper_parameters"][key] = model.hparams[key]
         save_atomically(checkpoint, best_path)
     trainer.strategy.barrier("mgr-calibrated")
     return {"temperature": fit.temperature, "val_nll_before": fit.nll_before, "val_nll_after": fit.nll_after,

@@ -85,7 +85,7 @@ class GenreClassifier(pl.LightningModule):
         encoder: dict | None = None,
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
-        temperature: float = 1.0,
+        temperature: float | list[float] = 1.0,
         task: str = "multiclass",
         thresholds: list[float] | None = None,
     ):
@@ -122,8 +122,8 @@ class GenreClassifier(pl.LightningModule):
         self.set_track_aggregation(track_aggregation, vote_threshold)
         self.set_temperature(temperature)
         self.set_thresholds(thresholds)
-        self._test_chunk_confidence: list[torch.Tensor] = []  # top probability of each test chunk, and
-        self._test_chunk_correct: list[torch.Tensor] = []  # whether it was right: the chunk ECE's inputs
+        # Each test chunk's logits, calibrated and as trained (T = 1), and its track: the calibration errors' inputs.
+        self._test_chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._prepare_training()
 
     def _prepare_training(self) -> None:
@@ -172,14 +172,41 @@ class GenreClassifier(pl.LightningModule):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """The calibrated logits: the head's divided by the temperature (mgr.models.calibration), so every
         probability mgr reports is calibrated; training's loss reads the head's own (training_step)."""
-        return self.head(self.encoder(wave)) / self.temperature
+        return self.calibrated(self.head(self.encoder(wave)))
 
-    def set_temperature(self, temperature: float) -> None:
-        """The temperature of the model's probabilities (1: as trained), kept in the hyperparameters so
-        the checkpoint carries it; a checkpoint written before temperature scaling has none and loads with 1."""
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
-            raise MGRError(f"temperature={temperature!r} must be a positive number (1: the probabilities as trained).")
-        self.temperature = float(temperature)
+    def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits as trained [..., C] divided by the temperature: one, or a multi-label model's one per tag."""
+        if isinstance(self.temperature, list):
+            return logits / torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
+        return logits / self.temperature
+
+    def logits_both_ways(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The calibrated logits (forward's) and the logits as trained (T = 1): of one pass through the net
+        where the forward is this class's; a subclass with a forward of its own (an ensemble, whose logits
+        are its members' mean probabilities) is run again with every temperature at 1."""
+        from mgr.models.calibration import as_trained, is_calibrated
+
+        if type(self).forward is GenreClassifier.forward:
+            trained = self.head(self.encoder(wave))
+            return self.calibrated(trained), trained
+        logits = self(wave)
+        if not is_calibrated(self):
+            return logits, logits
+        with as_trained(self):
+            return logits, self(wave)
+
+    def set_temperature(self, temperature: float | list[float]) -> None:
+        """The temperature of the model's probabilities (1: as trained; a multi-label model's may be a list,
+        one per tag), kept in the hyperparameters so the checkpoint carries it; a checkpoint written before
+        temperature scaling has none and loads with 1."""
+        per_tag = isinstance(temperature, (list, tuple))
+        values = list(temperature) if per_tag else [temperature]
+        if (per_tag and not (self.multilabel and len(values) == self.num_classes)) or any(
+                isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf") for t in values):
+            tags = f", or for a multilabel model a list of {self.num_classes} (one per tag)" if self.multilabel else ""
+            raise MGRError(f"temperature={temperature!r} must be a positive number{tags} (1: the probabilities "
+                           "as trained).")
+        self.temperature = [float(t) for t in values] if per_tag else float(temperature)
         self.hparams["temperature"] = self.temperature
 
     def set_thresholds(self, thresholds: list[float] | None) -> None:
@@ -219,7 +246,7 @@ class GenreClassifier(pl.LightningModule):
         return self._score(self(wave), target, track, stage)
 
     def _score(self, logits, target, track, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = target != PADDING_LABEL if target.dim() == 1 else (target != PADDING_LABEL).all(dim=1)
+        keep = self.counted(target)
         logits, target, track = logits[keep], self.targets_of(target[keep]), track[keep]
         # Also when empty: the gathered track state then has the same shape on every rank.
         getattr(self, f"{stage}_tracks").update(logits, target, track)
@@ -227,6 +254,11 @@ class GenreClassifier(pl.LightningModule):
             getattr(self, f"{stage}_loss").update(self.loss(logits, target), weight=len(target))
             getattr(self, f"{stage}_metrics").update(logits, self.metric_targets(target))
         return logits, target
+
+    @staticmethod
+    def counted(target: torch.Tensor) -> torch.Tensor:
+        """Which chunks of a batch count: not a DDP rank's padding chunk (a label, or a row, of PADDING_LABEL)."""
+        return target != PADDING_LABEL if target.dim() == 1 else (target != PADDING_LABEL).all(dim=1)
 
     def targets_of(self, target: torch.Tensor) -> torch.Tensor:
         """The targets the task scores against: class indices, or for a multi-label model rows [N, C] of 0/1
@@ -275,14 +307,13 @@ class GenreClassifier(pl.LightningModule):
         self.set_thresholds(f1_thresholds(probabilities, track_labels).tolist())
 
     def test_step(self, batch, batch_idx):
-        logits, target = self._eval_step(batch, "test")
-        if self.multilabel:  # no confusion matrix, and no calibration error yet (one class per chunk)
-            return
-        if len(target):
+        wave, target, track = batch
+        logits, trained = self.logits_both_ways(wave)
+        keep = self.counted(target)
+        self._test_chunks.append((logits[keep].float(), trained[keep].float(), track[keep]))
+        logits, target = self._score(logits, target, track, "test")
+        if len(target) and not self.multilabel:  # a multi-label model has no confusion matrix
             self.test_confusion.update(logits, target)
-        confidence, predicted = torch.softmax(logits.float(), dim=1).max(dim=1)
-        self._test_chunk_confidence.append(confidence)
-        self._test_chunk_correct.append(predicted == target)
 
     def on_test_epoch_end(self):
         results = self._eval_epoch_end("test")
@@ -307,12 +338,22 @@ class GenreClassifier(pl.LightningModule):
         self.test_results["temperature"] = self.temperature
         if self.multilabel:
             self.test_results["thresholds"] = self.thresholds
-            return
-        for name in ("confidence", "correct"):  # every rank's chunks, for the chunk-level calibration error
-            chunks = getattr(self, f"_test_chunk_{name}")
-            local = torch.cat(chunks) if chunks else torch.zeros(0, device=self.device)
-            self.test_results[f"chunk_{name}"] = self._all_ranks(local.float()).cpu().numpy()
-            chunks.clear()
+        self.test_results.update(self._test_chunks_both_ways(results["track_ids"]))
+
+    def _test_chunks_both_ways(self, track_ids: torch.Tensor) -> dict[str, Any]:
+        """Every rank's test chunks for the calibration errors before and after calibration: their logits
+        calibrated (`chunk_logits`) and as trained (`chunk_logits_as_trained`), the row of their track
+        among `track_ids` (`chunk_rows`), and the tracks' scores as trained (`track_scores_as_trained`),
+        combined from the chunks' logits at T = 1 by the track aggregation as the calibrated ones are."""
+        parts = list(zip(*self._test_chunks)) or [(), (), ()]
+        empty = (torch.zeros(0, self.num_classes, device=self.device),) * 2 + (torch.zeros(0, dtype=torch.long, device=self.device),)
+        logits, trained, tracks = (self._all_ranks(torch.cat(part) if part else none) for part, none in zip(parts, empty))
+        self._test_chunks.clear()
+        track_ids = track_ids.reshape(-1).to(tracks.device)  # torchmetrics squeezes a one-track split's
+        rows = torch.searchsorted(track_ids, tracks)
+        scores = self.track_aggregation.scores(trained, rows, len(track_ids))
+        return {"chunk_logits": logits.cpu().numpy(), "chunk_logits_as_trained": trained.cpu().numpy(),
+                "chunk_rows": rows.cpu().numpy(), "track_scores_as_trained": scores.cpu().numpy()}
 
     def on_test_end(self):
         # Runs after the callbacks' on_test_end: the other ranks wait while rank 0 draws its plots and
@@ -338,8 +379,7 @@ class GenreClassifier(pl.LightningModule):
     def on_test_start(self):
         for metric in (self.test_metrics, self.test_tracks, self.test_loss, self.test_confusion):
             metric.reset()
-        self._test_chunk_confidence.clear()
-        self._test_chunk_correct.clear()
+        self._test_chunks.clear()
 
     # --- checkpoints -----------------------------------------------------------
     @classmethod
