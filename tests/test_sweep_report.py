@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from conftest import NO_PLOTS, tiny
 from mgr import MGRError, statistics, sweep_report
@@ -75,7 +76,7 @@ def test_replicate_axes_are_counted_not_grouped(tmp_path):
     groups = sweep_report.group_configurations(runs)
     assert [key[2] for key in groups] == ["bad", "good", "mid"]
     assert all(key[3] == "" for key in groups)  # seed and fold overrides are axes, shared ones are dropped
-    rows = sweep_report.summarize(groups, BOOTSTRAP)
+    rows = sweep_report.summarize(groups, BOOTSTRAP, sweep_report.MULTICLASS)
     assert [(r["n"], r["seeds"], r["split_seeds"], r["folds"]) for r in rows] == [(6, 2, 1, 3)] * 3
     good = next(r for r in rows if r["model"] == "good")
     accs = {(r["seed"], r["fold"]): r["test/track_acc"] for r in runs if r["model"] == "good"}
@@ -273,3 +274,162 @@ def test_report_without_runs_is_one_clear_error(run_mgr, tmp_path, sweep_dir, te
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
     assert len(errors) == 1 and text in errors[0], proc.stderr
+
+
+# --- multi-label runs (task=multilabel): pooled macro ROC-AUC / PR-AUC and paired bootstrap differences ---
+TAGS = ["a", "b", "c", "never"]  # no track carries "never": it has no ROC-AUC and is left out of the macro means
+TAG_LABELS = np.random.default_rng(0).random((12, 4)) < 0.5
+TAG_LABELS[:, 3] = False
+TAG_LABELS[0, :3], TAG_LABELS[1, :3] = True, False  # every scored tag has positives and negatives
+
+
+def tag_scores(model: str, seed: int) -> np.ndarray:
+    """[12 tracks, 4 tags]: "good" ranks the positives high (with some noise), "same" is "good" again,
+    "bad" is noise; another seed, other noise."""
+    noise = np.random.default_rng(seed + 10 * (model == "bad")).random(TAG_LABELS.shape)
+    return np.round(noise if model == "bad" else 0.3 * TAG_LABELS + 0.7 * noise, 6)
+
+
+def make_multilabel_run(run_dir: Path, model: str, seed: int, fold: int) -> Path:
+    """A finished task=multilabel run of fold `fold` of 3, as mgr.train leaves it (test_report's files)."""
+    tracks = [i for i in range(12) if i % 3 == fold]
+    labels, scores = TAG_LABELS[tracks], tag_scores(model, seed)[tracks]
+    (run_dir / ".hydra").mkdir(parents=True)
+    overrides = ["task=multilabel", "data=synth_multilabel", f"model={model}", f"seed={seed}", "data.folds=3",
+                 f"data.fold={fold}"]
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    choices = {"data": "synth_multilabel", "feature": "mel", "model": model}
+    (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    config = {"seed": seed, "task": "multilabel", "data": {"split_seed": 0, "folds": 3, "fold": fold}}
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    scored = labels.any(0) & ~labels.all(0)
+    auc = float(roc_auc_score(labels[:, scored], scores[:, scored]))
+    per_class = [{"label": t, "roc_auc": float(roc_auc_score(labels[:, k], scores[:, k])) if scored[k] else 0.0,
+                  "f1": 0.5} for k, t in enumerate(TAGS)]
+    metrics = {"test/track_auc": auc, "test/track_ap": auc, "test/track_f1": 0.5, "test/auc": auc, "test/ap": auc,
+               "class_names": TAGS, "task": "multilabel", "track_per_class": per_class}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    with open(run_dir / "test_predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "labels", "predictions", "chunks", *(f"score_{t}" for t in TAGS),
+                         "seed", "split_seed", "fold", "folds"])
+        for i, row, score in zip(tracks, labels, scores):
+            tags = ";".join(t for t, yes in zip(TAGS, row) if yes)
+            writer.writerow([TRACKS[i], tags, tags, 2, *score, seed, 0, fold, 3])
+    return run_dir
+
+
+def make_multilabel_sweep(root: Path, models=("bad", "good", "same"), seeds=(1,)) -> Path:
+    for n, (model, seed, fold) in enumerate((m, s, f) for m in models for s in seeds for f in range(3)):
+        make_multilabel_run(root / str(n), model, seed, fold)
+    return root
+
+
+SMALL_BOOTSTRAP = {"resamples": 200, "seed": 0}
+
+
+def test_multilabel_pooled_macro_aucs_equal_scikit_learns_with_their_bootstrap_intervals(tmp_path):
+    sweep = make_multilabel_sweep(tmp_path / "sweep", models=("good",), seeds=(1, 2))
+    sweep_report.write_report(sweep, 0.05, SMALL_BOOTSTRAP)
+    (row,) = read_csv(sweep / "report.csv")
+    # folds pooled: every track once per seed; "never" has no positive and is left out of the macro means
+    labels = np.concatenate([TAG_LABELS] * 2)[:, :3]
+    scores = np.concatenate([tag_scores("good", 1), tag_scores("good", 2)])[:, :3]
+    assert (row["pooled_runs"], row["pooled_tracks"], row["pooled_predictions"], row["tags_left_out"]) == ("6", "12", "24", "never")
+    auc, ap = roc_auc_score(labels, scores), average_precision_score(labels, scores)
+    assert 0.7 < auc < 1  # informative, not perfect
+    assert float(row["pooled_track_auc"]) == pytest.approx(auc, abs=1e-6)
+    assert float(row["pooled_track_ap"]) == pytest.approx(ap, abs=1e-6)
+    # The interval: the same resamples of tracks (each with its two rows), scored by scikit-learn's weighted AUC.
+    draws = statistics.resample_weights(12, SMALL_BOOTSTRAP["resamples"], SMALL_BOOTSTRAP["seed"])
+    track = np.tile(np.argsort(np.argsort(TRACKS)), 2)  # tracks are numbered in path order
+    resampled = []
+    for weights in draws[:, track]:
+        scored = [k for k in range(3) if 0 < (weights * labels[:, k]).sum() < weights.sum()]
+        resampled.append(np.mean([roc_auc_score(labels[:, k], scores[:, k], sample_weight=weights) for k in scored]))
+    expected = statistics.percentile_interval(np.array(resampled))
+    assert (float(row["pooled_track_auc_lo"]), float(row["pooled_track_auc_hi"])) == pytest.approx(expected, abs=1e-6)
+    text = (sweep / "report.md").read_text()
+    assert "pooled track macro ROC-AUC [95% CI]" in text and "| Per-tag track ROC-AUC" not in text
+    assert f"{auc:.3f} [{expected[0]:.3f}, {expected[1]:.3f}]" in text
+    assert "Tags left out of the pooled macro means (no positive or no negative among the pooled test tracks): synth_multilabel/mel/good: never." in text
+
+
+def test_multilabel_pairs_are_paired_bootstrap_differences_of_macro_auc_with_holm(tmp_path):
+    sweep = make_multilabel_sweep(tmp_path / "sweep")
+    sweep_report.write_report(sweep, 0.05, SMALL_BOOTSTRAP)
+    pairs = {(p["a"], p["b"]): p for p in read_csv(sweep / "report_pairs.csv")}
+    assert set(pairs) == {("model=bad", "model=good"), ("model=bad", "model=same"), ("model=good", "model=same")}
+    labels = TAG_LABELS[:, :3]
+    auc = {m: roc_auc_score(labels, tag_scores(m, 1)[:, :3]) for m in ("bad", "good")}
+    bad_good = pairs["model=bad", "model=good"]
+    assert (bad_good["tracks"], bad_good["tags"]) == ("12", "3")
+    assert float(bad_good["difference"]) == pytest.approx(auc["bad"] - auc["good"], abs=1e-6) and auc["good"] - auc["bad"] > 0.3
+    assert float(bad_good["hi"]) < 0 and float(bad_good["p"]) < 0.02  # clearly worse: a small p
+    good_same = pairs["model=good", "model=same"]
+    assert float(good_same["difference"]) == float(good_same["lo"]) == float(good_same["hi"]) == 0 and float(good_same["p"]) == 1
+    # Holm over the three pairs' p-values and Friedman's test of the runs' macro ROC-AUC, together
+    runs = read_runs(sweep)
+    blocks = [[next(r["test/track_auc"] for r in runs if (r["model"], r["fold"]) == (m, f)) for m in ("bad", "good", "same")]
+              for f in range(3)]
+    p_values = [float(pairs[k]["p"]) for k in sorted(pairs)]
+    holm = statistics.holm([*p_values, statistics.friedman(np.array(blocks))["p"]])
+    assert [float(pairs[k]["holm"]) for k in sorted(pairs)] == pytest.approx(holm[:3])
+    text = (sweep / "report.md").read_text()
+    assert "## Paired comparisons on the same test tracks (track macro ROC-AUC)" in text
+    assert (f"- model=good beats model=bad by {100 * (auc['good'] - auc['bad']):.1f} points of macro ROC-AUC (95% CI "
+            in text and f"paired bootstrap p={float(bad_good['p']):.3g} (Holm {holm[0]:.3g}): significant at alpha=0.05." in text)
+    assert "- model=good and model=same tie on macro ROC-AUC" in text and "p=1 (Holm 1): not significant" in text
+
+
+def test_a_multilabel_suite_pairs_systems_within_each_dataset(tmp_path):
+    sweep = tmp_path / "sweep"
+    for n, (dataset, model, fold) in enumerate((d, m, f) for d in ("one", "two") for m in ("bad", "good") for f in range(3)):
+        run = make_multilabel_run(sweep / str(n), model, 1 + (dataset == "two"), fold)
+        hydra = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())
+        hydra["hydra"]["runtime"]["choices"]["data"] = dataset
+        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    sweep_report.write_report(sweep, 0.05, SMALL_BOOTSTRAP)
+    labels = TAG_LABELS[:, :3]
+    auc = {(d, m): roc_auc_score(labels, tag_scores(m, 1 + (d == "two"))[:, :3]) for d in ("one", "two") for m in ("bad", "good")}
+    suite = {r["name"]: r for r in read_csv(sweep / "report_suite.csv")}
+    good = suite["model=good"]
+    assert (good["datasets"], good["pooled_tracks"], float(good["two_pooled_track_auc"])) == ("2", "24", pytest.approx(auc["two", "good"]))
+    assert float(good["mean_over_datasets"]) == pytest.approx((auc["one", "good"] + auc["two", "good"]) / 2)
+    assert float(good["mean_over_datasets_lo"]) <= float(good["mean_over_datasets"]) <= float(good["mean_over_datasets_hi"])
+    pooled_pair = next(p for p in read_csv(sweep / "report_pairs.csv") if p["view"] == "pooled over datasets")
+    expected = np.mean([auc[d, "bad"] - auc[d, "good"] for d in ("one", "two")])
+    assert (pooled_pair["tracks"], float(pooled_pair["difference"])) == ("24", pytest.approx(expected))
+    assert "| model=good | 2 | 6 |" in (sweep / "report.md").read_text()
+
+
+def test_a_sweep_of_multiclass_and_multilabel_runs_is_one_clear_error(run_mgr, tmp_path):
+    make_run(tmp_path / "sweep" / "0", "good", 1, 0)
+    make_multilabel_run(tmp_path / "sweep" / "1", "good", 1, 0)
+    proc = run_mgr("report", f"sweep_dir={tmp_path / 'sweep'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mgr: error:")]
+    assert len(errors) == 1 and "holds both multi-class and multi-label runs" in errors[0], proc.stderr
+    assert not (tmp_path / "sweep" / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_report_of_a_multilabel_multirun(run_mgr, tmp_path):
+    """Two task=multilabel configurations (two learning rates) of the tiny multi-label synth, then mgr.report:
+    each one's pooled macro ROC-AUC is scikit-learn's on its test_predictions.csv, and the pair is reported."""
+    run_mgr("train", "-m", "task=multilabel", "data=synth_multilabel", *tiny(), "optimizer.lr=1e-3,3e-3", "debug=limit",
+            *NO_PLOTS)
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    proc = run_mgr("report", f"sweep_dir={sweep}", "+bootstrap.resamples=200")
+    assert "2 runs in 2 groups" in proc.stdout and "pooled track macro ROC-AUC [95% CI]" in proc.stdout
+    for row in read_csv(sweep / "report.csv"):
+        (job,) = [j for j in sweep.iterdir() if j.is_dir() and row["other"] in (j / ".hydra" / "overrides.yaml").read_text()]
+        names = json.loads((job / "metrics.json").read_text())["class_names"]
+        rows = read_csv(job / "test_predictions.csv")
+        labels = np.array([[c in r["labels"].split(";") for c in names] for r in rows])
+        scores = np.array([[float(r[f"score_{c}"]) for c in names] for r in rows])
+        scored = labels.any(0) & ~labels.all(0)
+        assert float(row["pooled_track_auc"]) == pytest.approx(roc_auc_score(labels[:, scored], scores[:, scored]), abs=1e-6)
+    (pair,) = read_csv(sweep / "report_pairs.csv")
+    assert 0 <= float(pair["p"]) <= 1 and float(pair["holm"]) == float(pair["p"])
+    assert "paired bootstrap p=" in (sweep / "report.md").read_text()

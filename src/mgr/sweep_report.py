@@ -13,6 +13,17 @@ over the datasets: the mean of its per-dataset pooled accuracies, the accuracy o
 of every dataset with its interval, and the same paired tests on tracks matched within each dataset.
 All p-values are Holm-corrected together, with one sentence per pair at `alpha`. Writes report.md,
 report.csv, report_runs.csv, report_pairs.csv, report.png and report_pairs.png next to the runs.
+
+A sweep of multi-label runs (task=multilabel: metrics.json says "task": "multilabel") is scored by
+ranking, not by accuracy (`SCORINGS`): per configuration the runs' macro ROC-AUC and PR-AUC (average
+precision), and the pooled macro ROC-AUC and PR-AUC of every run's test tracks together (torchmetrics'),
+with a bootstrap interval over tracks. The macro means are over the tags that have both a positive and a
+negative among the tracks scored (in a resample: among the tracks drawn); a tag without positives has no
+ROC-AUC and is left out, and the report names such tags. Two configurations on the same tracks are
+compared by the paired bootstrap of the difference of their macro ROC-AUC (tracks drawn jointly for
+both, each with all its predictions) and its two-sided bootstrap p-value, one test per pair, Holm-
+corrected together with the Friedman tests; over several datasets, by the mean over the datasets of the
+per-dataset values. Multi-class and multi-label runs in one report are an error: they share no score.
 """
 
 from __future__ import annotations
@@ -21,18 +32,43 @@ import csv
 import itertools
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
 
 from mgr import MGRError, statistics
 
-METRICS = ("test/track_acc", "test/track_f1", "test/acc", "test/f1")
+# The run metrics of each task (mean ± std over runs), by their metrics.json keys, and their columns.
+MULTICLASS_METRICS = {"test/track_acc": "track acc", "test/track_f1": "track macro-F1", "test/acc": "chunk acc",
+                      "test/f1": "chunk macro-F1"}
+MULTILABEL_METRICS = {"test/track_auc": "track macro ROC-AUC", "test/track_ap": "track macro PR-AUC",
+                      "test/track_f1": "track macro-F1 at thresholds", "test/auc": "chunk macro ROC-AUC",
+                      "test/ap": "chunk macro PR-AUC"}
+METRICS = tuple(dict.fromkeys([*MULTICLASS_METRICS, *MULTILABEL_METRICS]))
 KEYS = ("dataset", "feature", "model")
 # Replicate axes: run field -> its override. A configuration is what stays when these are taken away.
 AXES = {"seed": "seed", "split_seed": "data.split_seed", "fold": "data.fold"}
 IGNORED = ("paths.", "hydra.", "trainer.enable_progress_bar")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How the report scores the runs of one task (`SCORINGS`): their metrics, the pooled scores of their test
+    predictions with intervals, and the paired comparison of two configurations (or systems)."""
+
+    metrics: dict[str, str]  # metrics.json key -> column: mean ± std over runs
+    headline: str  # the run metric of the axis std table, Friedman's test and report.png
+    headline_name: str  # ... in words; also what a pair's difference is in points of
+    pooled: dict[str, str]  # pooled score -> column, each with _lo and _hi (`pool`'s keys)
+    per_class: str  # the field of a run's track_per_class shown per class (mean ± std over runs)
+    per_class_name: str  # ... its table's title
+    pool: Callable[[list[dict], dict], dict]  # (runs, bootstrap) -> pooled scores, {} without predictions
+    pair: Callable[..., dict | None]  # (a name, b name, a runs, b runs, bootstrap) -> a pair, None unpaired
+    pool_datasets: Callable[[list[dict], dict], dict]  # one system over its datasets: its suite row
+    footnote: str  # how the report's differences, intervals and p-values were computed
 
 
 def override_key(override: str) -> str:
@@ -44,6 +80,7 @@ def read_run(metrics_file: Path) -> dict | None:
     if not (hydra_dir / "hydra.yaml").exists():
         return None
     metrics = json.loads(metrics_file.read_text())
+    task = metrics.get("task") or "multiclass"  # runs written before task=multilabel are multi-class
     choices = yaml.safe_load((hydra_dir / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
     config = yaml.safe_load((hydra_dir / "config.yaml").read_text())
     overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
@@ -53,8 +90,8 @@ def read_run(metrics_file: Path) -> dict | None:
     return {
         "dataset": choices.get("data"), "feature": choices.get("feature"), "model": choices.get("model"),
         "other": other, "seed": config.get("seed"), "split_seed": data.get("split_seed"), "fold": data.get("fold"),
-        "run": str(metrics_file.parent), **{m: metrics.get(m) for m in METRICS},
-        "per_class_f1": {c["label"]: c["f1"] for c in metrics.get("track_per_class", [])},
+        "run": str(metrics_file.parent), "task": task, **{m: metrics.get(m) for m in METRICS},
+        "track_per_class": metrics.get("track_per_class", []),
     }
 
 
@@ -92,15 +129,20 @@ def labels(configurations: list[tuple]) -> list[str]:
 
 
 def read_predictions(run: dict) -> dict | None:
-    """A run's test_predictions.csv as {path: (label, prediction)} and its class names; None for runs
-    written before mgr kept predictions."""
+    """A run's test_predictions.csv as {path: (label, prediction)} and its class names; a multi-label
+    run's (a `labels` column, `;`-separated) as {path: (labels [C] bool, probabilities [C])}; None for
+    runs written before mgr kept predictions."""
     file = Path(run["run"], "test_predictions.csv")
     if not file.exists():
         return None
     with file.open(newline="") as f:
         reader = csv.DictReader(f)
         classes = [c.removeprefix("score_") for c in reader.fieldnames if c.startswith("score_")]
-        rows = {r["path"]: (classes.index(r["label"]), classes.index(r["prediction"])) for r in reader}
+        if "labels" in reader.fieldnames:
+            rows = {r["path"]: (np.isin(classes, r["labels"].split(";")), np.array([float(r[f"score_{c}"]) for c in classes]))
+                    for r in reader}
+        else:
+            rows = {r["path"]: (classes.index(r["label"]), classes.index(r["prediction"])) for r in reader}
     return {"classes": classes, "rows": rows}
 
 
@@ -132,20 +174,22 @@ def pooled(members: list[dict], bootstrap: dict) -> dict:
             "pooled_track_f1_lo": interval["macro_f1"][0], "pooled_track_f1_hi": interval["macro_f1"][1]}
 
 
-def summarize(groups: dict[tuple, list[dict]], bootstrap: dict) -> list[dict]:
+def summarize(groups: dict[tuple, list[dict]], bootstrap: dict, scoring: Scoring) -> list[dict]:
     rows = []
     for (key, members), name in zip(groups.items(), labels(list(groups))):
         row = dict(zip((*KEYS, "other"), key), name=name, n=len(members))
         row.update({f"{a}s": len({r[a] for r in members}) for a in AXES})
-        for m in METRICS:
+        for m in scoring.metrics:
             values = np.array([r[m] for r in members if r[m] is not None], dtype=float)
             row[f"{m}_mean"] = float(values.mean()) if len(values) else float("nan")
             row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
             row.update({f"{m}_std_over_{a}s": axis_std(members, m, a) for a in AXES if row[f"{a}s"] > 1})
-        row.update(pooled(members, bootstrap))
-        for c in dict.fromkeys(c for r in members for c in r["per_class_f1"]):
-            f1 = [r["per_class_f1"][c] for r in members if c in r["per_class_f1"]]
-            row[f"f1_{c}_mean"], row[f"f1_{c}_std"] = float(np.mean(f1)), float(np.std(f1, ddof=1)) if len(f1) > 1 else 0.0
+        row.update(scoring.pool(members, bootstrap))
+        per_class = [{c["label"]: c.get(scoring.per_class) for c in r["track_per_class"]} for r in members]
+        for c in dict.fromkeys(c for scores in per_class for c in scores):
+            values = [v for scores in per_class if (v := scores.get(c)) is not None]
+            row[f"{scoring.per_class}_{c}_mean"] = float(np.mean(values)) if values else float("nan")
+            row[f"{scoring.per_class}_{c}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         rows.append(row)
     return rows
 
@@ -155,19 +199,31 @@ def matched(a_runs: list[dict], b_runs: list[dict]) -> dict[tuple, tuple[list, n
     by dataset, seed, split seed and fold, tracks by path within their dataset; replicates by (seed,
     split seed) with their folds (and datasets) pooled, so no track counts twice in one McNemar test.
     {(seed, split_seed): (tracks as "dataset:path", a correct, b correct)}."""
-    b_by_replicate = {(r["dataset"], *replicate(r)): r["predictions"] for r in b_runs if r["predictions"]}
     replicates: dict[tuple, list] = defaultdict(list)
+    for run, path, a, b in paired_rows(a_runs, b_runs):
+        (label, a_pred), (b_label, b_pred) = a["rows"][path], b["rows"][path]
+        if a["classes"][label] != b["classes"][b_label]:
+            raise MGRError(f"{path} is labelled {a['classes'][label]} in {run['run']} but "
+                           f"{b['classes'][b_label]} in the run it is paired with; they test different data.")
+        replicates[replicate(run)[:2]].append((f"{run['dataset']}:{path}", a_pred == label, b_pred == b_label))
+    return {k: ([r[0] for r in v], np.array([r[1] for r in v]), np.array([r[2] for r in v]))
+            for k, v in sorted(replicates.items(), key=lambda kv: str(kv[0]))}
+
+
+def paired_rows(a_runs: list[dict], b_runs: list[dict]):
+    """(a's run, track path, a's predictions, b's) for every test track of a run of a that a run of b of the
+    same dataset, seed, split seed and fold also tested, tracks in path order."""
+    b_by_replicate = {(r["dataset"], *replicate(r)): r["predictions"] for r in b_runs if r["predictions"]}
     for run in a_runs:
         a, b = run["predictions"], b_by_replicate.get((run["dataset"], *replicate(run)))
         if a and b:
             for path in sorted(a["rows"].keys() & b["rows"].keys()):
-                (label, a_pred), (b_label, b_pred) = a["rows"][path], b["rows"][path]
-                if a["classes"][label] != b["classes"][b_label]:
-                    raise MGRError(f"{path} is labelled {a['classes'][label]} in {run['run']} but "
-                                   f"{b['classes'][b_label]} in the run it is paired with; they test different data.")
-                replicates[replicate(run)[:2]].append((f"{run['dataset']}:{path}", a_pred == label, b_pred == b_label))
-    return {k: ([r[0] for r in v], np.array([r[1] for r in v]), np.array([r[2] for r in v]))
-            for k, v in sorted(replicates.items(), key=lambda kv: str(kv[0]))}
+                yield run, path, a, b
+
+
+def paired_accuracy(a: str, b: str, a_runs: list[dict], b_runs: list[dict], bootstrap: dict) -> dict | None:
+    """A multi-class pair (`paired`) of a's and b's runs on the tracks they share; None when they share none."""
+    return paired(a, b, pairs_of, bootstrap) if (pairs_of := matched(a_runs, b_runs)) else None
 
 
 def paired(a: str, b: str, pairs_of: dict, bootstrap: dict) -> dict:
@@ -190,7 +246,7 @@ def by_dataset(keys) -> dict[str, list]:
     return dict(out)
 
 
-def compare(groups: dict[tuple, list[dict]], bootstrap: dict) -> tuple[list[dict], list[dict]]:
+def compare(groups: dict[tuple, list[dict]], bootstrap: dict, scoring: Scoring) -> tuple[list[dict], list[dict]]:
     """Within each dataset: McNemar per replicate and the paired bootstrap for every pair of its
     configurations on shared test tracks, and Friedman over the runs every one of its configurations
     has (more than two). Configurations of two datasets are two tasks and are not paired: the pooled
@@ -199,17 +255,18 @@ def compare(groups: dict[tuple, list[dict]], bootstrap: dict) -> tuple[list[dict
     pairs, rankings = [], []
     for keys in by_dataset(groups).values():
         for a, b in itertools.combinations(keys, 2):
-            if pairs_of := matched(groups[a], groups[b]):
-                pairs.append(paired(names[a], names[b], pairs_of, bootstrap))
-        if ranking := friedman({k: groups[k] for k in keys}, names):
+            if pair := scoring.pair(names[a], names[b], groups[a], groups[b], bootstrap):
+                pairs.append(pair)
+        if ranking := friedman({k: groups[k] for k in keys}, names, scoring.headline):
             rankings.append(ranking)
     return pairs, rankings
 
 
-def friedman(groups: dict[tuple, list[dict]], names: dict) -> dict | None:
-    """Friedman's test of the configurations' track accuracy over the replicates (seed, split seed,
-    fold) that every configuration ran: None for two configurations or fewer than two such replicates."""
-    by_replicate = [{replicate(r): r["test/track_acc"] for r in members if r["test/track_acc"] is not None}
+def friedman(groups: dict[tuple, list[dict]], names: dict, metric: str = "test/track_acc") -> dict | None:
+    """Friedman's test of the configurations' `metric` (track accuracy; a multi-label run's macro ROC-AUC) over
+    the replicates (seed, split seed, fold) that every configuration ran: None for two configurations or
+    fewer than two such replicates."""
+    by_replicate = [{replicate(r): r[metric] for r in members if r[metric] is not None}
                     for members in groups.values()]
     blocks = sorted(set.intersection(*(set(b) for b in by_replicate)), key=str)
     if len(groups) < 3 or len(blocks) < 2:
@@ -256,20 +313,173 @@ def pooled_over_datasets(members: list[dict], bootstrap: dict) -> dict:
             "pooled_track_acc_hi": interval["accuracy"][1]}
 
 
-def compare_systems(suite: dict[str, list[dict]], bootstrap: dict) -> tuple[list[dict], list[dict]]:
-    """The suite's rows (`pooled_over_datasets`) and its pairs: every two systems on the tracks they
-    share, matched within each dataset, McNemar per replicate with datasets and folds pooled."""
-    rows = [{"name": name, **pooled_over_datasets(members, bootstrap)} for name, members in suite.items()]
+def compare_systems(suite: dict[str, list[dict]], bootstrap: dict, scoring: Scoring) -> tuple[list[dict], list[dict]]:
+    """The suite's rows (`scoring.pool_datasets`) and its pairs: every two systems on the tracks they
+    share, matched within each dataset (multi-class: McNemar per replicate with datasets and folds pooled)."""
+    rows = [{"name": name, **scoring.pool_datasets(members, bootstrap)} for name, members in suite.items()]
     pairs = []
     for a, b in itertools.combinations(suite, 2):
-        if pairs_of := matched(suite[a], suite[b]):
-            pairs.append(paired(a, b, pairs_of, bootstrap))
+        if pair := scoring.pair(a, b, suite[a], suite[b], bootstrap):
+            pairs.append(pair)
     return rows, pairs
 
 
+# --- multi-label runs: ranking scores of every tag --------------------------------------------------------
+def tag_rows(members: list[dict]) -> list[tuple]:
+    """(dataset, tags, path, labels [T], [probabilities [T]]) of every test track of every run of `members`
+    with predictions: `tag_parts`' rows of one system."""
+    return [(r["dataset"], tuple(r["predictions"]["classes"]), path, labels, [scores]) for r in members
+            if r["predictions"] for path, (labels, scores) in r["predictions"]["rows"].items()]
+
+
+def tag_parts(rows: list[tuple]) -> list[dict]:
+    """`tag_rows`-like rows (the systems' probabilities of each row in their last item) by dataset: its tags,
+    its tracks ("dataset:path", one per row), labels [n, T] and the systems' probabilities [systems, n, T]."""
+    by_dataset: dict[str, list] = defaultdict(list)
+    for row in rows:
+        by_dataset[row[0]].append(row)
+    parts = []
+    for dataset, some in by_dataset.items():
+        if len(tag_lists := {r[1] for r in some}) > 1:
+            raise MGRError(f"The runs of data={dataset} score different tags ({' against '.join(map(str, sorted(tag_lists)))}); "
+                           "report runs of one tag list together.")
+        parts.append({"dataset": dataset, "classes": list(some[0][1]), "tracks": [f"{dataset}:{r[2]}" for r in some],
+                      "labels": np.array([r[3] for r in some], dtype=bool),
+                      "scores": np.array([r[4] for r in some], dtype=float).transpose(1, 0, 2)})
+    return parts
+
+
+def scored_tags(labels: np.ndarray) -> np.ndarray:
+    """The tags [T] a macro mean covers: those with a positive and a negative among the tracks (`labels` [n, T]);
+    another tag has no ROC-AUC (and a trivial PR-AUC), and is left out."""
+    return labels.any(0) & ~labels.all(0)
+
+
+def macro_score(metric: Callable, labels: np.ndarray, scores: np.ndarray) -> float:
+    """torchmetrics' multi-label `metric` (multilabel_auroc, multilabel_average_precision), macro over the
+    `scored_tags` of the tracks (rows of `labels` and `scores` [n, T]); nan when no tag is scored."""
+    import torch
+
+    tags = scored_tags(labels)
+    if not tags.any():
+        return float("nan")
+    return float(metric(torch.as_tensor(scores[:, tags], dtype=torch.float64), torch.as_tensor(labels[:, tags], dtype=torch.long),
+                        int(tags.sum()), average="macro", validate_args=False))
+
+
+def macro_aucs(parts: list[dict], rows: list[np.ndarray]) -> np.ndarray:
+    """[macro ROC-AUC, macro PR-AUC] of each part's (dataset's) first system on its `rows`, mean over the parts."""
+    from torchmetrics.functional.classification import multilabel_auroc, multilabel_average_precision
+
+    return np.mean([[macro_score(metric, p["labels"][r], p["scores"][0][r])
+                     for metric in (multilabel_auroc, multilabel_average_precision)] for p, r in zip(parts, rows)], axis=0)
+
+
+def auc_difference(parts: list[dict], rows: list[np.ndarray]) -> np.ndarray:
+    """[macro ROC-AUC of system 0 minus system 1] of each part on its `rows` (both on the same rows and tags),
+    mean over the parts."""
+    from torchmetrics.functional.classification import multilabel_auroc
+
+    return np.array([np.mean([macro_score(multilabel_auroc, p["labels"][r], p["scores"][0][r])
+                              - macro_score(multilabel_auroc, p["labels"][r], p["scores"][1][r]) for p, r in zip(parts, rows)])])
+
+
+def over_tracks(parts: list[dict], statistic: Callable, bootstrap: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`statistic(parts, rows)` (rows: each part's row indices) on every row, and on each bootstrap resample:
+    the tracks of all parts drawn with replacement by mgr.statistics.resample_weights, each with all its rows
+    (a track tested by several runs), as statistics.bootstrap_scores draws them. Resamples on which the
+    statistic is undefined (nan: no tag with a positive and a negative drawn) are dropped."""
+    _, units = np.unique([t for p in parts for t in p["tracks"]], return_inverse=True)
+    every = [np.arange(len(p["tracks"])) for p in parts]
+    ends = np.cumsum([len(rows) for rows in every])[:-1]
+    draws = statistics.resample_weights(int(units.max()) + 1, int(bootstrap["resamples"]), int(bootstrap["seed"]))
+    drawn = np.array([statistic(parts, [np.repeat(rows, counts) for rows, counts in zip(every, np.split(draw[units], ends))])
+                      for draw in draws])
+    return np.asarray(statistic(parts, every)), drawn[~np.isnan(drawn).any(axis=1)]
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """The two-sided p-value of "no difference" from a paired bootstrap's resampled differences: twice the
+    smaller share of them on either side of zero (zero counts on both sides), one added to each count
+    (the hypothesis as one more resample: never a p of 0 from finitely many resamples), at most 1. So it
+    falls below alpha about when the (1 - alpha) percentile interval leaves zero out; identical systems get 1."""
+    d = np.asarray(differences)
+    return float(min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (len(d) + 1)))
+
+
+def interval_of(drawn: np.ndarray) -> tuple[float, float]:
+    """The percentile interval of resampled values (nan without any)."""
+    return statistics.percentile_interval(drawn) if len(drawn) else (float("nan"), float("nan"))
+
+
+def interval_keys(key: str, value: float, drawn: np.ndarray) -> dict:
+    lo, hi = interval_of(drawn)
+    return {key: float(value), f"{key}_lo": lo, f"{key}_hi": hi}
+
+
+def left_out_tags(parts: list[dict]) -> str:
+    """The tags no macro mean of `parts` covers (`scored_tags`), prefixed by their dataset when there are several."""
+    return " ".join(f"{p['dataset']}:{c}" if len(parts) > 1 else c for p in parts
+                    for c, scored in zip(p["classes"], scored_tags(p["labels"])) if not scored)
+
+
+def pooled_tags(members: list[dict], bootstrap: dict) -> dict:
+    """Macro ROC-AUC and PR-AUC of all runs' test tracks together (folds pooled: the cross-validated scores;
+    over several datasets, the mean of the datasets'), with bootstrap intervals drawing each track with all
+    its rows, and the tags left out of the macro means."""
+    parts = tag_parts(tag_rows(members))
+    if not parts:
+        return {}
+    (auc, ap), drawn = over_tracks(parts, macro_aucs, bootstrap)
+    return {"pooled_runs": sum(bool(r["predictions"]) for r in members), "pooled_tracks": len({t for p in parts for t in p["tracks"]}),
+            "pooled_predictions": sum(len(p["tracks"]) for p in parts), **interval_keys("pooled_track_auc", auc, drawn[:, 0]),
+            **interval_keys("pooled_track_ap", ap, drawn[:, 1]), "tags_left_out": left_out_tags(parts)}
+
+
+def pooled_tags_over_datasets(members: list[dict], bootstrap: dict) -> dict:
+    """One multi-label system over its datasets: each dataset's pooled macro ROC-AUC, and their mean (each
+    dataset weighs the same) with an interval drawing (dataset, track) units. No ROC-AUC over every track of
+    every dataset: two tasks' tags in one macro mean would mean nothing."""
+    from torchmetrics.functional.classification import multilabel_auroc
+
+    overall = pooled_tags(members, bootstrap)
+    if not overall:
+        return {}
+    parts = tag_parts(tag_rows(members))
+    return {"datasets": len(parts), "runs": len(members), "pooled_tracks": overall["pooled_tracks"],
+            "pooled_predictions": overall["pooled_predictions"],
+            "per_dataset": {p["dataset"]: macro_score(multilabel_auroc, p["labels"], p["scores"][0]) for p in parts},
+            **{k.replace("pooled_track_auc", "mean_over_datasets"): v for k, v in overall.items() if k.startswith("pooled_track_auc")}}
+
+
+def paired_tags(a: str, b: str, a_runs: list[dict], b_runs: list[dict], bootstrap: dict) -> dict | None:
+    """a's macro ROC-AUC minus b's on the test tracks both tested (runs matched as `matched` matches them; over
+    several datasets, the mean of the per-dataset differences), its paired bootstrap interval (tracks drawn
+    jointly for both, each with all its predictions) and two-sided bootstrap p-value; None without shared tracks."""
+    rows = []
+    for run, path, x, y in paired_rows(a_runs, b_runs):
+        (labels, a_scores), (b_labels, b_scores) = x["rows"][path], y["rows"][path]
+        if x["classes"] != y["classes"] or (labels != b_labels).any():
+            raise MGRError(f"{path} is labelled {tag_names(x['classes'], labels)} in {run['run']} but "
+                           f"{tag_names(y['classes'], b_labels)} in the run it is paired with; they test different data.")
+        rows.append((run["dataset"], tuple(x["classes"]), path, labels, [a_scores, b_scores]))
+    if not rows:
+        return None
+    parts = tag_parts(rows)
+    (difference,), drawn = over_tracks(parts, auc_difference, bootstrap)
+    lo, hi = interval_of(drawn[:, 0])
+    return {"a": a, "b": b, "tracks": len(rows), "tags": int(sum(scored_tags(p["labels"]).sum() for p in parts)),
+            "difference": float(difference), "lo": lo, "hi": hi, "p": bootstrap_p_value(drawn[:, 0])}
+
+
+def tag_names(classes: list[str], labels: np.ndarray) -> str:
+    return ";".join(c for c, yes in zip(classes, labels) if yes) or "nothing"
+
+
 def correct_together(pairs: list[dict], rankings: list[dict]) -> None:
-    """Holm's correction over every p-value of the report: each pair's McNemar tests and each Friedman test."""
-    tests = [t for pair in pairs for t in pair["mcnemar"]] + rankings
+    """Holm's correction over every p-value of the report: each pair's McNemar tests (a multi-label pair is
+    its own one test: its bootstrap p) and each Friedman test."""
+    tests = [t for pair in pairs for t in pair.get("mcnemar", [pair])] + rankings
     for test, adjusted in zip(tests, statistics.holm([t["p"] for t in tests]) if tests else []):
         test["holm"] = adjusted
 
@@ -283,8 +493,9 @@ def sentence(pair: dict, alpha: float) -> str:
     d, lo, hi, a, b = pair["difference"], pair["lo"], pair["hi"], pair["a"], pair["b"]
     if d < 0:
         d, lo, hi, a, b = -d, -hi, -lo, b, a
-    lead = f"{a} and {b} tie" if d == 0 else f"{a} beats {b} by {percent(d)} points"
-    tests = pair["mcnemar"]
+    tests = pair.get("mcnemar", [pair])  # a multi-label pair: its one bootstrap test
+    test, on, of = ("McNemar", "", "") if "mcnemar" in pair else ("paired bootstrap", " on macro ROC-AUC", " of macro ROC-AUC")
+    lead = f"{a} and {b} tie{on}" if d == 0 else f"{a} beats {b} by {percent(d)} points{of}"
     ps = ", ".join(f"{t['p']:.3g}" for t in tests)
     holms = ", ".join(f"{t['holm']:.3g}" for t in tests)
     significant = sum(t["holm"] < alpha for t in tests)
@@ -293,7 +504,7 @@ def sentence(pair: dict, alpha: float) -> str:
     else:
         verdict = f"significant at alpha={alpha:g} in {significant} of {len(tests)} replicates (seed x split seed)"
     return (f"{lead} (95% CI {percent(lo)} to {percent(hi)}, {pair['tracks']} paired track predictions), "
-            f"McNemar p={ps} (Holm {holms}): {verdict}.")
+            f"{test} p={ps} (Holm {holms}): {verdict}.")
 
 
 def interval(row: dict, key: str) -> str:
@@ -301,75 +512,84 @@ def interval(row: dict, key: str) -> str:
 
 
 def pairs_table(pairs: list[dict]) -> list[str]:
+    if pairs and "mcnemar" not in pairs[0]:  # multi-label pairs
+        return ["| a | b | paired tracks | tags | a - b macro ROC-AUC [95% CI] | paired bootstrap p | Holm |",
+                "|---|---|---|---|---|---|---|",
+                *(f"| {p['a']} | {p['b']} | {p['tracks']} | {p['tags']} | {percent(p['difference'])} [{percent(p['lo'])}, "
+                  f"{percent(p['hi'])}] | {p['p']:.3g} | {p['holm']:.3g} |" for p in pairs)]
     return ["| a | b | paired tracks | a - b [95% CI] | McNemar: a only, b only, p, Holm |", "|---|---|---|---|---|",
             *(f"| {p['a']} | {p['b']} | {p['tracks']} | {percent(p['difference'])} [{percent(p['lo'])}, "
               f"{percent(p['hi'])}] | " + "; ".join(f"{t['only_a']}, {t['only_b']}, {t['p']:.3g}, {t['holm']:.3g}"
                                                     for t in p["mcnemar"]) + " |" for p in pairs)]
 
 
-def suite_markdown(rows: list[dict], pairs: list[dict]) -> list[str]:
-    """The systems pooled over the datasets, and their paired comparisons."""
+def suite_markdown(rows: list[dict], pairs: list[dict], scoring: Scoring) -> list[str]:
+    """The systems pooled over the datasets, and their paired comparisons. Multi-label systems have an
+    interval on their mean over the datasets, and no score over all tracks (`pooled_tags_over_datasets`)."""
     datasets = list(dict.fromkeys(d for r in rows for d in r.get("per_dataset", {})))
+    over_all = any("pooled_track_acc" in r for r in rows)
     lines = ["", "## Pooled over datasets (each system on every dataset it ran)", "",
-             "| system | datasets | runs | " + " | ".join(f"{d} pooled track acc" for d in datasets)
-             + " | mean over datasets | pooled track acc over all tracks [95% CI] |",
-             "|" + "---|" * (len(datasets) + 5)]
+             "| system | datasets | runs | " + " | ".join(f"{d} pooled {scoring.headline_name}" for d in datasets)
+             + " | mean over datasets" + (" | pooled track acc over all tracks [95% CI] |" if over_all else " [95% CI] |"),
+             "|" + "---|" * (len(datasets) + 4 + over_all)]
     for r in rows:
         per = [f"{r['per_dataset'][d]:.3f}" if d in r.get("per_dataset", {}) else "-" for d in datasets]
-        mean = f"{r['mean_over_datasets']:.3f}" if "mean_over_datasets" in r else "-"
+        mean = (interval(r, "mean_over_datasets") if "mean_over_datasets_lo" in r
+                else f"{r['mean_over_datasets']:.3f}" if "mean_over_datasets" in r else "-")
         lines.append(f"| {r['name']} | {r.get('datasets', 0)} | {r.get('runs', 0)} | " + " | ".join(per)
-                     + f" | {mean} | {interval(r, 'pooled_track_acc')} |")
+                     + f" | {mean} |" + (f" {interval(r, 'pooled_track_acc')} |" if over_all else ""))
     if pairs:
         lines += ["", "### Paired over datasets (tracks matched within each dataset, datasets and folds pooled)", "",
                   *pairs_table(pairs)]
     return lines
 
 
-def markdown(rows: list[dict], pairs: list[dict], rankings: list[dict], alpha: float,
+def markdown(rows: list[dict], pairs: list[dict], rankings: list[dict], alpha: float, scoring: Scoring,
              suite_rows: list[dict] = (), suite_pairs: list[dict] = ()) -> str:
     show_other = any(r["other"] for r in rows)
     head = ["dataset", "feature", "model", *(["other overrides"] if show_other else []), "runs",
-            "seeds x split seeds x folds", "track acc", "track macro-F1", "chunk acc", "chunk macro-F1",
-            "pooled track acc [95% CI]", "pooled track macro-F1 [95% CI]"]
+            "seeds x split seeds x folds", *scoring.metrics.values(), *(f"{p} [95% CI]" for p in scoring.pooled.values())]
     lines = ["## Test metrics, mean ± std over runs; pooled over runs (folds pooled: cross-validated)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r["dataset"]), str(r["feature"]), str(r["model"]), *([r["other"]] if show_other else []), str(r["n"]),
                  " x ".join(str(r[f"{a}s"]) for a in AXES)]
-        cells += [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" for m in METRICS]
-        cells += [interval(r, "pooled_track_acc"), interval(r, "pooled_track_f1")]
+        cells += [f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" for m in scoring.metrics]
+        cells += [interval(r, key) for key in scoring.pooled]
         lines.append("| " + " | ".join(cells) + " |")
     along = [a for a in AXES if any(r[f"{a}s"] > 1 for r in rows)]
     if along:
-        lines += ["", "## Track accuracy std along each axis (runs that share the other axes)", "",
+        lines += ["", f"## {scoring.headline_name[0].upper()}{scoring.headline_name[1:]} std along each axis (runs that share the other axes)", "",
                   "| configuration | " + " | ".join(f"over {a}s" for a in along) + " |", "|---|" + "---|" * len(along)]
-        lines += [f"| {r['name']} | " + " | ".join(f"{r.get(f'test/track_acc_std_over_{a}s', float('nan')):.3f}"
+        lines += [f"| {r['name']} | " + " | ".join(f"{r.get(f'{scoring.headline}_std_over_{a}s', float('nan')):.3f}"
                                                    for a in along) + " |" for r in rows]
-    classes = list(dict.fromkeys(k[3:-5] for r in rows for k in r if k.startswith("f1_") and k.endswith("_mean")))
+    field = f"{scoring.per_class}_"
+    classes = list(dict.fromkeys(k[len(field):-5] for r in rows for k in r if k.startswith(field) and k.endswith("_mean")))
     if classes:
-        lines += ["", "## Per-class track F1, mean ± std over runs", "",
+        lines += ["", f"## {scoring.per_class_name}, mean ± std over runs", "",
                   "| configuration | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
-        lines += [f"| {r['name']} | " + " | ".join(f"{r[f'f1_{c}_mean']:.3f} ± {r[f'f1_{c}_std']:.3f}"
-                                                   if f"f1_{c}_mean" in r else "-" for c in classes) + " |" for r in rows]
+        lines += [f"| {r['name']} | " + " | ".join(f"{r[f'{field}{c}_mean']:.3f} ± {r[f'{field}{c}_std']:.3f}"
+                                                   if f"{field}{c}_mean" in r else "-" for c in classes) + " |" for r in rows]
     if pairs:
-        lines += ["", "## Paired comparisons on the same test tracks (track accuracy)", "", *pairs_table(pairs)]
+        lines += ["", f"## Paired comparisons on the same test tracks ({scoring.headline_name})", "", *pairs_table(pairs)]
     for ranking in rankings:
         ranks = ", ".join(f"{n} {r:.2f}" for n, r in zip(ranking["names"], ranking["average_ranks"]))
         lines += ["", f"Friedman over {ranking['blocks']} matched runs: chi2={ranking['statistic']:.3f}, "
                   f"p={ranking['p']:.3g} (Holm {ranking['holm']:.3g}); average ranks (1 best): {ranks}."]
     if suite_rows:
-        lines += suite_markdown(suite_rows, suite_pairs)
+        lines += suite_markdown(suite_rows, suite_pairs, scoring)
     if pairs or suite_pairs:
         lines += ["", "## In words", "", *(f"- {sentence(p, alpha)}" for p in pairs)]
         lines += [f"- Pooled over datasets: {sentence(p, alpha)}" for p in suite_pairs]
-    lines += ["", "Differences are points of track accuracy; intervals: percentile bootstrap over test tracks "
-              "(a track drawn with all its predictions); McNemar's exact test per replicate (seed x split seed, "
-              "folds pooled); Holm over every p-value of this report."]
+    lines += ["", scoring.footnote]
+    if left_out := [f"{r['name']}: {r['tags_left_out']}" for r in rows if r.get("tags_left_out")]:
+        lines += ["", "Tags left out of the pooled macro means (no positive or no negative among the pooled test "
+                  "tracks): " + "; ".join(left_out) + "."]
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(rows: list[dict], path: Path) -> None:
-    """Track accuracy per feature (x) and model (bars) with std error bars, one panel per dataset, as
+def bar_chart(rows: list[dict], path: Path, scoring: Scoring) -> None:
+    """The headline metric (track accuracy, or macro ROC-AUC) per feature (x) and model (bars) with std error bars, one panel per dataset, as
     seed report 002's figure 8."""
     from matplotlib.figure import Figure
 
@@ -385,20 +605,20 @@ def bar_chart(rows: list[dict], path: Path) -> None:
             means, stds = [], []
             for feature in features:
                 match = [r for r in subset if (str(r["model"]), r["other"], str(r["feature"])) == (model, other, feature)]
-                means.append(match[0]["test/track_acc_mean"] if match else np.nan)
-                stds.append(match[0]["test/track_acc_std"] if match else 0.0)
+                means.append(match[0][f"{scoring.headline}_mean"] if match else np.nan)
+                stds.append(match[0][f"{scoring.headline}_std"] if match else 0.0)
             x = np.arange(len(features)) + (i - (len(series) - 1) / 2) * width
             ax.bar(x, means, width, yerr=stds, capsize=3, label=f"{model} {other}".strip())
         ax.set_xticks(np.arange(len(features)), features)
         ax.set_ylim(0, 1)
-        ax.set_ylabel("test track accuracy (± std)")
+        ax.set_ylabel(f"test {scoring.headline_name} (± std)")
         ax.set_title(f"dataset: {dataset}")
         ax.legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=120)
 
 
-def pairs_chart(pairs: list[dict], path: Path) -> None:
-    """Each pair's accuracy difference with its 95 % paired bootstrap interval; zero is no difference."""
+def pairs_chart(pairs: list[dict], path: Path, scoring: Scoring) -> None:
+    """Each pair's difference (of track accuracy, or macro ROC-AUC) with its 95 % paired bootstrap interval; zero is no difference."""
     from matplotlib.figure import Figure
 
     names = [f"{p['a']} - {p['b']}" for p in pairs]
@@ -411,7 +631,7 @@ def pairs_chart(pairs: list[dict], path: Path) -> None:
     ax.errorbar(d, y, xerr=errors, fmt="o", capsize=4)
     ax.axvline(0, color="grey", lw=1, ls="--")
     ax.set_yticks(y, names)
-    ax.set_xlabel("track accuracy difference, points (95% paired bootstrap CI)")
+    ax.set_xlabel(f"{scoring.headline_name} difference, points (95% paired bootstrap CI)")
     fig.savefig(path, dpi=120)
 
 
@@ -423,37 +643,74 @@ def write_csv(path: Path, records: list[dict]) -> None:
         writer.writerows(records)
 
 
+MULTICLASS = Scoring(
+    MULTICLASS_METRICS, "test/track_acc", "track accuracy",
+    {"pooled_track_acc": "pooled track acc", "pooled_track_f1": "pooled track macro-F1"}, "f1", "Per-class track F1",
+    pooled, paired_accuracy, pooled_over_datasets,
+    "Differences are points of track accuracy; intervals: percentile bootstrap over test tracks (a track drawn with "
+    "all its predictions); McNemar's exact test per replicate (seed x split seed, folds pooled); Holm over every "
+    "p-value of this report.")
+MULTILABEL = Scoring(
+    MULTILABEL_METRICS, "test/track_auc", "track macro ROC-AUC",
+    {"pooled_track_auc": "pooled track macro ROC-AUC", "pooled_track_ap": "pooled track macro PR-AUC"}, "roc_auc",
+    "Per-tag track ROC-AUC", pooled_tags, paired_tags, pooled_tags_over_datasets,
+    "Differences are points of macro ROC-AUC (x 100), a minus b on the tracks both tested; intervals: percentile "
+    "bootstrap over test tracks (a track drawn with all its predictions, of both systems at once); p: the two-sided "
+    "paired bootstrap p-value (twice the smaller share of resampled differences on either side of 0, one added to "
+    "each count); Holm over every p-value of this report. Pooled scores: torchmetrics' multilabel ROC-AUC and "
+    "average precision over the runs' test tracks together, macro over the tags with a positive and a negative "
+    "among them.")
+SCORINGS = {"multiclass": MULTICLASS, "multilabel": MULTILABEL}
+
+
+def scoring_of(runs: list[dict], directory: Path) -> Scoring:
+    """The one Scoring of the runs' task: multi-class and multi-label runs share no score to compare."""
+    first = {}
+    for run in runs:
+        first.setdefault(run["task"], run["run"])
+    if unknown := set(first) - set(SCORINGS):
+        raise MGRError(f"{first[min(unknown)]} is a run of task={min(unknown)}, which mgr.report does not score; "
+                       f"it reports task={' or task='.join(SCORINGS)} runs.")
+    if len(first) > 1:
+        raise MGRError(f"{directory} holds both multi-class and multi-label runs (e.g. {first['multiclass']} and "
+                       f"{first['multilabel']}), which share no score; report each task's runs from a folder of their own.")
+    return SCORINGS[next(iter(first))]
+
+
 def write_report(directory: Path, alpha: float, bootstrap: dict) -> Path:
     """Report every finished run below `directory`; the path of report.md."""
     runs = [r for f in sorted(directory.rglob("metrics.json")) if (r := read_run(f))]
     if not runs:
         raise MGRError(f"Found no finished runs (metrics.json beside .hydra/) below {directory}.")
+    scoring = scoring_of(runs, directory)
     keep_differing_overrides(runs)
     for run in runs:
         run["predictions"] = read_predictions(run)
     groups = group_configurations(runs)
-    rows = summarize(groups, bootstrap)
-    pairs, rankings = compare(groups, bootstrap)
-    suite_rows, suite_pairs = compare_systems(systems(groups), bootstrap)
+    rows = summarize(groups, bootstrap, scoring)
+    pairs, rankings = compare(groups, bootstrap, scoring)
+    suite_rows, suite_pairs = compare_systems(systems(groups), bootstrap, scoring)
     correct_together(pairs + suite_pairs, rankings)
-    text = markdown(rows, pairs, rankings, alpha, suite_rows, suite_pairs)
+    text = markdown(rows, pairs, rankings, alpha, scoring, suite_rows, suite_pairs)
     (directory / "report.md").write_text(f"# Report of {directory}\n\n{text}")
     write_csv(directory / "report.csv", rows)
     if suite_rows:
+        per_dataset = f"pooled_{scoring.headline.removeprefix('test/')}"
         write_csv(directory / "report_suite.csv", [{k: v for k, v in r.items() if k != "per_dataset"}
-                                                   | {f"{d}_pooled_track_acc": a for d, a in r.get("per_dataset", {}).items()}
+                                                   | {f"{d}_{per_dataset}": a for d, a in r.get("per_dataset", {}).items()}
                                                    for r in suite_rows])
-    write_csv(directory / "report_runs.csv", [{k: v for k, v in r.items() if k not in ("predictions", "per_class_f1")}
+    write_csv(directory / "report_runs.csv", [{k: v for k, v in r.items() if k not in ("predictions", "track_per_class")}
                                               for r in runs])
     written = ["report.md", "report.csv", "report_runs.csv", "report.png", *(["report_suite.csv"] if suite_rows else [])]
-    bar_chart(rows, directory / "report.png")
+    bar_chart(rows, directory / "report.png", scoring)
     if pairs or suite_pairs:
         write_csv(directory / "report_pairs.csv", [
-            {"view": view, **{k: v for k, v in p.items() if k != "mcnemar"}, "replicate": t["replicate"],
-             "only_a": t["only_a"], "only_b": t["only_b"], "replicate_tracks": t["tracks"], "p": t["p"], "holm": t["holm"]}
+            {"view": view, **{k: v for k, v in p.items() if k != "mcnemar"}, **({
+                "replicate": t["replicate"], "only_a": t["only_a"], "only_b": t["only_b"], "replicate_tracks": t["tracks"],
+                "p": t["p"], "holm": t["holm"]} if "mcnemar" in p else {})}
             for view, some in (("per dataset", pairs), ("pooled over datasets", suite_pairs)) for p in some
-            for t in p["mcnemar"]])
-        pairs_chart(pairs + [{**p, "a": f"{p['a']} (pooled)"} for p in suite_pairs], directory / "report_pairs.png")
+            for t in p.get("mcnemar", [p])])
+        pairs_chart(pairs + [{**p, "a": f"{p['a']} (pooled)"} for p in suite_pairs], directory / "report_pairs.png", scoring)
         written += ["report_pairs.csv", "report_pairs.png"]
     print(text)
     without = sum(r["predictions"] is None for r in runs)
