@@ -16,7 +16,8 @@ def test_eval_reproduces_the_test_metrics(trained_proc, tmp_path, data_dir):
     # From another working directory: the checkpoint alone says where the data is.
     evaluation = mgr_in_process("eval", f"ckpt_path={train_metrics['best_checkpoint']}", cwd=tmp_path, data_dir=data_dir)
     eval_metrics = metrics_of(evaluation)
-    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss", "test/ece", "test/track_ece"):
+    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss", "test/ece", "test/track_ece",
+                "test/ece_uncalibrated", "test/track_ece_uncalibrated"):  # the ECE before calibration too
         assert eval_metrics[key] == pytest.approx(train_metrics[key], abs=1e-4), key
     assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]
     assert eval_metrics["track_per_class"] == train_metrics["track_per_class"]
@@ -49,7 +50,8 @@ def test_eval_of_an_ensemble_of_one_model_reproduces_its_metrics(trained_proc, t
                                 data_dir=data_dir)
     assert "Test results of " + f"{best}, {best}" in evaluation.stdout
     eval_metrics = metrics_of(evaluation)
-    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss", "test/ece", "test/track_ece"):
+    for key in ("test/acc", "test/f1", "test/track_acc", "test/track_f1", "test/loss", "test/ece", "test/track_ece",
+                "test/ece_uncalibrated", "test/track_ece_uncalibrated"):  # the ECE before calibration too
         assert eval_metrics[key] == pytest.approx(train_metrics[key], abs=1e-4), key
     assert eval_metrics["calibration"]["temperature"] == [train_metrics["calibration"]["temperature"]] * 2
     assert eval_metrics["track_confusion"] == train_metrics["track_confusion"]

@@ -250,5 +250,75 @@ def test_predict_answers_the_genres_above_their_thresholds(multilabel_run, run_m
 def test_eval_scores_a_multilabel_checkpoint_as_its_run_did(multilabel_run, run_mgr):
     metrics = json.loads((multilabel_run / "metrics.json").read_text())
     again = metrics_of(run_mgr("eval", f"ckpt_path={metrics['best_checkpoint']}", "~callbacks.plots"))
-    for key in ("test/track_auc", "test/track_ap", "test/track_f1", "test/auc_micro"):
-        assert again[key] == pytest.approx(metrics[key], abs=1e-5)
+    for key in ("test/track_auc", "test/track_ap", "test/track_f1", "test/auc_micro", "test/ece", "test/track_ece",
+                "test/ece_uncalibrated", "test/track_ece_uncalibrated"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-5), key
+    assert again["calibration"]["temperature"] == metrics["calibration"]["temperature"]
+
+
+def test_a_multilabel_run_is_calibrated_per_tag(multilabel_run, data_dir):
+    """The run fitted one temperature per tag on validation (a lower mean BCE), stored in its best checkpoint,
+    whose forward gives the calibrated probabilities; its report has the ECE before and after, and the track
+    ECE is that of every (track, tag) probability it wrote in test_predictions.csv."""
+    from mgr import statistics
+
+    metrics = json.loads((multilabel_run / "metrics.json").read_text())
+    names, fit = metrics["class_names"], metrics["temperature_fit"]
+    assert len(fit["temperature"]) == len(names) and fit["val_nll_after"] < fit["val_nll_before"]
+    model = load_model(metrics["best_checkpoint"]).eval()
+    assert model.temperature == fit["temperature"] == metrics["calibration"]["temperature"]
+    assert any(t != 1.0 for t in model.temperature)
+    wave = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = torch.sigmoid(model.head(model.encoder(wave)) / torch.tensor(fit["temperature"]))
+        torch.testing.assert_close(torch.sigmoid(model(wave)), expected)
+    for key in ("ece", "track_ece"):
+        assert 0 <= metrics[f"test/{key}"] <= 1 and metrics[f"test/{key}"] != metrics[f"test/{key}_uncalibrated"]
+    with open(multilabel_run / "test_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    probabilities = np.array([[float(r[f"score_{c}"]) for c in names] for r in rows])
+    labels = np.array([[c in r["labels"].split(";") for c in names] for r in rows])
+    assert metrics["test/track_ece"] == pytest.approx(
+        statistics.expected_calibration_error(*statistics.tag_forecasts(probabilities, labels)), abs=1e-4)
+    assert metrics["calibration"]["binning"] == "equal-width bins of every (item, tag) probability"
+
+
+# Tracks combined by their mean logits, on which each tag's temperature acts monotonically: the same tracks
+# are answered before and after calibration. Fewer epochs than TINY_MULTILABEL: calibration, not accuracy.
+MEAN_LOGITS = ["task=multilabel", *tiny("cnn", "mel", epochs=4), "data.source_options.tracks_per_class=12",
+               "data.split={train: 0.5, val: 0.17, test: 0.33}", "optimizer.lr=3e-3", "track_aggregation=mean_logits"]
+
+
+@pytest.fixture(scope="module")
+def mean_logits_runs(tmp_path_factory, data_dir) -> dict[bool, dict]:
+    """The metrics of one multi-label run calibrated (with its plots) and of the same run with calibrate=false."""
+    from conftest import mgr_in_process
+
+    runs = {}
+    for calibrated in (True, False):
+        cwd = tmp_path_factory.mktemp(f"mean_logits_{calibrated}")
+        extra = [] if calibrated else ["calibrate=false", "~callbacks.plots"]
+        runs[calibrated] = run_dir_of(mgr_in_process("train", *MEAN_LOGITS, *extra, cwd=cwd, data_dir=data_dir))
+    return runs
+
+
+def test_calibrate_false_leaves_t_1_and_the_uncalibrated_ece_is_that_run_s(mean_logits_runs):
+    """calibrate=false keeps T = 1 (its ECE before and after are one); the calibrated run's ECE at T = 1 is
+    exactly the uncalibrated run's ECE (the same weights), and its test F1 is the same (temperature first,
+    then thresholds: the same validation tracks answered, so the same test tracks)."""
+    from mgr.models import read_checkpoint
+    from test_plots import assert_png
+
+    calibrated, plain = (json.loads((mean_logits_runs[k] / "metrics.json").read_text()) for k in (True, False))
+    assert "temperature_fit" not in plain and plain["calibration"]["temperature"] == 1.0
+    assert read_checkpoint(plain["best_checkpoint"])["hyper_parameters"]["temperature"] == 1.0
+    assert load_model(plain["best_checkpoint"]).temperature == 1.0
+    for key in ("ece", "track_ece"):
+        assert plain[f"test/{key}"] == plain[f"test/{key}_uncalibrated"]
+        assert calibrated[f"test/{key}_uncalibrated"] == pytest.approx(plain[f"test/{key}"], abs=1e-6)
+        assert calibrated[f"test/{key}"] != calibrated[f"test/{key}_uncalibrated"]
+    assert calibrated["temperature_fit"]["val_nll_after"] < calibrated["temperature_fit"]["val_nll_before"]
+    for key in ("test/track_f1", "test/track_f1_micro", "test/track_auc", "test/track_ap"):
+        assert calibrated[key] == pytest.approx(plain[key], abs=1e-6), key
+    assert_png(mean_logits_runs[True] / "plots" / "reliability.png")
+    assert not (mean_logits_runs[True] / "plots" / "risk_coverage.png").exists()  # multi-class only

@@ -237,3 +237,8 @@ def test_training_calibrates_the_best_checkpoint_and_calibrate_false_does_not(tr
     for key in ("test/acc", "test/track_acc", "test/f1", "test/track_f1"):
         assert plain[key] == metrics[key], key
     assert plain["track_confusion"] == metrics["track_confusion"]
+    # The ECE before calibration: T = 1, the probabilities as trained, which the plain run reports as its own.
+    for key in ("ece", "track_ece"):
+        assert plain[f"test/{key}"] == plain[f"test/{key}_uncalibrated"]
+        assert metrics[f"test/{key}_uncalibrated"] == pytest.approx(plain[f"test/{key}"], abs=1e-6)
+        assert metrics[f"test/{key}"] != metrics[f"test/{key}_uncalibrated"]
