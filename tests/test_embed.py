@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import mgr_in_process, seed004_vote
+from conftest import NO_PLOTS, mgr_in_process, run_dir_of, seed004_vote, tiny
+from mgr.data.sources.base import TrackList, multi_hot
+from mgr.embed import map_colours
 from mgr.models import load_model
 
 
@@ -57,3 +60,37 @@ def test_embed_draws_a_tsne_map(embedded):
     with Image.open(png) as image:
         assert image.format == "PNG" and image.width > 600 and image.height > 300
         image.verify()
+
+
+def test_a_multilabel_track_is_coloured_by_its_rarest_label_and_one_without_labels_as_no_label():
+    labels = multi_hot([("a", "b"), ("b",), ("b", "c"), ("a", "b"), ()], ["a", "b", "c"])
+    names, colours = map_colours(TrackList(["1", "2", "3", "4", "5"], labels, ["a", "b", "c"]), [0, 1, 2, 4])
+    assert names == ["a", "b", "c", "no label"] and colours.tolist() == [0, 1, 2, 3]  # c: 1 track, a: 2, b: 4
+    names, colours = map_colours(TrackList(["1", "2", "3"], [2, 0, 1], ["a", "b", "c"]), [2, 0])
+    assert names == ["a", "b", "c"] and colours.tolist() == [1, 2]  # one label per track: its label
+
+
+@pytest.mark.slow
+def test_embed_of_a_multilabel_checkpoint_gives_its_tests_sigmoid_probabilities_and_answers(tmp_path, data_dir):
+    train = mgr_in_process("train", "task=multilabel", "data=synth_multilabel", *tiny(), "debug=limit", *NO_PLOTS,
+                           cwd=tmp_path, data_dir=data_dir)
+    run = run_dir_of(train)
+    metrics = json.loads((run / "metrics.json").read_text())
+    proc = mgr_in_process("embed", f"ckpt_path={metrics['best_checkpoint']}", cwd=tmp_path, data_dir=data_dir)
+    npz_path = Path(next(l for l in proc.stdout.splitlines() if l.strip().endswith("embeddings.npz")).strip())
+    data = np.load(npz_path)
+    names = metrics["class_names"]
+    assert str(data["task"]) == "multilabel" and list(data["class_names"]) == names
+    with open(run / "test_predictions.csv", newline="") as f:
+        tested = {r["path"]: r for r in csv.DictReader(f)}
+    assert len(data["track_paths"]) == len(tested) >= 5
+    for path, probabilities, answers, labels, colour in zip(data["track_paths"], data["track_probabilities"],
+                                                           data["track_predictions"], data["track_labels"], data["map_labels"]):
+        (row,) = [r for p, r in tested.items() if str(path).endswith(p)]
+        # a sigmoid per tag, as the run's test scored it (not a softmax: they need not sum to 1), and its answers
+        np.testing.assert_allclose(probabilities, [float(row[f"score_{c}"]) for c in names], atol=1e-5)
+        assert answers.tolist() == [c in row["predictions"].split(";") for c in names]
+        assert answers.tolist() == (probabilities >= np.array(metrics["thresholds"])).tolist()
+        assert labels.tolist() == [float(c in row["labels"].split(";")) for c in names]
+        assert labels[colour] == 1  # coloured by one of its own labels
+    assert (npz_path.parent / "tsne.png").read_bytes()[:4] == b"\x89PNG"

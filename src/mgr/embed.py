@@ -13,6 +13,13 @@ the option changes nothing else. All go to <run dir>/embeddings.npz, and a
 t-SNE map of the chunk and track embeddings, coloured by label, to tsne.png
 (seed report 004's figure of learned representations). A data=... override must have
 the model's sample rate and chunk length (mgr.restore.check_fits), not its classes.
+
+A multi-label model (task=multilabel) gives each track a sigmoid probability per tag
+(track_probabilities) and answers every tag at or above its threshold (track_predictions:
+[tracks, tags] booleans). A point of the map has one colour: a multi-label track's, and its
+chunks', is its rarest label (the one fewest tracks of the dataset carry: the label mgr's splits
+stratify it by, mgr.data.sources.base.TrackList.strata), so the rare tags stay visible; a track
+without labels is drawn as "no label". map_labels in the file says which colour each track got.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ def split_embeddings(model, dataset, batch_size: int, device) -> dict[str, np.nd
         for wave, label, track in DataLoader(dataset, batch_size=batch_size):
             emb = model.embed(wave.to(device))
             embeddings.append(emb.float().cpu())
-            logits.append((model.head(emb) / model.temperature).float().cpu())  # calibrated, as forward gives them
+            logits.append(model.calibrated(model.head(emb)).float().cpu())  # as forward gives them
             labels.append(label)
             tracks.append(track)
     return {k: torch.cat(v).numpy() for k, v in
@@ -59,6 +66,14 @@ def tsne_2d(points: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
     # t-SNE needs perplexity < number of points; about a third of them keeps small splits readable.
     perplexity = min(perplexity, max(1.0, (len(points) - 1) / 3))
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+
+
+def map_colours(tracks, track_ids: list[int]) -> tuple[list[str], np.ndarray]:
+    """The names of the map's colours and each track's colour (an index of them): its label; a multi-label
+    track's rarest label (TrackList.strata, by how many tracks of the whole list carry each), one colour more,
+    "no label", for tracks without any."""
+    names, strata = list(tracks.class_names), np.asarray(tracks.strata())[track_ids]
+    return (names + ["no label"] if (strata == len(names)).any() else names), strata
 
 
 @task
@@ -82,7 +97,11 @@ def embed(cfg: DictConfig) -> Path:
     track_embeddings = track_means(chunks["embeddings"], chunks["tracks"], len(track_ids))
     track_labels = np.array([datamodule.tracks.labels[t] for t in track_ids])
     track_scores = model.track_aggregation.scores(torch.from_numpy(chunks["logits"]),
-                                                  torch.from_numpy(chunks["tracks"]), len(track_ids)).numpy()
+                                                  torch.from_numpy(chunks["tracks"]), len(track_ids))
+    track_probabilities = model.track_aggregation.probabilities_of(track_scores)  # softmax, or a sigmoid per tag
+    # a multi-label model answers every tag at or above its threshold; a multi-class one its top class
+    track_predictions = model.answered(track_probabilities) if model.multilabel else track_scores.argmax(1)
+    map_names, map_labels = map_colours(datamodule.tracks, track_ids)
 
     run_dir = Path(cfg.paths.output_dir)
     npz_path = run_dir / "embeddings.npz"
@@ -94,11 +113,15 @@ def embed(cfg: DictConfig) -> Path:
         chunk_tracks=chunks["tracks"],  # row of the track in track_* below
         track_embeddings=track_embeddings,
         track_logits=track_means(chunks["logits"], chunks["tracks"], len(track_ids)),
-        track_scores=track_scores,  # by track_aggregation: mean logits, mean probabilities or vote shares
-        track_predictions=track_scores.argmax(1),
+        track_scores=track_scores.numpy(),  # by track_aggregation: mean logits, mean probabilities or vote shares
+        track_probabilities=track_probabilities.numpy(),
+        track_predictions=track_predictions.numpy(),  # multi-label: [tracks, model classes] booleans
+        task=np.array("multilabel" if model.multilabel else "multiclass"),
         track_aggregation=np.array(model.track_aggregation.name),
         vote_threshold=np.array(model.track_aggregation.vote_threshold),
-        track_labels=track_labels,
+        track_labels=track_labels,  # multi-label: [tracks, classes] 0/1
+        map_labels=map_labels,  # the colour of each track (and its chunks) on the map: an index of map_names
+        map_names=np.array(map_names),
         track_paths=np.array([datamodule.tracks.files[t] for t in track_ids]),
         class_names=np.array(class_names),
         model_class_names=np.array(model.class_names),
@@ -110,15 +133,15 @@ def embed(cfg: DictConfig) -> Path:
         shown = np.sort(rng.choice(shown, cfg.tsne.max_points, replace=False))
     panels, labels = {}, {}
     for name, points, point_labels in (
-        (f"chunks ({len(shown)})", chunks["embeddings"][shown], chunks["labels"][shown]),
-        (f"tracks ({len(track_ids)}, mean of chunks)", track_embeddings, track_labels),
+        (f"chunks ({len(shown)})", chunks["embeddings"][shown], map_labels[chunks["tracks"][shown]]),
+        (f"tracks ({len(track_ids)}, mean of chunks)", track_embeddings, map_labels),
     ):
         if len(points) >= 5:  # fewer points give no map worth drawing
             panels[name], labels[name] = tsne_2d(points, cfg.tsne.perplexity, cfg.tsne.seed), point_labels
     png_path = run_dir / "tsne.png"
     if panels:
         title = f"t-SNE of {model.architecture} embeddings ({chunks['embeddings'].shape[1]}-d), {cfg.split} split"
-        save_embedding_map(panels, labels, class_names, png_path, title)
+        save_embedding_map(panels, labels, map_names, png_path, title)
     else:
         log.warning("Too few chunks for a t-SNE map; no tsne.png written.")
     print(f"\nEmbeddings of the {cfg.split} split: {len(chunks['embeddings'])} chunks and {len(track_ids)} tracks, "
