@@ -235,7 +235,10 @@ def test_predict_answers_the_genres_above_their_thresholds(multilabel_run, run_m
     proc = run_mgr("predict", f"ckpt_path={metrics['best_checkpoint']}", f"inputs=[{folder / 'swing'}]",
                    "min_confidence=0.5")
     assert "genres at or above their thresholds" in proc.stdout
+    low, high = min(metrics["calibration"]["temperature"]), max(metrics["calibration"]["temperature"])
+    assert f"probabilities at per-tag temperatures {low:.3g} to {high:.3g}, on" in proc.stdout  # calibrated, per tag
     run_dir = Path(proc.stdout.rsplit(" in ", 1)[1].strip())
+    assert json.loads((run_dir / "predictions.json").read_text())["temperature"] == metrics["calibration"]["temperature"]
     files = json.loads((run_dir / "predictions.json").read_text())["files"]
     thresholds = dict(zip(metrics["class_names"], metrics["thresholds"]))
     assert len(files) == 12

@@ -64,6 +64,18 @@ def test_the_history_survives_a_checkpoint_round_trip(tmp_path):
     assert np.isfinite([row["val/loss"] for row in resumed.history.values()]).all()
 
 
+def test_a_multilabel_reliability_diagram_of_every_tag_probability(tmp_path):
+    from mgr import statistics
+
+    rng = np.random.default_rng(1)
+    probabilities = rng.random((40, 5)) ** 3  # most near 0, as a tagger's are
+    labels = rng.random((40, 5)) < probabilities
+    levels = {"chunk": statistics.tag_forecasts(probabilities, labels),
+              "track": statistics.tag_forecasts(probabilities[:10], labels[:10])}
+    assert len(levels["chunk"][0]) == 200
+    assert_png(save_reliability_diagram(levels, tmp_path / "reliability.png", "Reliability", multilabel=True))
+
+
 def test_reliability_diagram_and_risk_coverage_with_empty_bins(tmp_path):
     rng = np.random.default_rng(0)
     confidence = rng.uniform(0.5, 1.0, 300)  # the bins below 0.5 are empty

@@ -9,9 +9,10 @@ vote_threshold); `track_aggregation=...` / `vote_threshold=...` score them anoth
 `data=...` evaluates other data with the model's classes, sample rate and chunk length
 (mgr.restore.check_fits).
 
-Probabilities are the checkpoint's calibrated ones (its temperature, mgr.models.calibration; 1 for a
-checkpoint without one). Besides the table, metrics.json gets their expected calibration errors and
-the risk-coverage curve of the test tracks (`risk_coverage`: the accuracy of the tracks answered at
+Probabilities are the checkpoint's calibrated ones (its temperature, a multi-label checkpoint's one per
+tag, mgr.models.calibration; 1 for a checkpoint without one). Besides the table, metrics.json gets their
+expected calibration errors, and those of the probabilities as trained (T = 1: test/ece_uncalibrated,
+test/track_ece_uncalibrated), and the risk-coverage curve of the test tracks (`risk_coverage`: the accuracy of the tracks answered at
 each share answered, and the `min_confidence` of mgr.predict that answers it), which plots/
 risk_coverage.png draws (docs/explanation/calibration.md).
 
