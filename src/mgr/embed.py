@@ -141,6 +141,8 @@ def embed(cfg: DictConfig) -> Path:
     png_path = run_dir / "tsne.png"
     if panels:
         title = f"t-SNE of {model.architecture} embeddings ({chunks['embeddings'].shape[1]}-d), {cfg.split} split"
+        if datamodule.tracks.multilabel:
+            title += "; a track (and its chunks) in the colour of its rarest label"
         save_embedding_map(panels, labels, map_names, png_path, title)
     else:
         log.warning("Too few chunks for a t-SNE map; no tsne.png written.")

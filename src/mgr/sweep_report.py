@@ -631,7 +631,7 @@ def pairs_chart(pairs: list[dict], path: Path, scoring: Scoring) -> None:
     ax.errorbar(d, y, xerr=errors, fmt="o", capsize=4)
     ax.axvline(0, color="grey", lw=1, ls="--")
     ax.set_yticks(y, names)
-    ax.set_xlabel(f"{scoring.headline_name} difference, points (95% paired bootstrap CI)")
+    ax.set_xlabel(f"{scoring.headline_name} difference, points\n(95% paired bootstrap CI)")
     fig.savefig(path, dpi=120)
 
 
