@@ -335,7 +335,8 @@ def test_multilabel_pooled_macro_aucs_equal_scikit_learns_with_their_bootstrap_i
     # folds pooled: every track once per seed; "never" has no positive and is left out of the macro means
     labels = np.concatenate([TAG_LABELS] * 2)[:, :3]
     scores = np.concatenate([tag_scores("good", 1), tag_scores("good", 2)])[:, :3]
-    assert (row["pooled_runs"], row["pooled_tracks"], row["pooled_predictions"], row["tags_left_out"]) == ("6", "12", "24", "never")
+    assert (row["pooled_runs"], row["pooled_tracks"], row["pooled_predictions"]) == ("6", "12", "24")
+    assert row["tags_left_out"] == "never"
     auc, ap = roc_auc_score(labels, scores), average_precision_score(labels, scores)
     assert 0.7 < auc < 1  # informative, not perfect
     assert float(row["pooled_track_auc"]) == pytest.approx(auc, abs=1e-6)
@@ -352,7 +353,8 @@ def test_multilabel_pooled_macro_aucs_equal_scikit_learns_with_their_bootstrap_i
     text = (sweep / "report.md").read_text()
     assert "pooled track macro ROC-AUC [95% CI]" in text and "| Per-tag track ROC-AUC" not in text
     assert f"{auc:.3f} [{expected[0]:.3f}, {expected[1]:.3f}]" in text
-    assert "Tags left out of the pooled macro means (no positive or no negative among the pooled test tracks): synth_multilabel/mel/good: never." in text
+    assert ("Tags left out of the pooled macro means (no positive or no negative among the pooled test tracks): "
+            "synth_multilabel/mel/good: never.") in text
 
 
 def test_multilabel_pairs_are_paired_bootstrap_differences_of_macro_auc_with_holm(tmp_path):
@@ -394,7 +396,8 @@ def test_a_multilabel_suite_pairs_systems_within_each_dataset(tmp_path):
     auc = {(d, m): roc_auc_score(labels, tag_scores(m, 1 + (d == "two"))[:, :3]) for d in ("one", "two") for m in ("bad", "good")}
     suite = {r["name"]: r for r in read_csv(sweep / "report_suite.csv")}
     good = suite["model=good"]
-    assert (good["datasets"], good["pooled_tracks"], float(good["two_pooled_track_auc"])) == ("2", "24", pytest.approx(auc["two", "good"]))
+    assert (good["datasets"], good["pooled_tracks"]) == ("2", "24")
+    assert float(good["two_pooled_track_auc"]) == pytest.approx(auc["two", "good"], abs=1e-6)
     assert float(good["mean_over_datasets"]) == pytest.approx((auc["one", "good"] + auc["two", "good"]) / 2)
     assert float(good["mean_over_datasets_lo"]) <= float(good["mean_over_datasets"]) <= float(good["mean_over_datasets_hi"])
     pooled_pair = next(p for p in read_csv(sweep / "report_pairs.csv") if p["view"] == "pooled over datasets")

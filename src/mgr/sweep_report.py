@@ -431,7 +431,8 @@ def pooled_tags(members: list[dict], bootstrap: dict) -> dict:
     if not parts:
         return {}
     (auc, ap), drawn = over_tracks(parts, macro_aucs, bootstrap)
-    return {"pooled_runs": sum(bool(r["predictions"]) for r in members), "pooled_tracks": len({t for p in parts for t in p["tracks"]}),
+    return {"pooled_runs": sum(bool(r["predictions"]) for r in members),
+            "pooled_tracks": len({t for p in parts for t in p["tracks"]}),
             "pooled_predictions": sum(len(p["tracks"]) for p in parts), **interval_keys("pooled_track_auc", auc, drawn[:, 0]),
             **interval_keys("pooled_track_ap", ap, drawn[:, 1]), "tags_left_out": left_out_tags(parts)}
 
@@ -449,7 +450,8 @@ def pooled_tags_over_datasets(members: list[dict], bootstrap: dict) -> dict:
     return {"datasets": len(parts), "runs": len(members), "pooled_tracks": overall["pooled_tracks"],
             "pooled_predictions": overall["pooled_predictions"],
             "per_dataset": {p["dataset"]: macro_score(multilabel_auroc, p["labels"], p["scores"][0]) for p in parts},
-            **{k.replace("pooled_track_auc", "mean_over_datasets"): v for k, v in overall.items() if k.startswith("pooled_track_auc")}}
+            **{k.replace("pooled_track_auc", "mean_over_datasets"): v for k, v in overall.items()
+               if k.startswith("pooled_track_auc")}}
 
 
 def paired_tags(a: str, b: str, a_runs: list[dict], b_runs: list[dict], bootstrap: dict) -> dict | None:
@@ -559,7 +561,8 @@ def markdown(rows: list[dict], pairs: list[dict], rankings: list[dict], alpha: f
         lines.append("| " + " | ".join(cells) + " |")
     along = [a for a in AXES if any(r[f"{a}s"] > 1 for r in rows)]
     if along:
-        lines += ["", f"## {scoring.headline_name[0].upper()}{scoring.headline_name[1:]} std along each axis (runs that share the other axes)", "",
+        title = scoring.headline_name[0].upper() + scoring.headline_name[1:]
+        lines += ["", f"## {title} std along each axis (runs that share the other axes)", "",
                   "| configuration | " + " | ".join(f"over {a}s" for a in along) + " |", "|---|" + "---|" * len(along)]
         lines += [f"| {r['name']} | " + " | ".join(f"{r.get(f'{scoring.headline}_std_over_{a}s', float('nan')):.3f}"
                                                    for a in along) + " |" for r in rows]
@@ -589,8 +592,8 @@ def markdown(rows: list[dict], pairs: list[dict], rankings: list[dict], alpha: f
 
 
 def bar_chart(rows: list[dict], path: Path, scoring: Scoring) -> None:
-    """The headline metric (track accuracy, or macro ROC-AUC) per feature (x) and model (bars) with std error bars, one panel per dataset, as
-    seed report 002's figure 8."""
+    """The headline metric (track accuracy, or macro ROC-AUC) per feature (x) and model (bars) with std error
+    bars, one panel per dataset, as seed report 002's figure 8."""
     from matplotlib.figure import Figure
 
     datasets = sorted({str(r["dataset"]) for r in rows})
@@ -618,7 +621,8 @@ def bar_chart(rows: list[dict], path: Path, scoring: Scoring) -> None:
 
 
 def pairs_chart(pairs: list[dict], path: Path, scoring: Scoring) -> None:
-    """Each pair's difference (of track accuracy, or macro ROC-AUC) with its 95 % paired bootstrap interval; zero is no difference."""
+    """Each pair's difference (of track accuracy, or macro ROC-AUC) with its 95 % paired bootstrap interval;
+    zero is no difference."""
     from matplotlib.figure import Figure
 
     names = [f"{p['a']} - {p['b']}" for p in pairs]
