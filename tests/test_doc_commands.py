@@ -266,7 +266,7 @@ NOT_RUN = {
     "python -m mgr.train -m model=crnn,cnn feature=mel,mfcc": SWEEP,
     "python -m mgr.train -m data.folds=N data.fold=range(N)": SWEEP,
     "python -m mgr.train -m data.fold=range(5) data=suite_long,suite_clips,suite_many "
-    "experiment=suite/default,suite/classic,suite/probe,suite/fusion":
+    "experiment=suite/default,suite/classic,suite/probe":
         "the real-music suite: its data is built from Debian's packages (1.3 GB), then 60 trainings",
     "python -m mgr.train -m model=crnn,fcn feature=mel,cqt,chroma data=gtzan trainer=ddp logger=wandb":
         "GTZAN on several GPUs with W&B online",

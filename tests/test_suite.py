@@ -227,9 +227,7 @@ def test_the_systems_are_the_default_and_the_classic_baseline_as_commands_give_t
                                                  "data.chunk_seconds=3.0", "data.train_chunks_per_track=even"])
     probe = compose_resolved("train", [*task, "experiment=suite/probe"])
     assert probe == compose_resolved("train", [*task, "model=probe"])
-    fusion = compose_resolved("train", [*task, "experiment=suite/fusion"])
-    assert fusion == compose_resolved("train", [*task, "model=probe", "encoder.descriptors=true",
-                                                "model.head={name: select, fuse: [descriptors]}"])
+    assert probe["encoder"]["descriptors"] == "auto" and probe["model"]["head"] == "select"  # fused: the default
 
 
 def test_reference_scores_an_easy_fold(tmp_path, capsys):
