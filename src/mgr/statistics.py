@@ -7,6 +7,8 @@ Plain numpy and scipy; every function takes arrays and returns plain numbers, so
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from scipy import stats as sps
 
@@ -161,3 +163,26 @@ def risk_coverage_table(confidence, correct, points: int = 10) -> list[dict]:
         k = min(int(np.ceil(target * len(coverage) - 1e-9)), len(coverage)) - 1
         rows.append({"coverage": float(coverage[k]), "accuracy": float(accuracy[k]), "min_confidence": float(threshold[k])})
     return rows
+
+
+def over_tracks(parts: list[dict], statistic: Callable, bootstrap: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`statistic(parts, rows)` (rows: each part's row indices) on every row, and on each bootstrap resample:
+    the tracks of all parts drawn with replacement by mgr.resample_weights, each with all its rows
+    (a track tested by several runs), as bootstrap_scores draws them. Resamples on which the
+    statistic is undefined (nan: no tag with a positive and a negative drawn) are dropped."""
+    _, units = np.unique([t for p in parts for t in p["tracks"]], return_inverse=True)
+    every = [np.arange(len(p["tracks"])) for p in parts]
+    ends = np.cumsum([len(rows) for rows in every])[:-1]
+    draws = resample_weights(int(units.max()) + 1, int(bootstrap["resamples"]), int(bootstrap["seed"]))
+    drawn = np.array([statistic(parts, [np.repeat(rows, counts) for rows, counts in zip(every, np.split(draw[units], ends))])
+                      for draw in draws])
+    return np.asarray(statistic(parts, every)), drawn[~np.isnan(drawn).any(axis=1)]
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """The two-sided p-value of "no difference" from a paired bootstrap's resampled differences: twice the
+    smaller share of them on either side of zero (zero counts on both sides), one added to each count
+    (the hypothesis as one more resample: never a p of 0 from finitely many resamples), at most 1. So it
+    falls below alpha about when the (1 - alpha) percentile interval leaves zero out; identical systems get 1."""
+    d = np.asarray(differences)
+    return float(min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (len(d) + 1)))

@@ -384,29 +384,6 @@ def auc_difference(parts: list[dict], rows: list[np.ndarray]) -> np.ndarray:
                               - macro_score(multilabel_auroc, p["labels"][r], p["scores"][1][r]) for p, r in zip(parts, rows)])])
 
 
-def over_tracks(parts: list[dict], statistic: Callable, bootstrap: dict) -> tuple[np.ndarray, np.ndarray]:
-    """`statistic(parts, rows)` (rows: each part's row indices) on every row, and on each bootstrap resample:
-    the tracks of all parts drawn with replacement by mgr.statistics.resample_weights, each with all its rows
-    (a track tested by several runs), as statistics.bootstrap_scores draws them. Resamples on which the
-    statistic is undefined (nan: no tag with a positive and a negative drawn) are dropped."""
-    _, units = np.unique([t for p in parts for t in p["tracks"]], return_inverse=True)
-    every = [np.arange(len(p["tracks"])) for p in parts]
-    ends = np.cumsum([len(rows) for rows in every])[:-1]
-    draws = statistics.resample_weights(int(units.max()) + 1, int(bootstrap["resamples"]), int(bootstrap["seed"]))
-    drawn = np.array([statistic(parts, [np.repeat(rows, counts) for rows, counts in zip(every, np.split(draw[units], ends))])
-                      for draw in draws])
-    return np.asarray(statistic(parts, every)), drawn[~np.isnan(drawn).any(axis=1)]
-
-
-def bootstrap_p_value(differences: np.ndarray) -> float:
-    """The two-sided p-value of "no difference" from a paired bootstrap's resampled differences: twice the
-    smaller share of them on either side of zero (zero counts on both sides), one added to each count
-    (the hypothesis as one more resample: never a p of 0 from finitely many resamples), at most 1. So it
-    falls below alpha about when the (1 - alpha) percentile interval leaves zero out; identical systems get 1."""
-    d = np.asarray(differences)
-    return float(min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (len(d) + 1)))
-
-
 def interval_of(drawn: np.ndarray) -> tuple[float, float]:
     """The percentile interval of resampled values (nan without any)."""
     return statistics.percentile_interval(drawn) if len(drawn) else (float("nan"), float("nan"))
@@ -430,7 +407,7 @@ def pooled_tags(members: list[dict], bootstrap: dict) -> dict:
     parts = tag_parts(tag_rows(members))
     if not parts:
         return {}
-    (auc, ap), drawn = over_tracks(parts, macro_aucs, bootstrap)
+    (auc, ap), drawn = statistics.over_tracks(parts, macro_aucs, bootstrap)
     return {"pooled_runs": sum(bool(r["predictions"]) for r in members),
             "pooled_tracks": len({t for p in parts for t in p["tracks"]}),
             "pooled_predictions": sum(len(p["tracks"]) for p in parts), **interval_keys("pooled_track_auc", auc, drawn[:, 0]),
@@ -468,10 +445,10 @@ def paired_tags(a: str, b: str, a_runs: list[dict], b_runs: list[dict], bootstra
     if not rows:
         return None
     parts = tag_parts(rows)
-    (difference,), drawn = over_tracks(parts, auc_difference, bootstrap)
+    (difference,), drawn = statistics.over_tracks(parts, auc_difference, bootstrap)
     lo, hi = interval_of(drawn[:, 0])
     return {"a": a, "b": b, "tracks": len(rows), "tags": int(sum(scored_tags(p["labels"]).sum() for p in parts)),
-            "difference": float(difference), "lo": lo, "hi": hi, "p": bootstrap_p_value(drawn[:, 0])}
+            "difference": float(difference), "lo": lo, "hi": hi, "p": statistics.bootstrap_p_value(drawn[:, 0])}
 
 
 def tag_names(classes: list[str], labels: np.ndarray) -> str:
