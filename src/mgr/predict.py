@@ -22,7 +22,11 @@ least half a chunk (about twice as many chunks).
 A multi-label model (task=multilabel) answers every genre whose probability is at or above its
 threshold (chosen on validation, kept in the checkpoint), most probable first, with its probability;
 with min_confidence, a file is `unknown` when no genre is above its threshold, or the most probable
-of those answered is below min_confidence.
+of those answered is below min_confidence. A model trained on a genre tree (FMA's genres_all: its
+`class_parents`) answers up the tree: each genre's probability is the max of its own and its
+descendants', and a genre is answered when it is at or above its threshold or a descendant is
+answered, so every answered genre's parent is answered (mgr.data.genre_tree); the probabilities
+written are those rolled up.
 
 A file with no sample above the floor at which the waveform cache drops silent
 files (mgr.data.cache.SILENCE_PEAK, -80 dBFS) is marked `silent`, not labelled. A
@@ -52,6 +56,7 @@ from mgr import MGRError
 from mgr.data.audio import DecodeError, has_audio_name, load_audio
 from mgr.data.cache import SILENCE_PEAK
 from mgr.data.chunking import chunk_starts, cut
+from mgr.data.genre_tree import ClassHierarchy
 from mgr.entry import command, require, task
 
 log = logging.getLogger("mgr.predict")
@@ -163,18 +168,21 @@ def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: in
             continue
         logits = chunk_logits(model, wave, overlap, batch_size, device)
         (probabilities,) = model.track_aggregation.probabilities(logits, torch.zeros(len(logits), dtype=torch.long), 1)
-        tags = answered_tags(model, probabilities)
+        probabilities, tags = answered_tags(model, probabilities)
         yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist(),
                              unknown=is_unknown(probabilities, tags, min_confidence), tags=tags)
 
 
-def answered_tags(model, probabilities: torch.Tensor) -> list[int] | None:
-    """A multi-label model's answers for one file: the classes at or above their thresholds, most probable
-    first; None for a multi-class model."""
+def answered_tags(model, probabilities: torch.Tensor) -> tuple[torch.Tensor, list[int] | None]:
+    """A file's probabilities and a multi-label model's answers for it: the classes at or above their
+    thresholds, most probable first, both rolled up the model's class tree where it has one
+    (mgr.data.genre_tree.ClassHierarchy.roll_up); the answers are None for a multi-class model."""
     if not getattr(model, "multilabel", False):
-        return None
+        return probabilities, None
     answered = model.answered(probabilities)
-    return [int(i) for i in torch.argsort(probabilities, descending=True, stable=True) if answered[i]]
+    if getattr(model, "class_parents", None):
+        probabilities, answered = ClassHierarchy(model.class_names, model.class_parents).roll_up(probabilities, answered)
+    return probabilities, [int(i) for i in torch.argsort(probabilities, descending=True, stable=True) if answered[i]]
 
 
 def is_unknown(probabilities: torch.Tensor, tags: list[int] | None, min_confidence: float | None) -> bool:

@@ -8,7 +8,9 @@ test/track_ece_uncalibrated): `calibration_report`. A multi-label model's report
 its ROC-AUC and PR-AUC (macro and micro) and its F1 at the per-class thresholds, per class too, and its
 test_predictions.csv a probability per class with the labels and the answers `;`-separated; it has no
 confusion matrices, bootstrap intervals or risk-coverage curve yet, and its calibration errors are
-those of every (item, tag) probability as a forecast of the tag (mgr.statistics.tag_forecasts).
+those of every (item, tag) probability as a forecast of the tag (mgr.statistics.tag_forecasts). A
+model with a tree over its classes (`class_parents`: FMA's genres_all) is also scored per level of the
+tree, on its answers rolled up (`level_results`); its other metrics and predictions are its own.
 
 The report is written where the test predictions are: by the `TestReport` callback on global rank 0
 at the end of the test (under ddp_spawn, in the spawned rank 0, which holds every rank's predictions,
@@ -103,6 +105,8 @@ class TestReport(Callback):
             predictions["track_scores"] = track_probabilities(predictions, pl_module.track_aggregation)
             answered = pl_module.answered(torch.as_tensor(predictions["track_scores"])).numpy()
             results.update(multilabel_results(predictions, answered, names, pl_module.thresholds))
+            if pl_module.class_parents:  # FMA's genres_all: the tree over the classes
+                results["levels"] = level_results(predictions, answered, names, pl_module.class_parents, metrics)
             results.update(calibration_report(tested, pl_module, metrics))
         else:
             results.update(self._multiclass_results(tested, predictions, names, pl_module, metrics))
@@ -154,6 +158,36 @@ def multilabel_results(predictions: dict, answered: np.ndarray, names: list[str]
                       recall=float(recall[k]), f1=float(f1[k]), support=int(actual[k]),
                       threshold=None if thresholds is None else thresholds[k]) for k, name in enumerate(names)]
     return {"task": "multilabel", "thresholds": thresholds, "track_per_class": per_class}
+
+
+def level_results(predictions: dict, answered: np.ndarray, names: list[str], class_parents: dict,
+                  metrics: dict) -> list[dict]:
+    """The test tracks scored per level of the class tree (mgr.data.genre_tree.ClassHierarchy: top-level
+    classes 1, their children 2, ...), on the probabilities and answers rolled up the tree: per level, the
+    macro ROC-AUC, PR-AUC and F1 over its classes that have a positive and a negative test track (as
+    mgr.report's macro means: another class has no ROC-AUC), added to `metrics` as test/level<n>/track_auc,
+    track_ap and track_f1. Returns per level its classes and those left out."""
+    import torch
+
+    from mgr.data.genre_tree import ClassHierarchy
+    from mgr.sweep_report import scored_tags
+
+    hierarchy = ClassHierarchy(names, class_parents)
+    probabilities, rolled = hierarchy.roll_up(torch.as_tensor(predictions["track_scores"]), torch.as_tensor(answered))
+    per_class = multilabel_results({**predictions, "track_scores": probabilities.numpy()}, rolled.numpy(), names,
+                                   None)["track_per_class"]
+    scored = scored_tags(np.asarray(predictions["track_labels"]) > 0)
+    levels = np.asarray(hierarchy.levels)
+    out = []
+    for level in range(1, levels.max() + 1):
+        classes = np.flatnonzero(levels == level)
+        kept = [k for k in classes if scored[k]]
+        for key, name in (("roc_auc", "track_auc"), ("pr_auc", "track_ap"), ("f1", "track_f1")):
+            values = [per_class[k][key] for k in kept]
+            metrics[f"test/level{level}/{name}"] = float(np.mean(values)) if values else float("nan")
+        out.append({"level": level, "classes": [names[k] for k in classes],
+                    "left_out": [names[k] for k in classes if not scored[k]]})
+    return out
 
 
 def calibration_report(tested: dict, model, metrics: dict) -> dict:
@@ -279,6 +313,7 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
     rows = MULTILABEL_TABLE_ROWS if "test/track_auc" in metrics else TABLE_ROWS
     if "test/ece" in metrics:  # before the table, whose lines end the output
         lines.append(calibration_line(metrics, multilabel=rows is MULTILABEL_TABLE_ROWS))
+    lines += level_lines(metrics)
     if intervals:
         lines += [f"\n{intervals['level']:.0%} intervals: bootstrap over test tracks (chunk: each track with its chunks), "
                   f"{intervals['resamples']} resamples, seed {intervals['seed']}",
@@ -293,6 +328,19 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
         lines.append(f"  {name:{width}s} " + " ".join(cells))
     lines.append(f"  run directory: {run_dir}")
     print("\n".join(lines), flush=True)
+
+
+def level_lines(metrics: dict[str, float]) -> list[str]:
+    """The per-level test metrics of a model with a class tree (`level_results`), one line a level; none without."""
+    levels = sorted({int(k.split("/")[1][len("level"):]) for k in metrics if k.startswith("test/level")})
+    if not levels:
+        return []
+    lines = ["\nPer level of the genre tree (tracks, rolled up; macro over the genres with a positive and a negative):"]
+    for n in levels:
+        cells = (f"{name} {metrics[f'test/level{n}/{key}']:.4f}" for name, key in
+                 (("ROC-AUC", "track_auc"), ("PR-AUC", "track_ap"), ("F1", "track_f1")))
+        lines.append(f"  level {n}: " + "  ".join(cells))
+    return lines
 
 
 def calibration_line(metrics: dict[str, float], multilabel: bool) -> str:

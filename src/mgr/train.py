@@ -32,7 +32,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, _convert_="all")
     check_task(cfg.get("task") or "multiclass", datamodule.tracks)  # listed, not yet decoded
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
-    model = GenreClassifier.from_config(cfg, datamodule.class_names)
+    model = GenreClassifier.from_config(cfg, datamodule.class_names, datamodule.class_parents)
     trainer, checkpoint = build_trainer(cfg, training=True)
     if caches_embeddings(model.encoder):
         datamodule.use_encoder(model.encoder, trainer.strategy.root_device,

@@ -4,7 +4,15 @@ title, top_level; parent 0 marks a top-level genre), and the roll-up of a track'
 Genres are named by their title, as mgr's FMA classes are; a title that two genre ids share gets its
 id in brackets ("Title (id)"), so that every name stands for one genre.
 
-Per-level metrics (scores at each depth of the tree) are not computed yet (issue 25).
+A model trained on a tree's genres carries the tree over its own classes in its checkpoint: its
+`class_parents` hyperparameter (class name -> parent class name, None at the top), which
+`GenreTree.class_parents` gives the data module. `ClassHierarchy` reads it for mgr.predict and the
+test report:
+
+- The level of a class is its depth: top-level genres 1, their children 2, and so on.
+- The roll-up rule: a class's rolled-up probability is the max of its own and its descendants'; a
+  class is answered when its own probability is at or above its threshold or any descendant is
+  answered. So answers are consistent by construction: an answered class has every ancestor answered.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable
+
+import torch
 
 from mgr import MGRError
 
@@ -85,6 +95,62 @@ class GenreTree:
         answered = set(answers)
         return all(self.parent(name) in answered for name in answered if self.parent(name) is not None)
 
+    def class_parents(self, class_names: Iterable[str]) -> dict[str, str | None]:
+        """Each class's parent among the classes: its nearest ancestor that is one of `class_names` (None:
+        none is). With genres_all every ancestor of a track's genre is one of its labels, so this is the
+        parent itself; the classes skip only a genre no track of the subset carries."""
+        classes = set(class_names)
+        return {name: next((a for a in self.ancestors(name) if a in classes), None) for name in class_names}
+
     @cached_property
     def _ids(self) -> dict[str, int]:
         return {name: g for g, name in self.names.items()}
+
+
+@dataclass(frozen=True)
+class ClassHierarchy:
+    """The tree over a model's classes (`class_parents`: class name -> parent class name or None; see the
+    module docstring for the levels and the roll-up rule). Classes are indexed as in `class_names`."""
+    class_names: list[str]
+    class_parents: dict[str, str | None]
+
+    @cached_property
+    def ancestors(self) -> list[list[int]]:
+        """Each class's ancestors (indices), parent first."""
+        index = {name: k for k, name in enumerate(self.class_names)}
+        out = []
+        for name in self.class_names:
+            chain, current = [], self.class_parents.get(name)
+            while current is not None:
+                if index[current] in chain or current == name:
+                    raise MGRError(f"The model's class_parents make {name} its own ancestor; retrain it on the data's "
+                                   "own genre tree.")
+                chain.append(index[current])
+                current = self.class_parents.get(current)
+            out.append(chain)
+        return out
+
+    @cached_property
+    def levels(self) -> list[int]:
+        """Each class's depth in the tree: 1 for a top-level class."""
+        return [1 + len(chain) for chain in self.ancestors]
+
+    @cached_property
+    def subtrees(self) -> list[list[int]]:
+        """Each class and its descendants (indices)."""
+        out = [[k] for k in range(len(self.class_names))]
+        for k, chain in enumerate(self.ancestors):
+            for a in chain:
+                out[a].append(k)
+        return out
+
+    def roll_up(self, probabilities: torch.Tensor, answered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities [..., C] and answers [..., C] (booleans, at the thresholds) rolled up the tree: each
+        class's the max of its subtree's probabilities, and answered where any class of its subtree is."""
+        rolled = [(probabilities[..., s].amax(-1), answered[..., s].any(-1)) for s in self.subtrees]
+        return torch.stack([p for p, _ in rolled], -1), torch.stack([a for _, a in rolled], -1)
+
+    def is_consistent(self, answered: Iterable[bool]) -> bool:
+        """Whether every answered class's parent is answered too (what `roll_up` makes true)."""
+        answered = list(answered)
+        return all(answered[chain[0]] for k, chain in enumerate(self.ancestors) if answered[k] and chain)

@@ -88,6 +88,7 @@ class GenreClassifier(pl.LightningModule):
         temperature: float | list[float] = 1.0,
         task: str = "multiclass",
         thresholds: list[float] | None = None,
+        class_parents: dict[str, str | None] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -96,6 +97,7 @@ class GenreClassifier(pl.LightningModule):
         if task not in TASKS:
             raise MGRError(f"task={task!r} is not one of {', '.join(TASKS)}.")
         self.multilabel = task == "multilabel"
+        self.class_parents = checked_class_parents(class_parents, self.class_names, self.multilabel)
         if encoder is None:
             self.encoder = SpectrogramEncoder(feature, sample_rate, chunk_seconds, net)
             self.hparams["net"] = self.encoder.net_settings  # as built, so a checkpoint restores it as it is
@@ -130,10 +132,12 @@ class GenreClassifier(pl.LightningModule):
         """What the subclass's way of training needs, once the encoder and head are built (none: evaluation only)."""
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, class_names: list[str]) -> "GenreClassifier":
+    def from_config(cls, cfg: DictConfig, class_names: list[str],
+                    class_parents: dict[str, str | None] | None = None) -> "GenreClassifier":
         """The task of a training config: `model` (the net's name and settings, and its `head`),
         `feature`, `optimizer`, `scheduler`, the data's sample rate and chunk length, the `encoder`
-        of a probe (conf/model/probe.yaml selects it) and the `recipe`'s label smoothing and mixup."""
+        of a probe (conf/model/probe.yaml selects it) and the `recipe`'s label smoothing and mixup;
+        `class_parents`, the data's tree over the classes (its data module's), where it has one."""
         net = resolved_dict(cfg.model)
         head = net.pop("head", None)
         model = cls(class_names, resolved_dict(cfg.feature), cfg.data.sample_rate, cfg.data.chunk_seconds, net, head,
@@ -143,7 +147,7 @@ class GenreClassifier(pl.LightningModule):
                     cfg.get("vote_threshold", TrackAggregation.vote_threshold),
                     resolved_dict(cfg.encoder) if cfg.get("encoder") else None,
                     *(float((cfg.get("recipe") or {}).get(key, 0.0)) for key in ("label_smoothing", "mixup_alpha")),
-                    task=cfg.get("task") or "multiclass")
+                    task=cfg.get("task") or "multiclass", class_parents=class_parents)
         # The `augment` group: training-time only and without weights, so not among the hyperparameters a
         # checkpoint rebuilds the model from. A pretrained encoder has no feature map: build_augment refuses.
         augment = build_augment(resolved_dict(cfg.augment) if cfg.get("augment") else {}, model.encoder.n_bins,
@@ -583,6 +587,19 @@ class FittedClassifier(GenreClassifier):
             track_accuracy = (scores.argmax(1) == labels).float().mean().item()
             return track_accuracy, (logits.argmax(1) == target).float().mean().item()
         return score
+
+
+def checked_class_parents(class_parents: dict | None, class_names: list[str], multilabel: bool) -> dict | None:
+    """The tree over a multi-label model's classes (class name -> its parent class, None at the top: the data
+    module's `class_parents`), kept in the hyperparameters so mgr.predict rolls answers up from the checkpoint
+    alone; None, as in checkpoints written before it: no tree."""
+    if class_parents is None:
+        return None
+    names = set(class_names)
+    if not multilabel or not set(class_parents) <= names or not set(class_parents.values()) <= names | {None}:
+        raise MGRError(f"class_parents must be null or, for a multilabel model, map classes to parent classes "
+                       f"(or null) among {class_names}; got {class_parents!r}.")
+    return dict(class_parents)
 
 
 def load_model(ckpt_path, checkpoint: dict | None = None) -> GenreClassifier:

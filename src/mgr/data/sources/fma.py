@@ -8,7 +8,8 @@ track, its ('track', 'genres'), the genres given to the track itself; `genres_al
 its ('track', 'genres_all'), those and all their ancestors in FMA's genre tree. The
 last two are Python lists of genre ids ("[21, 811]"), named by their titles in
 `<root>/fma_metadata/genres.csv` (mgr.data.genre_tree), and take every track of the
-subset with at least one genre. The split is the official artist-filtered
+subset with at least one genre; with `genres_all`, `class_parents` gives the model the tree
+over its classes, to roll its answers up (not with `genres`: see there). The split is the official artist-filtered
 ('set', 'split') column; a subset holds the tracks whose ('set', 'subset') is
 at most its size (medium includes small). ('artist', 'id') is the group:
 the leak check verifies that the official split keeps every artist on one
@@ -142,7 +143,7 @@ class FMASource(Source):
         """Each row's genre names ([] when it has none): its genre_top, or its genres' titles."""
         if self.labels == "top":
             return [[r["genre_top"]] if r["genre_top"] else [] for r in rows]
-        tree = GenreTree.read(self.find("fma_metadata/genres.csv", what="FMA genre list", download="fma_metadata"))
+        tree = self.genre_tree()
         column = LABEL_COLUMNS[self.labels]
         out = []
         for r in rows:
@@ -152,3 +153,14 @@ class FMASource(Source):
                                "not list; restore FMA's fma_metadata (both files from one download).")
             out.append([tree.name(g) for g in dict.fromkeys(ids)])
         return out
+
+    def genre_tree(self) -> GenreTree:
+        return GenreTree.read(self.find("fma_metadata/genres.csv", what="FMA genre list", download="fma_metadata"))
+
+    def class_parents(self, class_names: list[str]) -> dict[str, str | None] | None:
+        """Each class's parent class (GenreTree.class_parents), for the model to roll its answers up the tree,
+        with labels=genres_all only: its targets hold every ancestor of a track's genres, as a rolled-up
+        answer does. A `genres` target is the genres given to the track alone (a Techno track is not
+        Electronic there), so rolled-up answers would be scored against targets that do not roll up: None,
+        as with `top`, which has no tree."""
+        return self.genre_tree().class_parents(class_names) if self.labels == "genres_all" else None
