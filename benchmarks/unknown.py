@@ -8,10 +8,16 @@ texts). Files are cut as evaluation cuts them (overlap 0). A multi-class file is
 its top calibrated probability is below c (mgr.predict's `is_unknown`, called here), so one pass gives
 the fractions at every c.
 
-    python benchmarks/unknown.py <multirun dir> [--data-dir data] [--thresholds 0.4 0.5 0.6 0.7 0.8]
+    python benchmarks/unknown.py <multirun dir> [--data-dir data] [--thresholds 0.4 0.5 0.6 0.7 0.8] [--novelty]
 
 Prints, per threshold and pooled over the runs: the share of noise and of speech answered `unknown`,
 the share of in-domain files still labelled (coverage) and the accuracy of those labelled.
+
+With --novelty, each run also gets a novelty detector (mgr.models.novelty.fit_novelty: Gaussians of its
+training chunks' embeddings, thresholded at the 0.95 quantile of its validation tracks' scores), fitted
+on its data module rebuilt from the run's .hydra/config.yaml, and a second table says the same of
+`unknown` = (top probability < c) OR novel (a file's chunks' mean score above the threshold), with a
+row for the novelty rule alone.
 """
 
 from __future__ import annotations
@@ -82,12 +88,17 @@ def in_domain(run: Path, data_dir: str) -> tuple[list[Path], list[str]]:
     return [base / r["path"] for r in rows], [r["label"] for r in rows]
 
 
-def top_probabilities(checkpoint: str, paths: list[Path]) -> tuple[np.ndarray, list[str]]:
+def run_config(run: Path, data_dir: str):
+    """A run's config, with ${paths.data_dir} as it was in the run."""
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    cfg.paths.data_dir = data_dir
+    return cfg
+
+
+def top_probabilities(model, paths: list[Path]) -> tuple[np.ndarray, list[str]]:
     """Each file's top probability and answer, as mgr.predict computes them (overlap 0)."""
-    from mgr.models import load_model
     from mgr.predict import predict_files
 
-    model = load_model(checkpoint)
     tops, answers = [], []
     for p in predict_files(model, paths, overlap=0.0):
         if p.error or p.silent:
@@ -98,12 +109,55 @@ def top_probabilities(checkpoint: str, paths: list[Path]) -> tuple[np.ndarray, l
     return np.array(tops), answers
 
 
+def novelty_scores(model, run: Path, data_dir: str, paths: list[Path]) -> tuple[np.ndarray, float]:
+    """Each file's novelty score (its chunks' mean, the chunks cut as mgr.predict cuts them at overlap 0)
+    under a detector fitted on the run's own data, and the detector's threshold."""
+    import torch
+    from hydra.utils import instantiate
+
+    from mgr.data.chunking import chunk_starts, cut
+    from mgr.models.novelty import fit_novelty
+    from mgr.predict import _decoded
+
+    datamodule = instantiate(run_config(run, data_dir).data, _convert_="all")
+    datamodule.prepare_data()
+    detector, fit = fit_novelty(model, datamodule, torch.device("cpu"))
+    print(f"  {fit}; validation tracks' quantiles {fit.val_track_quantiles}", flush=True)
+    scores = []
+    with torch.inference_mode():
+        for path, wave in _decoded(paths, model.hparams.sample_rate, threads=2):
+            chunks = cut(wave, chunk_starts(len(wave), model.chunk_samples, 0.0), model.chunk_samples)
+            scores.append(detector.file_score(torch.cat([model.embed(batch) for batch in chunks.split(32)])))
+    return np.array(scores), float(detector.threshold)
+
+
+def print_table(kinds: dict[str, np.ndarray], right: np.ndarray, thresholds: list[float], unknown, novel=None) -> None:
+    """The table of `unknown` (a function of the top probabilities and c) at each c; with `novel` (each
+    file's novelty verdict, by kind), of unknown OR novel, and a row for the novelty rule alone."""
+    def row(label: str, verdict) -> str:  # verdict: kind -> each file's `unknown`
+        kept = ~verdict("in-domain")
+        return (f"| {label} | {verdict('noise').mean():.3f} | {verdict('speech').mean():.3f} | {kept.mean():.3f} "
+                f"| {right[kept].mean() if kept.any() else float('nan'):.3f} |")
+
+    rule = "min_confidence" if novel is None else "min_confidence, OR novel"
+    print(f"| {rule} | noise answered unknown | speech answered unknown | in-domain still labelled "
+          "(coverage) | accuracy of those labelled |\n|---|---|---|---|---|")
+    print(f"| none | 0 | 0 | 1 | {right.mean():.3f} |")
+    if novel is not None:
+        print(row("novel alone", lambda kind: novel[kind]))
+    for c in thresholds:
+        print(row(f"{c:g}", lambda kind: unknown(kinds[kind], c) | (False if novel is None else novel[kind])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("multirun", type=Path)
     parser.add_argument("--data-dir", default="data", help="what ${paths.data_dir} was in the runs")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.4, 0.5, 0.6, 0.7, 0.8])
+    parser.add_argument("--novelty", action="store_true", help="also fit each run's novelty detector and score "
+                        "unknown = low confidence OR novel")
     args = parser.parse_args()
+    from mgr.models import load_model
     from mgr.predict import is_unknown
     import torch
 
@@ -113,16 +167,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         noise, speech = make_noise(Path(tmp), np.random.default_rng(0)), make_speech(Path(tmp))
         kinds = {"noise": [], "speech": [], "in-domain": []}
+        novel = {kind: [] for kind in kinds}
         right = []
         for run in runs:
             checkpoint = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
             files, labels = in_domain(run, args.data_dir)
-            tops, answers = top_probabilities(checkpoint, [*noise, *speech, *files])
-            kinds["noise"].append(tops[:len(noise)])
-            kinds["speech"].append(tops[len(noise):len(noise) + len(speech)])
-            kinds["in-domain"].append(tops[len(noise) + len(speech):])
-            right.append(np.array(answers[len(noise) + len(speech):]) == np.array(labels))
+            model = load_model(checkpoint)
+            paths = [*noise, *speech, *files]
+            tops, answers = top_probabilities(model, paths)
             print(f"{run.name}: {len(files)} test files, {checkpoint}", flush=True)
+            verdicts = {}
+            if args.novelty:
+                scores, threshold = novelty_scores(model, run, args.data_dir, paths)
+                verdicts = {"novel": scores > threshold}  # the detector's rule (is_novel), file by file
+            for kind, part in zip(kinds, np.split(np.arange(len(paths)), [len(noise), len(noise) + len(speech)])):
+                kinds[kind].append(tops[part])
+                if verdicts:
+                    novel[kind].append(verdicts["novel"][part])
+            right.append(np.array(answers[len(noise) + len(speech):]) == np.array(labels))
     pooled = {kind: np.concatenate(v) for kind, v in kinds.items()}
     right = np.concatenate(right)
 
@@ -131,13 +193,10 @@ def main() -> None:
 
     print(f"\n{len(runs)} runs; {len(noise)} noise and {len(speech)} speech files labelled by each, "
           f"{len(pooled['in-domain'])} in-domain test files in all\n")
-    print("| min_confidence | noise answered unknown | speech answered unknown | in-domain still labelled "
-          "(coverage) | accuracy of those labelled |\n|---|---|---|---|---|")
-    print(f"| none | 0 | 0 | 1 | {right.mean():.3f} |")
-    for c in args.thresholds:
-        kept = ~unknown(pooled["in-domain"], c)
-        print(f"| {c:g} | {unknown(pooled['noise'], c).mean():.3f} | {unknown(pooled['speech'], c).mean():.3f} "
-              f"| {kept.mean():.3f} | {right[kept].mean() if kept.any() else float('nan'):.3f} |")
+    print_table(pooled, right, args.thresholds, unknown)
+    if args.novelty:
+        print("\nWith each run's novelty detector: unknown = (top probability < c) OR novel\n")
+        print_table(pooled, right, args.thresholds, unknown, {kind: np.concatenate(v) for kind, v in novel.items()})
 
 
 if __name__ == "__main__":
