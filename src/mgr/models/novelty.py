@@ -42,7 +42,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 
 MAX_COMPONENTS = 256  # 256 x a probe's ~2,600 columns in float32: under 3 MB in the checkpoint
 MIN_CLASS_CHUNKS = 10  # training chunks a class needs for a mean of its own (see the module docstring)
-SCALE_FLOOR = 0.1  # of the median varying column's standard deviation: the least a column is divided by (see fit)
+SCALE_FLOOR = 0.1  # of the median varying column's standard deviation: the least divisor (see standardisation)
 EXPLAINED = 0.99  # of the standardised training chunks' variance that the principal components keep
 REPORTED_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
