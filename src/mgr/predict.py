@@ -181,7 +181,8 @@ def answered_tags(model, probabilities: torch.Tensor) -> tuple[torch.Tensor, lis
         return probabilities, None
     answered = model.answered(probabilities)
     if getattr(model, "class_parents", None):
-        probabilities, answered = ClassHierarchy(model.class_names, model.class_parents).roll_up(probabilities, answered)
+        tree = ClassHierarchy(model.class_names, model.class_parents)
+        probabilities, answered = tree.roll_up(probabilities, answered)
     return probabilities, [int(i) for i in torch.argsort(probabilities, descending=True, stable=True) if answered[i]]
 
 
