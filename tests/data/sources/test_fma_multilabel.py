@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import metrics_of, tiny, write_tone
+from conftest import metrics_of, run_dir_of, tiny, write_tone
 from mgr import MGRError
+from mgr.data import GenreDataModule
 from mgr.data.genre_tree import GenreTree
 from mgr.data.sources.fma import FMASource
 from mgr.data.splits import check_split
@@ -161,3 +162,55 @@ def test_fma_genres_all_trains_a_step_under_task_multilabel(run_mgr, fma_root):
     metrics = metrics_of(proc)
     assert metrics["task"] == "multilabel" and len(metrics["thresholds"]) == 6
     assert metrics["class_names"] == ["Dub Techno", "Electronic", "Hip-Hop", "Jazz", "Rock", "Techno"]
+
+
+# The miniature's tree over its genres_all classes: Dub Techno < Techno < Electronic.
+CLASS_PARENTS = {"Dub Techno": "Techno", "Electronic": None, "Hip-Hop": None, "Jazz": None, "Rock": None,
+                 "Techno": "Electronic"}
+
+
+@pytest.mark.parametrize("labels, parents", [("genres_all", CLASS_PARENTS), ("genres", None), ("top", None)])
+def test_the_data_module_gives_the_tree_over_its_classes_with_genres_all_only(fma_root, tmp_path, labels, parents):
+    dm = GenreDataModule(source="fma", root=str(fma_root), cache_dir=str(tmp_path / "cache"),
+                         source_options={"labels": labels})
+    assert dm.class_parents == parents
+    # A genre no track carries is skipped: Techno's parent is then its nearest ancestor among the classes.
+    tree = GenreTree.read(fma_root / "fma_metadata" / "genres.csv")
+    assert tree.class_parents(["Dub Techno", "Electronic"]) == {"Dub Techno": "Electronic", "Electronic": None}
+
+
+def test_fma_genres_all_is_scored_per_level_and_predicts_up_the_tree(run_mgr, fma_root):
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from mgr.models import load_model
+    from mgr.predict import predict_files
+
+    data = [o for o in tiny("cnn", "mel") if not o.startswith("data.source_options")]
+    proc = run_mgr("train", "task=multilabel", "data=fma_small", f"data.root={fma_root}",
+                   "data.source_options.labels=genres_all", *data, "data.min_seconds=0.5", "recipe=none",
+                   "+trainer.limit_train_batches=1", "~callbacks.plots")  # one step
+    metrics = metrics_of(proc)
+    # The test tracks 50 (Dub Techno and its ancestors, Rock) and 51 (Hip-Hop): no Jazz among them.
+    assert metrics["levels"] == [
+        {"level": 1, "classes": ["Electronic", "Hip-Hop", "Jazz", "Rock"], "left_out": ["Jazz"]},
+        {"level": 2, "classes": ["Techno"], "left_out": []}, {"level": 3, "classes": ["Dub Techno"], "left_out": []}]
+    tree = GenreTree.read(fma_root / "fma_metadata" / "genres.csv")
+    with open(run_dir_of(proc) / "test_predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    names = metrics["class_names"]
+    scores = {c: np.array([float(r[f"score_{c}"]) for r in rows]) for c in names}
+    rolled = {c: np.max([scores[d] for d in names if d == c or c in tree.ancestors(d)], axis=0) for c in names}
+    for level, classes in ((1, ["Electronic", "Hip-Hop", "Rock"]), (2, ["Techno"]), (3, ["Dub Techno"])):
+        aucs = [roc_auc_score([c in r["labels"].split(";") for r in rows], rolled[c]) for c in classes]
+        assert metrics[f"test/level{level}/track_auc"] == pytest.approx(np.mean(aucs), abs=1e-5)
+        assert f"level {level}: ROC-AUC" in proc.stdout
+    model = load_model(metrics["best_checkpoint"])
+    assert model.class_parents == CLASS_PARENTS
+    files = sorted((fma_root / "fma_small").rglob("*.mp3"))
+    model.set_thresholds([0.0 if c == "Dub Techno" else 1.0 for c in names])  # a leaf answered on its own
+    for p in predict_files(model, files, overlap=0.0):
+        answers = [names[k] for k in p.tags]
+        assert "Dub Techno" in answers and tree.is_consistent(answers), answers
+        assert p.probabilities[names.index("Electronic")] == max(p.probabilities[names.index(c)] for c in
+                                                                   ("Dub Techno", "Electronic", "Techno"))
