@@ -21,7 +21,8 @@ from mgr.models import GenreClassifier, load_model
 from mgr import MGRError
 from mgr.models.aggregation import TrackAggregation
 from mgr.models.metrics import TrackMetrics
-from mgr.predict import predict, predict_files, write_outputs
+from mgr.models.novelty import NoveltyDetector
+from mgr.predict import format_row, predict, predict_files, write_outputs
 
 # (extension, soundfile format, subtype, sample rate, channels): every format mgr decodes,
 # mono and stereo, at the rates users' files come in. Opus exists at 48 kHz only.
@@ -299,6 +300,44 @@ def test_eval_and_predict_vote_as_the_training_run_s_track_metrics_do(best_check
 
 
 @pytest.mark.slow
+def test_a_run_fits_a_novelty_detector_that_predict_answers_unknown_by(best_checkpoint, trained_run, tmp_path):
+    """mgr.train (novelty=true, the default) writes the fitted detector into the best checkpoint and its
+    fit into metrics.json; mgr.predict scores every file by it, and with novelty=true answers `unknown`
+    for a file above its threshold, saying why; without novelty=true it only reports the score."""
+    fit = json.loads((trained_run / "metrics.json").read_text())["novelty_fit"]
+    model = load_model(best_checkpoint)
+    assert model.novelty.fitted and float(model.novelty.threshold) == pytest.approx(fit["threshold"])
+    rate = model.hparams.sample_rate
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"song{k}.wav")
+        write_audio(paths[-1], label=k, seed=k, seconds=2.0, rate=rate, channels=1, fmt="WAV", subtype="PCM_16")
+    reported = list(predict_files(model, paths))
+    scores = [p.novelty for p in reported]
+    assert all(s is not None and s >= 0 for s in scores) and not any(p.unknown for p in reported)
+    model.novelty.threshold.fill_((scores[0] + scores[1]) / 2)  # the one file above it is novel
+    answered = list(predict_files(model, paths, novelty=True))
+    novel = [s > float(model.novelty.threshold) for s in scores]
+    assert [p.novel for p in answered] == [p.unknown for p in answered] == novel and sum(novel) == 1
+    assert "UNKNOWN, unlike the training data" in format_row(answered[novel.index(True)], model.class_names, 1, 20)
+    rows = list(csv.DictReader(open(write_outputs(answered, model.class_names, 1, tmp_path, {})[0])))
+    assert [float(r["novelty"]) for r in rows] == pytest.approx(scores, abs=1e-4)
+    assert [r["genre"] == "unknown" for r in rows] == novel
+
+
+def test_novelty_true_needs_a_checkpoint_with_a_detector(best_checkpoint, tmp_path):
+    model = load_model(best_checkpoint)
+    model.novelty = NoveltyDetector()  # as every checkpoint written before the detector existed loads
+    path = tmp_path / "before.ckpt"
+    save_checkpoint(model, path)
+    song = tmp_path / "song.wav"
+    sf.write(str(song), np.random.default_rng(0).uniform(-0.5, 0.5, 8000).astype(np.float32), 8000)
+    cfg = OmegaConf.create({"ckpt_path": str(path), "inputs": [str(song)], "top_k": 3, "overlap": 0.5,
+                            "batch_size": 8, "device": "cpu", "decode_threads": 1, "novelty": True})
+    with pytest.raises(MGRError, match="novelty=true needs a checkpoint whose training fitted a novelty detector"):
+        predict.__wrapped__(cfg)
+
+
 def test_user_mistakes_end_in_one_clear_sentence(best_checkpoint, tmp_path, data_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -318,6 +357,7 @@ def test_user_mistakes_end_in_one_clear_sentence(best_checkpoint, tmp_path, data
         ({"vote_threshold": 1.5}, "vote_threshold=1.5 must be"),
         ({"min_confidence": 1.5}, "min_confidence=1.5 must be null"),
         ({"min_confidence": 0}, "min_confidence=0 must be null"),
+        ({"novelty": "yes"}, "novelty='yes' must be true or false"),
     ]
     for changes, text in cases:
         cfg = OmegaConf.create({"ckpt_path": best_checkpoint, "inputs": [str(song)], "top_k": 3, "overlap": 0.5,

@@ -74,7 +74,11 @@ class FilePrediction:
     probabilities: list[float] = field(default_factory=list)
     error: str | None = None
     silent: bool = False  # no sample above the floor the waveform cache drops silent files at: not labelled
-    unknown: bool = False  # its top probability is below min_confidence: answered `unknown`, probabilities kept
+    unknown: bool = False  # answered `unknown` (below min_confidence, or novel with novelty=true), probabilities kept
+    # Its chunks' mean novelty score (mgr.models.novelty), where the model has a fitted detector, and
+    # whether that is above the detector's threshold: unlike the training data.
+    novelty: float | None = None
+    novel: bool = False
     # A multi-label model's answers: the classes at or above their thresholds, most probable first (None: multi-class).
     tags: list[int] | None = None
 
@@ -115,14 +119,25 @@ def find_audio_files(inputs: Iterable[str]) -> list[Path]:
     return list(found.values())
 
 
-def chunk_logits(model, wave: np.ndarray, overlap: float, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits [n_chunks, n_classes] of one waveform, chunks cut as the module docstring says."""
+def chunk_outputs(model, wave: np.ndarray, overlap: float, batch_size: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits [n_chunks, n_classes] of one waveform, chunks cut as the module docstring says, and the
+    chunks' embeddings [n_chunks, D] from the same pass where the model has a fitted novelty detector
+    (None otherwise: an ensemble, or a checkpoint without one)."""
+    from mgr.models import GenreClassifier
+
+    detector = getattr(model, "novelty", None)
+    with_embeddings = detector is not None and detector.fitted and type(model).forward is GenreClassifier.forward
     starts = chunk_starts(len(wave), model.chunk_samples, overlap)
-    out = []
+    logits, embeddings = [], []
     for i in range(0, len(starts), batch_size):
-        batch = cut(wave, starts[i : i + batch_size], model.chunk_samples)  # copies one batch only
-        out.append(model(batch.to(device, non_blocking=True)).float().cpu())
-    return torch.cat(out)
+        batch = cut(wave, starts[i : i + batch_size], model.chunk_samples).to(device, non_blocking=True)
+        if with_embeddings:  # forward's logits, by way of the embedding
+            embeddings.append(model.embed(batch).float())
+            logits.append(model.calibrated(model.head(embeddings[-1])).float().cpu())
+        else:
+            logits.append(model(batch).float().cpu())
+    return torch.cat(logits), torch.cat(embeddings) if with_embeddings else None
 
 
 def _decode(path: Path, sample_rate: int) -> np.ndarray | str:
@@ -153,9 +168,10 @@ def _decoded(paths: list[Path], sample_rate: int, threads: int) -> Iterator[tupl
 @torch.inference_mode()
 def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: int = 32,
                   device: torch.device | str = "cpu", decode_threads: int = 2,
-                  min_confidence: float | None = None) -> Iterator[FilePrediction]:
+                  min_confidence: float | None = None, novelty: bool = False) -> Iterator[FilePrediction]:
     """One FilePrediction per path, in order; a file that cannot be decoded gets its reason in `error`,
-    one whose top (calibrated) probability is below `min_confidence` is `unknown`."""
+    one whose top (calibrated) probability is below `min_confidence`, or with `novelty` one the model's
+    novelty detector calls novel, is `unknown`."""
     device = torch.device(device)
     model.eval().to(device)
     sample_rate = model.hparams.sample_rate
@@ -166,11 +182,14 @@ def predict_files(model, paths: list[Path], overlap: float = 0.5, batch_size: in
         if np.abs(wave).max() < SILENCE_PEAK:  # a model labels silence with confidence: say what it is
             yield FilePrediction(str(path), len(wave) / sample_rate, silent=True)
             continue
-        logits = chunk_logits(model, wave, overlap, batch_size, device)
+        logits, embeddings = chunk_outputs(model, wave, overlap, batch_size, device)
         (probabilities,) = model.track_aggregation.probabilities(logits, torch.zeros(len(logits), dtype=torch.long), 1)
         probabilities, tags = answered_tags(model, probabilities)
+        score = None if embeddings is None else model.novelty.file_score(embeddings)
+        novel = score is not None and model.novelty.is_novel(score)
         yield FilePrediction(str(path), len(wave) / sample_rate, len(logits), probabilities.tolist(),
-                             unknown=is_unknown(probabilities, tags, min_confidence), tags=tags)
+                             unknown=is_unknown(probabilities, tags, min_confidence) or (novelty and novel), tags=tags,
+                             novelty=score, novel=novel)
 
 
 def answered_tags(model, probabilities: torch.Tensor) -> tuple[torch.Tensor, list[int] | None]:
@@ -208,7 +227,14 @@ def format_row(p: FilePrediction, class_names: list[str], top_k: int, width: int
         return f"  {p.path:{width}s}  {length}  {'':6s}  SILENT: {SILENT}"
     shown = p.top(class_names, top_k) if p.tags is None else p.answers(class_names)
     genres = "  ".join(f"{name} {prob:.2f}" for name, prob in shown) or "no genre above its threshold"
-    return f"  {p.path:{width}s}  {length}  {p.chunks:6d}  {'UNKNOWN, below min_confidence: ' if p.unknown else ''}{genres}"
+    return f"  {p.path:{width}s}  {length}  {p.chunks:6d}  {unknown_reason(p)}{genres}"
+
+
+def unknown_reason(p: FilePrediction) -> str:
+    """Why a file is answered `unknown`, for its printed row; empty for one answered."""
+    if not p.unknown:
+        return ""
+    return f"UNKNOWN, unlike the training data (novelty {p.novelty:.2f}): " if p.novel else "UNKNOWN, below min_confidence: "
 
 
 def write_outputs(predictions: list[FilePrediction], class_names: list[str], top_k: int, run_dir: Path,
@@ -219,19 +245,20 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
     checkpoints = ";".join(provenance.get("checkpoints", []))
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "status", "genre", "probability", "seconds", "chunks", *class_names, "error",
-                         "checkpoints"])
+        writer.writerow(["path", "status", "genre", "probability", "seconds", "chunks", *class_names, "novelty",
+                         "error", "checkpoints"])
         for p in predictions:
             path = os.path.realpath(p.path)  # the run directory is elsewhere: no relative paths
             if p.error:
-                writer.writerow([path, "failed", "", "", "", "", *[""] * len(class_names), p.error, checkpoints])
+                writer.writerow([path, "failed", "", "", "", "", *[""] * len(class_names), "", p.error, checkpoints])
             elif p.silent:
-                writer.writerow([path, "silent", "", "", f"{p.seconds:.2f}", "", *[""] * len(class_names), "",
+                writer.writerow([path, "silent", "", "", f"{p.seconds:.2f}", "", *[""] * len(class_names), "", "",
                                  checkpoints])
             else:  # `probability`: the top one, also where the answer is unknown
                 (_, prob), = p.top(class_names, 1)
                 writer.writerow([path, p.status, p.genre(class_names), f"{prob:.4f}", f"{p.seconds:.2f}", p.chunks,
-                                 *(f"{q:.4f}" for q in p.probabilities), "", checkpoints])
+                                 *(f"{q:.4f}" for q in p.probabilities),
+                                 "" if p.novelty is None else f"{p.novelty:.4f}", "", checkpoints])
     files = [
         {
             "path": os.path.realpath(p.path),
@@ -243,6 +270,8 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
             "top": [{"genre": g, "probability": q} for g, q in p.top(class_names, top_k)] if p.probabilities else [],
             **({} if p.tags is None else {"answers": [{"genre": g, "probability": q} for g, q in p.answers(class_names)]}),
             "probabilities": dict(zip(class_names, p.probabilities)),
+            "novelty": p.novelty,
+            "novel": p.novel,
         }
         for p in predictions
     ]
@@ -264,6 +293,7 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     min_confidence = checked_min_confidence(cfg.get("min_confidence"))
     device = resolve_device(cfg.device)
     model = load_trained_model(cfg, ensemble=True)
+    novelty = checked_novelty(cfg.get("novelty", False), model)
     checkpoints = checkpoint_provenance(cfg)
     paths = find_audio_files(str(i) for i in inputs)
     if not paths:
@@ -276,18 +306,25 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
     listed = "genres at or above their thresholds" if model.multilabel else f"top {cfg.top_k} genres"
     print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  {listed}", flush=True)
     predictions = []
-    for p in predict_files(model, paths, cfg.overlap, cfg.batch_size, device, cfg.decode_threads, min_confidence):
+    for p in predict_files(model, paths, cfg.overlap, cfg.batch_size, device, cfg.decode_threads, min_confidence,
+                           novelty):
         predictions.append(p)
         print(format_row(p, names, cfg.top_k, width), flush=True)
     run_dir = Path(cfg.paths.output_dir)
     provenance = {**checkpoints, "model": model.architecture, "sample_rate": h.sample_rate,
                   "chunk_seconds": h.chunk_seconds, "overlap": cfg.overlap, **model.track_aggregation.as_dict(),
-                  "temperature": temperatures(model), "min_confidence": min_confidence,
+                  "temperature": temperatures(model), "min_confidence": min_confidence, "novelty": novelty,
+                  **novelty_provenance(model),
                   **({"thresholds": dict(zip(names, model.thresholds or []))} if model.multilabel else {})}
     csv_path, json_path = write_outputs(predictions, names, cfg.top_k, run_dir, provenance)
     counts = {s: sum(p.status == s for p in predictions) for s in ("ok", "unknown", "silent", "failed")}
     silent = f", {counts['silent']} silent" if counts["silent"] else ""
-    unknown = f", {counts['unknown']} unknown (below min_confidence={min_confidence:g})" if min_confidence is not None else ""
+    reasons = []
+    if min_confidence is not None:
+        reasons.append(f"below min_confidence={min_confidence:g}")
+    if novelty:
+        reasons.append(f"{sum(p.novel and p.unknown for p in predictions)} of them unlike the training data")
+    unknown = f", {counts['unknown']} unknown ({'; '.join(reasons)})" if reasons else ""
     print(f"Labelled {counts['ok']} file(s){unknown}{silent}, {counts['failed']} failed; {csv_path.name} and {json_path.name} "
           f"in {run_dir}", flush=True)
     return predictions
@@ -302,6 +339,25 @@ def calibration_note(model) -> str:
     if members is not None:
         return "probabilities at the members' temperatures " + ", ".join(f"{m.temperature:.3g}" for m in members)
     return f"probabilities at {describe(model.temperature)}" + ("" if is_calibrated(model) else " (uncalibrated)")
+
+
+def checked_novelty(value, model) -> bool:
+    """novelty: true needs a checkpoint with a fitted novelty detector (mgr.train's novelty=true, the
+    default since 2026-12-07; an ensemble has none)."""
+    if not isinstance(value, bool):
+        raise MGRError(f"novelty={value!r} must be true or false.")
+    detector = getattr(model, "novelty", None)
+    if value and (detector is None or not detector.fitted):
+        raise MGRError("novelty=true needs a checkpoint whose training fitted a novelty detector (mgr.train with "
+                       "novelty=true, the default since 2026-12-07; not several checkpoints at once): this one has "
+                       "none. Train it again, or predict with novelty=false.")
+    return value
+
+
+def novelty_provenance(model) -> dict:
+    """The novelty detector's threshold, for predictions.json (nothing where the model has none)."""
+    detector = getattr(model, "novelty", None)
+    return {"novelty_threshold": float(detector.threshold)} if detector is not None and detector.fitted else {}
 
 
 def checked_min_confidence(value) -> float | None:

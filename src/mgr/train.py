@@ -47,6 +47,8 @@ def train(cfg: DictConfig) -> float | None:
     best_path = checkpoint.best_model_path if checkpoint else ""
     if best_path and cfg.get("calibrate", True):  # one temperature, or a multi-label model's one per tag
         training["temperature_fit"] = calibrate(model, datamodule, trainer, best_path)
+    if best_path and cfg.get("novelty", True):  # what mgr.predict novelty=true calls unlike the training data
+        training["novelty_fit"] = fit_novelty_of_best(model, datamodule, trainer, best_path)
     if cfg.get("test"):
         if not best_path:
             log.warning("No best checkpoint was saved; testing the weights of the last step.")
@@ -102,6 +104,25 @@ def calibrate(model, datamodule, trainer, best_path: str) -> dict:
     trainer.strategy.barrier("mgr-calibrated")
     return {"temperature": fit.temperature, "val_nll_before": fit.nll_before, "val_nll_after": fit.nll_after,
             "val_chunks": fit.chunks}
+
+
+def fit_novelty_of_best(model, datamodule, trainer, best_path: str) -> dict:
+    """The novelty detector (mgr.models.novelty) of the best checkpoint's weights: fitted on the training
+    and validation chunks' embeddings, set on `model` and written into the best checkpoint's state_dict (by
+    global rank 0; every rank fits the same, on all ranks' chunks). Returns the fit for metrics.json."""
+    from mgr.models.checkpoints import read_checkpoint, save_atomically
+    from mgr.models.novelty import fit_novelty
+
+    checkpoint = read_checkpoint(best_path)  # written by calibrate when it ran: the temperature is in it
+    model.load_state_dict(checkpoint["state_dict"])
+    detector, fit = fit_novelty(model, datamodule, trainer.strategy.root_device)
+    model.novelty = detector.to(model.device)
+    log.info("Novelty detection of %s: %s", best_path, fit)
+    if trainer.is_global_zero:
+        checkpoint["state_dict"].update({f"novelty.{k}": v.cpu() for k, v in detector.state_dict().items()})
+        save_atomically(checkpoint, best_path)
+    trainer.strategy.barrier("mgr-novelty")
+    return fit.as_dict()
 
 
 def caches_embeddings(encoder) -> bool:

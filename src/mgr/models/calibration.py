@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import move_data_to_device
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from mgr.labels import PADDING_LABEL
 
 log = logging.getLogger(__name__)
 

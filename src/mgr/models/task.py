@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
-from torchmetrics import MeanMetric, Metric, MetricCollection
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.utilities.distributed import gather_all_tensors
 
@@ -45,6 +45,7 @@ from mgr.models.encoder import SpectrogramEncoder
 from mgr.models.checkpoints import CHECKPOINT_TAG, first_line, read_checkpoint
 from mgr.models.sizing import check_model_size
 from mgr.models.heads import build_head, fuses_descriptors, head_settings, is_fitted
+from mgr.models.novelty import NoveltyDetector
 from mgr.models.metrics import TRAINING_BINS, TrackMetrics, chunk_metrics, f1_thresholds
 from mgr.models.optim import DEFAULT_OPTIMIZER, build_optimizer, build_scheduler
 from mgr.utils.config import resolved_dict
@@ -106,6 +107,8 @@ class GenreClassifier(pl.LightningModule):
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes,
                                getattr(self.encoder, "embedding_layers", None))
+        # Fitted by mgr.train on the best weights (fit_novelty_of_best); empty in checkpoints written before.
+        self.novelty = NoveltyDetector()
         # Checked for every task, so a wrong recipe is one sentence whichever head it meets.
         if not 0.0 <= label_smoothing < 1.0 or mixup_alpha < 0.0:
             raise MGRError(f"label_smoothing must lie in [0, 1) and mixup_alpha be >= 0 (got {label_smoothing} "
