@@ -55,6 +55,20 @@ def test_multilabel_metrics_equal_scikit_learns():
     assert 0.6 < roc_auc_score(labels, probabilities) < 0.95  # the check above compared informative values
 
 
+def test_a_class_without_positive_test_tracks_is_left_out_of_the_macro_means():
+    """A class no test track carries has no ROC-AUC: the track macro means are scikit-learn's over the
+    other classes (torchmetrics alone would count it as 0)."""
+    probabilities, labels = random_predictions()
+    labels[:, 3] = 0
+    p, y = torch.from_numpy(probabilities), torch.from_numpy(labels)
+    tracks = TrackMetrics(4, TrackAggregation("mean_probs", multilabel=True), multilabel=True)
+    tracks.update(torch.logit(p.double()).float(), y.float(), torch.arange(len(y)))
+    track = tracks.compute()
+    assert float(track["track_auc"]) == pytest.approx(roc_auc_score(labels[:, :3], probabilities[:, :3]), abs=1e-5)
+    assert float(track["track_ap"]) == pytest.approx(average_precision_score(labels[:, :3], probabilities[:, :3]),
+                                                     abs=1e-5)
+
+
 def test_thresholds_maximise_each_class_f1_and_f1_is_scored_at_them():
     probabilities, labels = random_predictions(seed=1)
     thresholds = f1_thresholds(torch.from_numpy(probabilities), torch.from_numpy(labels)).numpy()

@@ -125,10 +125,21 @@ class TrackMetrics(Metric):
 
     def _multilabel(self, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         c, probabilities, labels = self.num_classes, self.aggregation.probabilities_of(scores), labels.long()
-        out = {f"track_{name}": function(probabilities, labels, c, average=average)
+        out = {f"track_{name}": scored_macro(function, probabilities, labels) if average == "macro"
+               else function(probabilities, labels, c, average=average)
                for name, (_, function, average) in RANKING.items()}
         if self.thresholds is not None:
             answered = (probabilities >= self.thresholds.to(probabilities.device)).float()
             out["track_f1"] = multilabel_f1_score(answered, labels, c, average="macro")
             out["track_f1_micro"] = multilabel_f1_score(answered, labels, c, average="micro")
         return out
+
+
+def scored_macro(function, probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The macro mean of a multilabel ranking metric over the classes that have both a positive and a
+    negative track: another class has no ROC-AUC, and torchmetrics would count it as 0 (scikit-learn
+    refuses it; mgr.report's pooled means leave it out as this does). nan where no class has both."""
+    per_class = function(probabilities, labels, labels.shape[1], average="none")
+    positives = labels.sum(0)
+    scored = (positives > 0) & (positives < len(labels))
+    return per_class[scored].mean() if scored.any() else per_class.new_tensor(float("nan"))
