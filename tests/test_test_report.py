@@ -157,3 +157,27 @@ def test_the_track_ece_and_risk_coverage_are_those_of_the_test_predictions(train
     assert metrics["risk_coverage"][-1]["accuracy"] == pytest.approx(metrics["test/track_acc"], abs=1e-6)
     assert [r["accuracy"] for r in metrics["risk_coverage"]] == pytest.approx(
         [accuracy[int(np.ceil(k / 10 * len(rows))) - 1] for k in range(1, 11)])
+
+
+def test_multilabel_intervals_are_the_bootstrap_of_scikit_learns_macro_aucs_over_tracks():
+    """Each resample draws tracks with replacement (statistics.resample_weights, the seed's); its macro
+    ROC-AUC over the classes it holds with a positive and a negative track is scikit-learn's."""
+    from sklearn.metrics import roc_auc_score
+
+    from mgr import statistics
+    from mgr.test_report import multilabel_intervals
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((30, 3)) < 0.3).astype(float)
+    labels[:, 2] = 0
+    labels[0, 2] = 1  # one positive track: in many resamples class 2 has none and is left out
+    scores = np.clip(0.4 * labels + 0.6 * rng.random((30, 3)), 0, 1)
+    bootstrap = {"resamples": 200, "seed": 3}
+    intervals = multilabel_intervals({"track_scores": scores, "track_labels": labels}, bootstrap)
+    expected = []
+    for weights in statistics.resample_weights(30, 200, 3):
+        rows = np.repeat(np.arange(30), weights)
+        kept = [c for c in range(3) if 0 < labels[rows, c].sum() < len(rows)]
+        expected.append(roc_auc_score(labels[rows][:, kept], scores[rows][:, kept], average="macro"))
+    assert intervals["test/track_auc"] == pytest.approx(statistics.percentile_interval(np.array(expected)), abs=1e-5)
+    assert intervals["test/track_ap"][0] < intervals["test/track_ap"][1]

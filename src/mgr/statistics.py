@@ -167,7 +167,7 @@ def risk_coverage_table(confidence, correct, points: int = 10) -> list[dict]:
 
 def over_tracks(parts: list[dict], statistic: Callable, bootstrap: dict) -> tuple[np.ndarray, np.ndarray]:
     """`statistic(parts, rows)` (rows: each part's row indices) on every row, and on each bootstrap resample:
-    the tracks of all parts drawn with replacement by mgr.resample_weights, each with all its rows
+    the tracks of all parts drawn with replacement by resample_weights, each with all its rows
     (a track tested by several runs), as bootstrap_scores draws them. Resamples on which the
     statistic is undefined (nan: no tag with a positive and a negative drawn) are dropped."""
     _, units = np.unique([t for p in parts for t in p["tracks"]], return_inverse=True)

@@ -105,6 +105,7 @@ class TestReport(Callback):
             predictions["track_scores"] = track_probabilities(predictions, pl_module.track_aggregation)
             answered = pl_module.answered(torch.as_tensor(predictions["track_scores"])).numpy()
             results.update(multilabel_results(predictions, answered, names, pl_module.thresholds))
+            results["intervals"] = multilabel_intervals(predictions, self.bootstrap)
             if pl_module.class_parents:  # FMA's genres_all: the tree over the classes
                 results["levels"] = level_results(predictions, answered, names, pl_module.class_parents, metrics)
             results.update(calibration_report(tested, pl_module, metrics))
@@ -273,6 +274,31 @@ def bootstrap_intervals(predictions: dict[str, np.ndarray], num_classes: int, bo
             "method": "percentile bootstrap over test tracks; chunk metrics draw each track with all its chunks"}
 
 
+def multilabel_intervals(predictions: dict[str, np.ndarray], bootstrap: dict) -> dict:
+    """95 % percentile bootstrap intervals of a multi-label model's track macro ROC-AUC and PR-AUC: tracks
+    drawn with replacement (statistics.over_tracks); in each resample the macro means cover the classes
+    with a positive and a negative track drawn (mgr.models.metrics.scored_macro), as the test's own do."""
+    import torch
+    from torchmetrics.functional.classification import multilabel_auroc, multilabel_average_precision
+
+    from mgr.models.metrics import scored_macro
+
+    probabilities = torch.as_tensor(predictions["track_scores"], dtype=torch.float32)
+    labels = torch.as_tensor(predictions["track_labels"]).round().long()
+
+    def macro(parts, rows) -> np.ndarray:
+        chosen = torch.as_tensor(rows[0])
+        return np.array([float(scored_macro(f, probabilities[chosen], labels[chosen]))
+                         for f in (multilabel_auroc, multilabel_average_precision)])
+
+    _, drawn = statistics.over_tracks([{"tracks": np.arange(len(labels))}], macro, bootstrap)
+    return {"test/track_auc": statistics.percentile_interval(drawn[:, 0]),
+            "test/track_ap": statistics.percentile_interval(drawn[:, 1]),
+            "level": statistics.LEVEL, "resamples": int(bootstrap["resamples"]), "seed": int(bootstrap["seed"]),
+            "method": "percentile bootstrap over test tracks; the macro means over the classes each resample "
+                      "holds with a positive and a negative track"}
+
+
 def write_predictions(path: Path, predictions: dict[str, np.ndarray], test_files: list[str], root: str | None,
                       class_names: list[str], axes: dict, answered: np.ndarray | None = None) -> None:
     """test_predictions.csv: one row per test track, sorted by path (the same order however the test
@@ -314,14 +340,16 @@ def print_results(metrics: dict[str, float], intervals: dict | None, run_dir: st
     if "test/ece" in metrics:  # before the table, whose lines end the output
         lines.append(calibration_line(metrics, multilabel=rows is MULTILABEL_TABLE_ROWS))
     lines += level_lines(metrics)
+    width = max(10, *(len(name) for name, _, _ in rows))
     if intervals:
         lines += [f"\n{intervals['level']:.0%} intervals: bootstrap over test tracks (chunk: each track with its chunks), "
                   f"{intervals['resamples']} resamples, seed {intervals['seed']}",
-                  f"  {'':10s} {'chunk':>16s} {'track':>16s}"]
-        for name, chunk, track in TABLE_ROWS:
-            lines.append(f"  {name:10s} " + " ".join(
-                f"[{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else f"{'':16s}" for k in (chunk, track)))
-    width = max(10, *(len(name) for name, _, _ in rows))
+                  f"  {'':{width}s} {'chunk':>16s} {'track':>16s}"]
+        for name, chunk, track in rows:
+            if chunk in intervals or track in intervals:
+                lines.append(f"  {name:{width}s} " + " ".join(
+                    f"[{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else f"{'':16s}"
+                    for k in (chunk, track)))
     lines += [f"\n{title}", f"  {'':{width}s} {'chunk':>8s} {'track':>8s}"]
     for name, chunk, track in rows:  # a metric scored on tracks only (multi-label F1) leaves its chunk cell blank
         cells = (f"{metrics[k]:8.4f}" if k in metrics else f"{'-':>8s}" for k in (chunk, track))
