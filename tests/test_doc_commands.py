@@ -219,6 +219,9 @@ RUN = {
     CHECKPOINT.format("predict") + " inputs=[song.mp3,$HOME/unsorted/]": "a song.mp3 and a folder of audio files",
     CHECKPOINT.format("predict") + " inputs=[$HOME/unsorted/]": "a folder of audio files",
     CHECKPOINT.format("predict") + " inputs=[$HOME/unsorted/] min_confidence=0.6": "a folder, unknown below 0.6",
+    CHECKPOINT.format("predict") + " inputs=[$HOME/unsorted/] novelty=true": "a folder, unknown where unlike the training data",
+    CHECKPOINT.format("predict") + " inputs=[$HOME/unsorted/] novelty=true min_confidence=0.6":
+        "a folder, unknown where unlike the training data or below 0.6",
     f"python -m mgr.predict {TRANSCRIPT_CHECKPOINT} inputs=[my_music/]": "the transcript's command, on wav files",
     "python -m mgr.embed ckpt_path=<best>.ckpt": "trained_run's test split and its t-SNE map",
     f"python -m mgr.embed {TRANSCRIPT_CHECKPOINT}": "the transcript's command: the same",
