@@ -98,6 +98,22 @@ def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeyp
         assert list(run.glob("files/media/images/plots/confusion_track_*.png"))
 
 
+@pytest.mark.slow
+def test_a_multilabel_run_logs_its_per_tag_table_and_summaries_offline(tmp_path, data_dir, monkeypatch):
+    without_wandb_login(monkeypatch, tmp_path)
+    mgr_in_process("train", "task=multilabel", "data=synth_multilabel", "logger=wandb", "debug=limit",
+                   "trainer.max_epochs=2", cwd=tmp_path, data_dir=data_dir)
+    (run,) = tmp_path.glob("logs/train/runs/*/wandb/offline-run-*")
+    records = read_wandb_records(next(run.glob("run-*.wandb")), until=lambda rs: "test/track_auc" in history_keys(rs))
+    history = history_keys(records)
+    assert {"val/track_auc", "test/track_auc", "test/per_class/_type"} <= history
+    assert not any(k.startswith("test/track_confusion") for k in history)  # no confusion matrix of tags
+    summaries = {r.metric.name: r.metric.summary for r in records if r.WhichOneof("record_type") == "metric"}
+    assert summaries["val/track_auc"].max
+    (table,) = run.glob("files/media/table/test/per_class_*.table.json")
+    assert "roc_auc" in json.loads(table.read_text())["columns"]
+
+
 @pytest.mark.parametrize("key,url,reason", [
     (None, None, "No W&B API key found"),
     ("0" * 40, "http://127.0.0.1:9", "cannot be reached"),  # a key, but no server: no waiting

@@ -25,7 +25,9 @@ from pytorch_lightning.loggers import WandbLogger
 log = logging.getLogger(__name__)
 
 # Summaries the dashboards show per run: the best value rather than the last.
-SUMMARIES = {"val/acc": "max", "val/track_acc": "max", "val/f1": "max", "val/track_f1": "max", "val/loss": "min"}
+SUMMARIES = {"val/acc": "max", "val/track_acc": "max", "val/f1": "max", "val/track_f1": "max", "val/loss": "min",
+             # task=multilabel's
+             "val/auc": "max", "val/track_auc": "max", "val/ap": "max", "val/track_ap": "max"}
 
 
 def wandb_logger(save_dir: str, resume_checkpoint=None, id: str | None = None, **settings) -> WandbLogger:
@@ -96,22 +98,21 @@ class WandbReport(Callback):
                 logger.experiment.define_metric(name, summary=summary, step_metric="epoch")
 
     def report_test(self, trainer, results: dict, run_dir: str | Path) -> None:
-        """Track-level confusion matrix, per-class scores (mgr.test_report's results) and the run's PNG
+        """Per-class scores (mgr.test_report's results: a multi-label model's per tag, with its ROC-AUC,
+        PR-AUC and threshold), a multi-class model's track-level confusion matrix, and the run's PNG
         figures. In the main process, after the test, also under ddp_spawn."""
         targets = wandb_loggers(trainer.loggers)
-        if not targets or "track_confusion" not in results:
+        if not targets or "track_per_class" not in results:
             return
         import wandb
 
-        names, confusion = results["class_names"], np.asarray(results["track_confusion"])
-        y_true = [t for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
-        y_pred = [p for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
         scores = results["track_per_class"]
-        table = wandb.Table(columns=list(scores[0]), data=[list(s.values()) for s in scores])
-        images = {f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted(Path(run_dir).glob("plots/*.png"))}
+        report = {"test/per_class": wandb.Table(columns=list(scores[0]), data=[list(s.values()) for s in scores]),
+                  **{f"plots/{p.stem}": wandb.Image(str(p)) for p in sorted(Path(run_dir).glob("plots/*.png"))}}
+        if "track_confusion" in results:
+            names, confusion = results["class_names"], np.asarray(results["track_confusion"])
+            y_true = [t for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
+            y_pred = [p for t in range(len(names)) for p in range(len(names)) for _ in range(int(confusion[t, p]))]
+            report["test/track_confusion"] = wandb.plot.confusion_matrix(y_true=y_true, preds=y_pred, class_names=names)
         for logger in targets:
-            logger.experiment.log({
-                "test/track_confusion": wandb.plot.confusion_matrix(y_true=y_true, preds=y_pred, class_names=names),
-                "test/per_class": table,
-                **images,
-            })
+            logger.experiment.log(report)
