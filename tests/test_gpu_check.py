@@ -56,7 +56,7 @@ def test_gpu_check_smoke_runs_every_step_and_writes_its_tables(tmp_path):
     assert "| mel | torch | cpu |" in results and "librosa" in results
 
     loader = sections["data.on_device against the workers' loader on cpu"]
-    assert "**128 chunks of 3 s an epoch, batch 32, int16 cache, on cpu" in loader  # the table's caption
+    assert "**128 chunks of 3 s an epoch, batch 32, 2 batches a pass, int16 cache, on cpu" in loader  # the caption
     today = [r for r in rows(loader) if r[0].startswith("today's")]
     assert [r[1] for r in today] == ["0", "1"] and all(figures(r[2:]) for r in today)  # chunks/s, 0 and 1 worker
     assert min(figures(row(loader, "data.on_device (DeviceChunks)")[2:])) > 0
