@@ -108,8 +108,18 @@ def test_several_checkpoints_only_where_the_entry_point_averages_them():
         Ensemble.of([model(), model(seed=1)], ["a.ckpt", "b.ckpt"]).embed(torch.zeros(1, SR))
 
 
-def test_multilabel_models_are_not_averaged():
-    """The ensemble's mean is of softmax probabilities: a multi-label member is refused in one sentence."""
-    members = [model(seed=1, task="multilabel"), model(seed=2, task="multilabel")]
-    with pytest.raises(MGRError, match="several checkpoints of multilabel models"):
-        Ensemble.of(members, ["a.ckpt", "b.ckpt"])
+def test_multilabel_models_average_their_sigmoid_probabilities_and_thresholds(chunks):
+    """Multi-label members: per tag, the mean of their (calibrated) sigmoid probabilities, answered at the
+    mean of their thresholds; a mix of multi-class and multi-label members is one sentence."""
+    wave, _ = chunks
+    members = [model(seed=1, task="multilabel", thresholds=[0.2, 0.5, 0.8]),
+               model(seed=2, task="multilabel", thresholds=[0.4, 0.5, 0.6])]
+    members[1].set_temperature([2.0, 1.0, 0.5])
+    ensemble = Ensemble.of(members, ["a.ckpt", "b.ckpt"]).eval()
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(m(wave)) for m in members]).mean(0)
+        torch.testing.assert_close(torch.sigmoid(ensemble(wave)), expected)
+    assert ensemble.thresholds == pytest.approx([0.3, 0.5, 0.7])
+    assert ensemble.answered(expected).tolist() == (expected >= torch.tensor([0.3, 0.5, 0.7])).tolist()
+    with pytest.raises(MGRError, match="mixes multi-class and multi-label checkpoints"):
+        Ensemble.of([model(seed=1), members[0]], ["a.ckpt", "b.ckpt"])

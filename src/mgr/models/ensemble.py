@@ -12,6 +12,11 @@ the mean probabilities back, and the cross-entropy is the ensemble's negative lo
 ensemble of one model scores as the model does (a log-softmax shifts each chunk's logits by one
 constant, which neither softmax nor the mean_logits rule sees).
 
+Multi-label members (task=multilabel) are averaged the same way per tag: the mean of their sigmoid
+probabilities, carried as its logit, so the sigmoid gives the mean back. A tag is answered at the mean
+of the members' thresholds (each chosen on its own validation tracks: the ensemble has none of its
+own). Members must all be multi-class or all multi-label.
+
 Limitation: an SVM head's "probabilities" are the softmax of its decision values (as its own track
 aggregation uses them), a monotone score with no calibration: decision values of a unit or two give
 a nearly flat softmax, so beside a confident net an SVM member weighs little, whatever its accuracy.
@@ -28,13 +33,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgr import MGRError
-from mgr.models.task import GenreClassifier
+from mgr.models.task import DEFAULT_THRESHOLD, GenreClassifier
 
 
 def mean_probability_logits(logits: Sequence[torch.Tensor]) -> torch.Tensor:
     """log(mean over models of softmax(logits)): [models x (N, C)] -> (N, C), computed stably."""
     log_probabilities = torch.stack([F.log_softmax(x.float(), dim=-1) for x in logits])
     return torch.logsumexp(log_probabilities, dim=0) - math.log(len(logits))
+
+
+def mean_sigmoid_logits(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """logit(mean over models of sigmoid(logits)), tag by tag: log of the mean probability of each tag
+    minus log of the mean probability of its absence, computed stably."""
+    stacked = torch.stack([x.float() for x in logits])
+    return torch.logsumexp(F.logsigmoid(stacked), dim=0) - torch.logsumexp(F.logsigmoid(-stacked), dim=0)
 
 
 def check_members_agree(members: Sequence[GenreClassifier], names: Sequence[str]) -> None:
@@ -64,15 +76,18 @@ class Ensemble(GenreClassifier):
     @classmethod
     def of(cls, members: Sequence[GenreClassifier], names: Sequence[str]) -> "Ensemble":
         """The ensemble of trained `members` (`names`: their checkpoints, for errors), checked to agree."""
-        if any(m.multilabel for m in members):  # the mean below is of softmax probabilities
-            raise MGRError("ckpt_path lists several checkpoints of multilabel models, which mgr cannot average yet "
-                           "(an ensemble averages softmax probabilities); pass one checkpoint.")
+        if len({m.multilabel for m in members}) > 1:
+            raise MGRError(f"ckpt_path mixes multi-class and multi-label checkpoints ({', '.join(names)}), whose "
+                           "probabilities mean different things; average checkpoints of one task.")
         check_members_agree(members, names)
         ensemble = cls(**members[0].hparams)  # the first's task: its metrics and track aggregation
         # The first member's modules, not the copy just built: chunk_samples and the like read them.
         ensemble.encoder, ensemble.head = members[0].encoder, members[0].head
         ensemble.members = nn.ModuleList(members)
         ensemble.set_temperature(1.0)  # each member's softmax is calibrated by its own temperature (forward)
+        if ensemble.multilabel:  # the mean of the members' thresholds, tag by tag
+            thresholds = [m.thresholds or [DEFAULT_THRESHOLD] * m.num_classes for m in members]
+            ensemble.set_thresholds([sum(ts) / len(ts) for ts in zip(*thresholds)])
         return ensemble
 
     @property
@@ -81,7 +96,8 @@ class Ensemble(GenreClassifier):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         # Each member's forward divides its logits by its own temperature: the mean of calibrated probabilities.
-        return mean_probability_logits([member(wave) for member in self.members])
+        mean = mean_sigmoid_logits if self.multilabel else mean_probability_logits
+        return mean([member(wave) for member in self.members])
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         raise MGRError("An ensemble has no one embedding; give mgr.embed one checkpoint.")
