@@ -303,7 +303,10 @@ def predict(cfg: DictConfig) -> list[FilePrediction]:
           f"{len(names)} genres, {h.chunk_seconds:g} s chunks at {h.sample_rate} Hz, overlap {cfg.overlap:g}, "
           f"{model.track_aggregation}, {calibration_note(model)}, on {device}", flush=True)
     width = min(max(len(str(p)) for p in paths), 60)
-    listed = "genres at or above their thresholds" if model.multilabel else f"top {cfg.top_k} genres"
+    listed = f"top {cfg.top_k} genres"
+    if model.multilabel:  # rolled up a genre tree, a parent may be answered below its own threshold
+        listed = ("genres answered, rolled up the genre tree" if getattr(model, "class_parents", None)
+                  else "genres at or above their thresholds")
     print(f"  {'file':{width}s}  {'length':>8s}  {'chunks':>6s}  {listed}", flush=True)
     predictions = []
     for p in predict_files(model, paths, cfg.overlap, cfg.batch_size, device, cfg.decode_threads, min_confidence,

@@ -102,8 +102,7 @@ class GenreDataModule(pl.LightningDataModule):
     def class_parents(self) -> dict[str, str | None] | None:
         """Each class's parent class where the data has a genre tree over its classes (FMA with
         labels=genres_all, mgr.data.genre_tree), for the model to roll its answers up; None elsewhere."""
-        parents = getattr(self.source, "class_parents", None)  # defined by the sources that have a tree
-        return parents(self.class_names) if parents else None
+        return self.source.class_parents(self.class_names)
 
     def prepare_data(self) -> None:
         self._build_cache()  # lists the tracks first: a missing dataset fails before any decoding

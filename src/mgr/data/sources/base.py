@@ -157,3 +157,8 @@ class Source:
     def leak_groups(self, tracks: TrackList, split, folds: int | None = None) -> list[str] | None:
         """The groups that must not cross splits under `split` (checked after splitting)."""
         return tracks.groups
+
+    def class_parents(self, class_names: list[str]) -> dict[str, str | None] | None:
+        """Each class's parent class where the data has a genre tree over its classes (FMA's, with
+        labels=genres_all), for the model to roll its answers up; None for data without one."""
+        return None
