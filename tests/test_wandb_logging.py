@@ -101,8 +101,9 @@ def test_offline_runs_hold_metrics_config_and_report(tmp_path, data_dir, monkeyp
 @pytest.mark.slow
 def test_a_multilabel_run_logs_its_per_tag_table_and_summaries_offline(tmp_path, data_dir, monkeypatch):
     without_wandb_login(monkeypatch, tmp_path)
-    mgr_in_process("train", "task=multilabel", "data=synth_multilabel", "logger=wandb", "debug=limit",
-                   "trainer.max_epochs=2", cwd=tmp_path, data_dir=data_dir)
+    mgr_in_process("train", "task=multilabel", "data=synth_multilabel", *tiny("cnn", "mel", epochs=2),
+                   "data.source_options.tracks_per_class=12", "logger=wandb", "debug=limit", cwd=tmp_path,
+                   data_dir=data_dir)
     (run,) = tmp_path.glob("logs/train/runs/*/wandb/offline-run-*")
     records = read_wandb_records(next(run.glob("run-*.wandb")), until=lambda rs: "test/track_auc" in history_keys(rs))
     history = history_keys(records)
