@@ -9,6 +9,7 @@ its top calibrated probability is below c (mgr.predict's `is_unknown`, called he
 the fractions at every c.
 
     python benchmarks/unknown.py <multirun dir> [--data-dir data] [--thresholds 0.4 0.5 0.6 0.7 0.8] [--novelty]
+        [--held-out <files of classes the runs never saw>]
 
 Prints, per threshold and pooled over the runs: the share of noise and of speech answered `unknown`,
 the share of in-domain files still labelled (coverage) and the accuracy of those labelled.
@@ -134,15 +135,17 @@ def novelty_scores(model, run: Path, data_dir: str, paths: list[Path]) -> tuple[
 def print_table(kinds: dict[str, np.ndarray], right: np.ndarray, thresholds: list[float], unknown, novel=None) -> None:
     """The table of `unknown` (a function of the top probabilities and c) at each c; with `novel` (each
     file's novelty verdict, by kind), of unknown OR novel, and a row for the novelty rule alone."""
+    outside = [kind for kind in kinds if kind != "in-domain"]
+
     def row(label: str, verdict) -> str:  # verdict: kind -> each file's `unknown`
         kept = ~verdict("in-domain")
-        return (f"| {label} | {verdict('noise').mean():.3f} | {verdict('speech').mean():.3f} | {kept.mean():.3f} "
-                f"| {right[kept].mean() if kept.any() else float('nan'):.3f} |")
+        return (f"| {label} | " + " | ".join(f"{verdict(kind).mean():.3f}" for kind in outside) +
+                f" | {kept.mean():.3f} | {right[kept].mean() if kept.any() else float('nan'):.3f} |")
 
     rule = "min_confidence" if novel is None else "min_confidence, OR novel"
-    print(f"| {rule} | noise answered unknown | speech answered unknown | in-domain still labelled "
-          "(coverage) | accuracy of those labelled |\n|---|---|---|---|---|")
-    print(f"| none | 0 | 0 | 1 | {right.mean():.3f} |")
+    print(f"| {rule} | " + " | ".join(f"{kind} answered unknown" for kind in outside) +
+          " | in-domain still labelled (coverage) | accuracy of those labelled |\n|---" + "|---" * (len(outside) + 2) + "|")
+    print("| none | " + "0 | " * len(outside) + f"1 | {right.mean():.3f} |")
     if novel is not None:
         print(row("novel alone", lambda kind: novel[kind]))
     for c in thresholds:
@@ -154,6 +157,8 @@ def main() -> None:
     parser.add_argument("multirun", type=Path)
     parser.add_argument("--data-dir", default="data", help="what ${paths.data_dir} was in the runs")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.4, 0.5, 0.6, 0.7, 0.8])
+    parser.add_argument("--held-out", type=Path, nargs="*", default=[],
+                        help="music of classes the runs never saw (files), a third kind of outside audio")
     parser.add_argument("--novelty", action="store_true", help="also fit each run's novelty detector and score "
                         "unknown = low confidence OR novel")
     args = parser.parse_args()
@@ -166,32 +171,34 @@ def main() -> None:
     runs = sorted(p.parent for p in args.multirun.glob("*/metrics.json"))
     with tempfile.TemporaryDirectory() as tmp:
         noise, speech = make_noise(Path(tmp), np.random.default_rng(0)), make_speech(Path(tmp))
-        kinds = {"noise": [], "speech": [], "in-domain": []}
+        outside = {"noise": noise, "speech": speech, **({"held-out music": args.held_out} if args.held_out else {})}
+        ends = np.cumsum([len(files) for files in outside.values()])
+        kinds = {**{kind: [] for kind in outside}, "in-domain": []}
         novel = {kind: [] for kind in kinds}
         right = []
         for run in runs:
             checkpoint = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
             files, labels = in_domain(run, args.data_dir)
             model = load_model(checkpoint)
-            paths = [*noise, *speech, *files]
+            paths = [path for files_of_kind in outside.values() for path in files_of_kind] + files
             tops, answers = top_probabilities(model, paths)
             print(f"{run.name}: {len(files)} test files, {checkpoint}", flush=True)
             verdicts = {}
             if args.novelty:
                 scores, threshold = novelty_scores(model, run, args.data_dir, paths)
                 verdicts = {"novel": scores > threshold}  # the detector's rule (is_novel), file by file
-            for kind, part in zip(kinds, np.split(np.arange(len(paths)), [len(noise), len(noise) + len(speech)])):
+            for kind, part in zip(kinds, np.split(np.arange(len(paths)), ends)):
                 kinds[kind].append(tops[part])
                 if verdicts:
                     novel[kind].append(verdicts["novel"][part])
-            right.append(np.array(answers[len(noise) + len(speech):]) == np.array(labels))
+            right.append(np.array(answers[ends[-1]:]) == np.array(labels))
     pooled = {kind: np.concatenate(v) for kind, v in kinds.items()}
     right = np.concatenate(right)
 
     def unknown(tops: np.ndarray, c: float) -> np.ndarray:  # mgr.predict's rule, file by file
         return np.array([is_unknown(torch.tensor([t]), None, c) for t in tops])
 
-    print(f"\n{len(runs)} runs; {len(noise)} noise and {len(speech)} speech files labelled by each, "
+    print(f"\n{len(runs)} runs; {', '.join(f'{len(v)} {k}' for k, v in outside.items())} files labelled by each, "
           f"{len(pooled['in-domain'])} in-domain test files in all\n")
     print_table(pooled, right, args.thresholds, unknown)
     if args.novelty:
