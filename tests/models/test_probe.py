@@ -183,8 +183,6 @@ def test_a_layer_sweep_trains_and_its_checkpoints_evaluate_and_predict(hubert_di
 def test_layer_all_puts_every_layer_side_by_side_from_the_wave_and_from_the_cache(tmp_path):
     """encoder.layer=all on layers of unequal widths (the tiny CLAP's 16, 32, 32): the waveform path
     and the embedding cache's datasets (through cached_input's view) give the same concatenation."""
-    from mgr.data.embeddings import EmbeddedChunks
-
     clap = {"name": "clap", "weights": str(save_tiny("clap", tmp_path / "clap")), "layer": "all"}
     model = GenreClassifier(["a", "b"], {"name": "mel"}, SR, 0.5, {"name": "probe"}, encoder=clap).eval()
     assert model.encoder.embedding_layers == [(0, 16), (1, 32), (2, 32)] and model.encoder.embedding_dim == 80
@@ -194,16 +192,7 @@ def test_layer_all_puts_every_layer_side_by_side_from_the_wave_and_from_the_cach
         expected = torch.cat(layers, dim=1)
         torch.testing.assert_close(model.embed(wave), expected)
 
-    class Store:  # what the embedding cache answers: rows of chunks, each layer's rows
-        def rows(self, items):
-            return np.array([start for _, start in items])
-
-        def layer(self, i):
-            return layers[i].numpy()
-
-    store, fed = model.encoder.cached_input(Store())
-    chunks = EmbeddedChunks(store, [0, 1, 2], [0, 1, 0], [(k, k) for k in range(3)], fed)
-    cached = torch.stack([chunks[k][0] for k in range(3)])
+    cached = fed_from_the_cache(model, layers)
     assert cached.shape == (3, 1, 80)
     torch.testing.assert_close(model.embed(cached), expected)
 
@@ -235,8 +224,6 @@ def test_the_descriptors_follow_the_head_and_reach_it_from_the_cache(hubert_dir)
     """encoder.descriptors=auto (conf/encoder's): computed where the head fuses them, the select head
     by default, not with fuse: [] or a trained head; beside `mean` they follow the mean, from the
     waveform and from the embedding cache (the layers side by side) alike."""
-    from mgr.data.embeddings import EmbeddedChunks
-
     def layers_of(head, layer="all"):
         return probe(hubert_dir, layer, head=head, encoder_descriptors="auto").encoder.embedding_layers
 
@@ -256,6 +243,15 @@ def test_the_descriptors_follow_the_head_and_reach_it_from_the_cache(hubert_dir)
         expected = torch.cat([torch.stack(layers[:3]).mean(0), layers[3]], dim=1)
         torch.testing.assert_close(model.embed(wave), expected)
 
+    cached = fed_from_the_cache(model, layers)
+    torch.testing.assert_close(model.embed(cached), expected)
+
+
+def fed_from_the_cache(model: GenreClassifier, layers: list[torch.Tensor]) -> torch.Tensor:
+    """What the data module feeds `model` for three chunks whose layers are `layers` (rows 0-2), through
+    its encoder's cached_input view of an embedding cache, as the cache's datasets stack them."""
+    from mgr.data.embeddings import EmbeddedChunks
+
     class Store:  # what the embedding cache answers: rows of chunks, each layer's rows
         def rows(self, items):
             return np.array([start for _, start in items])
@@ -265,8 +261,7 @@ def test_the_descriptors_follow_the_head_and_reach_it_from_the_cache(hubert_dir)
 
     store, fed = model.encoder.cached_input(Store())
     chunks = EmbeddedChunks(store, [0, 1, 2], [0, 1, 0], [(k, k) for k in range(3)], fed)
-    cached = torch.stack([chunks[k][0] for k in range(3)])
-    torch.testing.assert_close(model.embed(cached), expected)
+    return torch.stack([chunks[k][0] for k in range(3)])
 
 
 def probe_without(encoder: dict) -> GenreClassifier:
