@@ -154,11 +154,15 @@ def test_genre_tree_names_shared_titles_by_id_and_refuses_a_loop(tmp_path):
         GenreTree.read(tmp_path / "fma_metadata" / "genres.csv")
 
 
-def test_fma_genres_all_trains_a_step_under_task_multilabel(run_mgr, fma_root):
+def train_one_step_on_genres_all(run_mgr, fma_root):
     data = [o for o in tiny("cnn", "mel") if not o.startswith("data.source_options")]
-    proc = run_mgr("train", "task=multilabel", "data=fma_small", f"data.root={fma_root}",
+    return run_mgr("train", "task=multilabel", "data=fma_small", f"data.root={fma_root}",
                    "data.source_options.labels=genres_all", *data, "data.min_seconds=0.5", "recipe=none",
                    "+trainer.limit_train_batches=1", "~callbacks.plots")  # one step
+
+
+def test_fma_genres_all_trains_a_step_under_task_multilabel(run_mgr, fma_root):
+    proc = train_one_step_on_genres_all(run_mgr, fma_root)
     metrics = metrics_of(proc)
     assert metrics["task"] == "multilabel" and len(metrics["thresholds"]) == 6
     assert metrics["class_names"] == ["Dub Techno", "Electronic", "Hip-Hop", "Jazz", "Rock", "Techno"]
@@ -180,16 +184,12 @@ def test_the_data_module_gives_the_tree_over_its_classes_with_genres_all_only(fm
 
 
 def test_fma_genres_all_is_scored_per_level_and_predicts_up_the_tree(run_mgr, fma_root):
-    import torch
     from sklearn.metrics import roc_auc_score
 
     from mgr.models import load_model
     from mgr.predict import predict_files
 
-    data = [o for o in tiny("cnn", "mel") if not o.startswith("data.source_options")]
-    proc = run_mgr("train", "task=multilabel", "data=fma_small", f"data.root={fma_root}",
-                   "data.source_options.labels=genres_all", *data, "data.min_seconds=0.5", "recipe=none",
-                   "+trainer.limit_train_batches=1", "~callbacks.plots")  # one step
+    proc = train_one_step_on_genres_all(run_mgr, fma_root)
     metrics = metrics_of(proc)
     # The test tracks 50 (Dub Techno and its ancestors, Rock) and 51 (Hip-Hop): no Jazz among them.
     assert metrics["levels"] == [
