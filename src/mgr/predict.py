@@ -124,20 +124,15 @@ def chunk_outputs(model, wave: np.ndarray, overlap: float, batch_size: int,
     """Logits [n_chunks, n_classes] of one waveform, chunks cut as the module docstring says, and the
     chunks' embeddings [n_chunks, D] from the same pass where the model has a fitted novelty detector
     (None otherwise: an ensemble, or a checkpoint without one)."""
-    from mgr.models import GenreClassifier
-
-    detector = getattr(model, "novelty", None)
-    with_embeddings = detector is not None and detector.fitted and type(model).forward is GenreClassifier.forward
+    with_embeddings = model.novelty.fitted and model.forwards_its_head
     starts = chunk_starts(len(wave), model.chunk_samples, overlap)
     logits, embeddings = [], []
     for i in range(0, len(starts), batch_size):
         batch = cut(wave, starts[i : i + batch_size], model.chunk_samples).to(device, non_blocking=True)
-        if with_embeddings:  # forward's logits, by way of the embedding
-            embeddings.append(model.embed(batch).float())
-            logits.append(model.calibrated(model.head(embeddings[-1])).float().cpu())
-        else:
-            logits.append(model(batch).float().cpu())
-    return torch.cat(logits), torch.cat(embeddings) if with_embeddings else None
+        batch_logits, batch_embeddings = model.embedded_logits(batch) if with_embeddings else (model(batch), None)
+        logits.append(batch_logits.float().cpu())
+        embeddings.append(batch_embeddings)
+    return torch.cat(logits), torch.cat(embeddings).float() if with_embeddings else None
 
 
 def _decode(path: Path, sample_rate: int) -> np.ndarray | str:
@@ -349,8 +344,7 @@ def checked_novelty(value, model) -> bool:
     default since 2026-12-07; an ensemble has none)."""
     if not isinstance(value, bool):
         raise MGRError(f"novelty={value!r} must be true or false.")
-    detector = getattr(model, "novelty", None)
-    if value and (detector is None or not detector.fitted):
+    if value and not model.novelty.fitted:
         raise MGRError("novelty=true needs a checkpoint whose training fitted a novelty detector (mgr.train with "
                        "novelty=true, the default since 2026-12-07; not several checkpoints at once): this one has "
                        "none. Train it again, or predict with novelty=false.")
@@ -359,8 +353,7 @@ def checked_novelty(value, model) -> bool:
 
 def novelty_provenance(model) -> dict:
     """The novelty detector's threshold, for predictions.json (nothing where the model has none)."""
-    detector = getattr(model, "novelty", None)
-    return {"novelty_threshold": float(detector.threshold)} if detector is not None and detector.fitted else {}
+    return {"novelty_threshold": float(model.novelty.threshold)} if model.novelty.fitted else {}
 
 
 def checked_min_confidence(value) -> float | None:

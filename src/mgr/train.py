@@ -45,10 +45,9 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
 
     best_path = checkpoint.best_model_path if checkpoint else ""
-    if best_path and cfg.get("calibrate", True):  # one temperature, or a multi-label model's one per tag
-        training["temperature_fit"] = calibrate(model, datamodule, trainer, best_path)
-    if best_path and cfg.get("novelty", True):  # what mgr.predict novelty=true calls unlike the training data
-        training["novelty_fit"] = fit_novelty_of_best(model, datamodule, trainer, best_path)
+    if best_path:
+        training.update(finish_best(model, datamodule, trainer, best_path, cfg.get("calibrate", True),
+                                    cfg.get("novelty", True)))
     if cfg.get("test"):
         if not best_path:
             log.warning("No best checkpoint was saved; testing the weights of the last step.")
@@ -83,46 +82,47 @@ def checked_checkpoint(ckpt_path: str | None) -> str | None:
     return str(local_checkpoint(ckpt_path))
 
 
-def calibrate(model, datamodule, trainer, best_path: str) -> dict:
-    """Temperature scaling (mgr.models.calibration.calibrate) of the best checkpoint: its weights loaded
-    into `model` (which the test then loads again), T (a multi-label model: one per tag, and its thresholds
-    chosen again on the calibrated probabilities) fitted on the validation chunks, set on `model` and
-    written into the best checkpoint's hyperparameters (by global rank 0; every rank fits the same T).
-    last.ckpt keeps T = 1: its weights are others, and a resumed run calibrates its own best. Returns
-    the fit (T, the validation NLL before and after) for metrics.json."""
+def finish_best(model, datamodule, trainer, best_path: str, calibrate: bool, novelty: bool) -> dict:
+    """What is fitted on the best checkpoint's weights after training, loaded once into `model` (which the
+    test then loads again) and written into that checkpoint once (by global rank 0; every rank fits the
+    same, on all ranks' chunks):
+
+    - `calibrate`: temperature scaling (mgr.models.calibration.calibrate): T (a multi-label model: one
+      per tag, and its thresholds chosen again on the calibrated probabilities) fitted on the validation
+      chunks, into the hyperparameters. last.ckpt keeps T = 1: its weights are others, and a resumed run
+      calibrates its own best.
+    - `novelty`: the novelty detector (mgr.models.novelty) of the training and validation chunks'
+      embeddings, at the calibrated temperature's weights (the embeddings do not depend on T), into the
+      state_dict, for mgr.predict novelty=true.
+
+    Returns the fits for metrics.json (`temperature_fit`: T and the validation NLL before and after;
+    `novelty_fit`)."""
     from mgr.models.calibration import calibrate as fit_and_set
-    from mgr.models.checkpoints import read_checkpoint, save_atomically
-
-    checkpoint = read_checkpoint(best_path)
-    model.load_state_dict(checkpoint["state_dict"])
-    fit = fit_and_set(model, datamodule, trainer.strategy.root_device)
-    log.info("Calibration of %s: %s", best_path, fit)
-    if trainer.is_global_zero:
-        for key in ("temperature", "thresholds"):
-            checkpoint["hyper_parameters"][key] = model.hparams[key]
-        save_atomically(checkpoint, best_path)
-    trainer.strategy.barrier("mgr-calibrated")
-    return {"temperature": fit.temperature, "val_nll_before": fit.nll_before, "val_nll_after": fit.nll_after,
-            "val_chunks": fit.chunks}
-
-
-def fit_novelty_of_best(model, datamodule, trainer, best_path: str) -> dict:
-    """The novelty detector (mgr.models.novelty) of the best checkpoint's weights: fitted on the training
-    and validation chunks' embeddings, set on `model` and written into the best checkpoint's state_dict (by
-    global rank 0; every rank fits the same, on all ranks' chunks). Returns the fit for metrics.json."""
     from mgr.models.checkpoints import read_checkpoint, save_atomically
     from mgr.models.novelty import fit_novelty
 
-    checkpoint = read_checkpoint(best_path)  # written by calibrate when it ran: the temperature is in it
+    if not (calibrate or novelty):
+        return {}
+    checkpoint = read_checkpoint(best_path)
     model.load_state_dict(checkpoint["state_dict"])
-    detector, fit = fit_novelty(model, datamodule, trainer.strategy.root_device)
-    model.novelty = detector.to(model.device)
-    log.info("Novelty detection of %s: %s", best_path, fit)
-    if trainer.is_global_zero:
+    fits = {}
+    if calibrate:
+        fit = fit_and_set(model, datamodule, trainer.strategy.root_device)
+        log.info("Calibration of %s: %s", best_path, fit)
+        for key in ("temperature", "thresholds"):
+            checkpoint["hyper_parameters"][key] = model.hparams[key]
+        fits["temperature_fit"] = {"temperature": fit.temperature, "val_nll_before": fit.nll_before,
+                                   "val_nll_after": fit.nll_after, "val_chunks": fit.chunks}
+    if novelty:
+        detector, fit = fit_novelty(model, datamodule, trainer.strategy.root_device)
+        model.novelty = detector.to(model.device)
+        log.info("Novelty detection of %s: %s", best_path, fit)
         checkpoint["state_dict"].update({f"novelty.{k}": v.cpu() for k, v in detector.state_dict().items()})
+        fits["novelty_fit"] = fit.as_dict()
+    if trainer.is_global_zero:
         save_atomically(checkpoint, best_path)
-    trainer.strategy.barrier("mgr-novelty")
-    return fit.as_dict()
+    trainer.strategy.barrier("mgr-finished-best")
+    return fits
 
 
 def caches_embeddings(encoder) -> bool:

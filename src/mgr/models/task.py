@@ -107,7 +107,7 @@ class GenreClassifier(pl.LightningModule):
             self.hparams["encoder"] = self.encoder.settings  # as built: with its weights' hash
         self.head = build_head(head, self.encoder.embedding_dim, self.num_classes,
                                getattr(self.encoder, "embedding_layers", None))
-        # Fitted by mgr.train on the best weights (fit_novelty_of_best); empty in checkpoints written before.
+        # Fitted by mgr.train on the best weights (its finish_best); empty in checkpoints written before.
         self.novelty = NoveltyDetector()
         # Checked for every task, so a wrong recipe is one sentence whichever head it meets.
         if not 0.0 <= label_smoothing < 1.0 or mixup_alpha < 0.0:
@@ -187,13 +187,27 @@ class GenreClassifier(pl.LightningModule):
             return logits / torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
         return logits / self.temperature
 
+    @property
+    def forwards_its_head(self) -> bool:
+        """Whether forward is this class's (the head on the embedding, calibrated), so its parts can be had
+        from one pass; a subclass with a forward of its own (an ensemble: its members' mean probabilities)
+        has no one embedding or head."""
+        return type(self).forward is GenreClassifier.forward
+
+    def embedded_logits(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The calibrated logits (forward's) and, from the same pass, the embeddings they come from (None
+        where forward is a subclass's own: `forwards_its_head`)."""
+        if not self.forwards_its_head:
+            return self(wave), None
+        embeddings = self.embed(wave)
+        return self.calibrated(self.head(embeddings)), embeddings
+
     def logits_both_ways(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The calibrated logits (forward's) and the logits as trained (T = 1): of one pass through the net
-        where the forward is this class's; a subclass with a forward of its own (an ensemble, whose logits
-        are its members' mean probabilities) is run again with every temperature at 1."""
+        where `forwards_its_head`; otherwise (an ensemble) run again with every temperature at 1."""
         from mgr.models.calibration import as_trained, is_calibrated
 
-        if type(self).forward is GenreClassifier.forward:
+        if self.forwards_its_head:
             trained = self.head(self.encoder(wave))
             return self.calibrated(trained), trained
         logits = self(wave)
