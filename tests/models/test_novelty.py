@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from mgr.models import read_checkpoint
-from mgr.models.novelty import MIN_CLASS_CHUNKS, NoveltyDetector, fit_novelty, group_of, split_embeddings
+from mgr.models.calibration import loader_outputs
+from mgr.models.novelty import MIN_CLASS_CHUNKS, NoveltyDetector, fit_novelty, group_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CLASSES, WIDTH = 4, 40
@@ -149,7 +150,7 @@ def test_fit_novelty_on_a_tiny_trained_model_calls_white_noise_novel(tiny_synth)
     detector, fit = fit_novelty(model, tiny_synth, torch.device("cpu"))
     assert detector.fitted and torch.isfinite(detector.threshold) and fit.val_tracks == 10
     assert fit.groups == len(tiny_synth.class_names)
-    val, _, _ = split_embeddings(model, tiny_synth, tiny_synth.val_dataloader(), torch.device("cpu"))
+    val, _, _ = loader_outputs(model, tiny_synth, tiny_synth.val_dataloader(), torch.device("cpu"), model.embed)
     noise = 0.3 * torch.randn(30, 8000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         noise_novel = (detector.score(model.eval().embed(noise)) > detector.threshold).float().mean()

@@ -114,30 +114,38 @@ def calibrate(model, datamodule, device: torch.device) -> TemperatureFit:
     return fit
 
 
-@torch.no_grad()
 def validation_logits(model, datamodule, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The chunk logits (at T = 1), targets (as the task scores against them: class indices, or rows of
-    0/1) and tracks of the validation split, scored as the validation step scores them: the loader's
-    batches through the data module's transfer hook, then the model; under DDP each rank scores its
-    shard and every rank gets all of them, so every rank fits the same T."""
+    0/1) and tracks of the validation split, scored as the validation step scores them (`loader_outputs`);
+    every rank gets every rank's, so every rank fits the same T."""
+    datamodule.setup("validate")
+    with as_trained(model):
+        logits, targets, tracks = loader_outputs(model, datamodule, datamodule.val_dataloader(), device, model)
+    return logits, model.targets_of(targets), tracks
+
+
+@torch.no_grad()
+def loader_outputs(model, datamodule, loader, device: torch.device,
+                   output: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`output` (the model's logits, or its embeddings) of every chunk `loader` yields, with its target
+    and track, as the validation step sees them: the batches through the data module's transfer hook, the
+    model in eval mode, padding chunks left out; under DDP every rank's shard, gathered. On the CPU."""
     was_training = model.training
     model.eval().to(device)
-    datamodule.setup("validate")
-    logits, targets, tracks = [], [], []
+    outputs, targets, tracks = [], [], []
     try:
-        with as_trained(model):
-            for batch in datamodule.val_dataloader():
-                wave, target, track = datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
-                keep = model.counted(target)
-                logits.append(model(wave[keep]).float())
-                targets.append(model.targets_of(target[keep]))
-                tracks.append(track[keep])
+        for batch in loader:
+            wave, target, track = datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+            keep = model.counted(target)
+            outputs.append(output(wave[keep]).float())
+            targets.append(target[keep])
+            tracks.append(track[keep])
     finally:
         model.train(was_training)
-    logits, targets, tracks = torch.cat(logits), torch.cat(targets), torch.cat(tracks)
+    parts = [torch.cat(part) for part in (outputs, targets, tracks)]
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        logits, targets, tracks = (torch.cat(gather_all_tensors(t)) for t in (logits, targets, tracks))
-    return logits.cpu(), targets.cpu(), tracks.cpu()
+        parts = [torch.cat(gather_all_tensors(t)) for t in parts]
+    return tuple(t.cpu() for t in parts)
 
 
 @contextmanager

@@ -36,9 +36,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from pytorch_lightning.utilities import move_data_to_device
 from torch import nn
-from torchmetrics.utilities.distributed import gather_all_tensors
 
 MAX_COMPONENTS = 256  # 256 x a probe's ~2,600 columns in float32: under 3 MB in the checkpoint
 MIN_CLASS_CHUNKS = 10  # training chunks a class needs for a mean of its own (see the module docstring)
@@ -204,30 +202,10 @@ def fit_novelty(model, datamodule, device: torch.device, quantile: float = 0.95)
     training loader: its crops) and thresholded on the validation split's tracks; returns it (on the
     CPU) with its fit. Under DDP every rank embeds its shards and fits on all of them, so all fit the same."""
     datamodule.setup("fit")
-    train, labels, _ = split_embeddings(model, datamodule, datamodule.train_dataloader(), device)
-    val, _, tracks = split_embeddings(model, datamodule, datamodule.val_dataloader(), device)
+    from mgr.models.calibration import loader_outputs
+
+    # model.embed: no training-time augmentation (training_step applies it), no dropout (eval mode).
+    train, labels, _ = loader_outputs(model, datamodule, datamodule.train_dataloader(), device, model.embed)
+    val, _, tracks = loader_outputs(model, datamodule, datamodule.val_dataloader(), device, model.embed)
     detector = NoveltyDetector()
     return detector, detector.fit(train, labels, val, tracks, quantile)
-
-
-@torch.no_grad()
-def split_embeddings(model, datamodule, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The embeddings (model.embed: no training-time augmentation, no dropout), targets and tracks of the
-    chunks `loader` yields, through the data module's transfer hook as the validation step sees them;
-    padding chunks left out; every DDP rank's, gathered."""
-    was_training = model.training
-    model.eval().to(device)
-    embeddings, targets, tracks = [], [], []
-    try:
-        for batch in loader:
-            wave, target, track = datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
-            keep = model.counted(target)
-            embeddings.append(model.embed(wave[keep]).float())
-            targets.append(target[keep])
-            tracks.append(track[keep])
-    finally:
-        model.train(was_training)
-    parts = [torch.cat(part) for part in (embeddings, targets, tracks)]
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        parts = [torch.cat(gather_all_tensors(t)) for t in parts]
-    return tuple(t.cpu() for t in parts)
