@@ -19,7 +19,7 @@ from mgr.data.sources.base import TrackList, multi_hot
 from mgr.data.splits import check_split
 from mgr.models import GenreClassifier, load_model
 from mgr.models.aggregation import TrackAggregation
-from mgr.models.metrics import TrackMetrics, chunk_metrics, f1_thresholds
+from mgr.models.metrics import TRAINING_BINS, TrackMetrics, chunk_metrics, f1_thresholds
 
 # About 30 s on one thread; test macro ROC-AUC 0.92 (an untrained model's is about 0.5).
 TINY_MULTILABEL = ["task=multilabel", *tiny("cnn", "mel", epochs=10), "data.source_options.tracks_per_class=12",
@@ -67,6 +67,71 @@ def test_a_class_without_positive_test_tracks_is_left_out_of_the_macro_means():
     assert float(track["track_auc"]) == pytest.approx(roc_auc_score(labels[:, :3], probabilities[:, :3]), abs=1e-5)
     assert float(track["track_ap"]) == pytest.approx(average_precision_score(labels[:, :3], probabilities[:, :3]),
                                                      abs=1e-5)
+
+
+@pytest.mark.parametrize("bins", [None, TRAINING_BINS], ids=["exact", "binned"])
+def test_the_chunk_macro_means_leave_out_a_class_without_a_positive_or_a_negative_chunk(bins):
+    """The chunk-level macro ROC-AUC and PR-AUC (test/auc, val/auc, train/auc, ...) are scikit-learn's over
+    the classes with a positive and a negative chunk, as the track ones: class 3 has no positive, class 2
+    no negative (torchmetrics alone would count each as 0). Training's binned metrics approximate them."""
+    probabilities, labels = random_predictions()
+    labels[:, 3], labels[:, 2] = 0, 1
+    chunks = chunk_metrics(4, multilabel=True, bins=bins)
+    chunks.update(torch.logit(torch.from_numpy(probabilities).double()).float(), torch.from_numpy(labels))
+    chunk = chunks.compute()
+    tolerance = 1e-5 if bins is None else 1e-2
+    assert float(chunk["auc"]) == pytest.approx(roc_auc_score(labels[:, :2], probabilities[:, :2]), abs=tolerance)
+    assert float(chunk["ap"]) == pytest.approx(average_precision_score(labels[:, :2], probabilities[:, :2]),
+                                               abs=tolerance)
+    assert float(chunk["auc_micro"]) == pytest.approx(roc_auc_score(labels.ravel(), probabilities.ravel()),
+                                                      abs=tolerance)  # micro pools every decision: nothing left out
+
+
+def test_a_chunk_macro_mean_with_no_scorable_class_is_nan():
+    probabilities, labels = random_predictions()
+    labels[:] = 0
+    chunks = chunk_metrics(4, multilabel=True)
+    chunks.update(torch.from_numpy(probabilities), torch.from_numpy(labels))
+    assert torch.isnan(chunks.compute()["auc"])
+
+
+def _scored_macro_rank(rank: int, port: int, probabilities, labels, out) -> None:
+    """One gloo rank of test_the_chunk_macro_means_gather_every_rank: its half of the chunks, then compute."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        chunks = chunk_metrics(4, multilabel=True)
+        mine = slice(rank, None, 2)
+        chunks.update(torch.from_numpy(probabilities[mine]), torch.from_numpy(labels[mine]))
+        out[rank] = {k: float(v) for k, v in chunks.compute().items()}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_chunk_macro_means_gather_every_rank():
+    """Under DDP (two gloo ranks, each with half the chunks) the chunk macro means are those of all the
+    chunks: a class with positives on one rank only is scored on both, one with none anywhere on neither."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    probabilities, labels = random_predictions()
+    labels[:, 3] = 0
+    labels[:, 1] = 0
+    labels[0, 1] = 1  # class 1's one positive chunk is rank 0's
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_scored_macro_rank, args=(port, probabilities, labels, out), nprocs=2)
+        results = dict(out)
+    expected = roc_auc_score(labels[:, :3], probabilities[:, :3])
+    for rank in (0, 1):
+        assert results[rank]["auc"] == pytest.approx(expected, abs=1e-5), rank
+        assert results[rank]["ap"] == pytest.approx(average_precision_score(labels[:, :3], probabilities[:, :3]),
+                                                    abs=1e-5)
 
 
 def test_thresholds_maximise_each_class_f1_and_f1_is_scored_at_them():

@@ -3,9 +3,9 @@ each track's chunks combined by the model's `TrackAggregation`, mgr.models.aggre
 
 - multiclass (one label per track): accuracy and macro-F1, and the confusion matrix of the tracks.
 - multilabel (any number of labels per track, targets [N, classes] of 0/1): ROC-AUC and average
-  precision (PR-AUC), macro (the mean over classes) and micro (all decisions pooled), by torchmetrics;
-  at the test, also F1 (macro and micro) at per-class thresholds, those `f1_thresholds` chose on the
-  validation tracks.
+  precision (PR-AUC), macro (the mean over the classes with a positive and a negative, chunk and track
+  level alike: `scored_mean`) and micro (all decisions pooled), by torchmetrics; at the test, also F1
+  (macro and micro) at per-class thresholds, those `f1_thresholds` chose on the validation tracks.
 
 TrackMetrics is a torchmetrics Metric, so under DDP the per-chunk states are gathered from all
 ranks before the chunks of a track are combined.
@@ -24,16 +24,62 @@ from torchmetrics.utilities import dim_zero_cat
 
 from mgr.models.aggregation import TrackAggregation
 
-# The multilabel ranking metrics, by name: (torchmetrics' class, its functional form, its `average`).
-RANKING = {"auc": (MultilabelAUROC, multilabel_auroc, "macro"),
-           "auc_micro": (MultilabelAUROC, multilabel_auroc, "micro"),
-           "ap": (MultilabelAveragePrecision, multilabel_average_precision, "macro"),
-           "ap_micro": (MultilabelAveragePrecision, multilabel_average_precision, "micro")}
-
-
 # Training's multilabel chunk metrics are binned at this many thresholds: constant memory over an epoch of
 # any size (validation's and the test's are exact, over every chunk).
 TRAINING_BINS = 200
+
+
+def scored_mean(per_class: torch.Tensor, positives: torch.Tensor, items: torch.Tensor | int) -> torch.Tensor:
+    """The macro mean of a multilabel ranking metric (`per_class`, torchmetrics' average="none") over the
+    classes that have both a positive and a negative among the `items` (`positives`: each class's count):
+    another class has no ROC-AUC, and torchmetrics would count it as 0 (scikit-learn refuses it; mgr.report's
+    pooled means leave it out as this does). nan where no class has both."""
+    per_class = per_class.reshape(-1)  # torchmetrics squeezes a one-class result
+    scored = (positives > 0) & (positives < items)
+    return per_class[scored].mean() if scored.any() else per_class.new_tensor(float("nan"))
+
+
+def scored_macro(function, probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`scored_mean` of a functional multilabel ranking metric (torchmetrics') on `probabilities` [N, C]
+    against the 0/1 `labels` [N, C]."""
+    return scored_mean(function(probabilities, labels, labels.shape[1], average="none"), labels.sum(0), len(labels))
+
+
+class ScoredMacro:
+    """A torchmetrics multilabel ranking metric (the class it is mixed into) whose macro mean is its
+    `scored_mean`: it counts each class's positives and the items in states summed over DDP ranks beside
+    the metric's own, gathered as they are, so every rank leaves out the same classes."""
+
+    def __init__(self, num_labels: int, average: str = "macro", thresholds: int | None = None):
+        if average != "macro":
+            raise ValueError(f"{type(self).__name__} is a macro mean, not average={average!r}")
+        super().__init__(num_labels, average="none", thresholds=thresholds)  # per class: scored_mean averages
+        self.add_state("positives", default=torch.zeros(num_labels, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("items", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        super().update(preds, target)
+        self.positives += (target > 0).sum(0)
+        self.items += len(target)
+
+    def compute(self) -> torch.Tensor:
+        return scored_mean(super().compute(), self.positives, self.items)
+
+
+class ScoredMacroAUROC(ScoredMacro, MultilabelAUROC):
+    """The macro ROC-AUC over the classes with a positive and a negative (ScoredMacro)."""
+
+
+class ScoredMacroAveragePrecision(ScoredMacro, MultilabelAveragePrecision):
+    """The macro average precision (PR-AUC) over the classes with a positive and a negative (ScoredMacro)."""
+
+
+# The multilabel ranking metrics, by name: (the metric's class, its functional form, its `average`): a macro
+# mean over the classes with a positive and a negative, chunks (ScoredMacro) and tracks (scored_macro) alike.
+RANKING = {"auc": (ScoredMacroAUROC, multilabel_auroc, "macro"),
+           "auc_micro": (MultilabelAUROC, multilabel_auroc, "micro"),
+           "ap": (ScoredMacroAveragePrecision, multilabel_average_precision, "macro"),
+           "ap_micro": (MultilabelAveragePrecision, multilabel_average_precision, "micro")}
 
 
 def chunk_metrics(num_classes: int, multilabel: bool, bins: int | None = None) -> MetricCollection:
@@ -134,12 +180,3 @@ class TrackMetrics(Metric):
             out["track_f1_micro"] = multilabel_f1_score(answered, labels, c, average="micro")
         return out
 
-
-def scored_macro(function, probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The macro mean of a multilabel ranking metric over the classes that have both a positive and a
-    negative track: another class has no ROC-AUC, and torchmetrics would count it as 0 (scikit-learn
-    refuses it; mgr.report's pooled means leave it out as this does). nan where no class has both."""
-    per_class = function(probabilities, labels, labels.shape[1], average="none")
-    positives = labels.sum(0)
-    scored = (positives > 0) & (positives < len(labels))
-    return per_class[scored].mean() if scored.any() else per_class.new_tensor(float("nan"))
