@@ -1,4 +1,5 @@
-"""Fetch a public dataset: python -m mgr.download dataset=NAME root=PATH (the archives: mgr.data.archives)."""
+"""Fetch a public dataset: python -m mgr.download dataset=NAME root=PATH, for NAME gtzan, fma_*, mtg_jamendo*
+or mtat (what each fetches and how it is checked: mgr.data.archives)."""
 
 from __future__ import annotations
 

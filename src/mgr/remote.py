@@ -63,9 +63,20 @@ def _fetch_once(url: str, part: Path) -> None:
         raise ConnectionError(f"connection closed at {size} of {total} bytes")
 
 
+def hasher(algorithm: str, size: int):
+    """hashlib's `algorithm`, or for "git-blob" git's id of a file of `size` bytes (the sha1 of
+    `blob <size>\\0` and the bytes): a commit's tree publishes it for every file of the commit."""
+    if algorithm != "git-blob":
+        return hashlib.new(algorithm)
+    h = hashlib.sha1()
+    h.update(b"blob %d\0" % size)
+    return h
+
+
 def verify(path: Path, checksum: str) -> None:
+    """`checksum` is "<algorithm>:<hex digest>", a hashlib algorithm or git-blob."""
     algorithm, expected = checksum.split(":", 1)
-    h = hashlib.new(algorithm)
+    h = hasher(algorithm, path.stat().st_size)
     with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
                                      desc=f"Checking {path.name}") as bar:
         while block := f.read(CHUNK):

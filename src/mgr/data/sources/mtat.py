@@ -3,9 +3,10 @@
 tags (Won et al. 2020, the short-chunk and musicnn models of mgr's zoo).
 
 Under data.root: `annotations_final.csv` and the audio as mp3.zip unpacks it, 16 folders `0`..`9`,
-`a`..`f` (directly under data.root or under `mp3/`). Despite its name the annotation file is
-tab-separated, every field in double quotes, CRLF lines: clip_id, the 188 tags (0/1), mp3_path (the
-clip below the audio folder: `f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3`).
+`a`..`f` (directly under data.root or under `mp3/`, where `python -m mgr.download dataset=mtat` puts
+them). Despite its name the annotation file is tab-separated, every field in double quotes, CRLF
+lines: clip_id, the 188 tags (0/1), mp3_path (the clip below the audio folder:
+`f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3`).
 The classes are the `top_k` (50) tags with the most clips (ties: the file's column order), named as
 the header names them; a clip carrying none of them stays, negative for every tag.
 
@@ -68,8 +69,10 @@ class MTATSource(Source):
     title = "MagnaTagATune"
     group_noun = "songs"
     layout = f"<root>/{ANNOTATIONS} and <root>/<folder>/<clip>.mp3 (folders 0-9, a-f, or under <root>/mp3/)"
+    download = "mtat"
+    # By hand instead of mgr.download (advice() names the download while `download` is set):
     how_to_get = (f"download annotations_final.csv and the three parts of mp3.zip from {HOMEPAGE}, join the "
-                  "parts (cat mp3.zip.* > mp3.zip) and unzip it (mgr.download does not fetch it)")
+                  "parts (cat mp3.zip.* > mp3.zip) and unzip it")
 
     def __init__(self, root: str | None, top_k: int = 50):
         if not isinstance(top_k, int) or top_k < 1:

@@ -3,7 +3,9 @@ workshop ML4MD): full tracks with several tags each, so a multi-label source.
 
 Under data.root: the dataset repository's `data/` folder (https://github.com/MTG/mtg-jamendo-dataset)
 and the audio, `audio/<PATH>` with PATH as the TSVs give it (`14/214.mp3`; the low-quality audio's
-files are `14/214.low.mp3`). The five official splits (split-0..split-4, by artist) are TSV files
+files are `14/214.low.mp3`); `python -m mgr.download dataset=mtg_jamendo` (mtg_jamendo_low: the
+low-quality audio; mtg_jamendo_metadata: the data/ files alone) lays them out so. The five official
+splits (split-0..split-4, by artist) are TSV files
 `data/splits/split-<n>/autotagging_<subset>-{train,validation,test}.tsv` with the columns TRACK_ID,
 ARTIST_ID, ALBUM_ID, PATH, DURATION and then the track's tags, one a column (`genre---rock`). The
 labels are read from the split files rather than from `data/autotagging_<subset>.tsv`: the splits
@@ -49,8 +51,9 @@ class MTGJamendoSource(Source):
     named_splits = SPLITS[1:]
     title = "MTG-Jamendo"
     group_noun = "artists"
-    how_to_get = (f"get the metadata by cloning {REPOSITORY} (its data/ folder) and the audio with its "
-                  "scripts/download/download.py (tens of GB; mgr.download does not fetch it)")
+    # By hand instead of mgr.download (advice() names the download while `download` is set):
+    how_to_get = (f"clone {REPOSITORY} for its data/ folder and get the audio with its "
+                  "scripts/download/download.py --unpack <root>/audio")
 
     def __init__(self, root: str | None, subset: str = "genre", low_quality: bool = False):
         if subset not in SUBSETS:
@@ -59,6 +62,7 @@ class MTGJamendoSource(Source):
         self.subset = subset
         self.low_quality = bool(low_quality)
         self.name = f"mtg_jamendo_{subset}" + ("_low" if low_quality else "")
+        self.download = "mtg_jamendo_low" if self.low_quality else "mtg_jamendo"  # the metadata comes with either
         mp3 = "14/214.low.mp3" if low_quality else "14/214.mp3"
         self.layout = (f"<root>/data/splits/split-<n>/autotagging{SUBSETS[subset]}-{{train,validation,test}}.tsv "
                        f"and <root>/audio/<PATH> (e.g. audio/{mp3})")
