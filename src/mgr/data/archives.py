@@ -22,6 +22,7 @@ repository>`, e.g. `URL/data/splits/split-0/autotagging_genre-test.tsv`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tarfile
@@ -110,6 +111,10 @@ class File(Item):
             verify(download, self.checksum)
         place.parent.mkdir(parents=True, exist_ok=True)
         download.rename(place)
+        with contextlib.suppress(OSError):  # the folders it was fetched into (.downloads/data/splits/...), now empty
+            for folder in Path(self.path).parents[:-1]:
+                (to.downloads / folder).rmdir()
+        print(f"{self.path}: {'verified and ' if self.checksum else ''}saved to {place}")
         return place
 
 
