@@ -338,6 +338,58 @@ def test_eval_scores_a_multilabel_checkpoint_as_its_run_did(multilabel_run, run_
     assert again["calibration"]["temperature"] == metrics["calibration"]["temperature"]
 
 
+@pytest.mark.parametrize("parents", [None, {"a": None, "b": "a", "c": None, "d": "c"}], ids=["flat", "tree"])
+def test_the_multilabel_risk_coverage_is_what_min_confidence_answers(parents):
+    """The test report's risk-coverage of a multi-label model (mgr.test_report.risk_coverage_forecasts), on
+    made-up test tracks, against mgr.predict's own rule for each (answered_tags, is_unknown: rolled up the
+    tree where there is one): at each row's min_confidence, the row's share of the tracks is answered, and
+    of those the share whose first answer is right and the mean F1 of their answers (scikit-learn's) are
+    the row's; the tracks with no tag at its threshold are never answered."""
+    from mgr.predict import answered_tags, is_unknown
+    from mgr.statistics import risk_coverage_table
+    from mgr.test_report import risk_coverage_forecasts
+
+    names = ["a", "b", "c", "d"]
+    model = GenreClassifier(names, {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, 8000, 1.0,
+                            {"name": "cnn", "channels": [8], "hidden": 8}, task="multilabel",
+                            track_aggregation="mean_probs", thresholds=[0.6, 0.5, 0.7, 0.4], class_parents=parents)
+    rng = np.random.default_rng(0)
+    labels = (rng.random((40, 4)) < 0.4).astype(np.float32)
+    probabilities = np.clip(0.35 * labels + 0.65 * rng.random((40, 4)), 0, 1)
+    tested = {"track_scores": probabilities, "track_labels": labels}
+    table = risk_coverage_table(*risk_coverage_forecasts(tested, model))
+    predicted = [answered_tags(model, torch.as_tensor(p)) for p in probabilities]  # (rolled up) probabilities, tags
+    tags = [t for _, t in predicted]
+    assert 0 < sum(not t for t in tags) < 20  # some tracks have no answer: the curve ends below 1
+    assert table[-1]["coverage"] == np.mean([bool(t) for t in tags]) < 1
+    for row in table:
+        answered = [k for k, (p, t) in enumerate(predicted) if not is_unknown(p, t, row["min_confidence"])]
+        assert len(answered) / len(tags) == pytest.approx(row["coverage"])
+        assert np.mean([labels[k, tags[k][0]] for k in answered]) == pytest.approx(row["top_tag_precision"])
+        f1 = [f1_score(labels[k], np.isin(np.arange(4), tags[k])) for k in answered]
+        assert np.mean(f1) == pytest.approx(row["sample_f1"])
+
+
+def test_a_multilabel_run_reports_its_risk_coverage(multilabel_run):
+    """metrics.json's risk_coverage at 0.1, 0.2, ... of the test tracks, ending at the share with any answer
+    in test_predictions.csv; at that last row every answered track counts: its first answer's precision and
+    its answers' mean F1 (scikit-learn's) are those of the answers the csv lists."""
+    metrics = json.loads((multilabel_run / "metrics.json").read_text())
+    names, table = metrics["class_names"], metrics["risk_coverage"]
+    with open(multilabel_run / "test_predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    answered = [r for r in rows if r["predictions"]]
+    assert table[-1]["coverage"] == len(answered) / len(rows)
+    assert [row["coverage"] for row in table[:-1]] == pytest.approx([k / 10 for k in range(1, len(table))])
+    labels = np.array([[c in r["labels"].split(";") for c in names] for r in answered])
+    answers = np.array([[c in r["predictions"].split(";") for c in names] for r in answered])
+    scores = np.array([[float(r[f"score_{c}"]) for c in names] for r in answered])
+    first = np.where(answers, scores, -1).argmax(1)  # the most probable answer (the csv lists them in class order)
+    assert table[-1]["top_tag_precision"] == pytest.approx(labels[np.arange(len(first)), first].mean())
+    assert table[-1]["sample_f1"] == pytest.approx(f1_score(labels, answers, average="samples"))
+    assert table[0]["min_confidence"] >= table[-1]["min_confidence"] and table[0]["top_tag_precision"] > 0.5
+
+
 def test_a_multilabel_run_is_calibrated_per_tag(multilabel_run, data_dir):
     """The run fitted one temperature per tag on validation (a lower mean BCE), stored in its best checkpoint,
     whose forward gives the calibrated probabilities; its report has the ECE before and after, and the track
@@ -403,4 +455,5 @@ def test_calibrate_false_leaves_t_1_and_the_uncalibrated_ece_is_that_run_s(mean_
     for key in ("test/track_f1", "test/track_f1_micro", "test/track_auc", "test/track_ap"):
         assert calibrated[key] == pytest.approx(plain[key], abs=1e-6), key
     assert_png(mean_logits_runs[True] / "plots" / "reliability.png")
-    assert not (mean_logits_runs[True] / "plots" / "risk_coverage.png").exists()  # multi-class only
+    assert_png(mean_logits_runs[True] / "plots" / "risk_coverage.png")
+    assert set(calibrated["risk_coverage"][0]) == {"coverage", "min_confidence", "top_tag_precision", "sample_f1"}

@@ -82,4 +82,12 @@ def test_reliability_diagram_and_risk_coverage_with_empty_bins(tmp_path):
     correct = rng.random(300) < confidence
     levels = {"chunk": (confidence, correct), "track": (confidence[:20], correct[:20])}
     assert_png(save_reliability_diagram(levels, tmp_path / "reliability.png", "Reliability"))
-    assert_png(save_risk_coverage(confidence, correct, tmp_path / "risk_coverage.png", "Risk-coverage"))
+    assert_png(save_risk_coverage(confidence, {"accuracy": correct}, tmp_path / "risk_coverage.png", "Risk-coverage"))
+
+
+def test_a_multilabel_risk_coverage_with_never_answered_tracks(tmp_path):
+    """Two scores of the answered (top-tag precision, sample F1) and a fifth of the tracks never answered."""
+    rng = np.random.default_rng(0)
+    confidence = np.where(rng.random(100) < 0.2, np.nan, rng.uniform(0.3, 1.0, 100))
+    scores = {"top_tag_precision": rng.random(100) < 0.8, "sample_f1": rng.random(100)}
+    assert_png(save_risk_coverage(confidence, scores, tmp_path / "risk_coverage.png", "Risk-coverage"))

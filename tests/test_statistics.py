@@ -176,6 +176,52 @@ def test_risk_coverage_answers_the_most_confident_first():
     assert coverage.tolist() == [0.25, 0.5, 0.75, 1.0]
     assert accuracy.tolist() == [1.0, 1.0, pytest.approx(2 / 3), 0.5]
     assert threshold.tolist() == [0.9, 0.8, 0.5, 0.3]
-    table = statistics.risk_coverage_table(confidence, correct, points=2)
+    table = statistics.risk_coverage_table(confidence, {"accuracy": correct}, points=2)
     assert table == [{"coverage": 0.5, "accuracy": 1.0, "min_confidence": 0.8},
                      {"coverage": 1.0, "accuracy": 0.5, "min_confidence": 0.3}]
+
+
+# Five tracks, tags A B C at thresholds 0.5 0.3 0.6: (probabilities, labels), worked out by hand below.
+TAGGED = [([0.9, 0.4, 0.2], [1, 0, 0]),    # answers A B: top A 0.9 right; F1 2*1/(2+1) = 2/3
+          ([0.2, 0.35, 0.7], [0, 1, 0]),   # answers B C: top C 0.7 wrong; F1 2*1/(2+1) = 2/3
+          ([0.4, 0.2, 0.5], [1, 0, 0]),    # no tag at its threshold: never answered
+          ([0.6, 0.1, 0.1], [1, 0, 0]),    # answers A: top A 0.6 right; F1 1
+          ([0.55, 0.8, 0.65], [0, 1, 1])]  # answers A B C: top B 0.8 right; F1 2*2/(3+2) = 0.8
+TAG_THRESHOLDS = [0.5, 0.3, 0.6]
+
+
+def test_tag_answers_are_what_min_confidence_decides_on():
+    probabilities, labels = (np.array(column) for column in zip(*TAGGED))
+    confidence, top_tag_right, f1 = statistics.tag_answers(probabilities, probabilities >= TAG_THRESHOLDS, labels)
+    assert confidence[[0, 1, 3, 4]].tolist() == [0.9, 0.7, 0.6, 0.8] and np.isnan(confidence[2])
+    assert top_tag_right.tolist() == [True, False, False, True, True]
+    assert f1.tolist() == pytest.approx([2 / 3, 2 / 3, 0, 1, 0.8])
+
+
+def test_a_multilabel_risk_coverage_never_answers_a_track_without_an_answered_tag():
+    """Answered from the most confident down (0.9, 0.8, 0.7, 0.6); the track with no tag at its threshold
+    counts in the coverage's denominator and is never answered, so the curve ends at 4/5."""
+    probabilities, labels = (np.array(column) for column in zip(*TAGGED))
+    confidence, top_tag_right, f1 = statistics.tag_answers(probabilities, probabilities >= TAG_THRESHOLDS, labels)
+    coverage, precision, threshold = statistics.risk_coverage(confidence, top_tag_right)
+    assert coverage.tolist() == [0.2, 0.4, 0.6, 0.8]
+    assert precision.tolist() == pytest.approx([1, 1, 2 / 3, 3 / 4])
+    assert threshold.tolist() == [0.9, 0.8, 0.7, 0.6]
+    table = statistics.risk_coverage_table(confidence, {"top_tag_precision": top_tag_right, "sample_f1": f1},
+                                           points=2)
+    assert table == [  # 0.5 of the tracks is 3 of them; 1.0 is past the 4/5 ever answered: 4/5 ends it
+        {"coverage": 0.6, "min_confidence": 0.7, "top_tag_precision": pytest.approx(2 / 3),
+         "sample_f1": pytest.approx((2 / 3 + 0.8 + 2 / 3) / 3)},
+        {"coverage": 0.8, "min_confidence": 0.6, "top_tag_precision": 0.75,
+         "sample_f1": pytest.approx((2 / 3 + 0.8 + 2 / 3 + 1) / 4)}]
+    assert [row["coverage"] for row in statistics.risk_coverage_table(confidence, {"f1": f1}, points=5)] == [
+        0.2, 0.4, 0.6, 0.8]  # 4/5 reached by a target: not repeated
+
+
+def test_a_risk_coverage_row_answers_every_prediction_as_confident_as_its_threshold():
+    """min_confidence=0.9 answers the three predictions at 0.9, never one or two of them: the rows of
+    coverage 0.2, 0.4 and 0.6 are one, at 3/5."""
+    confidence, correct = [0.9, 0.9, 0.9, 0.5, 0.3], [1, 0, 1, 1, 0]
+    table = statistics.risk_coverage_table(confidence, {"accuracy": correct}, points=5)
+    assert [(row["coverage"], row["min_confidence"]) for row in table] == [(0.6, 0.9), (0.8, 0.5), (1.0, 0.3)]
+    assert table[0]["accuracy"] == pytest.approx(2 / 3)

@@ -157,21 +157,32 @@ def save_reliability_diagram(levels: dict[str, tuple[np.ndarray, np.ndarray]], p
     return _save(fig, path)
 
 
-def save_risk_coverage(confidence, correct, path: str | Path, title: str) -> Path:
-    """Accuracy of the answered predictions against the share answered, answering the most confident
-    first (mgr.statistics.risk_coverage), with the min_confidence that answers each share on a second axis."""
+# The scores of the answered a risk-coverage curve draws (mgr.test_report.risk_coverage_forecasts), as named on it.
+SCORE_LABELS = {"accuracy": "accuracy", "top_tag_precision": "precision of the top answered tag",
+                "sample_f1": "sample-wise F1"}
+
+
+def save_risk_coverage(confidence, scores: dict[str, np.ndarray], path: str | Path, title: str) -> Path:
+    """Each of `scores` (name -> each prediction's score: 1/0 for right/wrong, or an F1) averaged over the
+    answered predictions against the share answered, answering the most confident first
+    (mgr.statistics.risk_coverage), with the min_confidence that answers each share on a second axis. A
+    prediction of confidence nan is never answered: a dotted line marks the share ever answered below 1."""
     from mgr import statistics
 
-    coverage, accuracy, threshold = statistics.risk_coverage(confidence, correct)
     fig = _figure(6, 4.5)
     fig.suptitle(title)
     ax = fig.subplots()
-    ax.plot(coverage, accuracy, color="C0", label="accuracy of the answered")
-    ax.set(xlabel="coverage (share answered)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02))
+    for colour, (name, values) in zip(("C0", "C2", "C3"), scores.items()):
+        coverage, mean, threshold = statistics.risk_coverage(confidence, values)
+        ax.plot(coverage, mean, color=colour, label=f"{SCORE_LABELS.get(name, name)} of the answered")
+    if len(coverage) and coverage[-1] < 1:
+        ax.axvline(coverage[-1], color="grey", linestyle=":", label="never answered beyond")
+    ylabel = SCORE_LABELS.get(name, name) if len(scores) == 1 else "mean over the answered"
+    ax.set(xlabel="coverage (share answered)", ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    other = ax.twinx()
+    other = ax.twinx()  # the coverages and thresholds are the same for every score
     other.plot(coverage, threshold, color="C1", linestyle="--", label="min_confidence")
-    other.set(ylabel="min_confidence (lowest top probability answered)", ylim=(0, 1.02))
+    other.set(ylabel="min_confidence (lowest confidence answered)", ylim=(0, 1.02))
     fig.legend(loc="lower left", bbox_to_anchor=(0.12, 0.12))
     return _save(fig, path)
 
@@ -215,9 +226,9 @@ class PlotsCallback(pl.Callback):
         log.info("Plots: %s", ", ".join(str(p) for p in written))
 
     def _calibration_plots(self, pl_module) -> list[Path]:
-        """The reliability diagram (chunk and track level, of the calibrated probabilities) and, for a
-        multi-class model, the tracks' risk-coverage curve."""
-        from mgr.test_report import calibration_forecasts
+        """The reliability diagram (chunk and track level, of the calibrated probabilities) and the tracks'
+        risk-coverage curve (mgr.test_report.risk_coverage_forecasts: metrics.json's `risk_coverage`)."""
+        from mgr.test_report import calibration_forecasts, risk_coverage_forecasts
 
         tested = pl_module.test_results
         if "chunk_logits" not in tested or not len(tested.get("track_labels", [])):
@@ -225,9 +236,8 @@ class PlotsCallback(pl.Callback):
         levels = calibration_forecasts(tested, pl_module)
         title = "Reliability diagram (test" + (", every tag's probability)" if pl_module.multilabel else ")")
         written = [save_reliability_diagram(levels, self.dirpath / "reliability.png", title, pl_module.multilabel)]
-        if not pl_module.multilabel:
-            written.append(save_risk_coverage(*levels["track"], self.dirpath / "risk_coverage.png",
-                                              "Risk-coverage of the test tracks"))
+        written.append(save_risk_coverage(*risk_coverage_forecasts(tested, pl_module),
+                                          self.dirpath / "risk_coverage.png", "Risk-coverage of the test tracks"))
         return written
 
     # Saved in checkpoints, so a resumed run draws its curves from the first epoch.

@@ -144,25 +144,54 @@ def reliability_bins(confidence, correct, bins: int = CALIBRATION_BINS) -> tuple
 
 def risk_coverage(confidence, correct) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Selective prediction: predictions answered from the most confident down. Returns, after each
-    answered prediction, the coverage (share answered), the accuracy of those answered and the
-    confidence of the last one answered (the lowest confidence among them; equal confidences in the order given)."""
+    answered prediction, the coverage (share answered), the mean `correct` of those answered (their
+    accuracy, where `correct` is 1 or 0) and the confidence of the last one answered (the lowest confidence
+    among them; equal confidences in the order given). A prediction of confidence nan is never answered,
+    whatever the threshold (a multi-label track with no tag above its threshold: `tag_answers`), but counts
+    among those that could have been: the coverage then ends below 1."""
     confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    answerable = ~np.isnan(confidence)
+    confidence, correct = confidence[answerable], correct[answerable]
     order = np.argsort(-confidence, kind="stable")
     answered = np.arange(1, len(order) + 1)
-    return answered / len(order), np.cumsum(correct[order]) / answered, confidence[order]
+    return answered / len(answerable), np.cumsum(correct[order]) / answered, confidence[order]
 
 
-def risk_coverage_table(confidence, correct, points: int = 10) -> list[dict]:
-    """The risk-coverage curve at coverages 1/points .. 1: the threshold (the lowest confidence answered)
-    and the accuracy of the answered; compact enough for metrics.json."""
-    coverage, accuracy, threshold = risk_coverage(confidence, correct)
+def risk_coverage_table(confidence, scores: dict[str, np.ndarray], points: int = 10) -> list[dict]:
+    """The risk-coverage curve at coverages 1/points, 2/points, ... up to the share ever answered (1 unless
+    some confidences are nan: `risk_coverage`), that share the last row: per row the coverage, the threshold
+    (`min_confidence`: the lowest confidence answered) and the mean of each of `scores` (name -> each
+    prediction's score: 1/0 for right/wrong, or an F1) over the answered; compact enough for metrics.json.
+    Each row is what its min_confidence answers: all the predictions as confident as the last answered, so
+    a coverage that would split equal confidences moves past them (and a row is not repeated)."""
+    curves = {name: risk_coverage(confidence, values) for name, values in scores.items()}
+    coverage, _, threshold = next(iter(curves.values()))
     if not len(coverage):
         return []
-    rows = []
-    for target in np.arange(1, points + 1) / points:
-        k = min(int(np.ceil(target * len(coverage) - 1e-9)), len(coverage)) - 1
-        rows.append({"coverage": float(coverage[k]), "accuracy": float(accuracy[k]), "min_confidence": float(threshold[k])})
-    return rows
+    total = len(np.asarray(confidence))  # every prediction, the never answered too
+    counts = [int(np.ceil(t * total - 1e-9)) for t in np.arange(1, points + 1) / points if t <= coverage[-1] + 1e-9]
+    lowest = threshold[np.asarray([*counts, len(coverage)]) - 1]
+    answered = np.searchsorted(-threshold, -lowest, side="right")  # how many are at or above each row's threshold
+    return [{"coverage": float(coverage[k]), "min_confidence": float(threshold[k]),
+             **{name: float(curve[1][k]) for name, curve in curves.items()}} for k in sorted(set(answered - 1))]
+
+
+def tag_answers(probabilities, answered, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What decides whether `mgr.predict min_confidence=...` answers a multi-label item, and how well: per
+    item (rows of `probabilities` [items, tags], `answered` [items, tags]: its tags at their thresholds,
+    `labels`: its tags of 0/1), the probability of its most probable answered tag (the confidence min_confidence
+    is compared with; nan where no tag is answered: never answered), whether that tag is one of its labels
+    (the precision of the first answer) and the F1 of its answered tags against its labels (sample-wise F1;
+    0 for an item with no answer)."""
+    probabilities, answered = np.asarray(probabilities, dtype=float), np.asarray(answered, dtype=bool)
+    truth = np.asarray(labels).reshape(probabilities.shape) > 0
+    rows = np.arange(len(probabilities))
+    top = np.where(answered, probabilities, -np.inf).argmax(axis=1)  # the first of equals, as mgr.predict ranks
+    some = answered.any(axis=1)
+    confidence = np.where(some, probabilities[rows, top], np.nan)
+    hits, sizes = (answered & truth).sum(axis=1), answered.sum(axis=1) + truth.sum(axis=1)
+    f1 = np.divide(2 * hits, sizes, out=np.zeros(len(rows)), where=sizes > 0)
+    return confidence, some & truth[rows, top], f1
 
 
 def over_tracks(parts: list[dict], statistic: Callable, bootstrap: dict) -> tuple[np.ndarray, np.ndarray]:

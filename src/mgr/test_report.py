@@ -4,11 +4,16 @@ them (W&B's), and print the chunk/track table.
 
 Every report holds the expected calibration errors of the test chunks and tracks, of the probabilities
 as calibrated (test/ece, test/track_ece) and as trained, at T = 1 (test/ece_uncalibrated,
-test/track_ece_uncalibrated): `calibration_report`. A multi-label model's report (task=multilabel) holds
-its ROC-AUC and PR-AUC (macro and micro) and its F1 at the per-class thresholds, per class too, and its
-test_predictions.csv a probability per class with the labels and the answers `;`-separated; it has no
-confusion matrices, bootstrap intervals or risk-coverage curve yet, and its calibration errors are
-those of every (item, tag) probability as a forecast of the tag (mgr.statistics.tag_forecasts). A
+test/track_ece_uncalibrated), and the risk-coverage curve of the test tracks: the share each
+`mgr.predict min_confidence=...` would answer, and how well (`calibration_report`, `risk_coverage_forecasts`). A
+multi-label model's report (task=multilabel) holds its ROC-AUC and PR-AUC (macro and micro) and its F1 at
+the per-class thresholds, per class too, and its test_predictions.csv a probability per class with the
+labels and the answers `;`-separated; it has no confusion matrices, and bootstrap intervals of its track
+macro ROC-AUC and PR-AUC only. Its calibration errors are those of every (item, tag) probability as a
+forecast of the tag (mgr.statistics.tag_forecasts); its risk-coverage curve answers a track by the
+probability of its most probable tag at or above its threshold (a track with none is never answered: the
+coverage then ends below 1) and scores the answered by whether that tag is right (the precision of the
+first answer) and, beside it, by the mean sample-wise F1 of their answers. A
 model with a tree over its classes (`class_parents`: FMA's genres_all) is also scored per level of the
 tree, on its answers rolled up (`level_results`); its other metrics and predictions are its own.
 
@@ -100,10 +105,7 @@ class TestReport(Callback):
         results = {**self.provenance, "class_names": names, **pl_module.track_aggregation.as_dict()}
         answered = None
         if pl_module.multilabel:
-            import torch
-
-            predictions["track_scores"] = track_probabilities(predictions, pl_module.track_aggregation)
-            answered = pl_module.answered(torch.as_tensor(predictions["track_scores"])).numpy()
+            predictions["track_scores"], answered = track_answers(predictions["track_scores"], pl_module)
             results.update(multilabel_results(predictions, answered, names, pl_module.thresholds))
             results["intervals"] = multilabel_intervals(predictions, self.bootstrap)
             if pl_module.class_parents:  # FMA's genres_all: the tree over the classes
@@ -136,6 +138,16 @@ def track_probabilities(predictions: dict, aggregation) -> np.ndarray:
     import torch
 
     return aggregation.probabilities_of(torch.as_tensor(predictions["track_scores"], dtype=torch.float64)).numpy()
+
+
+def track_answers(track_scores, model) -> tuple[np.ndarray, np.ndarray]:
+    """A multi-label model's test tracks' probabilities (`track_scores` by its TrackAggregation) and its
+    answers at its per-class thresholds (model.answered, as mgr.predict's): what test_predictions.csv lists,
+    the F1 scores and the risk-coverage curve answers."""
+    import torch
+
+    probabilities = track_probabilities({"track_scores": track_scores}, model.track_aggregation)
+    return probabilities, model.answered(torch.as_tensor(probabilities)).numpy()
 
 
 def multilabel_results(predictions: dict, answered: np.ndarray, names: list[str], thresholds: list[float] | None) -> dict:
@@ -195,9 +207,10 @@ def calibration_report(tested: dict, model, metrics: dict) -> dict:
     """The expected calibration errors (15 equal-width bins, mgr.statistics) of the test chunks and tracks,
     added to `metrics`: test/ece and test/track_ece of the probabilities as calibrated, test/ece_uncalibrated
     and test/track_ece_uncalibrated of them as trained (T = 1). Returns the temperatures the probabilities
-    were computed at (a multi-label model's: one per tag; an ensemble's: its members') and, for a
-    multi-class model, the track-level risk-coverage curve (`risk_coverage`: coverage, accuracy of the
-    answered, the min_confidence that answers them), from the task's test results."""
+    were computed at (a multi-label model's: one per tag; an ensemble's: its members') and the track-level
+    risk-coverage curve (`risk_coverage`, mgr.statistics.risk_coverage_table of `risk_coverage_forecasts`:
+    the coverage, the min_confidence that answers it, and the scores of the answered: a multi-class model's
+    accuracy, a multi-label model's top_tag_precision and sample_f1), from the task's test results."""
     from mgr.models.calibration import temperatures
 
     for suffix, as_trained in (("", False), ("_uncalibrated", True)):
@@ -206,9 +219,32 @@ def calibration_report(tested: dict, model, metrics: dict) -> dict:
                         for level, prefix in (("chunk", ""), ("track", "track_"))})
     binning = "equal-width bins of every (item, tag) probability" if model.multilabel else "equal-width top-probability bins"
     report = {"calibration": {"bins": statistics.CALIBRATION_BINS, "binning": binning, "temperature": temperatures(model)}}
-    if not model.multilabel:
-        report["risk_coverage"] = statistics.risk_coverage_table(*calibration_forecasts(tested, model)["track"])
+    report["risk_coverage"] = statistics.risk_coverage_table(*risk_coverage_forecasts(tested, model))
     return report
+
+
+def risk_coverage_forecasts(tested: dict, model) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """What the test tracks' risk-coverage curve is drawn from, as `mgr.predict min_confidence=...` decides
+    (on the calibrated probabilities): per track the confidence min_confidence is compared with, and the
+    scores of its answer (the curve is the first's). Multi-class: its top probability, and whether its
+    argmax is right (accuracy). Multi-label: the probability of its most probable answered tag (nan where
+    it has none: never answered), whether that tag is one of its labels (top_tag_precision) and the F1 of
+    its answers (sample_f1), its answers at the thresholds (`track_answers`) rolled up the class tree where
+    the model has one, as mgr.predict answers (mgr.statistics.tag_answers)."""
+    if not model.multilabel:
+        confidence, correct = calibration_forecasts(tested, model)["track"]
+        return confidence, {"accuracy": correct}
+    probabilities, answered = track_answers(tested["track_scores"], model)
+    if model.class_parents:
+        import torch
+
+        from mgr.data.genre_tree import ClassHierarchy
+
+        rolled = ClassHierarchy(model.class_names, model.class_parents).roll_up(torch.as_tensor(probabilities),
+                                                                               torch.as_tensor(answered))
+        probabilities, answered = (t.numpy() for t in rolled)
+    confidence, top_tag_right, f1 = statistics.tag_answers(probabilities, answered, tested["track_labels"])
+    return confidence, {"top_tag_precision": top_tag_right, "sample_f1": f1}
 
 
 def calibration_forecasts(tested: dict, model, as_trained: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
