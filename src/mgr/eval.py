@@ -12,12 +12,15 @@ vote_threshold); `track_aggregation=...` / `vote_threshold=...` score them anoth
 Probabilities are the checkpoint's calibrated ones (its temperature, a multi-label checkpoint's one per
 tag, mgr.models.calibration; 1 for a checkpoint without one). Besides the table, metrics.json gets their
 expected calibration errors, and those of the probabilities as trained (T = 1: test/ece_uncalibrated,
-test/track_ece_uncalibrated), and the risk-coverage curve of the test tracks (`risk_coverage`: the accuracy of the tracks answered at
-each share answered, and the `min_confidence` of mgr.predict that answers it), which plots/
-risk_coverage.png draws (docs/explanation/calibration.md).
+test/track_ece_uncalibrated), and the risk-coverage curve of the test tracks (`risk_coverage`: at each
+share answered, the `min_confidence` of mgr.predict that answers it and the accuracy of the tracks it
+answers), which plots/risk_coverage.png draws (docs/explanation/calibration.md).
 
 A multi-label checkpoint (task=multilabel) is scored by its ROC-AUC and PR-AUC and by its F1 at the
-per-class thresholds it carries (docs/how-to/multilabel.md).
+per-class thresholds it carries (docs/how-to/multilabel.md). Its risk-coverage curve answers as
+mgr.predict does: a track by the probability of its most probable tag at or above its threshold, never
+one with no such tag (the coverage then ends below 1); of the answered, the share whose most probable
+answered tag is right (`top_tag_precision`) and their answers' mean sample-wise F1 (`sample_f1`).
 """
 
 from __future__ import annotations
