@@ -63,6 +63,9 @@ class Destination:
 
 
 class Item:
+    """Something to download: `check` runs for every item of a dataset before any is fetched; `get`
+    fetches it, checks it and puts it in place (or finds it there), and returns where it is."""
+
     def check(self, to: Destination) -> None:
         """Refuse, before anything of the dataset is downloaded, what cannot end well (most: nothing)."""
 
