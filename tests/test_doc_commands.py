@@ -303,7 +303,7 @@ NOT_RUN = {
     "python -m mgr.download dataset=fma_metadata root=...": DOWNLOAD,
     "python -m mgr.download dataset=mtg_jamendo root=data/mtg-jamendo": DOWNLOAD,
     "python -m mgr.download dataset=mtat root=data/mtat": DOWNLOAD,
-    "python -m mgr.download dataset=gtzan|fma_small|fma_medium|fma_large|fma_metadata root=PATH": DOWNLOAD,
+    "python -m mgr.download dataset=gtzan|fma_small|fma_medium|fma_large|fma_metadata|mtg_jamendo|mtg_jamendo_low|mtg_jamendo_metadata|mtat root=PATH": DOWNLOAD,
 }
 
 

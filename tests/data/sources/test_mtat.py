@@ -111,10 +111,10 @@ def test_audio_under_mp3_is_found_and_a_missing_clip_is_reported(mtat_root):
 
 
 @pytest.mark.parametrize("remove, options, error", [
-    ("annotations_final.csv", {}, r"^MagnaTagATune's annotations_final.csv not found under data.root=\S+; download "
-                                  r"annotations_final.csv and the three parts of mp3.zip from https://mirg"),
+    ("annotations_final.csv", {}, r"^MagnaTagATune's annotations_final.csv not found under data.root=\S+; fetch it "
+                                  r"with `python -m mgr.download dataset=mtat root="),
     ("folders", {"top_k": 3}, r"^MagnaTagATune audio \(folders 0-9, a-f of mp3.zip\) not found under data.root=\S+; "
-                              r".*laid out as <root>/annotations_final.csv and <root>/<folder>/<clip>.mp3"),
+                              r".*which gives <root>/annotations_final.csv and <root>/<folder>/<clip>.mp3"),
     ("", {}, r"top_k=50 but annotations_final.csv has 5 tags; choose at most 5\."),
     ("", {"top_k": 0}, r"top_k=0; give a positive number of tags"),
 ])

@@ -93,13 +93,15 @@ def test_low_quality_audio_is_the_low_mp3_beside_each_path(jamendo_root):
 
 
 @pytest.mark.parametrize("remove, options, error", [
-    ("data/splits/split-0", {}, r"^MTG-Jamendo's split-0 folder not found under data.root=\S+; get the metadata by "
-                                r"cloning https://github.com/MTG/mtg-jamendo-dataset"),
+    ("data/splits/split-0", {}, r"^MTG-Jamendo's split-0 folder not found under data.root=\S+; fetch it with "
+                                r"`python -m mgr.download dataset=mtg_jamendo root=\S+`"),
     ("data/splits/split-0/autotagging_genre-validation.tsv", {},
-     r"autotagging_genre-validation.tsv is missing; get the metadata by cloning"),
+     r"autotagging_genre-validation.tsv is missing; fetch it with `python -m mgr.download dataset=mtg_jamendo "),
     ("data/splits/split-0/autotagging_moodtheme-train.tsv", {"subset": "moodtheme"},
-     r"autotagging_moodtheme-train.tsv is missing; .* laid out as <root>/data/splits/split-<n>/autotagging_moodtheme-"),
-    ("audio", {}, r"^MTG-Jamendo audio \(the audio/ folder\) not found under data.root=\S+; .*mgr.download does not"),
+     r"autotagging_moodtheme-train.tsv is missing; .* which gives <root>/data/splits/split-<n>/autotagging_moodtheme-"),
+    ("audio", {}, r"^MTG-Jamendo audio \(the audio/ folder\) not found under data.root=\S+; fetch it with "
+                  r"`python -m mgr.download dataset=mtg_jamendo root="),
+    ("audio", {"low_quality": True}, r"dataset=mtg_jamendo_low root=\S+`, which gives .*audio/14/214\.low\.mp3"),
     ("", {"subset": "rock"}, r"subset='rock'; choose one of genre, moodtheme, instrument, top50tags, all\."),
 ])
 def test_what_is_missing_is_named_with_how_to_get_it(jamendo_root, remove, options, error):
