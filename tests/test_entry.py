@@ -28,6 +28,14 @@ def one_error_line(proc) -> str:
     ("model.dropoutt=0.1", "model.dropoutt is not a setting here"),
     ("+trainer.max_epoch=3", "trainer.max_epoch is not a setting of pytorch_lightning.Trainer; it takes "),
     ("seed=[", "seed=[ does not parse"),
+    # train's own keys (mgr.train.TrainSettings), and the values train() checks before any data work
+    ("novelty=yes", "novelty=yes is not accepted; give true or false."),
+    ("seed=abc", "seed=abc is not accepted; give an integer or null."),
+    ("optimized_mode=up", "optimized_mode=up is not accepted; give one of min, max."),
+    ("optimized_metric=val/accuracy", "optimized_metric=val/accuracy is not a metric the model logs under "
+     "task=multiclass; choose one of val/acc, val/f1, val/loss, val/track_acc"),
+    ("track_aggregation=mode", "track_aggregation='mode' is not one of mean_logits"),
+    ("vote_threshold=2", "vote_threshold=2 must be a number from 0 to below 1"),
 ])
 def test_a_wrong_value_is_one_line_before_any_data_is_written(override, says, tmp_path):
     proc = mgr_in_process("train", override, cwd=tmp_path, data_dir=tmp_path / "data", check=False)
@@ -39,6 +47,16 @@ def test_another_commands_group_is_refused_in_one_line(tmp_path):
     proc = mgr_in_process("predict", "ckpt_path=a.ckpt", "inputs=b.wav", "model=cnn", cwd=tmp_path,
                           data_dir=tmp_path / "data", check=False)
     assert one_error_line(proc) == "mgr: error: model is not a config group of this command; --help lists its groups and options."
+
+
+@pytest.mark.parametrize("command,overrides,says", [
+    ("predict", ["ckpt_path=a.ckpt", "inputs=b.wav", "novelty=yes"], "novelty=yes is not accepted; give true or false."),
+    ("predict", ["ckpt_path=a.ckpt", "inputs=b.wav", "top_k=all"], "top_k=all is not accepted; give an integer."),
+    ("eval", ["ckpt_path=a.ckpt", "vote_threshold=half"], "vote_threshold=half is not accepted; give a number or null."),
+])
+def test_another_commands_own_keys_are_checked_before_the_checkpoint_is_read(command, overrides, says, tmp_path):
+    proc = mgr_in_process(command, *overrides, cwd=tmp_path, data_dir=tmp_path / "data", check=False)
+    assert one_error_line(proc) == f"mgr: error: {says}"
 
 
 def test_cfg_job_refuses_a_wrong_type_too(tmp_path):

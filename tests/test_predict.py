@@ -357,7 +357,6 @@ def test_user_mistakes_end_in_one_clear_sentence(best_checkpoint, tmp_path, data
         ({"vote_threshold": 1.5}, "vote_threshold=1.5 must be"),
         ({"min_confidence": 1.5}, "min_confidence=1.5 must be null"),
         ({"min_confidence": 0}, "min_confidence=0 must be null"),
-        ({"novelty": "yes"}, "novelty='yes' must be true or false"),
     ]
     for changes, text in cases:
         cfg = OmegaConf.create({"ckpt_path": best_checkpoint, "inputs": [str(song)], "top_k": 3, "overlap": 0.5,

@@ -3,6 +3,7 @@ check of `_target_` nodes."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Any, List, Optional
@@ -11,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mgr import MGRError
-from mgr.schema import accepts, check_targets, settings_dataclass, signature_of
+from mgr.schema import accepts, check_settings, check_targets, settings_dataclass, signature_of
 
 
 @pytest.mark.parametrize("annotation,good,bad", [
@@ -24,6 +25,8 @@ from mgr.schema import accepts, check_targets, settings_dataclass, signature_of
     ("str | None", ["hann", None], [3]),
     ("list[list[int]]", [[[2, 2], [3, 2]], []], [[["a"]], 3]),
     ("Union[list[int], str, int]", [[0, 1], "auto", 2], [2.5]),
+    ("Literal['min', 'max']", ["min", "max"], ["up", 1, None]),
+    ("Optional[Literal[1, 2]]", [1, 2, None], [3, True, "1"]),
 ])
 def test_an_annotation_accepts_its_values_and_refuses_others(annotation, good, bad):
     allowed = accepts(annotation)
@@ -32,7 +35,7 @@ def test_an_annotation_accepts_its_values_and_refuses_others(annotation, good, b
 
 
 def test_what_a_config_cannot_check_accepts_anything():
-    for annotation in ("Optional[_PRECISION_INPUT]", "Union[str, Accelerator]", "Literal['a', 'b']", None):
+    for annotation in ("Optional[_PRECISION_INPUT]", "Union[str, Accelerator]", "Literal[MODE]", None):
         assert not accepts(annotation).checkable and accepts(annotation).admits(object())
 
 
@@ -83,3 +86,18 @@ def test_target_nodes_are_checked_key_by_key():
 def test_a_target_that_takes_any_keyword_takes_any_key():
     check_targets(OmegaConf.create({"logger": {"w": {"_target_": "pytorch_lightning.loggers.WandbLogger",
                                                      "project": "mgr", "anything": 1}}}))
+
+
+def test_a_commands_own_keys_are_checked_against_its_settings():
+    from mgr.train import TrainSettings
+
+    good = OmegaConf.create({"seed": 42, "test": True, "calibrate": False, "novelty": "${test}", "optimized_mode": "max",
+                             "optimized_metric": "val/track_acc", "ckpt_path": None, "task_name": "train"})
+    check_settings(good, TrainSettings)  # keys it does not list, and listed keys it lacks, are left alone
+    for key, value, says in [("novelty", "yes", "novelty=yes is not accepted; give true or false."),
+                             ("calibrate", 0, "calibrate=0 is not accepted; give true or false."),
+                             ("seed", 1.5, "seed=1.5 is not accepted; give an integer or null."),
+                             ("optimized_mode", "up", "optimized_mode=up is not accepted; give one of min, max."),
+                             ("test", "${seed}", "test=42 is not accepted; give true or false.")]:
+        with pytest.raises(MGRError, match=f"^{re.escape(says)}$"):
+            check_settings(OmegaConf.merge(good, {key: value}), TrainSettings)

@@ -55,22 +55,28 @@ def command(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], 
     return main
 
 
-def task(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Wrap a Hydra task: the config's `_target_` nodes are checked against their signatures first
-    (mgr.schema.check_targets); an MGRError ends the run with its one-sentence message and exit code 1,
-    or, in a multirun, ends the job as failed and lets the others run (Hydra raises the first failure
+def task(fn: Callable[[DictConfig], Any] | None = None, *, settings: type | None = None) -> Callable:
+    """Wrap a Hydra task (`@task`, or `@task(settings=S)`): first the config's own top-level keys are
+    checked against the annotations of the dataclass `settings` that lists them (mgr.schema.check_settings)
+    and its `_target_` nodes against their signatures (mgr.schema.check_targets); an MGRError ends the
+    run with its one-sentence message and exit code 1, or, in a multirun, ends the job as failed and lets the others run (Hydra raises the first failure
     once all have run)."""
+
+    if fn is None:
+        return functools.partial(task, settings=settings)
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
         from mgr.environment import write_environment
-        from mgr.schema import check_targets
+        from mgr.schema import check_settings, check_targets
         from mgr.utils.allocator import keep_freed_memory
 
         keep_freed_memory()
         _quiet_warnings()
         failed = True
         try:
+            if settings is not None:
+                check_settings(cfg, settings)
             check_targets(cfg)  # before any work: a wrong value costs nothing
             write_environment(cfg.paths.output_dir)
             result = fn(cfg)

@@ -25,12 +25,24 @@ answered tag is right (`top_tag_precision`) and their answers' mean sample-wise 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 from omegaconf import DictConfig
 
 from mgr.entry import command, require, task
 
 
-@task
+@dataclass(frozen=True)
+class EvalSettings:
+    """conf/eval.yaml's own keys (explained there), checked before any work (mgr.schema.check_settings)."""
+
+    ckpt_path: str | list[str]
+    track_aggregation: Optional[str]
+    vote_threshold: Optional[float]
+
+
+@task(settings=EvalSettings)
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     # Heavy imports here, so `--help` and `--cfg` answer at once.
     from mgr.test_report import test_and_report

@@ -46,7 +46,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -274,7 +274,25 @@ def write_outputs(predictions: list[FilePrediction], class_names: list[str], top
     return csv_path, json_path
 
 
-@task
+@dataclass(frozen=True)
+class PredictSettings:
+    """conf/predict.yaml's own keys (explained there), checked before any work (mgr.schema.check_settings);
+    their ranges are checked in predict()."""
+
+    ckpt_path: str | list[str]
+    inputs: str | list[str]
+    top_k: int
+    overlap: float
+    track_aggregation: Optional[str]
+    vote_threshold: Optional[float]
+    min_confidence: Optional[float]
+    novelty: bool
+    batch_size: int
+    device: str
+    decode_threads: int
+
+
+@task(settings=PredictSettings)
 def predict(cfg: DictConfig) -> list[FilePrediction]:
     from mgr.models.calibration import temperatures
     from mgr.restore import checkpoint_provenance, load_trained_model, resolve_device
@@ -339,11 +357,9 @@ def calibration_note(model) -> str:
     return f"probabilities at {describe(model.temperature)}" + ("" if is_calibrated(model) else " (uncalibrated)")
 
 
-def checked_novelty(value, model) -> bool:
+def checked_novelty(value: bool, model) -> bool:
     """novelty: true needs a checkpoint with a fitted novelty detector (mgr.train's novelty=true, the
     default since 2026-12-07; an ensemble has none)."""
-    if not isinstance(value, bool):
-        raise MGRError(f"novelty={value!r} must be true or false.")
     if value and not model.novelty.fitted:
         raise MGRError("novelty=true needs a checkpoint whose training fitted a novelty detector (mgr.train with "
                        "novelty=true, the default since 2026-12-07; not several checkpoints at once): this one has "

@@ -43,6 +43,7 @@ class Accepts:
 
     kinds: frozenset[str]
     item: "Accepts | None" = None  # a list's items
+    choices: tuple | None = None  # a Literal's values, the only ones it admits
 
     @property
     def checkable(self) -> bool:
@@ -51,6 +52,8 @@ class Accepts:
     def admits(self, value: Any) -> bool:
         if not self.checkable:
             return True
+        if self.choices is not None:
+            return any(value == c and type(value) is type(c) for c in self.choices)
         if value is None:
             return "none" in self.kinds
         if isinstance(value, bool):
@@ -70,6 +73,9 @@ class Accepts:
     def words(self) -> str:
         if not self.checkable:
             return "any value"
+        if self.choices is not None:
+            return "one of " + ", ".join("null" if c is None else str(c).lower() if isinstance(c, bool) else str(c)
+                                         for c in self.choices)
         kinds = sorted(self.kinds - {"none"}, key=list(WORDS).index) + (["none"] if "none" in self.kinds else [])
         return " or ".join(WORDS[k] for k in kinds)
 
@@ -103,10 +109,20 @@ def accepts(annotation: str | ast.expr | None) -> Accepts:
         if not all(m.checkable for m in members):
             return ANY
         lists = [m.item for m in members if "list" in m.kinds]
-        return Accepts(frozenset().union(*(m.kinds for m in members)), lists[0] if len(lists) == 1 else None)
+        # Literals (and None) alone keep their values; beside any other member, its kinds decide.
+        literal = all(m.choices is not None or m.kinds == {"none"} for m in members)
+        choices = tuple(c for m in members for c in (m.choices or (None,))) if literal else None
+        return Accepts(frozenset().union(*(m.kinds for m in members)), lists[0] if len(lists) == 1 else None, choices)
     name = _name(node.value if isinstance(node, ast.Subscript) else node)
     if isinstance(node, ast.Constant) and node.value is None:
         return Accepts(frozenset({"none"}))
+    if name == "Literal" and isinstance(node, ast.Subscript):
+        values = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if not all(isinstance(v, ast.Constant) for v in values):
+            return ANY
+        choices = tuple(v.value for v in values)
+        kinds = {"none" if c is None else type(c).__name__ for c in choices}
+        return Accepts(frozenset(kinds), choices=choices) if kinds <= {*SIMPLE, "none"} else ANY
     if name in SIMPLE and not isinstance(node, ast.Subscript):
         return Accepts(frozenset({name}))
     if name in ("list", "List", "tuple", "Tuple", "Sequence"):
@@ -269,6 +285,22 @@ def check_targets(cfg: DictConfig) -> None:
             allowed = signature.parameters[key]
             if not isinstance(value, (dict, list)) and not allowed.admits(value):
                 raise MGRError(f"{where}={value} is not accepted: {target} takes {allowed.words()} for {key}.")
+
+
+def check_settings(cfg: DictConfig, settings: type) -> None:
+    """A command's own top-level keys (train's seed, test, optimized_mode ...) against the annotations of
+    the dataclass `settings` that lists them (a Literal: its values only): one sentence for the first
+    value it does not accept, before any work. Keys the config does not hold are left to the command."""
+    for field in dataclasses.fields(settings):
+        if field.name not in cfg or OmegaConf.is_missing(cfg, field.name):
+            continue
+        value = cfg[field.name]
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        allowed = accepts(field.type)
+        if not allowed.admits(value):
+            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+            raise MGRError(f"{field.name}={shown} is not accepted; give {allowed.words()}.")
 
 
 def _target_nodes(cfg: DictConfig, path: str = "") -> list[tuple[str, DictConfig]]:

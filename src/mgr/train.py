@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 from omegaconf import DictConfig
 
+from mgr import MGRError
 from mgr.entry import command, task
 from mgr.run_directory import prepare_run_directory
 from mgr.utils.config import resolved_dict
@@ -13,7 +16,22 @@ from mgr.utils.config import resolved_dict
 log = logging.getLogger("mgr.train")
 
 
-@task
+@dataclass(frozen=True)
+class TrainSettings:
+    """conf/train.yaml's own keys (explained there), checked before any work (mgr.schema.check_settings)."""
+
+    seed: Optional[int]
+    ckpt_path: Optional[str]
+    test: bool
+    calibrate: bool
+    novelty: bool
+    track_aggregation: str  # its choices: mgr.models.aggregation, checked first in train()
+    vote_threshold: float
+    optimized_metric: str  # one the model logs: check_monitored
+    optimized_mode: Literal["min", "max"]
+
+
+@task(settings=TrainSettings)
 def train(cfg: DictConfig) -> float | None:
     # Heavy imports here, so `--help` and `--cfg` answer at once.
     import pytorch_lightning as pl
@@ -21,10 +39,13 @@ def train(cfg: DictConfig) -> float | None:
 
     from mgr.environment import environment
     from mgr.models import GenreClassifier
+    from mgr.models.aggregation import TrackAggregation
     from mgr.models.training_length import checked_min_steps, stretch_to_min_steps
     from mgr.run import build_trainer
     from mgr.test_report import test_and_report
 
+    TrackAggregation(cfg.track_aggregation, cfg.vote_threshold)  # a wrong value stops before any work
+    check_monitored(cfg.optimized_metric, cfg.get("task") or "multiclass")
     prepare_run_directory(cfg)  # a used directory or a missing last checkpoint stops here
     ckpt_path = checked_checkpoint(cfg.get("ckpt_path"))
     min_steps = checked_min_steps(cfg.get("recipe"))
@@ -60,10 +81,24 @@ def train(cfg: DictConfig) -> float | None:
     return None if value is None else float(value)
 
 
+def check_monitored(metric: str, task: str) -> None:
+    """optimized_metric must be one the model logs (under `task`), or the checkpoint callback would stop
+    the run at its first validation, or, with no validation, choose nothing."""
+    from mgr.models.aggregation import TrackAggregation
+    from mgr.models.metrics import TrackMetrics, chunk_metrics
+
+    multilabel = task == "multilabel"
+    chunk = [*chunk_metrics(2, multilabel).keys(), "loss"]
+    tracks = list(TrackMetrics(2, TrackAggregation(), multilabel=multilabel).names)
+    logged = [f"val/{name}" for name in chunk + tracks] + [f"train/{name}" for name in chunk]
+    if metric not in logged:
+        raise MGRError(f"optimized_metric={metric} is not a metric the model logs under task={task}; choose one of "
+                       f"{', '.join(logged)} (optimized_mode=max for all but the losses).")
+
+
 def check_task(task: str, tracks) -> None:
     """Multi-label data (several labels per track) trains under task=multilabel only; single-label data
     trains under either (multilabel: one-hot targets)."""
-    from mgr import MGRError
 
     if tracks.multilabel and task != "multilabel":
         raise MGRError("The data is multi-label (several labels per track: a manifest's labels column or "
