@@ -97,7 +97,8 @@ def test_runs_pair_by_seed_split_seed_and_fold_and_tracks_by_path(tmp_path):
     make_run(tmp_path / "b1", "bad", 1, 2)  # no good run of fold 2: unpaired
     make_run(tmp_path / "b2", "bad", 2, 0)
     runs = read_runs(tmp_path)
-    pairs = sweep_report.matched([r for r in runs if r["model"] == "good"], [r for r in runs if r["model"] == "bad"])
+    pairs = sweep_report.matched(list(sweep_report.paired_rows([r for r in runs if r["model"] == "good"],
+                                                             [r for r in runs if r["model"] == "bad"])))
     assert list(pairs) == [(1, 0), (2, 0)]  # (seed, split seed), fold 0 only
     paths, good, bad = pairs[1, 0]
     fold_0 = sorted((0, 3, 6, 9), key=TRACKS.__getitem__)  # tracks in path order

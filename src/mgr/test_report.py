@@ -183,7 +183,7 @@ def level_results(predictions: dict, answered: np.ndarray, names: list[str], cla
     import torch
 
     from mgr.data.genre_tree import ClassHierarchy
-    from mgr.sweep_report import scored_tags
+    from mgr.sweep_tags import scored_tags
 
     hierarchy = ClassHierarchy(names, class_parents)
     probabilities, rolled = hierarchy.roll_up(torch.as_tensor(predictions["track_scores"]), torch.as_tensor(answered))
