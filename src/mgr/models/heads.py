@@ -20,6 +20,10 @@ loss is no probability loss. Their checkpoints are plain tensors.
 - `select`: the probe's default (`model=probe`), ProbeSelectionHead: logistic regressions, RBF SVMs
   and MLPs on each layer of a pretrained encoder, the candidate and layer chosen on validation
   (mgr.models.probe_selection).
+
+Under task=multilabel (labels [N, C] of 0/1) the SVM heads fit one binary SVM per tag, its decision
+value the tag's logit; a tag without a positive or a negative training chunk gets a constant logit
+(mgr.models.probe_selection.constant_logit).
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from torch import nn
 
 from mgr import MGRError
 from mgr.encoders.pretrained import DESCRIPTORS
-from mgr.models.probe_selection import (Candidate, Fit, OutOfFold, Scorer, ScorerFor, choose, grouped_folds,
-                                        layer_label, logistic_regressions, pooled, train_mlp)
+from mgr.models.probe_selection import (SCORES, Candidate, Fit, OutOfFold, Scorer, ScorerFor, choose,
+                                        constant_logit, decisions_right, grouped_folds, is_multilabel, layer_label,
+                                        learnable, logistic_regressions, pooled, rank_of, train_mlp)
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +70,48 @@ class LinearSVMHead(nn.Linear):
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Fit on embeddings `x` [N, D] with labels `y`; returns the training accuracy."""
-        from sklearn.svm import LinearSVC
-
+        """Fit on embeddings `x` [N, D] with labels `y` (class indices, or multi-label rows [N, C] of 0/1: one
+        binary SVM per tag, its decision value the tag's logit); returns the share of right decisions."""
         x, y = x.double().cpu().numpy(), y.cpu().numpy()
         mean, scale = standardisation(x)
+        z = (x - mean) / scale
+        coef, intercept = (self._per_tag if is_multilabel(y) else self._one_vs_rest)(z, y)
+        # w . (x - mean) / scale + b  ==  (w / scale) . x + (b - w . mean / scale)
+        self.weight.copy_(torch.as_tensor(coef / scale, dtype=self.weight.dtype))
+        self.bias.copy_(torch.as_tensor(intercept - (coef / scale) @ mean, dtype=self.bias.dtype))
+        accuracy = decisions_right(torch.as_tensor(z @ coef.T + intercept), torch.as_tensor(y))
+        log.info("Linear SVM fitted on %d training chunks: training accuracy %.3f%s.", len(y), accuracy,
+                 " (of every chunk's decision on every tag)" if is_multilabel(y) else "")
+        return accuracy
+
+    def _svm(self, z: np.ndarray, y: np.ndarray):
+        from sklearn.svm import LinearSVC
+
         # A fixed random_state: every DDP rank fits the same SVM on the same gathered data.
-        svm = LinearSVC(C=self.C, max_iter=self.max_iter, random_state=0).fit((x - mean) / scale, y)
-        coef, intercept = np.zeros((self.out_features, x.shape[1])), np.zeros(self.out_features)
+        return LinearSVC(C=self.C, max_iter=self.max_iter, random_state=0).fit(z, y)
+
+    def _one_vs_rest(self, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """scikit-learn's multi-class LinearSVC (one vs rest) of class indices `y`: its weights and intercepts."""
+        svm = self._svm(z, y)
+        coef, intercept = np.zeros((self.out_features, z.shape[1])), np.zeros(self.out_features)
         if len(svm.classes_) == 2:  # one decision value: class b when positive
             coef[svm.classes_[1]], intercept[svm.classes_[1]] = svm.coef_[0], svm.intercept_[0]
             coef[svm.classes_[0]], intercept[svm.classes_[0]] = -svm.coef_[0], -svm.intercept_[0]
         else:  # classes missing from the training data keep zero weights
             coef[svm.classes_], intercept[svm.classes_] = svm.coef_, svm.intercept_
-        # w . (x - mean) / scale + b  ==  (w / scale) . x + (b - w . mean / scale)
-        self.weight.copy_(torch.as_tensor(coef / scale, dtype=self.weight.dtype))
-        self.bias.copy_(torch.as_tensor(intercept - (coef / scale) @ mean, dtype=self.bias.dtype))
-        accuracy = float(svm.score((x - mean) / scale, y))
-        log.info("Linear SVM fitted on %d training chunks: training accuracy %.3f.", len(y), accuracy)
-        return accuracy
+        return coef, intercept
+
+    def _per_tag(self, z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A binary LinearSVC per tag of multi-label `rows`: positive decision values mean the tag; a tag that is
+        not `learnable` gets zero weights and its `constant_logit`."""
+        coef, intercept = np.zeros((self.out_features, z.shape[1])), np.zeros(self.out_features)
+        for tag, column in enumerate(rows.T):
+            if not learnable(column):
+                intercept[tag] = constant_logit(column)
+                continue
+            svm = self._svm(z, column > 0.5)
+            coef[tag], intercept[tag] = svm.coef_[0], svm.intercept_[0]
+        return coef, intercept
 
 
 def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
@@ -115,6 +143,12 @@ class RBFSVMHead(nn.Module):
     "ovr" (the votes each class wins, plus its summed confidence squashed into (-1/3, 1/3) to
     break ties). A track's score is the mean of its chunks' (mean_logits), as the reference's.
     The number of support vectors is known only once fitted: loading resizes those buffers.
+
+    Multi-label rows `y` [N, C] of 0/1 (task=multilabel): one binary SVC per tag for each C and gamma
+    (`per_tag`), their support vectors pooled, each tag's dual coefficients a column of `pair_coef`; the
+    forward is each tag's decision value, its logit. A tag that is not `learnable` has no SVC: its
+    constant_logit as intercept. `select` then chooses by the task's scorer of the logits (its validation
+    track macro PR-AUC, then ROC-AUC).
     """
 
     fitted = True
@@ -131,56 +165,84 @@ class RBFSVMHead(nn.Module):
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("scale", torch.ones(in_features))
         self.register_buffer("support_vectors", torch.zeros(0, in_features))  # standardised, [n_sv, D]
-        self.register_buffer("pair_coef", torch.zeros(0, 0))  # [n_sv, n_pairs]: each pair's dual coefficients
+        self.register_buffer("pair_coef", torch.zeros(0, 0))  # [n_sv, n_pairs]: each pair's (or tag's) dual coefficients
         self.register_buffer("intercept", torch.zeros(0))  # [n_pairs]
         self.register_buffer("pairs", torch.zeros(0, 2, dtype=torch.long))  # the classes (i, j) of each pair
         self.register_buffer("gamma", torch.tensor(0.0))
         self.register_buffer("chosen_C", torch.tensor(0.0))  # not needed to predict: kept to report
-        self._candidates: list[tuple[float, float, object]] = []  # (C, gamma, fitted SVC), until select
-        self._training: np.ndarray | None = None  # the standardised training chunks of precomputed kernels, until then
+        self.register_buffer("per_tag", torch.tensor(False))  # multi-label: one binary SVC per tag
+        self._candidates: list[tuple[float, float, object]] = []  # (C, gamma, fitted SVC or per-tag SVCs), until select
+        self._training: np.ndarray | None = None  # the standardised training chunks, until then
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Fit the grid on embeddings `x` [N, D] with labels `y`; returns the first SVM's training accuracy."""
-        from sklearn.svm import SVC
-
+        """Fit the grid on embeddings `x` [N, D] with labels `y` (class indices, or multi-label rows [N, C]);
+        returns the first SVM's share of right decisions on them."""
         x, y = x.double().cpu().numpy(), y.cpu().numpy()
         mean, scale = standardisation(x)
         self.mean.copy_(torch.as_tensor(mean))
         self.scale.copy_(torch.as_tensor(scale))
+        self.per_tag.fill_(is_multilabel(y))
         z = (x - mean) / scale
+        self._training = z
         # precompute: the kernel matrix, where it fits in memory, once per gamma by BLAS; libsvm's own
         # loop takes ~50x longer, per SVM. libsvm's formula, but other roundings: the SVMs agree only to
         # libsvm's tolerance (decision values to ~1e-4), so the classic baseline keeps libsvm's kernel.
-        self._training = z if self.precompute and len(z) <= self.PRECOMPUTED_MAX else None
-        kernels = {g: rbf_kernel(z, z, g) for g in self.gamma_grid} if self._training is not None else {}
-        # libsvm is deterministic without probability estimates: every DDP rank fits the same SVMs.
-        self._candidates = [(c, g, SVC(C=c, kernel="precomputed").fit(kernels[g], y) if kernels
-                             else SVC(C=c, gamma=g, kernel="rbf").fit(z, y))
-                            for c in self.C_grid for g in self.gamma_grid]
+        precomputed = self.precompute and len(z) <= self.PRECOMPUTED_MAX
+        kernels = {g: rbf_kernel(z, z, g) for g in self.gamma_grid} if precomputed else {}
+        fit = partial(self._fit_per_tag if self.per_tag else self._fit_one, z, y, kernels)
+        self._candidates = [(c, g, fit(c, g)) for c in self.C_grid for g in self.gamma_grid]
         self._load(*self._candidates[0])
-        accuracy = float((self._predict(self._candidates[0], z) == y).mean())
-        log.info("RBF SVMs fitted on %d training chunks for %d C x %d gamma.", len(y), len(self.C_grid), len(self.gamma_grid))
+        if self.per_tag:  # its logits, a few thousand chunks at a time: a kernel row per support vector
+            chunks = torch.as_tensor(x, dtype=torch.float32, device=self.mean.device).split(4096)
+            accuracy = decisions_right(torch.cat([self(chunk) for chunk in chunks]).cpu(), torch.as_tensor(y))
+        else:  # libsvm's votes
+            accuracy = float((self._predict(self._candidates[0], z) == y).mean())
+        log.info("RBF SVMs fitted on %d training chunks for %d C x %d gamma%s.", len(y), len(self.C_grid),
+                 len(self.gamma_grid), f", one per tag of {y.shape[1]}" if self.per_tag else "")
         return accuracy
 
+    @staticmethod
+    def _fit_one(z: np.ndarray, y: np.ndarray, kernels: dict, c: float, gamma: float):
+        """One SVC of class indices `y` (on the precomputed kernel of `gamma` where `kernels` holds it)."""
+        from sklearn.svm import SVC
+
+        # libsvm is deterministic without probability estimates: every DDP rank fits the same SVMs.
+        return SVC(C=c, kernel="precomputed").fit(kernels[gamma], y) if kernels else \
+            SVC(C=c, gamma=gamma, kernel="rbf").fit(z, y)
+
+    @classmethod
+    def _fit_per_tag(cls, z: np.ndarray, rows: np.ndarray, kernels: dict, c: float, gamma: float) -> list:
+        """A binary SVC per tag of multi-label `rows` (positive decision values: the tag), or, for a tag that is
+        not `learnable`, its constant_logit."""
+        return [cls._fit_one(z, column > 0.5, kernels, c, gamma) if learnable(column) else constant_logit(column)
+                for column in rows.T]
+
     @torch.no_grad()
-    def select(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Keep the fitted SVM of best accuracy on validation embeddings `x` with labels `y`; returns it."""
+    def select(self, x: torch.Tensor, y: torch.Tensor, score: Scorer | None = None) -> float:
+        """Keep the fitted SVM of best score on validation embeddings `x` with labels `y`: the chunk accuracy,
+        or `score` of its logits (a Scorer: the task's, which multi-label SVMs need); returns it."""
         if not self._candidates:
             raise RuntimeError("RBFSVMHead.select needs fit first.")
+        if self.per_tag and score is None:
+            raise RuntimeError("RBFSVMHead.select of per-tag SVMs needs the task's scorer.")
         z = ((x.double().cpu() - self.mean.double().cpu()) / self.scale.double().cpu()).numpy()
-        y = y.cpu().numpy()
         best = None
-        for c, gamma, svm in self._candidates:  # C, then gamma, ascending: a tie keeps the earlier one
-            accuracy = float((self._predict((c, gamma, svm), z) == y).mean())
-            if best is None or accuracy > best[0]:
-                best = (accuracy, c, gamma, svm)
-        accuracy, c, gamma, svm = best
+        for candidate in self._candidates:  # C, then gamma, ascending: a tie keeps the earlier one
+            if score is None:
+                result = (float((self._predict(candidate, z) == y.cpu().numpy()).mean()),)
+            else:
+                self._load(*candidate)
+                result = rank_of(score(self(x)))
+            if best is None or result > best[0]:
+                best = (result, candidate)
+        result, (c, gamma, svm) = best
         self._load(c, gamma, svm)
         self._candidates, self._training = [], None
-        log.info("RBF SVM chosen on %d validation chunks: C=%g, gamma=%g (validation accuracy %.3f, %d support "
-                 "vectors).", len(y), c, gamma, accuracy, len(svm.support_))
-        return accuracy
+        log.info("RBF SVM chosen on %d validation chunks: C=%g, gamma=%g (validation %s %.3f, %d support "
+                 "vectors).", len(y), c, gamma, "accuracy" if score is None else "score", result[0],
+                 len(self.support_vectors))
+        return result[0]
 
     def candidates(self) -> Iterator[dict]:
         """Load each fitted SVM of the grid in turn (C, then gamma, ascending) and yield its setting,
@@ -201,9 +263,20 @@ class RBFSVMHead(nn.Module):
         return svm.predict(rbf_kernel(z, self._training, gamma) if svm.kernel == "precomputed" else z)
 
     def _load(self, c: float, gamma: float, svm) -> None:
-        """The fitted SVC as this head's tensors (see the class docstring)."""
+        """The fitted SVC (or per-tag SVCs) as this head's tensors (see the class docstring)."""
+        support_vectors, coef, intercept, pairs = self._per_tag_tensors(svm) if self.per_tag else self._pair_tensors(svm)
+        device = self.mean.device
+        self.support_vectors = torch.as_tensor(support_vectors, dtype=torch.float32, device=device)
+        self.pair_coef = torch.as_tensor(coef, dtype=torch.float32, device=device)
+        self.intercept = torch.as_tensor(intercept, dtype=torch.float32, device=device)
+        self.pairs = torch.as_tensor(pairs, dtype=torch.long, device=device)
+        self.gamma.fill_(gamma)
+        self.chosen_C.fill_(c)
+
+    def _pair_tensors(self, svm) -> tuple[np.ndarray, ...]:
+        """A one-vs-one SVC's support vectors, per-pair dual coefficients, intercepts and pairs of classes."""
         classes, n_support = svm.classes_, svm.n_support_
-        support_vectors = self._training[svm.support_] if svm.kernel == "precomputed" else svm.support_vectors_
+        support_vectors = self._training[svm.support_]
         first = np.concatenate([[0], np.cumsum(n_support)])  # support vectors are grouped by class
         pairs = [(a, b) for a in range(len(classes)) for b in range(a + 1, len(classes))]
         coef = np.zeros((len(support_vectors), len(pairs)))
@@ -213,14 +286,21 @@ class RBFSVMHead(nn.Module):
         intercept = svm.intercept_
         if len(classes) == 2:  # scikit-learn flips the sign of a binary SVC: positive means classes_[1]
             coef, intercept = -coef, -intercept
-        device = self.mean.device
-        self.support_vectors = torch.as_tensor(support_vectors, dtype=torch.float32, device=device)
-        self.pair_coef = torch.as_tensor(coef, dtype=torch.float32, device=device)
-        self.intercept = torch.as_tensor(intercept, dtype=torch.float32, device=device)
-        self.pairs = torch.as_tensor(classes[np.asarray(pairs, dtype=int).reshape(-1, 2)], dtype=torch.long,
-                                     device=device)
-        self.gamma.fill_(gamma)
-        self.chosen_C.fill_(c)
+        return support_vectors, coef, intercept, classes[np.asarray(pairs, dtype=int).reshape(-1, 2)]
+
+    def _per_tag_tensors(self, svms: list) -> tuple[np.ndarray, ...]:
+        """Per-tag binary SVCs (or constant logits) as one set of support vectors (every tag's, pooled), a column
+        of dual coefficients per tag and a tag's intercept: scikit-learn's decision_function, positive: the tag."""
+        fitted = [svm for svm in svms if not isinstance(svm, float)]
+        support = np.unique(np.concatenate([svm.support_ for svm in fitted])) if fitted else np.zeros(0, dtype=int)
+        coef, intercept = np.zeros((len(support), len(svms))), np.zeros(len(svms))
+        for tag, svm in enumerate(svms):
+            if isinstance(svm, float):
+                intercept[tag] = svm
+            else:
+                coef[np.searchsorted(support, svm.support_), tag] = svm.dual_coef_[0]
+                intercept[tag] = svm.intercept_[0]
+        return self._training[support], coef, intercept, np.zeros((0, 2), dtype=int)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -228,6 +308,8 @@ class RBFSVMHead(nn.Module):
             sv = self.support_vectors
             distances = (z.square().sum(1, keepdim=True) + sv.square().sum(1) - 2 * z @ sv.T).clamp(min=0)
             decision = torch.exp(-self.gamma * distances) @ self.pair_coef + self.intercept  # > 0: the pair's first
+            if self.per_tag:  # each tag's own decision value
+                return decision
             first, second = self.pairs[:, 0], self.pairs[:, 1]
             votes = z.new_zeros(len(z), self.out_features)
             votes.index_add_(1, first, (decision >= 0).float()).index_add_(1, second, (decision < 0).float())
@@ -240,6 +322,9 @@ class RBFSVMHead(nn.Module):
             if prefix + name in state_dict:
                 old = self._buffers[name]
                 self._buffers[name] = old.new_empty(state_dict[prefix + name].shape)
+        # Checkpoints written before multi-label SVMs hold one-vs-one SVMs only. (The dict is load_state_dict's
+        # own copy: the caller's stays as it was.)
+        state_dict.setdefault(prefix + "per_tag", torch.tensor(False))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -262,6 +347,12 @@ class ProbeSelectionHead(nn.Module):
     every epoch), then `select` with the validation chunks' and a scorer of validation logits (the
     task's track metric). Until then (a run that never validates) the head holds the first
     logistic regression of the grid on its first layer.
+
+    Under task=multilabel (labels [N, C] of 0/1) every candidate is one binary problem per tag (one vs
+    rest, mgr.models.probe_selection: a binary logistic regression per tag, a binary RBF SVC per tag, the
+    MLP on binary cross-entropy), its outputs per-tag logits for the task's sigmoid, temperatures and
+    thresholds, and the choice is by the validation track macro PR-AUC (the run's val/track_ap), then
+    macro ROC-AUC; `folds` stratify a chunk by its rarest label.
 
     The state dict holds the chosen layer's standardisation (`mean`, `scale`), the chosen candidate
     (`chosen`: a Linear, an MLPHead or an RBFSVMHead on standardised embeddings) and, as the extra
@@ -344,11 +435,12 @@ class ProbeSelectionHead(nn.Module):
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, tracks: torch.Tensor | None = None,
             groups: torch.Tensor | None = None) -> float:
-        """Keep the training embeddings `x` [N, in_features], labels `y`, tracks and the tracks' groups
-        (see `select`) for `select`, and hold the first logistic regression (see the class docstring);
-        returns its training accuracy."""
+        """Keep the training embeddings `x` [N, in_features], labels `y` (class indices, or multi-label rows
+        [N, C] of 0/1), tracks and the tracks' groups (see `select`) for `select`, and hold the first logistic
+        regression (see the class docstring); returns its share of right decisions on them."""
         with torch.inference_mode(False):  # called in validation: modules made here must load and train later
             tracks = torch.arange(len(y)) if tracks is None else tracks  # each chunk its own track
+            y = y.float() if is_multilabel(y) else y  # binary cross-entropy takes float targets
             self._training = x.float().clone(), y.clone(), tracks.clone(), None if groups is None else groups.clone()
             if not self.C:
                 return math.nan
@@ -356,7 +448,7 @@ class ProbeSelectionHead(nn.Module):
             (linear,) = logistic_regressions(z, self._training[1], self.C[:1], self.out_features)
             self._hold(self.candidate_layers[0], "logistic", {"C": self.C[0]}, linear, scaler)
             with torch.no_grad():
-                return float((linear(z).argmax(1) == self._training[1]).float().mean())
+                return decisions_right(linear(z), self._training[1])
 
     def _standardised(self, x: torch.Tensor, layer: tuple[int, ...], scaler=None) -> tuple[torch.Tensor, tuple]:
         """Layer `layer` of `x` standardised by `scaler` (mean, scale), by default the statistics of `x` itself."""
@@ -375,35 +467,41 @@ class ProbeSelectionHead(nn.Module):
         if self._training is None:
             raise RuntimeError("ProbeSelectionHead.select needs fit first.")
         with torch.inference_mode(False):
+            y = y.float() if is_multilabel(y) else y
             val = x.float().clone(), y.clone(), tracks.clone(), None if groups is None else groups.clone()
+            names = SCORES[is_multilabel(y)]
             if self.folds:
-                best, grid, module, scaler = self._choose_by_folds(*pooled(self._training, val), scorer_for)
+                best, grid, module, scaler = self._choose_by_folds(*pooled(self._training, val), scorer_for, names)
             else:
-                best, grid, module, scaler = self._choose_on_validation(*val[:3], scorer_for(val[1], val[2]))
+                best, grid, module, scaler = self._choose_on_validation(*val[:3], scorer_for(val[1], val[2]), names)
             self._hold(best.layer, best.kind, best.setting, module, scaler)
         on = (f"{self.folds}-fold cross-validation over the training and validation chunks, each group of tracks "
               "held out whole, the choice then refitted on all of them (so the val/ metrics are in-sample)"
               if self.folds else "the validation chunks")
+        measure = ("highest track macro PR-AUC (average precision over the tags with a positive and a negative "
+                   f"track: the run's val/track_ap) on {on}, then track macro ROC-AUC" if is_multilabel(y) else
+                   f"highest track accuracy on {on}, then chunk accuracy")
         self.report = {
-            "rule": f"highest track accuracy on {on}, then chunk accuracy; ties: logistic, rbf_svm, mlp, then the "
-                    "smaller setting (C, gamma; learning rate), then the lower layer",
+            "rule": f"{measure}; ties: logistic, rbf_svm, mlp, then the smaller setting (C, gamma; learning rate), "
+                    "then the lower layer",
             "standardisation": "each layer by the mean and scale of the chunks it is fitted on",
+            **({"multilabel": MULTILABEL_FIT} if is_multilabel(y) else {}),
             "train_chunks": len(self._training[1]), "val_chunks": len(val[1]), "folds": self.folds,
             "grid": [record for _, record in sorted(grid, key=lambda entry: entry[0])],
             "chosen": best.record(self.layer_names)}
         self._training = None
-        log.info("Probe chosen on %s among %d candidates: %s on layer %s, %s (track accuracy %.3f).", on, len(grid),
-                 best.kind, layer_label(self.layer_names, best.layer), best.setting, best.val_track_acc)
-        return best.val_track_acc
+        log.info("Probe chosen on %s among %d candidates: %s on layer %s, %s (%s %.3f).", on, len(grid),
+                 best.kind, layer_label(self.layer_names, best.layer), best.setting, names[0], best.scores[0])
+        return best.scores[0]
 
-    def _choose_on_validation(self, x_val, y_val, _groups, score: Scorer):
+    def _choose_on_validation(self, x_val, y_val, _groups, score: Scorer, names: tuple[str, str]):
         """Every candidate fitted on the training chunks, scored on the validation chunks."""
         x, y = self._training[:2]
         grid, best, best_scaler = [], None, None
         for layer in self.candidate_layers:
             z, scaler = self._standardised(x, layer)
             z_val, _ = self._standardised(x_val, layer, scaler)
-            fitted = [Candidate(layer, fit.kind, fit.setting, *score(fit.logits), build=fit.build, details=fit.details)
+            fitted = [Candidate(layer, fit.kind, fit.setting, score(fit.logits), fit.build, fit.details, names)
                       for fit in self._fits(layer, z, y, z_val, y_val)]
             grid += [(c.order(), c.record(self.layer_names)) for c in fitted]
             # Only the best so far is kept: the other fits (an SVM's support vectors and training
@@ -413,9 +511,10 @@ class ProbeSelectionHead(nn.Module):
                 best, best_scaler = chosen, scaler
         return best, grid, best.build(), best_scaler
 
-    def _choose_by_folds(self, x, y, tracks, groups, scorer_for: ScorerFor):
+    def _choose_by_folds(self, x, y, tracks, groups, scorer_for: ScorerFor, names: tuple[str, str]):
         """Every candidate scored on its out-of-fold logits over the pooled chunks (k folds of whole
-        groups, stratified by class: scikit-learn's StratifiedGroupKFold), the best refitted on all."""
+        groups, stratified by class, a multi-label chunk by its rarest label: scikit-learn's
+        StratifiedGroupKFold), the best refitted on all."""
         folds = grouped_folds(y, groups, self.folds)
         score = scorer_for(y, tracks)
         grid, best = [], None
@@ -427,7 +526,7 @@ class ProbeSelectionHead(nn.Module):
                 for fit in self._fits(layer, z, y[train], z_test, y[test]):
                     entry = held_out.setdefault((fit.kind, *fit.setting.values()), OutOfFold(fit, len(y)))
                     entry.add(test, fit)
-            scored = [Candidate(layer, e.kind, e.setting, *score(e.logits), build=None, details=e.summary())
+            scored = [Candidate(layer, e.kind, e.setting, score(e.logits), None, e.summary(), names)
                       for e in held_out.values()]
             grid += [(c.order(), c.record(self.layer_names)) for c in scored]
             best = choose(scored + ([best] if best else []))
@@ -480,6 +579,13 @@ class ProbeSelectionHead(nn.Module):
         if isinstance(state, dict):  # the checkpoint's choice: a module of its kind and shape, filled by the load
             self._hold(state["layer"], state["kind"], state["setting"])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+# What metrics.json's "head" says of a multi-label probe (task=multilabel).
+MULTILABEL_FIT = ("one binary problem per tag (one vs rest): a binary logistic regression per tag, one binary RBF "
+                  "SVC per tag, the MLP trained on the binary cross-entropy of each tag's sigmoid (stopped on the "
+                  "validation one); a tag without a positive or without a negative training chunk gets the constant "
+                  "logit of its training prevalence, smoothed by half a chunk each way")
 
 
 HEADS = {"linear": LinearHead, "mlp": MLPHead, "linear_svm": LinearSVMHead, "rbf_svm": RBFSVMHead,

@@ -496,13 +496,12 @@ class FittedClassifier(GenreClassifier):
 
     A head that chooses its settings on the validation chunks (the RBF SVM's C and gamma; the probe's
     `select` head its candidate and layer, by the validation track accuracy): after each fit,
-    validation embeds all chunks first, the head chooses, then they are scored."""
+    validation embeds all chunks first, the head chooses, then they are scored.
+
+    Under task=multilabel every head fits one binary problem per tag on rows [N, C] of 0/1 (a single-label
+    dataset's one-hot), and chooses by the validation track macro PR-AUC, then ROC-AUC (`_track_scorer`)."""
 
     def _prepare_training(self) -> None:
-        if self.multilabel:
-            raise MGRError(f"model.head={head_settings(self.hparams.head)['name']} is fitted in closed form for one "
-                           "label per track; task=multilabel trains its head by gradient descent: give "
-                           "model.head={name: linear} or {name: mlp, hidden: 256, dropout: 0.2}.")
         if self.hparams.encoder is not None and any(p.requires_grad for p in self.encoder.parameters()):
             raise MGRError(f"model.head={head_settings(self.hparams.head)['name']} is fitted in closed form and "
                            "trains nothing else, and encoder.finetune=true or encoder.layer=weighted learn by gradient "
@@ -561,8 +560,9 @@ class FittedClassifier(GenreClassifier):
             return
         # Every rank fits the same head on all ranks' embeddings.
         x, y, track = (self._all_ranks(torch.cat([batch[i] for batch in self._fit_batches])) for i in range(3))
+        y = self.targets_of(y)
         self._fit_pending = False
-        if len(y.unique()) < 2:
+        if not self.multilabel and len(y.unique()) < 2:  # a tag without both a multi-label head fits as a constant
             log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
             return
         if getattr(self.head, "selects_by_track", False):
@@ -576,10 +576,12 @@ class FittedClassifier(GenreClassifier):
         if not batches:
             return
         x, y, track = (torch.cat([batch[i] for batch in batches]) for i in range(3))
-        keep = y != PADDING_LABEL
-        x, y, track = (self._all_ranks(t[keep]) for t in (x, y, track))  # every rank chooses on all ranks' chunks
+        keep = self.counted(y)
+        x, y, track = (self._all_ranks(t[keep]) for t in (x, self.targets_of(y[keep]), track))  # every rank chooses on all
         if getattr(self.head, "selects_by_track", False):
             self.head.select(x, y, track, self._track_scorer, self._groups_of("val", track))
+        elif self.multilabel:  # per-tag SVMs are chosen by the multi-label track scores
+            self.head.select(x, y, self._track_scorer(y, track))
         else:
             self.head.select(x, y)
         for embeddings, target, track in batches:
@@ -596,11 +598,16 @@ class FittedClassifier(GenreClassifier):
 
     def _track_scorer(self, target: torch.Tensor, track: torch.Tensor):
         """A function of the logits of the chunks of labels `target` and tracks `track` -> (track accuracy,
-        chunk accuracy), the chunks of a track combined as the val/test track metrics combine them."""
+        chunk accuracy), the chunks of a track combined as the val/test track metrics combine them; for a
+        multi-label model -> (track macro PR-AUC, track macro ROC-AUC), the val/track_ap and val/track_auc
+        those logits would log (TrackMetrics' own multilabel metrics)."""
         def score(logits: torch.Tensor) -> tuple[float, float]:
-            tracks = TrackMetrics(self.num_classes, self.track_aggregation)
+            tracks = TrackMetrics(self.num_classes, self.track_aggregation, self.multilabel)
             tracks.update(logits, target, track)
             scores, labels = tracks.track_scores()  # not compute(): the chunks are gathered from every rank already
+            if self.multilabel:
+                metrics = tracks._multilabel(scores, labels)  # what its compute() logs, without a DDP sync
+                return metrics["track_ap"].item(), metrics["track_auc"].item()
             track_accuracy = (scores.argmax(1) == labels).float().mean().item()
             return track_accuracy, (logits.argmax(1) == target).float().mean().item()
         return score
