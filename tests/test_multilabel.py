@@ -456,4 +456,6 @@ def test_calibrate_false_leaves_t_1_and_the_uncalibrated_ece_is_that_run_s(mean_
         assert calibrated[key] == pytest.approx(plain[key], abs=1e-6), key
     assert_png(mean_logits_runs[True] / "plots" / "reliability.png")
     assert_png(mean_logits_runs[True] / "plots" / "risk_coverage.png")
+    for name in ("tag_scores.png", "precision_recall.png"):  # per-tag ROC-AUC and PR-AUC bars, PR curves
+        assert_png(mean_logits_runs[True] / "plots" / name)
     assert set(calibrated["risk_coverage"][0]) == {"coverage", "min_confidence", "top_tag_precision", "sample_f1"}

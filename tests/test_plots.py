@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from mgr.models import read_checkpoint
-from mgr.plots import (PlotsCallback, row_rates, save_confusion_matrix, save_learning_curves, save_reliability_diagram,
-                       save_risk_coverage)
+from mgr.plots import (NAMED_CURVES, PlotsCallback, row_rates, save_confusion_matrix, save_learning_curves,
+                       save_precision_recall, save_reliability_diagram, save_risk_coverage, save_tag_scores)
 
 
 def assert_png(path, min_width=400):
@@ -91,3 +91,16 @@ def test_a_multilabel_risk_coverage_with_never_answered_tracks(tmp_path):
     confidence = np.where(rng.random(100) < 0.2, np.nan, rng.uniform(0.3, 1.0, 100))
     scores = {"top_tag_precision": rng.random(100) < 0.8, "sample_f1": rng.random(100)}
     assert_png(save_risk_coverage(confidence, scores, tmp_path / "risk_coverage.png", "Risk-coverage"))
+
+
+@pytest.mark.parametrize("tags", [4, NAMED_CURVES + 5])  # curves named in a legend, or grey
+def test_the_per_tag_plots_draw_every_tag_and_name_the_unscored(tmp_path, tags):
+    """Tags with a positive and a negative get bars and a curve; the last tag has no positive: it is listed
+    unscored and has no curve, and neither plot fails on it."""
+    rng = np.random.default_rng(0)
+    labels = rng.random((60, tags)) < 0.3
+    labels[:, -1] = False
+    scores = np.clip(labels + rng.normal(0, 0.6, labels.shape), 0, 1)
+    names = [f"tag{k}" for k in range(tags)]
+    assert_png(save_tag_scores(names, labels, scores, tmp_path / "tag_scores.png", "Per-tag scores"))
+    assert_png(save_precision_recall(names, labels, scores, tmp_path / "precision_recall.png", "Precision-recall"))

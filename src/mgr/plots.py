@@ -1,5 +1,6 @@
-"""Figures of a run: confusion matrices, learning curves, embedding maps, reliability diagrams and
-risk-coverage curves, as PNG files.
+"""Figures of a run: confusion matrices, learning curves, embedding maps, reliability diagrams,
+risk-coverage curves and, for a multi-label model, each tag's ROC-AUC and PR-AUC and its
+precision-recall curve, as PNG files.
 
 Drawn with matplotlib's object API (`Figure`, no pyplot), so no display and no
 global state are needed; matplotlib is imported only when a figure is drawn.
@@ -187,6 +188,63 @@ def save_risk_coverage(confidence, scores: dict[str, np.ndarray], path: str | Pa
     return _save(fig, path)
 
 
+# Up to this many tags, each precision-recall curve has its own colour and legend entry.
+NAMED_CURVES = 10
+
+
+def save_tag_scores(names: Sequence[str], labels, scores, path: str | Path, title: str) -> Path:
+    """Each tag's ROC-AUC and PR-AUC (average precision; scikit-learn's) over the items (`labels`, `scores`
+    [items, tags]) as horizontal bars, the tags sorted by ROC-AUC; a tag without a positive or a negative has
+    no ROC-AUC and is listed at the bottom, unscored. The dashed line is what ranking by chance gives
+    (ROC-AUC 0.5)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels, scores = np.asarray(labels) > 0, np.asarray(scores, dtype=float)
+    scored = labels.any(0) & ~labels.all(0)
+    auc = np.array([roc_auc_score(labels[:, k], scores[:, k]) if scored[k] else np.nan for k in range(len(names))])
+    ap = np.array([average_precision_score(labels[:, k], scores[:, k]) if scored[k] else np.nan for k in range(len(names))])
+    order = np.argsort(np.where(scored, auc, -np.inf), kind="stable")  # worst at the bottom, unscored below it
+    fig = _figure(7, max(3.0, 0.28 * len(names) + 1.2))
+    fig.suptitle(title)
+    ax = fig.subplots()
+    rows = np.arange(len(names))
+    ax.barh(rows + 0.2, np.nan_to_num(auc[order]), height=0.4, color="C0", label="ROC-AUC")
+    ax.barh(rows - 0.2, np.nan_to_num(ap[order]), height=0.4, color="C1", label="PR-AUC (average precision)")
+    ax.set_yticks(rows, [names[k] + ("" if scored[k] else " (unscored)") for k in order], fontsize=8)
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set(xlim=(0, 1), xlabel="score over the test items")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def save_precision_recall(names: Sequence[str], labels, scores, path: str | Path, title: str) -> Path:
+    """Each tag's precision-recall curve over the items (`labels`, `scores` [items, tags]; tags with a
+    positive only), in colour with its average precision up to NAMED_CURVES tags, else thin and grey; and in
+    black the micro-average's (every (item, tag) pair one prediction)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    labels, scores = np.asarray(labels) > 0, np.asarray(scores, dtype=float)
+    fig = _figure(6, 5)
+    fig.suptitle(title)
+    ax = fig.subplots()
+    with_positives = [k for k in range(len(names)) if labels[:, k].any()]
+    named = len(with_positives) <= NAMED_CURVES
+    for k in with_positives:
+        precision, recall, _ = precision_recall_curve(labels[:, k], scores[:, k])
+        style = ({"label": f"{names[k]} (AP {average_precision_score(labels[:, k], scores[:, k]):.2f})"} if named
+                 else {"color": "grey", "alpha": 0.4, "linewidth": 0.7})
+        ax.plot(recall, precision, drawstyle="steps-post", **style)
+    if labels.any():
+        precision, recall, _ = precision_recall_curve(labels.ravel(), scores.ravel())
+        micro = average_precision_score(labels.ravel(), scores.ravel())
+        ax.plot(recall, precision, color="black", linewidth=2, drawstyle="steps-post",
+                label=f"micro-average (AP {micro:.2f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=7 if named else 8)
+    return _save(fig, path)
+
+
 class PlotsCallback(pl.Callback):
     """Keeps the train/val metrics of every epoch and, when testing ends, draws the chunk and track
     confusion matrices and the learning curves into `dirpath` (global rank 0 only)."""
@@ -220,6 +278,7 @@ class PlotsCallback(pl.Callback):
                 title = f"Test confusion matrix, {level} level ({int(np.sum(matrix))} {level}s)"
                 written.append(save_confusion_matrix(matrix, names, self.dirpath / f"confusion_{level}.png", title))
         written += self._calibration_plots(pl_module)
+        written += self._tag_plots(pl_module)
         history = [self.history[e] for e in sorted(self.history)]
         if any(len(row) > 1 for row in history):
             written.append(save_learning_curves(history, self.dirpath / "learning_curves.png"))
@@ -239,6 +298,21 @@ class PlotsCallback(pl.Callback):
         written.append(save_risk_coverage(*risk_coverage_forecasts(tested, pl_module),
                                           self.dirpath / "risk_coverage.png", "Risk-coverage of the test tracks"))
         return written
+
+    def _tag_plots(self, pl_module) -> list[Path]:
+        """A multi-label model's per-tag ROC-AUC and PR-AUC bars and precision-recall curves of the test
+        tracks, from their probabilities as test_predictions.csv lists them."""
+        from mgr.test_report import track_probabilities
+
+        tested = pl_module.test_results
+        if not pl_module.multilabel or not len(tested.get("track_labels", [])):
+            return []
+        probabilities = track_probabilities(tested, pl_module.track_aggregation)
+        labels, names, n = tested["track_labels"], pl_module.class_names, len(tested["track_labels"])
+        return [save_tag_scores(names, labels, probabilities, self.dirpath / "tag_scores.png",
+                                f"Per-tag scores of the {n} test tracks"),
+                save_precision_recall(names, labels, probabilities, self.dirpath / "precision_recall.png",
+                                      f"Precision-recall of the {n} test tracks")]
 
     # Saved in checkpoints, so a resumed run draws its curves from the first epoch.
     def state_dict(self) -> dict:
