@@ -213,7 +213,7 @@ def save_tag_scores(names: Sequence[str], labels, scores, path: str | Path, titl
     ax.set_yticks(rows, [names[k] + ("" if scored[k] else " (unscored)") for k in order], fontsize=8)
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set(xlim=(0, 1), xlabel="score over the test items")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)  # clear of the bars
     return _save(fig, path)
 
 
