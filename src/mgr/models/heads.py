@@ -165,7 +165,7 @@ class RBFSVMHead(nn.Module):
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("scale", torch.ones(in_features))
         self.register_buffer("support_vectors", torch.zeros(0, in_features))  # standardised, [n_sv, D]
-        self.register_buffer("pair_coef", torch.zeros(0, 0))  # [n_sv, n_pairs]: each pair's (or tag's) dual coefficients
+        self.register_buffer("pair_coef", torch.zeros(0, 0))  # [n_sv, n_pairs]: each pair's (tag's) dual coefficients
         self.register_buffer("intercept", torch.zeros(0))  # [n_pairs]
         self.register_buffer("pairs", torch.zeros(0, 2, dtype=torch.long))  # the classes (i, j) of each pair
         self.register_buffer("gamma", torch.tensor(0.0))
@@ -193,9 +193,8 @@ class RBFSVMHead(nn.Module):
         fit = partial(self._fit_per_tag if self.per_tag else self._fit_one, z, y, kernels)
         self._candidates = [(c, g, fit(c, g)) for c in self.C_grid for g in self.gamma_grid]
         self._load(*self._candidates[0])
-        if self.per_tag:  # its logits, a few thousand chunks at a time: a kernel row per support vector
-            chunks = torch.as_tensor(x, dtype=torch.float32, device=self.mean.device).split(4096)
-            accuracy = decisions_right(torch.cat([self(chunk) for chunk in chunks]).cpu(), torch.as_tensor(y))
+        if self.per_tag:
+            accuracy = decisions_right(self._logits(torch.as_tensor(x, dtype=torch.float32)).cpu(), torch.as_tensor(y))
         else:  # libsvm's votes
             accuracy = float((self._predict(self._candidates[0], z) == y).mean())
         log.info("RBF SVMs fitted on %d training chunks for %d C x %d gamma%s.", len(y), len(self.C_grid),
@@ -233,7 +232,7 @@ class RBFSVMHead(nn.Module):
                 result = (float((self._predict(candidate, z) == y.cpu().numpy()).mean()),)
             else:
                 self._load(*candidate)
-                result = rank_of(score(self(x)))
+                result = rank_of(score(self._logits(x)))
             if best is None or result > best[0]:
                 best = (result, candidate)
         result, (c, gamma, svm) = best
@@ -243,6 +242,10 @@ class RBFSVMHead(nn.Module):
                  "vectors).", len(y), c, gamma, "accuracy" if score is None else "score", result[0],
                  len(self.support_vectors))
         return result[0]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward of many chunks, a few thousand at a time: each needs a kernel row per support vector."""
+        return torch.cat([self(part.to(self.mean.device)) for part in x.split(4096)])
 
     def candidates(self) -> Iterator[dict]:
         """Load each fitted SVM of the grid in turn (C, then gamma, ascending) and yield its setting,
@@ -264,7 +267,8 @@ class RBFSVMHead(nn.Module):
 
     def _load(self, c: float, gamma: float, svm) -> None:
         """The fitted SVC (or per-tag SVCs) as this head's tensors (see the class docstring)."""
-        support_vectors, coef, intercept, pairs = self._per_tag_tensors(svm) if self.per_tag else self._pair_tensors(svm)
+        tensors = self._per_tag_tensors if self.per_tag else self._pair_tensors
+        support_vectors, coef, intercept, pairs = tensors(svm)
         device = self.mean.device
         self.support_vectors = torch.as_tensor(support_vectors, dtype=torch.float32, device=device)
         self.pair_coef = torch.as_tensor(coef, dtype=torch.float32, device=device)

@@ -562,7 +562,7 @@ class FittedClassifier(GenreClassifier):
         x, y, track = (self._all_ranks(torch.cat([batch[i] for batch in self._fit_batches])) for i in range(3))
         y = self.targets_of(y)
         self._fit_pending = False
-        if not self.multilabel and len(y.unique()) < 2:  # a tag without both a multi-label head fits as a constant
+        if not self.multilabel and len(y.unique()) < 2:  # multi-label: a tag without both fits as a constant
             log.warning("The training chunks seen so far hold one class only; the head is not fitted yet.")
             return
         if getattr(self.head, "selects_by_track", False):
@@ -577,7 +577,8 @@ class FittedClassifier(GenreClassifier):
             return
         x, y, track = (torch.cat([batch[i] for batch in batches]) for i in range(3))
         keep = self.counted(y)
-        x, y, track = (self._all_ranks(t[keep]) for t in (x, self.targets_of(y[keep]), track))  # every rank chooses on all
+        # Every rank chooses on all ranks' chunks.
+        x, y, track = (self._all_ranks(t[keep]) for t in (x, self.targets_of(y[keep]), track))
         if getattr(self.head, "selects_by_track", False):
             self.head.select(x, y, track, self._track_scorer, self._groups_of("val", track))
         elif self.multilabel:  # per-tag SVMs are chosen by the multi-label track scores
