@@ -107,6 +107,19 @@ def test_runs_pair_by_seed_split_seed_and_fold_and_tracks_by_path(tmp_path):
     assert bad.tolist() == [i not in {1, 2, 3, 4, 5, 6, 8, 10} for i in fold_0]
 
 
+def test_runs_of_one_command_line_by_other_configs_are_told_apart_by_them(tmp_path):
+    """Two seeds of `good` by one code, one seed of it by code whose recipe differs: the config value names them."""
+    for name, seed, steps in (("x1", 1, None), ("x2", 2, None), ("y1", 1, 1000)):
+        run = make_run(tmp_path / name, "good", seed, 0)
+        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        if steps:
+            config["recipe"] = {"min_steps": steps}
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    groups = sweep_report.group_configurations(read_runs(tmp_path))
+    assert {key[-1]: len(members) for key, members in groups.items()} == {"recipe.min_steps=None": 2,
+                                                                         "recipe.min_steps=1000": 1}
+
+
 def test_two_runs_of_one_replicate_are_one_clear_error(tmp_path):
     make_run(tmp_path / "x", "good", 1, 0)
     make_run(tmp_path / "y", "good", 1, 0)

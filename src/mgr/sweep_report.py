@@ -93,15 +93,42 @@ def read_run(metrics_file: Path) -> dict | None:
         "dataset": choices.get("data"), "feature": choices.get("feature"), "model": choices.get("model"),
         "other": other, "seed": config.get("seed"), "split_seed": data.get("split_seed"), "fold": data.get("fold"),
         "run": str(metrics_file.parent), "task": task, **{m: metrics.get(m) for m in METRICS},
-        "track_per_class": metrics.get("track_per_class", []),
+        "track_per_class": metrics.get("track_per_class", []), "config": flat_config(config),
     }
 
 
+def flat_config(config: dict, prefix: str = "") -> dict[str, str]:
+    """A run's composed config as dotted keys and their values (as text), without what differs between the
+    replicates of one configuration (the AXES, the paths) and Hydra's own."""
+    flat = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{dotted}."))
+        elif not dotted.startswith(IGNORED) and dotted not in AXES.values() and dotted != "task_name":
+            flat[dotted] = json.dumps(value)
+    return flat
+
+
 def keep_differing_overrides(runs: list[dict]) -> None:
-    """Reduce each run's other overrides to those not shared by every run: what the sweep varied."""
+    """Reduce each run's other overrides to those not shared by every run: what the sweep varied. Where
+    runs of one configuration so found share a replicate (runs of the same command line whose configs
+    differ: run by other code, or with another config file), the config values that differ between that
+    configuration's runs join its name, so that each run is told apart by what made it."""
     shared = set.intersection(*(set(r["other"]) for r in runs))
     for run in runs:
         run["other"] = " ".join(o for o in run["other"] if o not in shared)
+    by_configuration: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        by_configuration[tuple(run[k] for k in (*KEYS, "other"))].append(run)
+    for members in by_configuration.values():
+        if len({replicate(r) for r in members}) == len(members):
+            continue
+        keys = sorted({k for r in members for k in r["config"]})
+        differing = [k for k in keys if len({r["config"].get(k, "null") for r in members}) > 1]
+        for run in members:
+            run["other"] = " ".join([run["other"], *(f"{k}={json.loads(run['config'].get(k, 'null'))}"
+                                                     for k in differing)]).strip()
 
 
 def replicate(run: dict) -> tuple:
@@ -550,7 +577,7 @@ def write_report(directory: Path, alpha: float, bootstrap: dict) -> Path:
         write_csv(directory / "report_suite.csv", [{k: v for k, v in r.items() if k != "per_dataset"}
                                                    | {f"{d}_{per_dataset}": a for d, a in r.get("per_dataset", {}).items()}
                                                    for r in suite_rows])
-    write_csv(directory / "report_runs.csv", [{k: v for k, v in r.items() if k not in ("predictions", "track_per_class")}
+    write_csv(directory / "report_runs.csv", [{k: v for k, v in r.items() if k not in ("predictions", "track_per_class", "config")}
                                               for r in runs])
     written = ["report.md", "report.csv", "report_runs.csv", "report.png", *(["report_suite.csv"] if suite_rows else [])]
     bar_chart(rows, directory / "report.png", scoring)
