@@ -289,6 +289,7 @@ NOT_RUN = {
         "30 trainings; tests/test_sweeps.py runs a 3-trial Optuna sweep",
     "python -m mgr.train model=probe data=folder data.root=$HOME/music": PROBE,
     "python -m mgr.train model=probe encoder=<name>": PROBE,
+    "python -m mgr.train model=probe task=multilabel": PROBE,
     "python -m mgr.train -m model=probe encoder=mert_95m encoder.layer=0,4,8,12": PROBE,
     "python -m mgr.embed ckpt_path=<best>.ckpt split=val data=folder data.root=$HOME/music":
         "needs a checkpoint trained at data=folder's sample rate and chunk length; the session's is tiny (8 kHz, 1 s)",

@@ -159,17 +159,17 @@ class TrackMetrics(Metric):
         tracks = dim_zero_cat(self.tracks)
         ids, chunk_tracks = torch.unique(tracks, return_inverse=True)
         logits = dim_zero_cat(self.logits)
-        metrics = self._multilabel(scores, labels) if self.multilabel else self._multiclass(scores, labels)
+        metrics = self.multilabel_scores(scores, labels) if self.multilabel else self.multiclass_scores(scores, labels)
         return {**metrics, "track_ids": ids, "track_scores": scores, "track_labels": labels,
                 "chunk_predictions": logits if self.multilabel else logits.argmax(1), "chunk_tracks": chunk_tracks}
 
-    def _multiclass(self, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def multiclass_scores(self, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.num_classes
         return {"track_acc": multiclass_accuracy(scores, labels, c, average="micro"),
                 "track_f1": multiclass_f1_score(scores, labels, c, average="macro"),
                 "track_confusion": multiclass_confusion_matrix(scores, labels, c)}
 
-    def _multilabel(self, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def multilabel_scores(self, scores: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         c, probabilities, labels = self.num_classes, self.aggregation.probabilities_of(scores), labels.long()
         out = {f"track_{name}": scored_macro(function, probabilities, labels) if average == "macro"
                else function(probabilities, labels, c, average=average)

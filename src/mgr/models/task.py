@@ -607,7 +607,7 @@ class FittedClassifier(GenreClassifier):
             tracks.update(logits, target, track)
             scores, labels = tracks.track_scores()  # not compute(): the chunks are gathered from every rank already
             if self.multilabel:
-                metrics = tracks._multilabel(scores, labels)  # what its compute() logs, without a DDP sync
+                metrics = tracks.multilabel_scores(scores, labels)  # what its compute() logs, without a DDP sync
                 return metrics["track_ap"].item(), metrics["track_auc"].item()
             track_accuracy = (scores.argmax(1) == labels).float().mean().item()
             return track_accuracy, (logits.argmax(1) == target).float().mean().item()
