@@ -499,7 +499,17 @@ class FittedClassifier(GenreClassifier):
     validation embeds all chunks first, the head chooses, then they are scored.
 
     Under task=multilabel every head fits one binary problem per tag on rows [N, C] of 0/1 (a single-label
-    dataset's one-hot), and chooses by the validation track macro PR-AUC, then ROC-AUC (`_track_scorer`)."""
+    dataset's one-hot), and chooses by the validation track macro PR-AUC, then ROC-AUC (`_track_scorer`).
+
+    Under DDP every rank fits, and chooses, the same head on every rank's chunks (gathered): the training
+    chunks each read once (the repeats DistributedSampler pads a rank's share with are left out,
+    `_sampler_items`), the validation chunks without padding, so the head rank 0 saves is the one every
+    rank evaluated, and the one a single process fits on the same chunks.
+
+    The collected embeddings are not kept in checkpoints (they would outweigh the head many times): a run
+    resumed from one (`ckpt_path=last`) collects its `passes` again from the epoch it resumes at, and fits
+    on those alone, as trainer.max_epochs permits; the training chunks are the same, so the head is
+    fitted on as many passes as an uninterrupted run's."""
 
     def _prepare_training(self) -> None:
         if self.hparams.encoder is not None and any(p.requires_grad for p in self.encoder.parameters()):
@@ -510,8 +520,12 @@ class FittedClassifier(GenreClassifier):
         # Manual optimization: the training step steps the placeholder optimizer itself, with no loss
         # (see configure_optimizers).
         self.automatic_optimization = False
+        self.step_counter = StepCounter()
         self._fit_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # embeddings, labels, tracks
         self._fit_pending = False
+        self._passes = 0  # training epochs collected by this process (a resumed run's since it resumed)
+        self.fitted_chunks = 0  # the training chunks of every rank the head was last fitted on
+        self._epoch_chunks = 0  # training chunks this rank has read in the current epoch
         self._select_pending = False
         self._val_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -521,17 +535,45 @@ class FittedClassifier(GenreClassifier):
         # count it has saved at, 0 included), recipe.min_steps would hold the run forever, and
         # max_steps would never end it. An optimizer with a zero learning rate, stepped without
         # gradients (manual optimization: there is no loss to hand Lightning), keeps the count
-        # without the trainer's internals (over a placeholder when the head, like the RBF SVM,
-        # holds buffers only). Its state is what checkpoints of fitted heads have always held.
-        return torch.optim.SGD(list(self.head.parameters()) or [nn.Parameter(torch.zeros(1))], lr=0.0)
+        # without the trainer's internals (over the StepCounter's parameter when the head, like the
+        # RBF SVM, holds buffers only). Its state is what checkpoints of fitted heads have always held.
+        return torch.optim.SGD(list(self.head.parameters()) or list(self.step_counter.parameters()), lr=0.0)
+
+    def on_train_start(self):
+        if self.current_epoch > 0 and self.head.passes > 1:
+            log.info("Resumed at epoch %d: the head's training embeddings are not kept in checkpoints, so it "
+                     "collects its %d passes again from this epoch.", self.current_epoch, self.head.passes)
+            max_epochs = self.trainer.max_epochs
+            left = self.head.passes if max_epochs in (None, -1) else max_epochs - self.current_epoch
+            if left < self.head.passes:
+                log.warning("Only %d of the head's %d passes fit before trainer.max_epochs=%d: it is fitted on "
+                            "%d; give trainer.max_epochs=%d to resume with all of them.", left, self.head.passes,
+                            self.trainer.max_epochs, left, self.current_epoch + self.head.passes)
+
+    def on_train_epoch_start(self):
+        self._epoch_chunks = 0
 
     def training_step(self, batch, batch_idx):
         wave, target, track = batch
-        with torch.no_grad():
-            self._fit_batches.append((self.encoder(wave), target, track))
+        first, self._epoch_chunks = self._epoch_chunks, self._epoch_chunks + len(target)
+        keep = self._sampler_items(first, len(target)).to(target.device)
+        with torch.no_grad():  # the whole batch embedded: a batch of repeats alone leaves an empty share, not none
+            self._fit_batches.append((self.encoder(wave)[keep], target[keep], track[keep]))
         self._fit_pending = True
         self.optimizers().step()  # changes nothing (see configure_optimizers); counts the step
         return None
+
+    def _sampler_items(self, first: int, n: int) -> torch.Tensor:
+        """Which of this rank's chunks `first` to `first + n - 1` of the epoch are items of the training set,
+        not repeats. Under DDP each rank reads DistributedSampler's share (mgr.data.datamodule._shard,
+        mgr.data.device_chunks.EpochOrder): the epoch's N items in one order, padded to a multiple of the W
+        ranks by repeating its first ones, rank r reading every W-th from r, so the rank's chunk i is
+        position i * W + r of that order, a repeat from N on. A repeated chunk would weigh twice in the fit."""
+        world = self.trainer.world_size
+        if world == 1:
+            return torch.ones(n, dtype=torch.bool)
+        items = len(self.trainer.train_dataloader.dataset)
+        return torch.arange(first, first + n) * world + self.global_rank < items
 
     # Validation runs before on_train_epoch_end, so the head is fitted when validation starts
     # (and at the epoch's end, for runs that do not validate).
@@ -540,7 +582,8 @@ class FittedClassifier(GenreClassifier):
 
     def on_train_epoch_end(self):
         self._fit_head()
-        if self.current_epoch + 1 >= self.head.passes:
+        self._passes += 1
+        if self._passes >= self.head.passes:  # counted from this process's first epoch: see the class docstring
             self.trainer.should_stop = True
 
     def validation_step(self, batch, batch_idx):
@@ -569,6 +612,7 @@ class FittedClassifier(GenreClassifier):
             self.head.fit(x, y, track, self._groups_of("train", track))
         else:
             self.head.fit(x, y)
+        self.fitted_chunks = len(y)
         self._select_pending = hasattr(self.head, "select")
 
     def _select_head(self) -> None:
@@ -612,6 +656,23 @@ class FittedClassifier(GenreClassifier):
             track_accuracy = (scores.argmax(1) == labels).float().mean().item()
             return track_accuracy, (logits.argmax(1) == target).float().mean().item()
         return score
+
+
+class StepCounter(nn.Module):
+    """The one trainable parameter of a task whose head is fitted in closed form, which nothing changes:
+    DDP refuses to wrap a module without one (the RBF SVM holds buffers only, a stats net has no
+    weights), and the placeholder optimizer (FittedClassifier.configure_optimizers) steps it. Not in
+    the state dict, so checkpoints hold what they held before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        pass
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        pass
 
 
 def checked_class_parents(class_parents: dict | None, class_names: list[str], multilabel: bool) -> dict | None:
