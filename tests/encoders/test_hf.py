@@ -121,3 +121,24 @@ def test_feature_extractor_normalises_as_the_family_does(tmp_path):
     with torch.no_grad():
         quiet, loud = backbone(wave), backbone(wave * 10)
     torch.testing.assert_close(quiet[-1], loud[-1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["hubert", "mert"])  # a weight-normed positional convolution each
+def test_a_backbone_pickles_as_ddp_spawn_sends_it_to_every_rank(family, tmp_path):
+    """Pickling (what ddp_spawn does to the model) keeps the weights as they are now, changed ones too
+    (a fine-tuned encoder's), and the training mode."""
+    import pickle
+
+    save_tiny(family, tmp_path / family)
+    backbone = BACKBONES[family](weights=str(tmp_path / family))
+    with torch.no_grad():
+        next(backbone.parameters()).add_(1.0)
+    backbone.train()
+    copy = pickle.loads(pickle.dumps(backbone))
+    assert copy.training
+    for (name, got), want in zip(copy.state_dict().items(), backbone.state_dict().values()):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
+    wave = torch.randn(2, backbone.sample_rate // 2)
+    with torch.no_grad():
+        for got, want in zip(copy.eval()(wave), backbone.eval()(wave)):
+            torch.testing.assert_close(got, want)

@@ -257,6 +257,18 @@ def test_a_torn_checkpoint_is_one_sentence_naming_it(tmp_path, data_dir):
     assert proc.returncode == 1 and len(errors) == 1 and str(torn) in errors[0] and "Traceback" not in proc.stderr
 
 
+def test_the_bare_state_dict_ddp_spawn_hands_back_is_read_and_nothing_else_bare(tmp_path):
+    """ddp_spawn's rank 0 writes the trained weights as a bare state dict, the probe's choice as its head's
+    extra state (plain values); the main process reads it through CheckpointIO. Any other dict is checked as
+    an mgr checkpoint."""
+    weights = {"head.chosen.weight": torch.ones(2, 3), "head._extra_state": {"kind": "logistic", "layer": [5]}}
+    torch.save(weights, tmp_path / ".temp.ckpt")
+    assert CheckpointIO().load_checkpoint(tmp_path / ".temp.ckpt")["head._extra_state"]["layer"] == [5]
+    torch.save({**weights, "extra": {"kind": "x"}}, tmp_path / "other.ckpt")
+    with pytest.raises(MGRError, match="is not an mgr checkpoint"):
+        CheckpointIO().load_checkpoint(tmp_path / "other.ckpt")
+
+
 def test_a_checkpoint_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     import errno
 

@@ -105,21 +105,26 @@ def hubert_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_two_ranks_choose_the_probe_one_process_chooses(tmp_path, data_dir, hubert_dir, importable_here):
-    """The probe's `select` head under plain ddp (torchrun's 2 workers: ddp_spawn cannot pickle the tiny
-    HuBERT's parametrized convolution): both ranks hold the choice the checkpoint holds, fitted on every
-    training chunk once, as one process chooses."""
+@pytest.mark.parametrize("launcher", ["spawn", "torchrun"])
+def test_two_ranks_choose_the_probe_one_process_chooses(launcher, tmp_path, data_dir, hubert_dir, importable_here):
+    """The probe's `select` head under ddp_spawn (trainer=ddp_cpu, which pickles the model and its tiny
+    HuBERT, parametrized convolution and all, into each rank) and plain ddp (torchrun's 2 workers): both
+    ranks hold the choice the checkpoint holds, fitted on every training chunk once, as one process chooses."""
     run = ["model=probe", "encoder=hubert_base", f"encoder.weights={hubert_dir}",
            "model.head={name: select, mlp_lr: []}", "trainer.max_epochs=1", *EVEN]
     (tmp_path / "one").mkdir()
     mgr_in_process("train", *run, *save_heads(tmp_path / "heads1"), cwd=tmp_path / "one", data_dir=data_dir)
     (tmp_path / "ddp").mkdir()
-    paths = [f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'ddp' / 'logs'}"]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MGR_")}, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "mgr.train",
-                           *run, "trainer=ddp_cpu", *save_heads(tmp_path / "heads2"), *paths], cwd=tmp_path / "ddp",
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    if launcher == "spawn":
+        proc = mgr_command("train", *run, "trainer=ddp_cpu", *save_heads(tmp_path / "heads2"), cwd=tmp_path / "ddp",
+                           data_dir=data_dir)
+    else:
+        paths = [f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'ddp' / 'logs'}"]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MGR_")}, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "mgr.train",
+                               *run, "trainer=ddp_cpu", *save_heads(tmp_path / "heads2"), *paths], cwd=tmp_path / "ddp",
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-5000:]
     one_process = saved(tmp_path / "heads1", 0, 0)
     check_ranks_hold_one_head(tmp_path / "heads2", metrics_of(proc), one_process)
     reports = [saved(out, 0, 0)["head"]["_extra_state"]["report"] for out in (tmp_path / "heads1", tmp_path / "heads2")]

@@ -95,6 +95,7 @@ class HFBackbone(nn.Module):
             import transformers
         except ImportError:
             raise MGRError("Hugging Face encoders need transformers: pip install 'mgr[hf]'.") from None
+        self.weights = weights
         directory = resolve_weights(weights)
         model_class, extractor_class = (getattr(transformers, name) for name in FAMILIES[family])
         self.weight_files = weight_files(directory)
@@ -123,12 +124,26 @@ class HFBackbone(nn.Module):
         with torch.no_grad():
             self.layer_dims = [h.shape[1] for h in self(torch.zeros(1, self.sample_rate))]
 
+    def __reduce_ex__(self, protocol):
+        # ddp_spawn pickles the model into every rank, and a module with a parametrization (the
+        # weight-normed positional convolution of HuBERT, wav2vec2 and MERT) pickles only through its
+        # state dict (torch.nn.utils.parametrize): the copy is built from the same weights, then given
+        # this one's state (a fine-tuned encoder's too) and mode.
+        return rebuilt, (self.family, self.weights, self.state_dict(), self.training)
+
     def forward(self, wave: torch.Tensor) -> list[torch.Tensor]:
         inputs = self.extractor(list(wave.detach().float().cpu().numpy()), sampling_rate=self.sample_rate,
                                 return_tensors="pt")
         inputs = {k: v.to(wave.device) for k, v in inputs.items()}
         hidden = self.model(**inputs, output_hidden_states=True).hidden_states
         return [h.mean(dim=(2, 3)) if h.dim() == 4 else h.mean(dim=1) for h in hidden]
+
+
+def rebuilt(family: str, weights: str, state: dict, training: bool) -> HFBackbone:
+    """An HFBackbone unpickled (HFBackbone.__reduce_ex__)."""
+    backbone = HFBackbone(family, weights)
+    backbone.load_state_dict(state)
+    return backbone.train(training)
 
 
 def hf_builder(family: str):

@@ -157,9 +157,11 @@ class CheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         path = local_checkpoint(path)
         contents = load_plain_values(path)
-        # ddp_spawn hands the trained weights back to the main process as a bare state dict
-        # (tensors only, nothing to name code): that needs no mgr checkpoint's checks.
-        if isinstance(contents, dict) and contents and all(isinstance(v, torch.Tensor) for v in contents.values()):
+        # ddp_spawn hands the trained weights back to the main process as a bare state dict (tensors,
+        # and the plain values of a module's extra state, such as the probe's choice; nothing to name
+        # code): that needs no mgr checkpoint's checks.
+        if isinstance(contents, dict) and contents and all(isinstance(v, torch.Tensor) or str(k).endswith("._extra_state")
+                                                           for k, v in contents.items()):
             return contents
         return checked(contents, path)
 
