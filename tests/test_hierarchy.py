@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from conftest import save_checkpoint, write_tone
 from mgr import MGRError
-from mgr.data.genre_tree import ClassHierarchy
+from mgr.data.genre_tree import ClassHierarchy, rolled_answers
 from mgr.models import GenreClassifier, load_model
 from mgr.predict import predict_files
 from mgr.test_report import level_results, print_results
@@ -52,6 +52,20 @@ def test_roll_up_takes_the_subtrees_max_and_answers_every_ancestor_of_an_answer(
 def tiny_tree_model(**settings) -> GenreClassifier:
     return GenreClassifier(NAMES, {"name": "mel", "n_fft": 256, "hop_length": 128, "n_mels": 32}, 8000, 1.0,
                            {"name": "cnn", "channels": [8, 16, 32], "hidden": 32}, task="multilabel", **settings)
+
+
+def test_a_models_answers_roll_up_its_tree_and_a_model_without_one_keeps_its_own():
+    """rolled_answers: what mgr.predict answers, and mgr.embed and the test report's risk-coverage score."""
+    model = tiny_tree_model(class_parents=PARENTS)
+    model.set_thresholds([0.5] * len(NAMES))
+    probabilities = torch.tensor([[0.9, 0.1, 0.2, 0.3, 0.4],   # Dub Techno: Techno and Electronic too
+                                  [0.1, 0.2, 0.3, 0.7, 0.1]])  # Rock alone
+    rolled, answered = rolled_answers(model, probabilities)
+    assert answered.tolist() == [[True, True, False, False, True], [False, False, False, True, False]]
+    assert rolled[0].tolist() == pytest.approx([0.9, 0.9, 0.2, 0.3, 0.9])
+    model.class_parents = None
+    own, answered = rolled_answers(model, probabilities)
+    assert torch.equal(own, probabilities) and torch.equal(answered, probabilities >= 0.5)
 
 
 def test_class_parents_travel_in_the_checkpoint_and_old_checkpoints_load_without(tmp_path):

@@ -16,7 +16,8 @@ the model's sample rate and chunk length (mgr.restore.check_fits), not its class
 
 A multi-label model (task=multilabel) gives each track a sigmoid probability per tag
 (track_probabilities) and answers every tag at or above its threshold (track_predictions:
-[tracks, tags] booleans). A point of the map has one colour: a multi-label track's, and its
+[tracks, tags] booleans); a model with a class tree (FMA's genres_all) has both rolled up it, as
+mgr.predict answers (mgr.data.genre_tree.rolled_answers). A point of the map has one colour: a multi-label track's, and its
 chunks', is its rarest label (the one fewest tracks of the dataset carry: the label mgr's splits
 stratify it by, mgr.data.sources.base.TrackList.strata), so the rare tags stay visible; a track
 without labels is drawn as "no label". map_labels in the file says which colour each track got.
@@ -80,6 +81,7 @@ def map_colours(tracks, track_ids: list[int]) -> tuple[list[str], np.ndarray]:
 def embed(cfg: DictConfig) -> Path:
     import torch
 
+    from mgr.data.genre_tree import rolled_answers
     from mgr.plots import save_embedding_map
     from mgr.restore import resolve_device, restore
 
@@ -99,8 +101,12 @@ def embed(cfg: DictConfig) -> Path:
     track_scores = model.track_aggregation.scores(torch.from_numpy(chunks["logits"]),
                                                   torch.from_numpy(chunks["tracks"]), len(track_ids))
     track_probabilities = model.track_aggregation.probabilities_of(track_scores)  # softmax, or a sigmoid per tag
-    # a multi-label model answers every tag at or above its threshold; a multi-class one its top class
-    track_predictions = model.answered(track_probabilities) if model.multilabel else track_scores.argmax(1)
+    # a multi-label model answers every tag at or above its threshold, both rolled up its class tree where it
+    # has one, as mgr.predict answers; a multi-class one its top class
+    if model.multilabel:
+        track_probabilities, track_predictions = rolled_answers(model, track_probabilities)
+    else:
+        track_predictions = track_scores.argmax(1)
     map_names, map_labels = map_colours(datamodule.tracks, track_ids)
 
     run_dir = Path(cfg.paths.output_dir)

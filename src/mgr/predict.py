@@ -56,7 +56,7 @@ from mgr import MGRError
 from mgr.data.audio import DecodeError, has_audio_name, load_audio
 from mgr.data.cache import SILENCE_PEAK
 from mgr.data.chunking import chunk_starts, cut
-from mgr.data.genre_tree import ClassHierarchy
+from mgr.data.genre_tree import rolled_answers
 from mgr.entry import command, require, task
 
 log = logging.getLogger("mgr.predict")
@@ -193,10 +193,7 @@ def answered_tags(model, probabilities: torch.Tensor) -> tuple[torch.Tensor, lis
     (mgr.data.genre_tree.ClassHierarchy.roll_up); the answers are None for a multi-class model."""
     if not getattr(model, "multilabel", False):
         return probabilities, None
-    answered = model.answered(probabilities)
-    if getattr(model, "class_parents", None):
-        tree = ClassHierarchy(model.class_names, model.class_parents)
-        probabilities, answered = tree.roll_up(probabilities, answered)
+    probabilities, answered = rolled_answers(model, probabilities)
     return probabilities, [int(i) for i in torch.argsort(probabilities, descending=True, stable=True) if answered[i]]
 
 

@@ -229,20 +229,17 @@ def risk_coverage_forecasts(tested: dict, model) -> tuple[np.ndarray, dict[str, 
     scores of its answer (the curve is the first's). Multi-class: its top probability, and whether its
     argmax is right (accuracy). Multi-label: the probability of its most probable answered tag (nan where
     it has none: never answered), whether that tag is one of its labels (top_tag_precision) and the F1 of
-    its answers (sample_f1), its answers at the thresholds (`track_answers`) rolled up the class tree where
+    its answers (sample_f1), its answers at the thresholds rolled up the class tree where
     the model has one, as mgr.predict answers (mgr.statistics.tag_answers)."""
     if not model.multilabel:
         confidence, correct = calibration_forecasts(tested, model)["track"]
         return confidence, {"accuracy": correct}
-    probabilities, answered = track_answers(tested["track_scores"], model)
-    if model.class_parents:
-        import torch
+    import torch
 
-        from mgr.data.genre_tree import ClassHierarchy
+    from mgr.data.genre_tree import rolled_answers
 
-        rolled = ClassHierarchy(model.class_names, model.class_parents).roll_up(torch.as_tensor(probabilities),
-                                                                               torch.as_tensor(answered))
-        probabilities, answered = (t.numpy() for t in rolled)
+    probabilities = track_probabilities({"track_scores": tested["track_scores"]}, model.track_aggregation)
+    probabilities, answered = (t.numpy() for t in rolled_answers(model, torch.as_tensor(probabilities)))
     confidence, top_tag_right, f1 = statistics.tag_answers(probabilities, answered, tested["track_labels"])
     return confidence, {"top_tag_precision": top_tag_right, "sample_f1": f1}
 

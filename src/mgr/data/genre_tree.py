@@ -154,3 +154,14 @@ class ClassHierarchy:
         """Whether every answered class's parent is answered too (what `roll_up` makes true)."""
         answered = list(answered)
         return all(answered[chain[0]] for k, chain in enumerate(self.ancestors) if answered[k] and chain)
+
+
+def rolled_answers(model, probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A multi-label model's probabilities [..., C] and its answers at its thresholds (`model.answered`),
+    both rolled up its class tree where it has one (`model.class_parents`; the model by duck typing: the
+    data layer imports nothing of mgr.models): what mgr.predict answers, and the test report and
+    mgr.embed score."""
+    answered = model.answered(probabilities)
+    if not getattr(model, "class_parents", None):
+        return probabilities, answered
+    return ClassHierarchy(model.class_names, model.class_parents).roll_up(probabilities, answered)
