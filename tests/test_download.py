@@ -59,6 +59,12 @@ class ArchiveServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def __enter__(self) -> "ArchiveServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def fma_metadata_zip() -> bytes:
     buf = io.BytesIO()
@@ -91,8 +97,7 @@ def archives(monkeypatch):
 
 
 def test_good_checksum_extracts_atomically(archives, tmp_path):
-    server = ArchiveServer(archives)
-    try:
+    with ArchiveServer(archives) as server:
         [folder] = dl.download("gtzan", tmp_path / "gtzan", mirror=server.url)
         assert folder == (tmp_path / "gtzan" / "genres").resolve()
         assert (folder / "blues" / "blues.00000.au").stat().st_size == 4 + 256 * 400
@@ -101,28 +106,20 @@ def test_good_checksum_extracts_atomically(archives, tmp_path):
         # Done once: a second run fetches nothing.
         dl.download("gtzan", tmp_path / "gtzan", mirror=server.url)
         assert len(server.requests) == 1
-    finally:
-        server.close()
 
 
 def test_bad_checksum_is_refused_and_deleted(archives, tmp_path, monkeypatch):
     monkeypatch.setitem(dl.PARTS, "fma_metadata", (dl.Archive(dl.FMA + "fma_metadata.zip", "sha1:" + "0" * 40, "fma_metadata"),))
-    server = ArchiveServer(archives)
-    try:
+    with ArchiveServer(archives) as server:
         with pytest.raises(MGRError, match="does not match its published sha1 checksum"):
             dl.download("fma_metadata", tmp_path, mirror=server.url)
         assert not (tmp_path / "fma_metadata").exists()
         assert not list((tmp_path / ".downloads").iterdir())
-    finally:
-        server.close()
 
 
 def test_dropped_connection_resumes_with_range(archives, tmp_path):
-    server = ArchiveServer(archives, drop_first=True)
-    try:
+    with ArchiveServer(archives, drop_first=True) as server:
         dl.download("fma_metadata", tmp_path, mirror=server.url)
-    finally:
-        server.close()
     size = len(archives["fma_metadata.zip"])
     assert server.requests[0] == ("fma_metadata.zip", None)
     assert server.requests[1] == ("fma_metadata.zip", f"bytes={size // 2}-")
@@ -133,11 +130,8 @@ def test_interrupted_download_resumes_on_the_next_run(archives, tmp_path):
     body = archives["fma_metadata.zip"]
     (tmp_path / ".downloads").mkdir()
     (tmp_path / ".downloads" / "fma_metadata.zip.part").write_bytes(body[:1000])  # a killed earlier run
-    server = ArchiveServer(archives)
-    try:
+    with ArchiveServer(archives) as server:
         dl.download("fma_metadata", tmp_path, mirror=server.url)
-    finally:
-        server.close()
     assert server.requests == [("fma_metadata.zip", "bytes=1000-")]
     assert (tmp_path / "fma_metadata" / "README.txt").read_text() == "metadata"
 
@@ -150,11 +144,8 @@ def _download(*overrides: str, cwd) -> subprocess.CompletedProcess:
 
 def test_command_line_reports_a_bad_checksum_in_one_line(tmp_path):
     # The real table: these local bytes cannot match FMA's published checksum.
-    server = ArchiveServer({"fma_metadata.zip": fma_metadata_zip()})
-    try:
+    with ArchiveServer({"fma_metadata.zip": fma_metadata_zip()}) as server:
         proc = _download("dataset=fma_metadata", f"root={tmp_path}", f"mirror={server.url}", cwd=tmp_path)
-    finally:
-        server.close()
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1].startswith("mgr: error: fma_metadata.zip does not match its published sha1")
     assert "Traceback" not in proc.stderr
@@ -235,13 +226,10 @@ def jamendo_source(root, **options):
 
 def test_mtg_jamendo_is_laid_out_as_its_source_reads_it_and_a_second_run_fetches_nothing(jamendo, tmp_path):
     root = tmp_path / "mtg-jamendo"
-    server = ArchiveServer(jamendo)
-    try:
+    with ArchiveServer(jamendo) as server:
         dl.download("mtg_jamendo", root, mirror=server.url)
         fetched = len(server.requests)
         dl.download("mtg_jamendo", root, mirror=server.url)
-    finally:
-        server.close()
     assert fetched == 3 + 1 + 2  # the split files, the sha256 list, the tars
     assert len(server.requests) == fetched
     listed = jamendo_source(root).list()
@@ -253,48 +241,36 @@ def test_mtg_jamendo_is_laid_out_as_its_source_reads_it_and_a_second_run_fetches
 
 
 def test_mtg_jamendo_low_is_read_with_low_quality(jamendo, tmp_path):
-    server = ArchiveServer(jamendo)
-    try:
+    with ArchiveServer(jamendo) as server:
         dl.download("mtg_jamendo_low", tmp_path, mirror=server.url)
-    finally:
-        server.close()
     listed = jamendo_source(tmp_path, low_quality=True).list()
     assert listed.known_bad == {} and listed.files[0].endswith("00/100.low.mp3")
 
 
 def test_a_tar_that_does_not_match_its_listed_sha256_is_refused(jamendo, tmp_path, monkeypatch):
     jamendo["raw_30s_audio-01.tar"] = mp3_tar("01", ["101.mp3", "999.mp3"])  # not the listed bytes
-    server = ArchiveServer(jamendo)
-    try:
+    with ArchiveServer(jamendo) as server:
         with pytest.raises(MGRError, match=r"raw_30s_audio-01.tar does not match its published sha256 checksum"):
             dl.download("mtg_jamendo", tmp_path, mirror=server.url)
-    finally:
-        server.close()
     assert [p.name for p in (tmp_path / "audio").iterdir()] == ["00"]  # the good tar's folder, nothing else
     assert not list((tmp_path / ".downloads").glob("*.tar"))
 
 
 def test_a_metadata_file_that_does_not_match_its_git_blob_id_is_refused(jamendo, tmp_path):
     jamendo["data/splits/split-0/autotagging_genre-test.tsv"] += b"track_0000999\tx\ty\t09/999.mp3\t1\tgenre---pop\n"
-    server = ArchiveServer(jamendo)
-    try:
+    with ArchiveServer(jamendo) as server:
         with pytest.raises(MGRError, match=r"autotagging_genre-test.tsv does not match its published git-blob checksum"):
             dl.download("mtg_jamendo_metadata", tmp_path, mirror=server.url)
-    finally:
-        server.close()
     assert not (tmp_path / "data/splits/split-0/autotagging_genre-test.tsv").exists()
 
 
 def test_the_low_quality_audio_is_refused_beside_the_full_before_any_download(jamendo, tmp_path):
-    server = ArchiveServer(jamendo)
-    try:
+    with ArchiveServer(jamendo) as server:
         dl.download("mtg_jamendo", tmp_path, mirror=server.url)
         before = len(server.requests)
         with pytest.raises(MGRError, match=r"holds MTG-Jamendo's full-quality audio \(00/100.mp3\) .* give the "
                                            r"low-quality audio a root= of its own\."):
             dl.download("mtg_jamendo_low", tmp_path, mirror=server.url)
-    finally:
-        server.close()
     assert len(server.requests) == before
 
 
@@ -344,12 +320,9 @@ def test_mtat_is_joined_extracted_and_read_by_its_source(tmp_path, monkeypatch):
     from mgr.data.sources.mtat import MTATSource
 
     monkeypatch.setattr(remote.time, "sleep", lambda s: None)
-    server = ArchiveServer(mtat_files())
-    try:
+    with ArchiveServer(mtat_files()) as server:
         dl.download("mtat", tmp_path, mirror=server.url)  # the real table: no checksum to fake
         dl.download("mtat", tmp_path, mirror=server.url)
-    finally:
-        server.close()
     assert [name for name, _ in server.requests] == ["annotations_final.csv", "mp3.zip.001", "mp3.zip.002", "mp3.zip.003"]
     listed = MTATSource(str(tmp_path), top_k=2).list()
     assert listed.known_bad == {} and len(listed.files) == 16
@@ -364,11 +337,8 @@ def test_a_damaged_mtat_part_is_one_sentence_and_the_parts_are_deleted(tmp_path)
     at = damaged.index(b"ID3")  # inside a stored member's bytes: only its CRC-32 can tell
     damaged[at + 10] ^= 0xFF
     files["mp3.zip.002"] = bytes(damaged)
-    server = ArchiveServer(files)
-    try:
+    with ArchiveServer(files) as server:
         proc = _download("dataset=mtat", f"root={tmp_path}", f"mirror={server.url}", cwd=tmp_path)
-    finally:
-        server.close()
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert re.fullmatch(r"mgr: error: mp3.zip, joined from mp3.zip.001, mp3.zip.002, mp3.zip.003, is damaged "
                         r"\(Bad CRC-32 for file '\w/[^']+'\); no checksum is published to tell which part, so all "
