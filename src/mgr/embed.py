@@ -17,8 +17,8 @@ the model's sample rate and chunk length (mgr.restore.check_fits), not its class
 A multi-label model (task=multilabel) gives each track a sigmoid probability per tag
 (track_probabilities) and answers every tag at or above its threshold (track_predictions:
 [tracks, tags] booleans); a model with a class tree (FMA's genres_all) has both rolled up it, as
-mgr.predict answers (mgr.data.genre_tree.rolled_answers). A point of the map has one colour: a multi-label track's, and its
-chunks', is its rarest label (the one fewest tracks of the dataset carry: the label mgr's splits
+mgr.predict answers (mgr.data.genre_tree.rolled_answers). A point of the map has one colour: a
+multi-label track's, and its chunks', is its rarest label (the one fewest tracks of the dataset carry: the label mgr's splits
 stratify it by, mgr.data.sources.base.TrackList.strata), so the rare tags stay visible; a track
 without labels is drawn as "no label". map_labels in the file says which colour each track got.
 """

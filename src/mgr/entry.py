@@ -59,9 +59,8 @@ def task(fn: Callable[[DictConfig], Any] | None = None, *, settings: type | None
     """Wrap a Hydra task (`@task`, or `@task(settings=S)`): first the config's own top-level keys are
     checked against the annotations of the dataclass `settings` that lists them (mgr.schema.check_settings)
     and its `_target_` nodes against their signatures (mgr.schema.check_targets); an MGRError ends the
-    run with its one-sentence message and exit code 1, or, in a multirun, ends the job as failed and lets the others run (Hydra raises the first failure
-    once all have run)."""
-
+    run with its one-sentence message and exit code 1, or, in a multirun, ends the job as failed and lets
+    the others run (Hydra raises the first failure once all have run)."""
     if fn is None:
         return functools.partial(task, settings=settings)
 

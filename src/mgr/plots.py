@@ -201,8 +201,8 @@ def save_tag_scores(names: Sequence[str], labels, scores, path: str | Path, titl
 
     labels, scores = np.asarray(labels) > 0, np.asarray(scores, dtype=float)
     scored = labels.any(0) & ~labels.all(0)
-    auc = np.array([roc_auc_score(labels[:, k], scores[:, k]) if scored[k] else np.nan for k in range(len(names))])
-    ap = np.array([average_precision_score(labels[:, k], scores[:, k]) if scored[k] else np.nan for k in range(len(names))])
+    auc, ap = (np.array([metric(labels[:, k], scores[:, k]) if scored[k] else np.nan for k in range(len(names))])
+               for metric in (roc_auc_score, average_precision_score))
     order = np.argsort(np.where(scored, auc, -np.inf), kind="stable")  # worst at the bottom, unscored below it
     fig = _figure(7, max(3.0, 0.28 * len(names) + 1.2))
     fig.suptitle(title)

@@ -74,8 +74,7 @@ class Accepts:
         if not self.checkable:
             return "any value"
         if self.choices is not None:
-            return "one of " + ", ".join("null" if c is None else str(c).lower() if isinstance(c, bool) else str(c)
-                                         for c in self.choices)
+            return "one of " + ", ".join(map(as_written, self.choices))
         kinds = sorted(self.kinds - {"none"}, key=list(WORDS).index) + (["none"] if "none" in self.kinds else [])
         return " or ".join(WORDS[k] for k in kinds)
 
@@ -96,6 +95,11 @@ class Accepts:
 
 
 ANY = Accepts(frozenset({"any"}))
+
+
+def as_written(value: Any) -> str:
+    """A config value as a user writes it on the command line: null, true, false, 3, rock."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def accepts(annotation: str | ast.expr | None) -> Accepts:
@@ -299,8 +303,7 @@ def check_settings(cfg: DictConfig, settings: type) -> None:
             value = OmegaConf.to_container(value, resolve=True)
         allowed = accepts(field.type)
         if not allowed.admits(value):
-            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
-            raise MGRError(f"{field.name}={shown} is not accepted; give {allowed.words()}.")
+            raise MGRError(f"{field.name}={as_written(value)} is not accepted; give {allowed.words()}.")
 
 
 def _target_nodes(cfg: DictConfig, path: str = "") -> list[tuple[str, DictConfig]]:

@@ -142,8 +142,8 @@ def track_probabilities(predictions: dict, aggregation) -> np.ndarray:
 
 def track_answers(track_scores, model) -> tuple[np.ndarray, np.ndarray]:
     """A multi-label model's test tracks' probabilities (`track_scores` by its TrackAggregation) and its
-    answers at its per-class thresholds (model.answered, as mgr.predict's): what test_predictions.csv lists,
-    the F1 scores and the risk-coverage curve answers."""
+    answers at its per-class thresholds (model.answered, not rolled up a class tree): what
+    test_predictions.csv lists and the F1 scores count."""
     import torch
 
     probabilities = track_probabilities({"track_scores": track_scores}, model.track_aggregation)
@@ -229,8 +229,8 @@ def risk_coverage_forecasts(tested: dict, model) -> tuple[np.ndarray, dict[str, 
     scores of its answer (the curve is the first's). Multi-class: its top probability, and whether its
     argmax is right (accuracy). Multi-label: the probability of its most probable answered tag (nan where
     it has none: never answered), whether that tag is one of its labels (top_tag_precision) and the F1 of
-    its answers (sample_f1), its answers at the thresholds rolled up the class tree where
-    the model has one, as mgr.predict answers (mgr.statistics.tag_answers)."""
+    its answers (sample_f1), its answers at the thresholds rolled up the class tree where the model has
+    one, as mgr.predict answers (mgr.data.genre_tree.rolled_answers, mgr.statistics.tag_answers)."""
     if not model.multilabel:
         confidence, correct = calibration_forecasts(tested, model)["track"]
         return confidence, {"accuracy": correct}
