@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgr import MGRError
+from mgr.utils.strata import rarest_label
 
 KINDS = ("logistic", "rbf_svm", "mlp")  # simpler first: the tie order
 ABSENT_CLASS_LOGIT = -1e4  # a class the training chunks lack: never predicted by the logistic regression
@@ -136,15 +137,6 @@ def grouped_folds(y: torch.Tensor, groups: torch.Tensor, k: int) -> list[tuple[n
         warnings.simplefilter("ignore", UserWarning)
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=0)
         return list(splitter.split(np.zeros(len(labels)), labels, tracks))
-
-
-def rarest_label(rows: np.ndarray) -> np.ndarray:
-    """Each multi-label chunk's stratum, as mgr's splits stratify tracks (mgr.data's TrackList.strata, which
-    this package may not import): its rarest label (the one fewest chunks carry, the first of equals), so the
-    rare tags reach every fold; a chunk without labels gets a stratum of its own (C)."""
-    carried = rows > 0.5
-    rarity = np.where(carried, carried.sum(axis=0), np.inf)
-    return np.where(carried.any(axis=1), np.argmin(rarity, axis=1), rows.shape[1])
 
 
 def rank_of(scores: tuple[float, ...]) -> tuple[float, ...]:

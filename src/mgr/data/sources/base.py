@@ -13,6 +13,7 @@ import numpy as np
 from mgr import MGRError
 from mgr.data.splits import (DEFAULT_FRACTIONS, assigned_split, check_fold, fold_split, group_folds,
                               group_split, stratified_split)
+from mgr.utils.strata import rarest_label
 
 
 @dataclass
@@ -35,14 +36,8 @@ class TrackList:
 
     def strata(self) -> list[int]:
         """The class each track is stratified by in mgr's splits and folds: its label; a multi-label track's
-        rarest label (the one fewest tracks carry, the first listed of equals), so that the rare labels, which
-        a random draw would most likely leave out of a split, reach every split; a track without labels
-        gets a stratum of its own kind (len(class_names))."""
-        if not self.multilabel:
-            return list(self.labels)
-        labels = np.asarray(self.labels) > 0
-        rarity = np.where(labels, labels.sum(axis=0), np.inf)  # a track's labels by how many tracks carry them
-        return [int(np.argmin(row)) if np.isfinite(row).any() else len(self.class_names) for row in rarity]
+        rarest label (mgr.utils.strata.rarest_label; a track without labels: len(class_names))."""
+        return list(self.labels) if not self.multilabel else [int(s) for s in rarest_label(self.labels)]
 
 
 def multi_hot(track_labels: Sequence[Sequence[str]], class_names: Sequence[str]) -> np.ndarray:
