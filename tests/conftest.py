@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from importlib.resources import files
 from pathlib import Path
@@ -22,6 +23,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
+
+from mgr import MGRError  # noqa: E402
 
 # Small audio, small features, small models: seconds per run on a 2-core CPU.
 TINY_DATA = [
@@ -71,6 +74,21 @@ def write_tiny_model_configs(root: Path) -> None:
     for name, overrides in TINY_MODEL.items():
         sizes = OmegaConf.to_yaml(OmegaConf.from_dotlist([o.removeprefix("model.") for o in overrides]))
         (root / "model" / f"tiny_{name}.yaml").write_text(f"defaults:\n  - {name}\n  - _self_\n\n{sizes}")
+
+
+@pytest.fixture(scope="session")
+def musicnn_wheel() -> Path:
+    """The musicnn wheel (real weights, from PyPI once into a temp folder kept across sessions), for the
+    tests of the musicnn port and of what uses it by default (data=folder's probe). Where PyPI cannot
+    be reached they skip with a loud reason, except on CI (CI=true), which reaches PyPI: there they fail."""
+    import mgr.encoders.musicnn as musicnn
+
+    try:
+        return musicnn.find_wheel(None, str(Path(tempfile.gettempdir()) / "mgr-test-musicnn"))
+    except MGRError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test musicnn, and could not get its wheel: {e}")
+        pytest.skip(f"NOT TESTED: this needs musicnn's wheel: {e}")
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ def test_train_help_lists_its_groups_with_their_options():
     text = help_text("train")
     for group in ("data", "feature", "model", "trainer", "logger", "experiment", "debug"):
         assert f"\n  {group}=" in text, group
-    assert "mel64" in text and "short_chunk_resnet" in text and "suite/probe" in text  # options, subfolders too
+    assert "mel64" in text and "short_chunk_resnet" in text and "suite/scratch" in text  # options, subfolders too
     assert "base" not in group_options("data")  # a file others start from, not a dataset
     for internal in INTERNAL:
         assert internal not in text, internal

@@ -219,15 +219,17 @@ def test_each_task_is_data_folder_with_its_manifest_and_5_folds(task):
     assert own.data.root.endswith(f"/suite/{task}.csv")
 
 
-def test_the_systems_are_the_default_and_the_classic_baseline_as_commands_give_them():
+def test_the_systems_are_the_default_scratch_and_the_classic_baseline_as_commands_give_them():
     task = ["data=suite_clips", "data.fold=0"]
-    assert compose_resolved("train", [*task, "experiment=suite/default"]) == compose_resolved("train", task)
+    default = compose_resolved("train", [*task, "experiment=suite/default"])
+    assert default == compose_resolved("train", task) == compose_resolved("train", [*task, "model=probe"])
+    assert default["encoder"]["descriptors"] == "auto" and default["model"]["head"] == "select"  # fused
     classic = compose_resolved("train", [*task, "experiment=suite/classic"])
     assert classic == compose_resolved("train", [*task, "model=stats_rbf_svm", "feature=descriptors",
                                                  "data.chunk_seconds=3.0", "data.train_chunks_per_track=even"])
-    probe = compose_resolved("train", [*task, "experiment=suite/probe"])
-    assert probe == compose_resolved("train", [*task, "model=probe"])
-    assert probe["encoder"]["descriptors"] == "auto" and probe["model"]["head"] == "select"  # fused: the default
+    scratch = compose_resolved("train", [*task, "experiment=suite/scratch"])
+    assert scratch == compose_resolved("train", [*task, "model=cnn"])
+    assert (scratch["feature"]["n_mels"], scratch["optimizer"]["name"], scratch["recipe"]["min_steps"]) == (64, "adamw", 1000)
 
 
 def test_reference_scores_an_easy_fold(tmp_path, capsys):
@@ -308,7 +310,7 @@ def test_a_suite_multirun_and_its_report_have_per_task_and_pooled_rows(run_mgr, 
     (data / "suite").mkdir(parents=True)
     write_tiny_task(data / "suite" / "long.csv", 1)
     write_tiny_task(data / "suite" / "clips.csv", 2)
-    run_mgr("train", "-m", "data=suite_long,suite_clips", "data.fold=0,1", "experiment=suite/default,suite/classic",
+    run_mgr("train", "-m", "data=suite_long,suite_clips", "data.fold=0,1", "experiment=suite/scratch,suite/classic",
             f"paths.data_dir={data}", "trainer.max_epochs=1", "recipe.min_steps=0", "data.num_workers=0", "trainer.enable_progress_bar=false",
             *NO_PLOTS)
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
@@ -316,7 +318,7 @@ def test_a_suite_multirun_and_its_report_have_per_task_and_pooled_rows(run_mgr, 
     assert "8 runs in 4 groups" in proc.stdout
     with open(sweep / "report.csv", newline="") as f:
         per_task = {(r["dataset"], r["other"]): r for r in csv.DictReader(f)}
-    systems = ("experiment=suite/classic", "experiment=suite/default")
+    systems = ("experiment=suite/classic", "experiment=suite/scratch")
     assert set(per_task) == {(d, s) for d in ("suite_clips", "suite_long") for s in systems}
     assert {r["folds"] for r in per_task.values()} == {"2"}
     with open(sweep / "report_suite.csv", newline="") as f:

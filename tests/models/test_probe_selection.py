@@ -113,6 +113,21 @@ def test_ties_go_to_the_simplest_candidate():
     assert [g["kind"] for g in head.report["grid"][-3:]] == ["mlp"] * 3
 
 
+def test_the_rbf_svm_is_left_out_above_svm_max_chunks_and_the_report_says_so():
+    """An SVC's fit grows with the square of its chunks: on more training chunks than svm_max_chunks the
+    grid holds no RBF SVM (the probe on a large folder of music stays minutes), and metrics.json says why."""
+    x, y = layers(80, 0)
+    grids = {}
+    for limit in (80, 79):
+        head = selecting_head(C=[1.0], svm_C=[1.0], mlp_lr=[], svm_max_chunks=limit)
+        head.fit(x, y)
+        select(head, *layers(40, 1))
+        grids[limit] = {g["kind"] for g in head.report["grid"]}
+        assert ("left_out" in head.report) == (limit == 79)
+    assert grids == {80: {"logistic", "rbf_svm"}, 79: {"logistic"}}
+    assert "80 training chunks are more than model.head.svm_max_chunks=79" in head.report["left_out"]
+
+
 def test_standardisation_is_the_training_chunks_and_the_mlp_is_deterministic_under_the_seed():
     x, y = layers(120, 0)
     x_val, y_val = layers(60, 1)

@@ -156,10 +156,11 @@ class RBFSVMHead(nn.Module):
     PRECOMPUTED_MAX = 8000  # training chunks up to which fit computes the kernel matrix itself (8 bytes a pair: 512 MB)
 
     def __init__(self, in_features: int, out_features: int, C: float | list[float] = 1.0,
-                 gamma: float | list[float] = 0.01, passes: int = 1, precompute: bool = False):
+                 gamma: float | list[float] = 0.01, passes: int = 1, precompute: bool = False, verbose: bool = True):
         super().__init__()
         self.in_features, self.out_features, self.passes = in_features, out_features, passes
         self.precompute = precompute  # see fit
+        self.verbose = verbose  # a line in the run's log per fit (the probe's grid, one fit per layer: none)
         self.C_grid = sorted(float(c) for c in np.atleast_1d(C))
         self.gamma_grid = sorted(float(g) for g in np.atleast_1d(gamma))
         self.register_buffer("mean", torch.zeros(in_features))
@@ -197,7 +198,7 @@ class RBFSVMHead(nn.Module):
             accuracy = decisions_right(self._logits(torch.as_tensor(x, dtype=torch.float32)).cpu(), torch.as_tensor(y))
         else:  # libsvm's votes
             accuracy = float((self._predict(self._candidates[0], z) == y).mean())
-        log.info("RBF SVMs fitted on %d training chunks for %d C x %d gamma%s.", len(y), len(self.C_grid),
+        log.log(logging.INFO if self.verbose else logging.DEBUG, "RBF SVMs fitted on %d training chunks for %d C x %d gamma%s.", len(y), len(self.C_grid),
                  len(self.gamma_grid), f", one per tag of {y.shape[1]}" if self.per_tag else "")
         return accuracy
 
@@ -373,7 +374,7 @@ class ProbeSelectionHead(nn.Module):
                  C: list[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), svm_C: list[float] = (1.0, 10.0, 100.0),
                  svm_gamma: list[float] = (1.0,), mlp_lr: list[float] = (3e-4, 1e-3, 3e-3), mlp_hidden: int = 256,
                  mlp_dropout: float = 0.2, mlp_epochs: int = 50, mlp_patience: int = 5, layers: list | None = None,
-                 fuse: list | None = None, folds: int = 0):
+                 fuse: list | None = None, folds: int = 0, svm_max_chunks: int = RBFSVMHead.PRECOMPUTED_MAX):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         layers_given = embedding_layers or [("embedding", in_features)]
@@ -393,6 +394,10 @@ class ProbeSelectionHead(nn.Module):
             raise MGRError(f"model.head.folds={folds}: give 0 (choose on the validation split) or k >= 2 (k-fold "
                            "cross-validation over the training and validation tracks).")
         self.folds = folds
+        # An SVC's fit grows with the square of its chunks (and beyond this its kernel matrix is not
+        # precomputed): on more training chunks the grid leaves the RBF SVM out and says so (`select`).
+        self.svm_max_chunks = int(svm_max_chunks)
+        self._svm_fits = True
         if not (self.C or self.svm_C and self.svm_gamma or self.mlp_lr):
             raise MGRError("model.head=select has no candidate: give at least one of C, svm_C with svm_gamma, mlp_lr.")
         self.register_buffer("mean", torch.zeros(0))
@@ -474,6 +479,8 @@ class ProbeSelectionHead(nn.Module):
             y = y.float() if is_multilabel(y) else y
             val = x.float().clone(), y.clone(), tracks.clone(), None if groups is None else groups.clone()
             names = SCORES[is_multilabel(y)]
+            fitted_on = len(self._training[1]) + (len(y) if self.folds else 0)
+            left_out = self._leave_out_svm(fitted_on)
             if self.folds:
                 best, grid, module, scaler = self._choose_by_folds(*pooled(self._training, val), scorer_for, names)
             else:
@@ -491,12 +498,23 @@ class ProbeSelectionHead(nn.Module):
             "standardisation": "each layer by the mean and scale of the chunks it is fitted on",
             **({"multilabel": MULTILABEL_FIT} if is_multilabel(y) else {}),
             "train_chunks": len(self._training[1]), "val_chunks": len(val[1]), "folds": self.folds,
+            **({"left_out": left_out} if left_out else {}),
             "grid": [record for _, record in sorted(grid, key=lambda entry: entry[0])],
             "chosen": best.record(self.layer_names)}
         self._training = None
         log.info("Probe chosen on %s among %d candidates: %s on layer %s, %s (%s %.3f).", on, len(grid),
                  best.kind, layer_label(self.layer_names, best.layer), best.setting, names[0], best.scores[0])
         return best.scores[0]
+
+    def _leave_out_svm(self, chunks: int) -> str:
+        """Whether the RBF SVM candidates are fitted on `chunks` training chunks: why not, or ""."""
+        self._svm_fits = chunks <= self.svm_max_chunks
+        if self._svm_fits or not (self.svm_C and self.svm_gamma):
+            return ""
+        why = (f"rbf_svm: {chunks} training chunks are more than model.head.svm_max_chunks={self.svm_max_chunks} (an "
+               "SVC's fit grows with the square of its chunks); raise it to include the RBF SVM")
+        log.warning("The probe's grid leaves out %s.", why)
+        return why
 
     def _choose_on_validation(self, x_val, y_val, _groups, score: Scorer, names: tuple[str, str]):
         """Every candidate fitted on the training chunks, scored on the validation chunks."""
@@ -544,8 +562,9 @@ class ProbeSelectionHead(nn.Module):
         with torch.no_grad():
             for c, linear in zip(self.C, logistic_regressions(z, y, self.C, n)):
                 out.append(Fit("logistic", {"C": c}, linear(z_val), build=lambda m=linear: m))
-            if self.svm_C and self.svm_gamma:
-                svm = RBFSVMHead(width, n, C=self.svm_C, gamma=[g / width for g in self.svm_gamma], precompute=True)
+            if self.svm_C and self.svm_gamma and self._svm_fits:
+                svm = RBFSVMHead(width, n, C=self.svm_C, gamma=[g / width for g in self.svm_gamma], precompute=True,
+                                 verbose=False)
                 svm = svm.to(z.device)
                 svm.fit(z, y)
                 for setting in svm.candidates():
