@@ -4,12 +4,16 @@ config instantiation. The test report is mgr.test_report."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import shlex
+import signal
 import sys
 import warnings
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -66,33 +70,128 @@ def task(fn: Callable[[DictConfig], Any] | None = None, *, settings: type | None
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
-        from mgr.environment import write_environment
-        from mgr.schema import check_settings, check_targets
-        from mgr.utils.allocator import keep_freed_memory
-
-        keep_freed_memory()
-        _quiet_warnings()
-        failed = True
-        try:
-            if settings is not None:
-                check_settings(cfg, settings)
-            check_targets(cfg)  # before any work: a wrong value costs nothing
-            write_environment(cfg.paths.output_dir)
-            result = fn(cfg)
-            failed = False
-            return result
-        except Exception as e:
-            error = _user_error(e)
-            if error is None:
-                raise
-            print(f"mgr: error: {error}", file=sys.stderr)
-            if _in_multirun():  # Hydra records the job as failed and runs the sweep's other jobs
-                raise error from None
-            sys.exit(1)
-        finally:
-            finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
+        # A job told to stop (SIGTERM, Ctrl-C) ends the process once it has saved and returned: in a
+        # multirun, Hydra would start the next job (mgr.utils.preemption).
+        with exit_when_told_to_stop(cfg):
+            return run_job(fn, cfg, settings)
 
     return wrapper
+
+
+def run_job(fn: Callable[[DictConfig], Any], cfg: DictConfig, settings: type | None) -> Any:
+    from mgr.environment import write_environment
+    from mgr.schema import check_settings, check_targets
+    from mgr.utils.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    _quiet_warnings()
+    failed = True
+    try:
+        if settings is not None:
+            check_settings(cfg, settings)
+        check_targets(cfg)  # before any work: a wrong value costs nothing
+        write_environment(cfg.paths.output_dir)
+        result = fn(cfg)
+        failed = False
+        return result
+    except Exception as e:
+        error = _user_error(e)
+        if error is None:
+            raise
+        print(f"mgr: error: {error}", file=sys.stderr)
+        if _in_multirun():  # Hydra records the job as failed and runs the sweep's other jobs
+            raise error from None
+        sys.exit(1)
+    finally:
+        finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
+
+
+# The signals that told this process to stop during the current job (mgr.utils.preemption's callback
+# records those the trainer saw): a fact of the process, which a multirun's next job must not outlive.
+_received: list[signal.Signals] = []
+
+
+def received_stop() -> signal.Signals | None:
+    """The signal that told this process to stop during the current job, if any."""
+    return _received[0] if _received else None
+
+
+def record_stop(signum: signal.Signals) -> None:
+    if signum not in _received:
+        _received.append(signum)
+
+
+@contextlib.contextmanager
+def exit_when_told_to_stop(cfg: DictConfig) -> Iterator[None]:
+    """Run one job; if a signal told the process to stop meanwhile, end the process once the job has
+    returned or raised (its error is the stop's consequence), with 128 + the signal's number and one
+    line naming the job, how to resume it, and, in a multirun, that the later jobs were not started.
+    Ctrl-C outside Lightning (which turns its own into sys.exit(1)) ends the job the same way. Hydra
+    records a job's Exception as a failure and starts the next job; SystemExit ends its sweep."""
+    _received.clear()
+    try:
+        yield
+    except KeyboardInterrupt:
+        record_stop(signal.SIGINT)
+        end_process(cfg, finished=False)
+    except BaseException as e:
+        if _is_sigterm_exit(e):  # Lightning's, where no CheckpointOnSigterm recorded it (callbacks=none)
+            record_stop(signal.SIGTERM)
+        if received_stop() is not None:
+            end_process(cfg, finished=False)
+        raise
+    if received_stop() is not None:
+        end_process(cfg, finished=True)
+
+
+def _is_sigterm_exit(e: BaseException) -> bool:
+    """Lightning's SIGTERMException (a SystemExit with status 0), looked up, not imported: a task
+    without a trainer never loads Lightning."""
+    exceptions = sys.modules.get("pytorch_lightning.utilities.exceptions")
+    return exceptions is not None and isinstance(e, exceptions.SIGTERMException)
+
+
+def end_process(cfg: DictConfig, finished: bool) -> None:
+    signum = received_stop()
+    print(f"mgr: stopped: {stopped_job_line(cfg, signum, finished)}", file=sys.stderr)
+    raise SystemExit(128 + signum) from None
+
+
+def stopped_job_line(cfg: DictConfig, signum: signal.Signals, finished: bool) -> str:
+    """What stopped which job, what was kept of it, and how to go on: resume it from its last
+    checkpoint, or run it again; in a multirun, the same command runs the whole sweep again."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None  # None: a task called as a function
+    run_dir = Path(cfg.paths.output_dir)
+    how = "Ctrl-C" if signum == signal.SIGINT else signum.name
+    multirun = hydra is not None and hydra.mode == RunMode.MULTIRUN
+    job = f"job {hydra.job.num} of the multirun ({run_dir})" if multirun else f"the run in {run_dir}"
+    overrides = list(hydra.overrides.task) if hydra is not None else []
+    resume = None if finished else resume_command(cfg, overrides, run_dir)
+    if finished:
+        line = f"{how} came as {job} finished (its results are complete)"
+    elif resume:
+        line = f"{how} stopped {job}; resume it with: {resume}"
+    else:
+        line = f"{how} stopped {job} before it saved a checkpoint to resume from"
+    if multirun:
+        line += ("; the jobs after it were not started: the same command runs the whole sweep again in a new sweep "
+                 "directory, the finished jobs included (narrow the swept values to run only those left)")
+    elif not finished and not resume:
+        line += ": run the same command again"
+    return line + "."
+
+
+def resume_command(cfg: DictConfig, overrides: list[str], run_dir: Path) -> str | None:
+    """`python -m mgr.<task> <the job's overrides> ckpt_path=last hydra.run.dir=<run_dir>`, where the run
+    saved a last checkpoint (mgr.run_directory reads it there); None where it did not."""
+    if not any((run_dir / "checkpoints").glob("last*.ckpt")):
+        return None
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+    words = ["python", "-m", f"mgr.{cfg.get('task_name', 'train')}", *kept, "ckpt_path=last", f"hydra.run.dir={run_dir}"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _in_multirun() -> bool:
