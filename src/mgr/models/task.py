@@ -501,10 +501,12 @@ class FittedClassifier(GenreClassifier):
     Under task=multilabel every head fits one binary problem per tag on rows [N, C] of 0/1 (a single-label
     dataset's one-hot), and chooses by the validation track macro PR-AUC, then ROC-AUC (`_track_scorer`).
 
-    Under DDP every rank fits, and chooses, the same head on every rank's chunks (gathered): the training
+    Under DDP every rank fits, and chooses, the head on every rank's chunks (gathered): the training
     chunks each read once (the repeats DistributedSampler pads a rank's share with are left out,
-    `_sampler_items`), the validation chunks without padding, so the head rank 0 saves is the one every
-    rank evaluated, and the one a single process fits on the same chunks.
+    `_sampler_items`), the validation chunks without padding, so it is the head a single process fits on
+    the same chunks. Each fit and choice then ends with every rank taking rank 0's head, bit for bit
+    (`_take_rank_zero_head`): a rank whose fit rounds otherwise cannot evaluate another head than the one
+    rank 0 saves.
 
     The collected embeddings are not kept in checkpoints (they would outweigh the head many times): a run
     resumed from one (`ckpt_path=last`) collects its `passes` again from the epoch it resumes at, and fits
@@ -614,6 +616,7 @@ class FittedClassifier(GenreClassifier):
             self.head.fit(x, y)
         self.fitted_chunks = len(y)
         self._select_pending = hasattr(self.head, "select")
+        self._take_rank_zero_head()  # also the head a select head keeps where no validation follows
 
     def _select_head(self) -> None:
         batches, self._val_batches, self._select_pending = self._val_batches, [], False
@@ -629,8 +632,26 @@ class FittedClassifier(GenreClassifier):
             self.head.select(x, y, self._track_scorer(y, track))
         else:
             self.head.select(x, y)
+        self._take_rank_zero_head()
         for embeddings, target, track in batches:
             self._score(self.head(embeddings), target, track, "val")
+
+    def _take_rank_zero_head(self) -> None:
+        """Under DDP, rank 0's fitted head (its state dict: tensors, and the probe's choice as extra state) on
+        every rank. The ranks fit and choose on the same gathered chunks, but GPU kernels that are not
+        deterministic (or BLAS on another thread count) can round one rank's fit otherwise, and a tie of C,
+        gamma, layer or candidate then break another way: rank 0 would save one head while another rank
+        evaluated another, and the metrics gathered over the ranks would mix the two."""
+        if self.trainer.world_size == 1:
+            return
+        state = None
+        if self.global_rank == 0:  # sent from the CPU: no rank unpickles tensors onto rank 0's GPU
+            state = {name: value.cpu() if torch.is_tensor(value) else value
+                     for name, value in self.head.state_dict().items()}
+        state = self.trainer.strategy.broadcast(state, src=0)
+        if self.global_rank != 0:
+            with torch.inference_mode(False):  # in validation: the tensors loaded are updated in training later
+                self.head.load_state_dict(state)
 
     def _groups_of(self, split: str, track: torch.Tensor) -> torch.Tensor | None:
         """The data's group of each of a split's tracks (the data module's track_groups: clips of a
