@@ -4,6 +4,7 @@ the classes differ in sound."""
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,18 @@ def test_synth_is_deterministic_and_mixes_formats(tmp_path):
     mtime = Path(tracks.files[0]).stat().st_mtime_ns
     synth_audio.generate(tmp_path / "a", 3, (1.0, 2.0), seed=7)
     assert Path(tracks.files[0]).stat().st_mtime_ns == mtime
+
+
+def test_parallel_runs_generate_the_dataset_once(tmp_path, monkeypatch):
+    """A fresh sweep's parallel workers ask for the same dataset at once: one writes it, the others
+    wait for it and read it (each used to write its own copy beside the others)."""
+    written = []
+    render = synth_audio.render_track
+    monkeypatch.setattr(synth_audio, "render_track", lambda *a: written.append(a) or render(*a))
+    with ThreadPoolExecutor(3) as pool:
+        folders = list(pool.map(lambda _: synth_audio.generate(tmp_path, 2, (0.5, 1.0), seed=3), range(3)))
+    assert len(set(folders)) == 1 and len(written) == 2 * len(synth_audio.CLASSES)
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
 def test_synth_classes_differ_in_sound():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from filelock import FileLock
 from tqdm import tqdm
 
 GENERATOR_VERSION = 1
@@ -215,7 +216,18 @@ def generate(root: Path, tracks_per_class: int, seconds: tuple[float, float], se
     target = Path(root) / name
     if (target / "settings.json").exists():
         return target
-    tmp = Path(root) / f".{name}.partial-{os.getpid()}"
+    Path(root).mkdir(parents=True, exist_ok=True)
+    # Parallel runs of a fresh sweep (the pool launcher's workers, DDP ranks) generate once: the others
+    # wait for it here instead of each writing the whole dataset beside it.
+    with FileLock(str(target) + ".lock"):
+        if not (target / "settings.json").exists():
+            _write(target, settings, tracks_per_class, seconds, seed, multilabel)
+    return target
+
+
+def _write(target: Path, settings: dict, tracks_per_class: int, seconds: tuple[float, float], seed: int,
+           multilabel: bool) -> None:
+    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     rng = np.random.default_rng(seed)
     jobs = [(c, i) for c in range(len(CLASSES)) for i in range(tracks_per_class)]
@@ -245,7 +257,6 @@ def generate(root: Path, tracks_per_class: int, seconds: tuple[float, float], se
         tmp.rename(target)
     except OSError:  # another process finished first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def write_labels(path: Path, rows: list[tuple[str, str]]) -> None:
