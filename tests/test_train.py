@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 
-from conftest import NO_PLOTS, TINY_DATA, metrics_of, options, run_dir_of, tiny, write_tiny_model_configs
+from conftest import NO_PLOTS, TINY_DATA, metrics_of, options, run_dir_of, tiny, write_tiny_model_configs, write_wav
 from mgr.data import synth_audio
 from mgr.features import FRONTENDS
 from mgr.models import GenreClassifier, load_model
@@ -82,6 +82,20 @@ def test_folder_without_root_is_a_clear_error(run_mgr, tmp_path):
     (tmp_path / "empty").mkdir()
     _assert_one_clear_error(run_mgr("train", "data=folder", f"data.root={tmp_path / 'empty'}", check=False),
                             "need at least 2")
+
+
+def test_missing_encoder_weights_stop_the_own_data_default_before_any_decoding(run_mgr, tmp_path):
+    """data=folder probes musicnn: without its weights (offline, a wrong path) the run stops with one
+    sentence before it decodes the folder, not after."""
+    root = tmp_path / "music"
+    for genre in ("jazz", "metal"):
+        for i in range(3):
+            write_wav(root / genre / f"{i}.wav", np.zeros(8000, dtype=np.float32) + 0.1, 8000)
+    cache = tmp_path / "cache"
+    proc = run_mgr("train", "data=folder", f"data.root={root}", f"paths.cache_dir={cache}",
+                   f"encoder.wheel={tmp_path / 'no_such.whl'}", check=False)
+    _assert_one_clear_error(proc, "musicnn wheel")
+    assert not cache.exists() or not [p for p in cache.iterdir() if p.name.startswith("folder-")]
 
 
 def test_settings_a_model_or_feature_rejects_are_a_clear_error(run_mgr):

