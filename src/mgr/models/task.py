@@ -551,6 +551,11 @@ class FittedClassifier(GenreClassifier):
                 log.warning("Only %d of the head's %d passes fit before trainer.max_epochs=%d: it is fitted on "
                             "%d; give trainer.max_epochs=%d to resume with all of them.", left, self.head.passes,
                             self.trainer.max_epochs, left, self.current_epoch + self.head.passes)
+        # The run ends after the head's passes (on_train_epoch_end): said as its epoch count too, so the
+        # progress reads "Epoch 1/1" for the one pass of a probe, not "Epoch 1/8" and an early end.
+        last = self.current_epoch + self.head.passes
+        if self.trainer.max_epochs in (None, -1) or last < self.trainer.max_epochs:
+            self.trainer.fit_loop.max_epochs = last
 
     def on_train_epoch_start(self):
         self._epoch_chunks = 0
