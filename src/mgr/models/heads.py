@@ -36,6 +36,7 @@ from functools import partial
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from mgr import MGRError
 from mgr.encoders.pretrained import DESCRIPTORS
@@ -506,6 +507,10 @@ class ProbeSelectionHead(nn.Module):
                  best.kind, layer_label(self.layer_names, best.layer), best.setting, names[0], best.scores[0])
         return best.scores[0]
 
+    def _progress(self, inputs: list) -> tqdm:
+        # A minute or more on a large folder, where nothing else reports: a bar over the candidate inputs.
+        return tqdm(inputs, desc="Fitting the probe's candidates", unit="input", leave=False)
+
     def _leave_out_svm(self, chunks: int) -> str:
         """Whether the RBF SVM candidates are fitted on `chunks` training chunks: why not, or ""."""
         self._svm_fits = chunks <= self.svm_max_chunks
@@ -520,7 +525,7 @@ class ProbeSelectionHead(nn.Module):
         """Every candidate fitted on the training chunks, scored on the validation chunks."""
         x, y = self._training[:2]
         grid, best, best_scaler = [], None, None
-        for layer in self.candidate_layers:
+        for layer in self._progress(self.candidate_layers):
             z, scaler = self._standardised(x, layer)
             z_val, _ = self._standardised(x_val, layer, scaler)
             fitted = [Candidate(layer, fit.kind, fit.setting, score(fit.logits), fit.build, fit.details, names)
@@ -540,7 +545,7 @@ class ProbeSelectionHead(nn.Module):
         folds = grouped_folds(y, groups, self.folds)
         score = scorer_for(y, tracks)
         grid, best = [], None
-        for layer in self.candidate_layers:
+        for layer in self._progress(self.candidate_layers):
             held_out: dict[tuple, OutOfFold] = {}
             for train, test in folds:
                 z, scaler = self._standardised(x[train], layer)
