@@ -10,7 +10,9 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -106,55 +108,87 @@ def run_job(fn: Callable[[DictConfig], Any], cfg: DictConfig, settings: type | N
         finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
 
 
-# The signals that told this process to stop during the current job (mgr.utils.preemption's callback
-# records those the trainer saw): a fact of the process, which a multirun's next job must not outlive.
+# The signals that tell a job to stop, and where the current job's are recorded (recording_stops).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _received: list[signal.Signals] = []
+_signal_reader: socket.socket | None = None
 
 
 def received_stop() -> signal.Signals | None:
-    """The signal that told this process to stop during the current job, if any."""
+    """The first signal that told this process to stop during the current job, if any."""
+    if _signal_reader is not None:
+        with contextlib.suppress(BlockingIOError):
+            while numbers := _signal_reader.recv(512):
+                _received.extend(signal.Signals(n) for n in numbers if n in STOP_SIGNALS)
     return _received[0] if _received else None
-
-
-def record_stop(signum: signal.Signals) -> None:
-    if signum not in _received:
-        _received.append(signum)
 
 
 @contextlib.contextmanager
 def exit_when_told_to_stop(cfg: DictConfig) -> Iterator[None]:
-    """Run one job; if a signal told the process to stop meanwhile, end the process once the job has
-    returned or raised (its error is the stop's consequence), with 128 + the signal's number and one
-    line naming the job, how to resume it, and, in a multirun, that the later jobs were not started.
-    Ctrl-C outside Lightning (which turns its own into sys.exit(1)) ends the job the same way. Hydra
-    records a job's Exception as a failure and starts the next job; SystemExit ends its sweep."""
+    """Run one job; if SIGTERM or Ctrl-C told the process to stop meanwhile, end the process once the
+    job has returned or raised (its error is then the stop's consequence), with 128 + the signal's
+    number and one line naming the job, how to resume it, and, in a multirun, that the later jobs were
+    not started. Hydra records a job's Exception as a failure and starts the next job; SystemExit ends
+    its sweep (mgr.utils.preemption)."""
     _received.clear()
+    with recording_stops():
+        try:
+            yield
+        except BaseException:
+            if received_stop() is None:
+                raise
+            end_process(cfg, finished=False)
+        if received_stop() is not None:
+            end_process(cfg, finished=True)
+
+
+@contextlib.contextmanager
+def recording_stops() -> Iterator[None]:
+    """Record the signals this process receives during the job where Python's own C handler writes
+    them (signal.set_wakeup_fd), before any Python handler runs: an error may follow a stop at any
+    moment, even inside Lightning's SIGTERM handler (torch reports a DataLoader worker killed by the
+    same `pkill` from its SIGCHLD handler), and Hydra takes an error for a failed job. A SIGTERM whose
+    default would end the process at once ends the job as Ctrl-C does instead (end_job_on_sigterm)."""
+    global _signal_reader
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
+        yield
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    default_sigterm = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if default_sigterm:
+        signal.signal(signal.SIGTERM, end_job_on_sigterm)
+    _signal_reader = reader
     try:
         yield
-    except KeyboardInterrupt:
-        record_stop(signal.SIGINT)
-        end_process(cfg, finished=False)
-    except BaseException as e:
-        if _is_sigterm_exit(e):  # Lightning's, where no CheckpointOnSigterm recorded it (callbacks=none)
-            record_stop(signal.SIGTERM)
-        if received_stop() is not None:
-            end_process(cfg, finished=False)
-        raise
-    if received_stop() is not None:
-        end_process(cfg, finished=True)
+    finally:
+        received_stop()  # what the reader holds, before it closes
+        _signal_reader = None
+        signal.set_wakeup_fd(previous_fd)
+        if default_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        reader.close()
+        writer.close()
 
 
-def _is_sigterm_exit(e: BaseException) -> bool:
-    """Lightning's SIGTERMException (a SystemExit with status 0), looked up, not imported: a task
-    without a trainer never loads Lightning."""
-    exceptions = sys.modules.get("pytorch_lightning.utilities.exceptions")
-    return exceptions is not None and isinstance(e, exceptions.SIGTERMException)
+def end_job_on_sigterm(signum: int, frame) -> None:
+    """SIGTERM outside Lightning's loops (data preparation, calibration) ends the job where it is, as
+    Ctrl-C does, so that mgr can say what stopped. Within them Lightning's own handler calls this one
+    after its own, and its loops stop where they can (CheckpointOnSigterm saves last.ckpt there)."""
+    if signal.getsignal(signal.SIGTERM) is end_job_on_sigterm:
+        raise SystemExit(128 + signum)
 
 
 def end_process(cfg: DictConfig, finished: bool) -> None:
     signum = received_stop()
-    print(f"mgr: stopped: {stopped_job_line(cfg, signum, finished)}", file=sys.stderr)
-    raise SystemExit(128 + signum) from None
+    if hasattr(signal, "SIGCHLD"):  # the process ends: torch's reports of its killed DataLoader workers would cut the line
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        print(f"mgr: stopped: {stopped_job_line(cfg, signum, finished)}", file=sys.stderr)
+    finally:  # whatever strikes meanwhile (another killed worker's error), the process ends: no next job
+        raise SystemExit(128 + signum) from None
 
 
 def stopped_job_line(cfg: DictConfig, signum: signal.Signals, finished: bool) -> str:

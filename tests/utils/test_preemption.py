@@ -1,8 +1,10 @@
-"""A run stopped by SIGTERM mid-training saves last.ckpt; `ckpt_path=last` in the same run
-directory continues at the right epoch, with its optimizer state and its W&B run."""
+"""A run stopped by SIGTERM mid-training saves last.ckpt and exits 143 with one line that says how to
+resume; `ckpt_path=last` in the same run directory continues at the right epoch, with its optimizer
+state and its W&B run. A multirun told to stop (SIGTERM, Ctrl-C) starts no further job."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,8 +12,10 @@ import time
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import NO_PLOTS, mgr_in_process, tiny
+from mgr.entry import task
 
 
 def _epoch(path) -> int:
@@ -35,6 +39,9 @@ def test_sigterm_then_resume_from_last(tmp_path, data_dir, monkeypatch):
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=120)[0]
     assert "Stopped by SIGTERM" in output, output[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]  # not 0: whoever sent it sees the run stopped
+    assert f"mgr: stopped: SIGTERM stopped the run in {run_dir}; resume it with: python -m mgr.train " in output
+    assert f"ckpt_path=last hydra.run.dir={run_dir}." in output
     stopped_at = _epoch(last)
     assert 2 <= stopped_at < 999
     first_wandb = sorted((run_dir / "wandb").glob("offline-run-*"))
@@ -48,3 +55,50 @@ def test_sigterm_then_resume_from_last(tmp_path, data_dir, monkeypatch):
     assert (run_dir / "metrics.json").exists()
     run_ids = {p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}
     assert len(first_wandb) == 1 and run_ids == {first_wandb[0].name.rsplit("-", 1)[-1]}
+
+
+def _wait_for(path, proc, seconds=300):
+    deadline = time.time() + seconds
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_multirun_starts_no_further_job(stop, tmp_path, data_dir):
+    """The signal goes to the whole process group, as `pkill -f mgr.train` or Ctrl-C in a terminal send it:
+    the DataLoader workers die with the job, which failed its teardown, and Hydra went on to the next job."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgr.train", "-m", *tiny(epochs=1000), *NO_PLOTS, "seed=1,2,3", "data.on_device=false",
+         "data.num_workers=2", f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    _wait_for(last, proc)  # training: the first epoch has ended
+    os.killpg(proc.pid, stop)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + stop, output[-3000:]
+    assert last.exists()
+    assert not (sweep / "1").exists(), output[-3000:]
+    how = "Ctrl-C" if stop == signal.SIGINT else "SIGTERM"
+    assert f"mgr: stopped: {how} stopped job 0 of the multirun ({sweep / '0'}); resume it with: " in output
+    assert "the jobs after it were not started" in output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_outside_the_trainer_ends_the_job_with_one_line(stop, tmp_path, capsys):
+    """Before training (data preparation, say): status 128 + the signal and the line, not a traceback
+    that a multirun's next job would follow; the process's own handlers are back afterwards."""
+    def preparing_data(cfg):
+        os.kill(os.getpid(), stop)
+        time.sleep(5)  # the handler runs at once; this is never reached
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+    with pytest.raises(SystemExit) as stopped:
+        task(preparing_data)(cfg)
+    assert stopped.value.code == 128 + stop
+    how = "Ctrl-C" if stop == signal.SIGINT else "SIGTERM"
+    assert capsys.readouterr().err == (f"mgr: stopped: {how} stopped the run in {tmp_path} before it saved a checkpoint "
+                                       "to resume from: run the same command again.\n")
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
