@@ -8,8 +8,8 @@ local multirun (Hydra's basic launcher) runs its jobs one after the other in one
 starts the next job after any job that returned or raised an error: a stop must end the process.
 What reaches Hydra need not be Lightning's SIGTERMException: `pkill -f mgr.train` kills the
 DataLoader workers too, and torch reports their death as an error at any moment, even while this
-callback saves. So the stop is recorded in the signal handler itself (mgr.entry.recording_stops,
-which Lightning's handler calls after its own), not inferred from the error.
+callback saves or inside Lightning's own SIGTERM handler. So the stop is recorded as the signal
+arrives, before any Python handler runs (mgr.entry.recording_stops), not inferred from the error.
 
 On SLURM (submitit) every job is a process of its own: a stop ends that job alone, and the signals
 that requeue a job before its time limit are left to submitit and Lightning."""
