@@ -108,21 +108,6 @@ def run_job(fn: Callable[[DictConfig], Any], cfg: DictConfig, settings: type | N
         finish_wandb(failed)  # also after a failure, so the next multirun job gets its own W&B run
 
 
-# The signals that tell a job to stop, and where the current job's are recorded (recording_stops).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_received: list[signal.Signals] = []
-_signal_reader: socket.socket | None = None
-
-
-def received_stop() -> signal.Signals | None:
-    """The first signal that told this process to stop during the current job, if any."""
-    if _signal_reader is not None:
-        with contextlib.suppress(BlockingIOError):
-            while numbers := _signal_reader.recv(512):
-                _received.extend(signal.Signals(n) for n in numbers if n in STOP_SIGNALS)
-    return _received[0] if _received else None
-
-
 @contextlib.contextmanager
 def exit_when_told_to_stop(cfg: DictConfig) -> Iterator[None]:
     """Run one job; if SIGTERM or Ctrl-C told the process to stop meanwhile, end the process once the
@@ -130,47 +115,66 @@ def exit_when_told_to_stop(cfg: DictConfig) -> Iterator[None]:
     number and one line naming the job, how to resume it, and, in a multirun, that the later jobs were
     not started. Hydra records a job's Exception as a failure and starts the next job; SystemExit ends
     its sweep (mgr.utils.preemption)."""
-    _received.clear()
-    with recording_stops():
+    with recording_stops() as stops:
         try:
             yield
         except BaseException:
-            if received_stop() is None:
+            if stops.first() is None:
                 raise
-            end_process(cfg, finished=False)
-        if received_stop() is not None:
-            end_process(cfg, finished=True)
+            end_process(cfg, stops.first(), finished=False)
+        if stops.first() is not None:
+            end_process(cfg, stops.first(), finished=True)
+
+
+class StopSignals:
+    """The signals among `counted` that this process receives, as Python's C handler writes their
+    numbers to a socket (signal.set_wakeup_fd) before any Python handler runs."""
+
+    def __init__(self, counted: set[signal.Signals]):
+        self.counted = counted
+        self.received: list[signal.Signals] = []
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+
+    def first(self) -> signal.Signals | None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while numbers := self.reader.recv(512):
+                self.received += [signal.Signals(n) for n in numbers if n in self.counted]
+        return self.received[0] if self.received else None
+
+    def close(self) -> None:
+        self.first()  # what the socket holds, before it closes
+        self.reader.close()
+        self.writer.close()
 
 
 @contextlib.contextmanager
-def recording_stops() -> Iterator[None]:
-    """Record the signals this process receives during the job where Python's own C handler writes
-    them (signal.set_wakeup_fd), before any Python handler runs: an error may follow a stop at any
-    moment, even inside Lightning's SIGTERM handler (torch reports a DataLoader worker killed by the
-    same `pkill` from its SIGCHLD handler), and Hydra takes an error for a failed job. A SIGTERM whose
-    default would end the process at once ends the job as Ctrl-C does instead (end_job_on_sigterm)."""
-    global _signal_reader
-    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
-        yield
-        return
-    reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+def recording_stops() -> Iterator[StopSignals]:
+    """The job's stops, recorded as they arrive: an error may follow a stop at any moment, even inside
+    Lightning's SIGTERM handler (torch reports a DataLoader worker killed by the same `pkill` from its
+    SIGCHLD handler), and Hydra takes an error for a failed job. SIGTERM counts where its default
+    would end the process (it then ends the job as Ctrl-C does: end_job_on_sigterm); a process that
+    set its own handler keeps it (submitit's ignores SIGTERM: each of its jobs is a process of its own).
+    Ctrl-C counts where Python raises KeyboardInterrupt for it."""
     default_sigterm = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    if default_sigterm:
-        signal.signal(signal.SIGTERM, end_job_on_sigterm)
-    _signal_reader = reader
-    try:
-        yield
-    finally:
-        received_stop()  # what the reader holds, before it closes
-        _signal_reader = None
-        signal.set_wakeup_fd(previous_fd)
+    counted = {signal.SIGTERM} if default_sigterm else set()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        counted.add(signal.SIGINT)
+    stops = StopSignals(counted)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may handle signals
+    if in_main_thread:
+        previous_fd = signal.set_wakeup_fd(stops.writer.fileno(), warn_on_full_buffer=False)
         if default_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        reader.close()
-        writer.close()
+            signal.signal(signal.SIGTERM, end_job_on_sigterm)
+    try:
+        yield stops
+    finally:
+        if in_main_thread:
+            signal.set_wakeup_fd(previous_fd)
+            if default_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stops.close()
 
 
 def end_job_on_sigterm(signum: int, frame) -> None:
@@ -181,8 +185,7 @@ def end_job_on_sigterm(signum: int, frame) -> None:
         raise SystemExit(128 + signum)
 
 
-def end_process(cfg: DictConfig, finished: bool) -> None:
-    signum = received_stop()
+def end_process(cfg: DictConfig, signum: signal.Signals, finished: bool) -> None:
     if hasattr(signal, "SIGCHLD"):  # the process ends: torch's reports of its killed DataLoader workers would cut the line
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:

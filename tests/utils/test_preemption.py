@@ -102,3 +102,20 @@ def test_a_stop_outside_the_trainer_ends_the_job_with_one_line(stop, tmp_path, c
     assert capsys.readouterr().err == (f"mgr: stopped: {how} stopped the run in {tmp_path} before it saved a checkpoint "
                                        "to resume from: run the same command again.\n")
     assert {s: signal.getsignal(s) for s in handlers} == handlers
+
+
+def test_a_process_that_handles_sigterm_itself_keeps_its_handler(tmp_path):
+    """submitit's jobs (hydra/launcher=slurm) ignore SIGTERM with a handler of their own, each job a
+    process of its own: mgr leaves it so, and the job returns as before."""
+    seen = []
+
+    def training(cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0.5
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        assert task(training)(OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})) == 0.5
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
