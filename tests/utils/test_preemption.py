@@ -66,17 +66,22 @@ def _wait_for(path, proc, seconds=300):
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_stopped_multirun_starts_no_further_job(stop, tmp_path, data_dir):
-    """The signal goes to the whole process group, as `pkill -f mgr.train` or Ctrl-C in a terminal send it:
-    the DataLoader workers die with the job, which failed its teardown, and Hydra went on to the next job."""
+    """The signal goes to the whole process group, as `pkill -f mgr.train` or Ctrl-C in a terminal send it,
+    DataLoader workers included: their death failed the job's teardown, and Hydra, taking that for a
+    failed job, started the next one."""
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mgr.train", "-m", *tiny(epochs=1000), *NO_PLOTS, "seed=1,2,3", "data.on_device=false",
          "data.num_workers=2", f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     last = sweep / "0" / "checkpoints" / "last.ckpt"
-    _wait_for(last, proc)  # training: the first epoch has ended
-    os.killpg(proc.pid, stop)
-    output = proc.communicate(timeout=120)[0]
+    try:
+        _wait_for(last, proc)  # training: the first epoch has ended
+        os.killpg(proc.pid, stop)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:  # a sweep that goes on is not left running
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 128 + stop, output[-3000:]
     assert last.exists()
     assert not (sweep / "1").exists(), output[-3000:]

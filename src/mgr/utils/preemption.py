@@ -11,8 +11,9 @@ DataLoader workers too, and torch reports their death as an error at any moment,
 callback saves or inside Lightning's own SIGTERM handler. So the stop is recorded as the signal
 arrives, before any Python handler runs (mgr.entry.recording_stops), not inferred from the error.
 
-On SLURM (submitit) every job is a process of its own: a stop ends that job alone, and the signals
-that requeue a job before its time limit are left to submitit and Lightning."""
+On SLURM (hydra/launcher=slurm) every job is a process of its own, whose SIGTERM submitit handles with
+a handler of its own: mgr leaves it, and the signals that requeue a job before its time limit, to
+submitit and Lightning as before."""
 
 from __future__ import annotations
 
