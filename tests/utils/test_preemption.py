@@ -124,3 +124,18 @@ def test_a_process_that_handles_sigterm_itself_keeps_its_handler(tmp_path):
         assert seen == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_sigterm_that_the_trainer_let_finish_still_ends_the_process(tmp_path, capsys):
+    """Lightning's handler notes a SIGTERM after its loops' last check (the last test batch) and lets the
+    stage finish: the job returns whole, and then the process ends, so that no next job starts."""
+    def training(cfg):
+        noting = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # as Lightning's, during a stage
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, noting)
+        return 0.5
+
+    with pytest.raises(SystemExit) as stopped:
+        task(training)(OmegaConf.create({"paths": {"output_dir": str(tmp_path)}}))
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == f"mgr: stopped: SIGTERM came as the run in {tmp_path} finished (its results are complete).\n"
