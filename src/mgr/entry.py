@@ -287,6 +287,8 @@ def _quiet_warnings() -> None:
         ".*does not have many workers.*",
         ".*The number of training batches.*is smaller than the logging interval.*",
         ".*Checkpoint directory.*exists and is not empty.*",
+        # A probe's frozen encoder is kept in eval mode on purpose (mgr.encoders.pretrained): data=folder's default.
+        ".*module\\(s\\) in eval mode at the start of training.*",
     ):
         warnings.filterwarnings("ignore", message=message)
 
