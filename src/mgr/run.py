@@ -39,11 +39,21 @@ def build_trainer(cfg: DictConfig, training: bool) -> tuple[pl.Trainer, ModelChe
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     if training:  # no option: a diverged run must never end as a success, whatever `callbacks=`
         callbacks.append(StopOnNonFinite())
+        callbacks += requeue_callbacks()
     callbacks += logger_callbacks(loggers)
     strategy = launched_strategy(cfg.trainer)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, strategy=strategy,
                           plugins=[CheckpointIO(), *rendezvous_plugins(strategy)])
     return trainer, checkpoint
+
+
+def requeue_callbacks() -> list[pl.Callback]:
+    """In a job that submitit started on SLURM (hydra/launcher=slurm): the checkpoint that its requeued
+    job resumes from, saved on the signal before the time limit (mgr.utils.preemption)."""
+    from mgr.utils.preemption import CheckpointBeforeRequeue, submitit_requeue_signal
+
+    signum = submitit_requeue_signal()
+    return [] if signum is None else [CheckpointBeforeRequeue(signum)]
 
 
 def logger_callbacks(loggers: list) -> list[pl.Callback]:

@@ -53,7 +53,8 @@ def prepare_run_directory(cfg: DictConfig) -> None:
 def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> str | None:
     """The checkpoint the fit resumes from, as Lightning will choose it: `last` is the newest
     last*.ckpt of the run's checkpoints/; without ckpt_path, a requeued SLURM job resumes from
-    the newest hpc_ckpt_<n>.ckpt that Lightning saved in the run directory."""
+    the newest hpc_ckpt_<n>.ckpt in the run directory (saved before the requeue by Lightning on
+    SIGUSR1, or under submitit by mgr.utils.preemption.CheckpointBeforeRequeue)."""
     if ckpt_path == "last":
         last = sorted((run_dir / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         if not last:
@@ -68,8 +69,19 @@ def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> str | None:
 def _requeued_slurm_checkpoint(run_dir: Path) -> str | None:
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
-    versions = {int(m[1]): p for p in run_dir.glob("hpc_ckpt_*.ckpt") if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))}
+    versions = hpc_checkpoints(run_dir)
     return str(versions[max(versions)]) if versions and SLURMEnvironment.detect() else None
+
+
+def hpc_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """The run's hpc_ckpt_<n>.ckpt by their number n, as Lightning numbers the checkpoints it saves
+    before SLURM requeues a job, and resumes from the highest."""
+    return {int(m[1]): p for p in run_dir.glob("hpc_ckpt_*.ckpt") if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))}
+
+
+def next_hpc_checkpoint(run_dir: Path) -> Path:
+    """Where the next checkpoint before a requeue goes: numbered after the run's others, as Lightning does."""
+    return run_dir / f"hpc_ckpt_{max(hpc_checkpoints(run_dir), default=0) + 1}.ckpt"
 
 
 def run_results(run_dir: Path) -> list[Path]:
