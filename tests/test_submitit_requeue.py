@@ -9,6 +9,7 @@ once it has requeued the job."""
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning_fabric.plugins.environments.lightning import find_free_network_port
 
 from conftest import NO_PLOTS, mgr_in_process, tiny
 from test_cluster_ddp import base_environment, srun_task_environment
@@ -24,12 +26,14 @@ from test_cluster_ddp import base_environment, srun_task_environment
 # What submitit's job process sets up before it runs the Hydra job: its handlers (SIGTERM ignored, the
 # requeue signal), here a stand-in that notes the hpc checkpoints present and exits as submitit does.
 FAKE_SUBMITIT_JOB = '''
-import runpy, signal, sys
+import os, runpy, signal, sys
 from pathlib import Path
 
 called, run_dir = Path(sys.argv[1]), Path(sys.argv[2])
 
 def requeue(signum, frame):
+    if os.environ["SLURM_PROCID"] != "0":
+        return  # submitit's other tasks neither requeue nor exit
     called.write_text(" ".join(sorted(p.name for p in run_dir.glob("hpc_ckpt_*.ckpt"))) or "no checkpoint")
     sys.exit(-1)
 
@@ -44,9 +48,10 @@ def _epoch(path: Path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
 
 
-def submitit_job_environment(restart_count: int) -> dict[str, str]:
-    """What the process of a one-task job that submitit submitted to SLURM finds in its environment."""
-    return {**base_environment(), **srun_task_environment(0, nodes=1, tasks_per_node=1, job_id=4242, port=29500),
+def submitit_job_environment(restart_count: int, rank: int = 0, tasks: int = 1, port: int = 29500) -> dict[str, str]:
+    """What task `rank` of a job of `tasks` tasks on one node that submitit submitted to SLURM finds in
+    its environment."""
+    return {**base_environment(), **srun_task_environment(rank, nodes=1, tasks_per_node=tasks, job_id=4242, port=port),
             "SUBMITIT_EXECUTOR": "slurm", "SLURM_RESTART_COUNT": str(restart_count)}
 
 
@@ -54,6 +59,21 @@ def start_job(script: Path, called: Path, run_dir: Path, overrides: list[str], r
     return subprocess.Popen([sys.executable, str(script), str(called), str(run_dir), *overrides], cwd=cwd,
                             env=submitit_job_environment(restart_count), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+
+
+def start_ddp_job(script: Path, called: Path, run_dir: Path, overrides: list[str], restart_count: int, cwd: Path):
+    """Its two tasks, each in a session of its own (a rank left waiting for the other is killed with it)."""
+    port = find_free_network_port()
+    return [subprocess.Popen([sys.executable, str(script), str(called), str(run_dir), *overrides], cwd=cwd,
+                             env=submitit_job_environment(restart_count, rank, tasks=2, port=port),
+                             stdout=(cwd / f"job{restart_count}_rank{rank}.out").open("w"), stderr=subprocess.STDOUT,
+                             start_new_session=True) for rank in range(2)]
+
+
+def kill(procs) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -101,3 +121,41 @@ def test_time_limit_signal_saves_a_checkpoint_that_the_requeued_job_resumes_from
     assert len(validated) == len(set(validated)), validated
     assert {str(e) for e in range(stopped_at)} | {"39"} <= set(validated), validated
     assert not called.exists()
+
+
+@pytest.mark.slow
+def test_ddp_ranks_save_together_and_the_requeued_ranks_resume(tmp_path, data_dir):
+    """SLURM signals every task: the two ranks save at the same batch (saving is collective), rank 0's
+    submitit handler requeues the job and exits; the requeued job's two ranks resume from the checkpoint."""
+    run_dir = tmp_path / "run"
+    overrides = [*tiny(epochs=30), "trainer=ddp_cpu", "data.num_workers=0", *NO_PLOTS, f"hydra.run.dir={run_dir}",
+                 f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
+    mgr_in_process("train", *tiny(), "debug=fast_dev_run", *NO_PLOTS, cwd=tmp_path, data_dir=data_dir)  # data first
+    script, called = tmp_path / "fake_submitit_job.py", tmp_path / "submitit_handler_called"
+    script.write_text(FAKE_SUBMITIT_JOB)
+
+    ranks = start_ddp_job(script, called, run_dir, overrides, restart_count=0, cwd=tmp_path)
+    try:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        deadline = time.time() + 300
+        while not last.exists() and time.time() < deadline and ranks[0].poll() is None:
+            time.sleep(0.2)
+        for rank in ranks:
+            rank.send_signal(signal.SIGUSR2)
+        ranks[0].wait(timeout=120)
+    finally:
+        kill(ranks)  # rank 1, left alone: SLURM's requeue ends it
+    output = (tmp_path / "job0_rank0.out").read_text()
+    assert ranks[0].returncode == 255, output[-3000:]
+    assert called.read_text() == "hpc_ckpt_1.ckpt", output[-3000:]
+
+    ranks = start_ddp_job(script, called, run_dir, overrides, restart_count=1, cwd=tmp_path)
+    try:
+        for rank in ranks:
+            rank.wait(timeout=300)
+    finally:
+        kill(ranks)
+    output = (tmp_path / "job1_rank0.out").read_text()
+    assert [rank.returncode for rank in ranks] == [0, 0], output[-3000:]
+    assert f"Restoring states from the checkpoint path at {run_dir / 'hpc_ckpt_1.ckpt'}" in output, output[-3000:]
+    assert "`Trainer.fit` stopped: `max_epochs=30` reached." in output
