@@ -3,8 +3,8 @@ signal, USR2, not the USR1 of Lightning's own requeue: during the fit mgr first 
 in the run directory, then submitit's handler requeues the job, and the requeued job resumes from it.
 
 The job runs on the CPU without SLURM: the variables srun and submitit set, and in place of submitit's
-handler one that records which checkpoints existed when it was called, then exits as submitit's does
-once it has requeued the job."""
+handler one that records which checkpoints existed when it was called, then, on global rank 0, exits
+as submitit's does once it has requeued the job (on the other ranks it returns, as submitit's does)."""
 
 from __future__ import annotations
 
@@ -159,3 +159,29 @@ def test_ddp_ranks_save_together_and_the_requeued_ranks_resume(tmp_path, data_di
     assert [rank.returncode for rank in ranks] == [0, 0], output[-3000:]
     assert f"Restoring states from the checkpoint path at {run_dir / 'hpc_ckpt_1.ckpt'}" in output, output[-3000:]
     assert "`Trainer.fit` stopped: `max_epochs=30` reached." in output
+
+
+@pytest.mark.slow
+def test_epochs_of_one_batch_are_requeued_without_a_checkpoint(tmp_path, data_dir):
+    """An epoch of one batch ends nowhere Lightning resumes from: submitit requeues the job at once, as it
+    did before mgr saved checkpoints (not never, which would let the time limit kill it unrequeued)."""
+    run_dir = tmp_path / "run"
+    overrides = [*tiny(epochs=200), *NO_PLOTS, "~callbacks.early_stopping", "data.num_workers=0", "data.batch_size=64",
+                 f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
+    mgr_in_process("train", *tiny(), "debug=fast_dev_run", *NO_PLOTS, cwd=tmp_path, data_dir=data_dir)  # data first
+    script, called = tmp_path / "fake_submitit_job.py", tmp_path / "submitit_handler_called"
+    script.write_text(FAKE_SUBMITIT_JOB)
+    job = start_job(script, called, run_dir, overrides, restart_count=0, cwd=tmp_path)
+    try:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        deadline = time.time() + 300
+        while not last.exists() and time.time() < deadline and job.poll() is None:
+            time.sleep(0.2)
+        job.send_signal(signal.SIGUSR2)
+        output = job.communicate(timeout=120)[0]
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 255, output[-3000:]
+    assert called.read_text() == "no checkpoint"
+    assert "`Trainer.fit` stopped" not in output  # requeued at the epoch the signal came in, not once the fit ended

@@ -65,7 +65,8 @@ class CheckpointBeforeRequeue(pl.Callback):
     requeued job resumes from that checkpoint. The signal only notes the request: the checkpoint waits
     for the end of a training batch other than an epoch's last, a state Lightning resumes from (saved
     in the middle of a validation or after an epoch's last batch, the resumed fit skips that
-    validation, and EarlyStopping stops it for want of its metric). Under DDP the ranks agree on the
+    validation, and EarlyStopping stops it for want of its metric). Epochs of one batch have no such
+    end: there submitit requeues the job as before, without a checkpoint. Under DDP the ranks agree on the
     batch (any rank's request counts) and all save (saving is collective; global rank 0 writes).
     Lightning's own requeue stays off: it listens for USR1, which SLURM does not send submitit's jobs."""
 
@@ -85,7 +86,11 @@ class CheckpointBeforeRequeue(pl.Callback):
         self.requested = True
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if self.submitit_handler is None or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if self.submitit_handler is None:
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            if self.requested and trainer.num_training_batches == 1:  # no batch to save at: requeue as before
+                self.requeue()
             return
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             path = next_hpc_checkpoint(Path(trainer.default_root_dir))
