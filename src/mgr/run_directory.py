@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from omegaconf import DictConfig
 
 from mgr import MGRError
 from mgr.environment import launched_rank
+from mgr.utils.hpc_checkpoints import hpc_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +71,6 @@ def _requeued_slurm_checkpoint(run_dir: Path) -> str | None:
 
     versions = hpc_checkpoints(run_dir)
     return str(versions[max(versions)]) if versions and SLURMEnvironment.detect() else None
-
-
-def hpc_checkpoints(run_dir: Path) -> dict[int, Path]:
-    """The run's hpc_ckpt_<n>.ckpt by their number n, as Lightning numbers the checkpoints it saves
-    before SLURM requeues a job, and resumes from the highest."""
-    return {int(m[1]): p for p in run_dir.glob("hpc_ckpt_*.ckpt") if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))}
-
-
-def next_hpc_checkpoint(run_dir: Path) -> Path:
-    """Where the next checkpoint before a requeue goes: numbered after the run's others, as Lightning does."""
-    return run_dir / f"hpc_ckpt_{max(hpc_checkpoints(run_dir), default=0) + 1}.ckpt"
 
 
 def run_results(run_dir: Path) -> list[Path]:

@@ -57,6 +57,20 @@ def test_sigterm_then_resume_from_last(tmp_path, data_dir, monkeypatch):
     assert len(first_wandb) == 1 and run_ids == {first_wandb[0].name.rsplit("-", 1)[-1]}
 
 
+def _ctrl_c_reaches_it() -> None:
+    # As in a terminal: a shell without job control (CI runs its jobs in the background) starts its
+    # children with SIGINT ignored, and a Python started so never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def interruptible():
+    """This process answers Ctrl-C as in a terminal (Python's KeyboardInterrupt), whatever it inherited."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 def _wait_for(path, proc, seconds=300):
     deadline = time.time() + seconds
     while not path.exists() and time.time() < deadline and proc.poll() is None:
@@ -73,7 +87,8 @@ def test_a_stopped_multirun_starts_no_further_job(stop, tmp_path, data_dir):
     proc = subprocess.Popen(
         [sys.executable, "-m", "mgr.train", "-m", *tiny(epochs=1000), *NO_PLOTS, "seed=1,2,3", "data.on_device=false",
          "data.num_workers=2", f"hydra.sweep.dir={sweep}", f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_ctrl_c_reaches_it)
     last = sweep / "0" / "checkpoints" / "last.ckpt"
     try:
         _wait_for(last, proc)  # training: the first epoch has ended
@@ -91,7 +106,7 @@ def test_a_stopped_multirun_starts_no_further_job(stop, tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_a_stop_outside_the_trainer_ends_the_job_with_one_line(stop, tmp_path, capsys):
+def test_a_stop_outside_the_trainer_ends_the_job_with_one_line(stop, tmp_path, capsys, interruptible):
     """Before training (data preparation, say): status 128 + the signal and the line, not a traceback
     that a multirun's next job would follow; the process's own handlers are back afterwards."""
     def preparing_data(cfg):
