@@ -9,9 +9,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from importlib.resources import files
 from pathlib import Path
+from typing import Callable
 
 # OpenMP threads that wait for work sleep instead of spinning: on a 2-core machine shared with other
 # work, spinning threads of torch's 2-thread pool stall each other (tests/nets, stft, frontends and
@@ -105,6 +107,14 @@ def mgr_command(task: str, *overrides: str, cwd: Path, data_dir: Path, check: bo
     if check and proc.returncode != 0:
         raise AssertionError(f"mgr.{task} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, seconds: float = 300) -> None:
+    """Wait, at most `seconds`, until `ready()` (a run started with Popen has reached some point: an epoch's
+    checkpoint written, say) or until the process has ended."""
+    deadline = time.time() + seconds
+    while not ready() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
 
 
 def mgr_in_process(task: str, *overrides: str, cwd: Path, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -13,14 +13,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from lightning_fabric.plugins.environments.lightning import find_free_network_port
 
-from conftest import NO_PLOTS, mgr_in_process, tiny
+from conftest import NO_PLOTS, mgr_in_process, tiny, wait_until
 from test_cluster_ddp import base_environment, srun_task_environment
 
 # What submitit's job process sets up before it runs the Hydra job: its handlers (SIGTERM ignored, the
@@ -87,9 +86,7 @@ def test_time_limit_signal_saves_a_checkpoint_that_the_requeued_job_resumes_from
 
     job = start_job(script, called, run_dir, overrides, restart_count=0, cwd=tmp_path)
     last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and job.poll() is None:  # training: an epoch has ended
-        time.sleep(0.2)
+    wait_until(last.exists, job)  # training: an epoch has ended
     job.send_signal(signal.SIGUSR2)
     output = job.communicate(timeout=120)[0]
     assert called.exists(), output[-3000:]
@@ -137,9 +134,7 @@ def test_ddp_ranks_save_together_and_the_requeued_ranks_resume(tmp_path, data_di
     ranks = start_ddp_job(script, called, run_dir, overrides, restart_count=0, cwd=tmp_path)
     try:
         last = run_dir / "checkpoints" / "last.ckpt"
-        deadline = time.time() + 300
-        while not last.exists() and time.time() < deadline and ranks[0].poll() is None:
-            time.sleep(0.2)
+        wait_until(last.exists, ranks[0])
         for rank in ranks:
             rank.send_signal(signal.SIGUSR2)
         ranks[0].wait(timeout=120)
@@ -174,9 +169,7 @@ def test_epochs_of_one_batch_are_requeued_without_a_checkpoint(tmp_path, data_di
     job = start_job(script, called, run_dir, overrides, restart_count=0, cwd=tmp_path)
     try:
         last = run_dir / "checkpoints" / "last.ckpt"
-        deadline = time.time() + 300
-        while not last.exists() and time.time() < deadline and job.poll() is None:
-            time.sleep(0.2)
+        wait_until(last.exists, job)
         job.send_signal(signal.SIGUSR2)
         output = job.communicate(timeout=120)[0]
     finally:

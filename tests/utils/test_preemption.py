@@ -14,7 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import NO_PLOTS, mgr_in_process, tiny
+from conftest import NO_PLOTS, mgr_in_process, tiny, wait_until
 from mgr.entry import task
 
 
@@ -33,9 +33,7 @@ def test_sigterm_then_resume_from_last(tmp_path, data_dir, monkeypatch):
     proc = subprocess.Popen([sys.executable, "-m", "mgr.train", *common], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not (last.exists() and _epoch(last) >= 2) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    wait_until(lambda: last.exists() and _epoch(last) >= 2, proc)
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=120)[0]
     assert "Stopped by SIGTERM" in output, output[-3000:]
@@ -71,12 +69,6 @@ def interruptible():
     signal.signal(signal.SIGINT, inherited)
 
 
-def _wait_for(path, proc, seconds=300):
-    deadline = time.time() + seconds
-    while not path.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_stopped_multirun_starts_no_further_job(stop, tmp_path, data_dir):
@@ -91,7 +83,7 @@ def test_a_stopped_multirun_starts_no_further_job(stop, tmp_path, data_dir):
         preexec_fn=_ctrl_c_reaches_it)
     last = sweep / "0" / "checkpoints" / "last.ckpt"
     try:
-        _wait_for(last, proc)  # training: the first epoch has ended
+        wait_until(last.exists, proc)  # training: the first epoch has ended
         os.killpg(proc.pid, stop)
         output = proc.communicate(timeout=120)[0]
     finally:
