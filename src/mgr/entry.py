@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from mgr import MGRError
+from mgr.utils.run_checkpoints import last_checkpoints
 
 log = logging.getLogger("mgr")
 
@@ -224,7 +225,7 @@ def stopped_job_line(cfg: DictConfig, signum: signal.Signals, finished: bool) ->
 def resume_command(cfg: DictConfig, overrides: list[str], run_dir: Path) -> str | None:
     """`python -m mgr.<task> <the job's overrides> ckpt_path=last hydra.run.dir=<run_dir>`, where the run
     saved a last checkpoint (mgr.run_directory reads it there); None where it did not."""
-    if not any((run_dir / "checkpoints").glob("last*.ckpt")):
+    if not last_checkpoints(run_dir):
         return None
     kept = [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
     words = ["python", "-m", f"mgr.{cfg.get('task_name', 'train')}", *kept, "ckpt_path=last", f"hydra.run.dir={run_dir}"]

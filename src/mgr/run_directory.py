@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from mgr import MGRError
 from mgr.environment import launched_rank
-from mgr.utils.hpc_checkpoints import hpc_checkpoints
+from mgr.utils.run_checkpoints import hpc_checkpoints, last_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> str | None:
     the newest hpc_ckpt_<n>.ckpt in the run directory (saved before the requeue by Lightning on
     SIGUSR1, or under submitit by mgr.utils.preemption.CheckpointBeforeRequeue)."""
     if ckpt_path == "last":
-        last = sorted((run_dir / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        last = last_checkpoints(run_dir)
         if not last:
             raise MGRError(f"ckpt_path=last found no checkpoint at {run_dir / 'checkpoints' / 'last.ckpt'}; pass "
                            "hydra.run.dir=<the run to resume>, the run directory that holds checkpoints/last.ckpt.")

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from mgr.utils.hpc_checkpoints import next_hpc_checkpoint
+from mgr.utils.run_checkpoints import next_hpc_checkpoint
 
 log = logging.getLogger(__name__)
 
