@@ -129,7 +129,7 @@ def test_no_network_and_no_wheel_is_one_clear_error(tmp_path, monkeypatch):
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: Could not find a version that satisfies musicnn==0.1.0\n")
     monkeypatch.setattr(musicnn.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(MGRError) as error:
-        musicnn.msd_musicnn(cache_dir=str(tmp_path))
+        BACKBONES["msd_musicnn"](cache_dir=str(tmp_path))
     message = str(error.value)
     assert "Could not find a version" in message and "`pip download --no-deps musicnn==0.1.0 -d DIR`" in message
     assert "encoder.wheel=" in message and "\n" not in message
@@ -140,4 +140,4 @@ def test_a_wheel_without_the_checkpoint_is_refused(tmp_path):
     with zipfile.ZipFile(fake, "w") as archive:
         archive.writestr("musicnn/__init__.py", "")
     with pytest.raises(MGRError, match="holds no musicnn/MSD_musicnn checkpoint"):
-        musicnn.msd_musicnn(wheel=str(fake), cache_dir=str(tmp_path))
+        BACKBONES["msd_musicnn"](wheel=str(fake), cache_dir=str(tmp_path))

@@ -23,17 +23,14 @@ from torch import nn
 
 from mgr.encoders import hf, musicnn
 from mgr.encoders.hf import FAMILIES, hf_builder
-from mgr.encoders.musicnn import msd_musicnn, msd_vgg, mtt_musicnn, mtt_vgg
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {family: hf_builder(family) for family in FAMILIES}
 # musicnn's own trained weights, from its PyPI wheel (settings: wheel=None, cache_dir)
-BACKBONES.update(msd_musicnn=msd_musicnn, mtt_musicnn=mtt_musicnn, msd_vgg=msd_vgg, mtt_vgg=mtt_vgg)
+BACKBONES.update({name: partial(musicnn.build, model) for name, model in musicnn.ENCODERS.items()})
 
 # Each backbone's weights alone, from the same settings: downloaded, converted, checked, not loaded.
 WEIGHTS: dict[str, Callable[..., None]] = {family: hf.fetch_weights for family in FAMILIES}
-WEIGHTS.update({name: partial(musicnn.fetch_weights, model) for name, model in
-                (("msd_musicnn", "MSD_musicnn"), ("mtt_musicnn", "MTT_musicnn"), ("msd_vgg", "MSD_vgg"),
-                 ("mtt_vgg", "MTT_vgg"))})
+WEIGHTS.update({name: partial(musicnn.fetch_weights, model) for name, model in musicnn.ENCODERS.items()})
 
 
 def fetch_weights(settings: dict) -> None:

@@ -324,21 +324,6 @@ def build(model: str, wheel: str | None = None, cache_dir: str = "data/cache") -
     return MusicnnBackbone(model, converted_weights(model, path, cache_dir), path)
 
 
-def msd_musicnn(wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
-    """musicnn trained on the Million Song Dataset's 50 most common tags."""
-    return build("MSD_musicnn", wheel, cache_dir)
-
-
-def mtt_musicnn(wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
-    """musicnn trained on MagnaTagATune's 50 most common tags."""
-    return build("MTT_musicnn", wheel, cache_dir)
-
-
-def msd_vgg(wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
-    """The wheel's VGG-like baseline trained on the Million Song Dataset's 50 most common tags."""
-    return build("MSD_vgg", wheel, cache_dir)
-
-
-def mtt_vgg(wheel: str | None = None, cache_dir: str = "data/cache") -> MusicnnBackbone:
-    """The wheel's VGG-like baseline trained on MagnaTagATune's 50 most common tags."""
-    return build("MTT_vgg", wheel, cache_dir)
+# The encoder= names of the wheel's four models (each trained on its dataset's 50 most common tags):
+# musicnn and its VGG-like baseline, on the Million Song Dataset and on MagnaTagATune.
+ENCODERS = {"msd_musicnn": "MSD_musicnn", "mtt_musicnn": "MTT_musicnn", "msd_vgg": "MSD_vgg", "mtt_vgg": "MTT_vgg"}
