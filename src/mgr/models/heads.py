@@ -199,8 +199,9 @@ class RBFSVMHead(nn.Module):
             accuracy = decisions_right(self._logits(torch.as_tensor(x, dtype=torch.float32)).cpu(), torch.as_tensor(y))
         else:  # libsvm's votes
             accuracy = float((self._predict(self._candidates[0], z) == y).mean())
-        log.log(logging.INFO if self.verbose else logging.DEBUG, "RBF SVMs fitted on %d training chunks for %d C x %d gamma%s.", len(y), len(self.C_grid),
-                 len(self.gamma_grid), f", one per tag of {y.shape[1]}" if self.per_tag else "")
+        log.log(logging.INFO if self.verbose else logging.DEBUG, "RBF SVMs fitted on %d training chunks for %d C x %d "
+                "gamma%s.", len(y), len(self.C_grid), len(self.gamma_grid),
+                f", one per tag of {y.shape[1]}" if self.per_tag else "")
         return accuracy
 
     @staticmethod
